@@ -1,0 +1,32 @@
+// `npm run bench -- [name...]`: speed and memory against a peer in the same run.
+// Benchmarks are not tests: they print figures and ratios; the last line is one JSON object.
+import { benchData } from './bench/data.js';
+
+type Bench = (args: string[]) => Promise<Record<string, unknown>>;
+
+const BENCHES: Record<string, Bench> = {
+  data: benchData,
+};
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const names = argv.filter((a) => !a.startsWith('--'));
+  const flags = argv.filter((a) => a.startsWith('--'));
+  const chosen = names.length ? names : Object.keys(BENCHES);
+  for (const name of chosen) {
+    if (!BENCHES[name]) throw new Error(`Unknown benchmark '${name}'. Known: ${Object.keys(BENCHES).join(', ')}`);
+  }
+  const results: Record<string, unknown>[] = [];
+  for (const name of chosen) {
+    process.stdout.write(`\n== bench ${name} ==\n`);
+    const result = await BENCHES[name]!(flags);
+    results.push(result);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  }
+  if (results.length > 1) process.stdout.write(`${JSON.stringify({ bench: 'all', results })}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

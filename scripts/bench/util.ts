@@ -1,0 +1,40 @@
+// Shared benchmark helpers: flags, timing, peak RSS of a child process.
+import { spawn } from 'node:child_process';
+
+export function flag(args: string[], name: string, fallback: number): number {
+  const hit = args.find((a) => a.startsWith(`--${name}=`));
+  if (!hit) return fallback;
+  const value = Number(hit.slice(name.length + 3));
+  if (!Number.isFinite(value)) throw new TypeError(`'--${name}' must be a number, got ${JSON.stringify(hit)}`);
+  return value;
+}
+
+export function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * Runs `node script args` and returns its last stdout line as JSON plus the peak RSS
+ * the kernel recorded for it (VmHWM via /proc), sampled every 20 ms.
+ */
+export async function runNodeChild(script: string, args: string[]): Promise<{ result: Record<string, unknown>; peakRssMb: number }> {
+  const child = spawn(process.execPath, ['--expose-gc', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const { readFileSync } = await import('node:fs');
+  let peak = 0;
+  const timer = setInterval(() => {
+    try {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const m = /VmHWM:\s+(\d+) kB/.exec(status);
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch {
+      /* process gone */
+    }
+  }, 20);
+  const code: number = await new Promise((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+  clearInterval(timer);
+  if (code !== 0) throw new Error(`${script} exited with ${code}`);
+  const result = JSON.parse(out.trimEnd().split('\n').at(-1)!) as Record<string, unknown>;
+  return { result, peakRssMb: Math.max(peak, Number(result.peakRssMb ?? 0)) };
+}

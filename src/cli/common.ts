@@ -1,0 +1,60 @@
+// Option parsing shared by commands: validated at the edge, errors name the option.
+import { Option } from 'commander';
+import { parseClassCount, parseLabelMap, type ClassCount } from '../data/labels.js';
+import { FORMATS, type Format } from '../data/formats/types.js';
+import type { ReadOptions } from '../data/read.js';
+
+export interface DataCliOptions {
+  format: Format | 'auto';
+  classes: string;
+  textField?: string;
+  labelField?: string;
+  titleField?: string;
+  idField?: string;
+  labelMap?: string;
+  strict?: boolean;
+}
+
+/** The reader options every data-taking command accepts. */
+export function dataOptions(): Option[] {
+  return [
+    new Option('--format <format>', 'input format').choices(['auto', ...FORMATS]).default('auto'),
+    new Option('--classes <n>', 'number of classes: 2 (neutral skipped), 3 (neutral kept), 5 (Amazon Full)').choices(['2', '3', '5']).default('2'),
+    new Option('--text-field <name>', 'JSONL/CSV/Parquet: field holding the text'),
+    new Option('--label-field <name>', 'JSONL/CSV/Parquet: field holding the label'),
+    new Option('--title-field <name>', 'JSONL/CSV/Parquet: field holding a title joined before the text'),
+    new Option('--id-field <name>', 'JSONL/CSV/Parquet: field holding a stable id (default: a content hash)'),
+    new Option('--label-map <map>', 'map raw labels to classes, e.g. "0=negative,4=positive"'),
+    new Option('--strict', 'stop at the first malformed row with an error naming file, line and field'),
+  ];
+}
+
+export function toReadOptions(o: DataCliOptions): ReadOptions & { classes: ClassCount } {
+  return {
+    format: o.format,
+    classes: parseClassCount(o.classes),
+    ...(o.textField !== undefined ? { textField: o.textField } : {}),
+    ...(o.labelField !== undefined ? { labelField: o.labelField } : {}),
+    ...(o.titleField !== undefined ? { titleField: o.titleField } : {}),
+    ...(o.idField !== undefined ? { idField: o.idField } : {}),
+    ...(o.labelMap !== undefined ? { labelMap: parseLabelMap(o.labelMap) } : {}),
+    strict: Boolean(o.strict),
+  };
+}
+
+/** Parses a number option, naming it in the error. */
+export function numberOption(name: string, value: string, opts: { integer?: boolean; min?: number; max?: number } = {}): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n))) {
+    throw new TypeError(`'--${name}' must be ${opts.integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`);
+  }
+  if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+    throw new RangeError(`'--${name}' must be in [${opts.min ?? '-inf'}, ${opts.max ?? 'inf'}], got ${n}`);
+  }
+  return n;
+}
+
+/** Prints a JSON summary as the last line of stdout. */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,150 @@
+// Deterministic, stratified train/dev/test splits by id hash and seed, with duplicate ids
+// removed across all inputs. Two streaming passes: the first decides, the second writes.
+import { join } from 'node:path';
+import type { Example } from './example.js';
+import type { Reject } from './errors.js';
+import { LABEL_NAMES } from './labels.js';
+import { DatasetReader, type ReadOptions, type ReadSummary } from './read.js';
+import { unitHash } from '../util/hash.js';
+import { AtomicFileWriter, writeFileAtomicSync } from '../util/fs.js';
+import { runVersions, type RunVersions } from '../util/versions.js';
+
+export const SPLIT_NAMES = ['train', 'dev', 'test'] as const;
+export type SplitName = (typeof SPLIT_NAMES)[number];
+
+export interface SplitOptions extends ReadOptions {
+  /** Fraction of each class for dev and test, in [0, 1), summing below 1. */
+  dev: number;
+  test: number;
+  seed: number;
+  /** Output folder: train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json. */
+  out: string;
+  /** Keep only the first N unique examples (for quick runs). */
+  limit?: number;
+}
+
+export interface SplitManifest {
+  kind: 'kd-split';
+  version: 1;
+  config: { files: string[]; format: string; classes: number; dev: number; test: number; seed: number; limit: number | null };
+  counts: Record<SplitName, Record<string, number>>;
+  unique: number;
+  duplicatesRemoved: number;
+  /** Duplicate ids whose label differed from the first occurrence's (the first wins). */
+  duplicateLabelConflicts: number;
+  read: ReadSummary;
+  versions: RunVersions;
+  createdAt: string;
+}
+
+/** One line of a split file; `kd data stats` and every later stage read it back as JSONL. */
+export function exampleToJsonl(ex: Example, labelNames: readonly string[]): string {
+  const row: Record<string, unknown> = { id: ex.id, textHash: ex.textHash, label: labelNames[ex.label], text: ex.text };
+  if (ex.title !== undefined) {
+    row.title = ex.title;
+    row.body = ex.body;
+  }
+  row.source = `${ex.file}:${ex.line}`;
+  return JSON.stringify(row);
+}
+
+function checkFraction(name: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0 || value >= 1) throw new RangeError(`'--${name}' must be a fraction in [0, 1), got ${value}`);
+}
+
+/**
+ * Assigns each class's examples to test, dev and train by sorting them on a seeded hash
+ * of their id: exact per-class proportions, and the same assignment on every machine.
+ */
+export function assignSplits(keys: Float64Array, labels: Uint8Array, classes: number, dev: number, test: number): Uint8Array {
+  const split = new Uint8Array(keys.length);
+  for (let c = 0; c < classes; c++) {
+    const members: number[] = [];
+    for (let i = 0; i < labels.length; i++) if (labels[i] === c) members.push(i);
+    members.sort((a, b) => keys[a]! - keys[b]! || a - b);
+    const nTest = Math.round(members.length * test);
+    const nDev = Math.round(members.length * dev);
+    members.forEach((idx, rank) => (split[idx] = rank < nTest ? 2 : rank < nTest + nDev ? 1 : 0));
+  }
+  return split;
+}
+
+export async function splitDataset(files: readonly string[], options: SplitOptions): Promise<SplitManifest> {
+  checkFraction('dev', options.dev);
+  checkFraction('test', options.test);
+  if (options.dev + options.test >= 1) throw new RangeError(`'--dev' + '--test' must be below 1, got ${options.dev + options.test}`);
+  if (!Number.isInteger(options.seed)) throw new TypeError(`'--seed' must be an integer, got ${options.seed}`);
+  const limit = options.limit ?? Infinity;
+  const classes = options.classes ?? 2;
+  const labelNames = LABEL_NAMES[classes];
+
+  // Pass 1: unique ids in read order, their class and seeded key.
+  const rejects: Reject[] = [];
+  const first = new DatasetReader(files, { ...options, onReject: (r) => rejects.push(r) });
+  const firstLabel = new Map<string, number>();
+  let keys = new Float64Array(1024);
+  let labels = new Uint8Array(1024);
+  let unique = 0;
+  let duplicates = 0;
+  let conflicts = 0;
+  for await (const ex of first) {
+    const seenLabel = firstLabel.get(ex.id);
+    if (seenLabel !== undefined) {
+      duplicates += 1;
+      if (seenLabel !== ex.label) conflicts += 1;
+      continue;
+    }
+    if (unique >= limit) break;
+    firstLabel.set(ex.id, ex.label);
+    if (unique === keys.length) {
+      const k2 = new Float64Array(keys.length * 2);
+      k2.set(keys);
+      keys = k2;
+      const l2 = new Uint8Array(labels.length * 2);
+      l2.set(labels);
+      labels = l2;
+    }
+    keys[unique] = unitHash(options.seed, ex.id);
+    labels[unique] = ex.label;
+    unique += 1;
+  }
+  const split = assignSplits(keys.subarray(0, unique), labels.subarray(0, unique), classes, options.dev, options.test);
+
+  // Pass 2: write each unique example to its split.
+  const writers = await Promise.all(SPLIT_NAMES.map((name) => AtomicFileWriter.create(join(options.out, `${name}.jsonl`))));
+  const counts = Object.fromEntries(SPLIT_NAMES.map((s) => [s, Object.fromEntries(labelNames.map((n) => [n, 0]))])) as SplitManifest['counts'];
+  try {
+    const seen = new Set<string>();
+    let k = 0;
+    const second = new DatasetReader(files, { ...options, progress: false });
+    for await (const ex of second) {
+      if (seen.has(ex.id)) continue;
+      if (k >= unique) break;
+      seen.add(ex.id);
+      const s = split[k]!;
+      counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
+      await writers[s]!.write(`${exampleToJsonl(ex, labelNames)}\n`);
+      k += 1;
+    }
+    if (k !== unique) throw new Error(`the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second)`);
+    await Promise.all(writers.map((w) => w.commit()));
+  } catch (e) {
+    await Promise.all(writers.map((w) => w.abort()));
+    throw e;
+  }
+  writeFileAtomicSync(join(options.out, 'rejects.jsonl'), rejects.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  const manifest: SplitManifest = {
+    kind: 'kd-split',
+    version: 1,
+    config: { files: [...files], format: first.summary.format, classes, dev: options.dev, test: options.test, seed: options.seed, limit: options.limit ?? null },
+    counts,
+    unique,
+    duplicatesRemoved: duplicates,
+    duplicateLabelConflicts: conflicts,
+    read: first.summary,
+    versions: runVersions(),
+    createdAt: new Date().toISOString(),
+  };
+  writeFileAtomicSync(join(options.out, 'split.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}

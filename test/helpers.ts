@@ -1,0 +1,56 @@
+// Test helpers: where the shared data lives, temp folders, and running the CLI.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { packageRoot } from '../src/util/versions.js';
+
+export const repoRoot = packageRoot;
+
+/** `../shared` beside the checkout, or $KD_SHARED_DIR. */
+export const sharedDir: string = resolve(process.env.KD_SHARED_DIR ?? join(repoRoot, '..', 'shared'));
+
+export function sharedPath(...parts: string[]): string {
+  const p = join(sharedDir, ...parts);
+  if (!existsSync(p)) throw new Error(`shared test data missing: ${p} (set KD_SHARED_DIR to the shared folder)`);
+  return p;
+}
+
+export const S140_20K = () => sharedPath('datasets', 'sentiment140', 'train_sample_20k_head9999neg_tail10001pos.csv');
+export const S140_10K = () => sharedPath('datasets', 'sentiment140', 'train_sample_10k_head5000neg_mid5000pos.csv');
+export const S140_RANDOM = () => sharedPath('datasets', 'sentiment140', 'train_random_sample_33477.csv');
+export const AMAZON_TEST_HEAD = () => sharedPath('datasets', 'amazon_polarity', 'test_head_part1_4459.ft.txt');
+export const AMAZON_TRAIN = () => sharedPath('datasets', 'amazon_polarity', 'train_random_sample_9992.ft.txt');
+
+export function fixturePath(...parts: string[]): string {
+  return join(repoRoot, 'test', 'fixtures', ...parts);
+}
+
+export function tempDir(prefix = 'kd-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  /** The last stdout line parsed as JSON (for --json). */
+  json: () => any;
+}
+
+/** Runs `kd` as a user would (bin/kd.js over the compiled code). */
+export function runKd(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): CliResult {
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...args], {
+    cwd: opts.cwd ?? repoRoot,
+    encoding: 'utf8',
+    env: { ...process.env, ...opts.env },
+    maxBuffer: 1 << 28,
+  });
+  const stdout = r.stdout ?? '';
+  return {
+    status: r.status ?? -1,
+    stdout,
+    stderr: r.stderr ?? '',
+    json: () => JSON.parse(stdout.trimEnd().split('\n').at(-1)!),
+  };
+}
