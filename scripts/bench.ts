@@ -1,11 +1,13 @@
 // `npm run bench -- [name...]`: speed and memory against a peer in the same run.
 // Benchmarks are not tests: they print figures and ratios; the last line is one JSON object.
 import { benchData } from './bench/data.js';
+import { benchEngine } from './bench/engine.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
 const BENCHES: Record<string, Bench> = {
   data: benchData,
+  engine: benchEngine,
 };
 
 async function main(): Promise<void> {

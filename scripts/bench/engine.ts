@@ -1,0 +1,154 @@
+// Engine benchmark: training steps per second for an MLP, a transformer student and a hashed
+// n-gram student, against tfjs (wasm) and PyTorch CPU in the same run, with the MatMul peak
+// of ONNX Runtime on this machine as the yardstick.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Graph } from '../../src/engine/graph.js';
+import * as op from '../../src/engine/ops.js';
+import { createSession, ort } from '../../src/engine/session.js';
+import { Trainer } from '../../src/engine/train-step.js';
+import { Rng } from '../../src/engine/rng.js';
+import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
+import { flag, log, runNodeChild } from './util.js';
+
+async function matmulGflops(m: number, k: number, n: number, reps: number): Promise<number> {
+  const g = new Graph();
+  const a = g.input('a', 'float32', [m, k]);
+  const b = g.input('b', 'float32', [k, n]);
+  const { session } = await createSession(g.serialize({ outputs: [{ name: 'c', value: op.matmul(a, b) }] }));
+  const rng = new Rng(1);
+  const feeds = { a: new ort.Tensor('float32', Float32Array.from({ length: m * k }, () => rng.normal()), [m, k]), b: new ort.Tensor('float32', Float32Array.from({ length: k * n }, () => rng.normal()), [k, n]) };
+  for (let i = 0; i < 3; i++) await session.run(feeds);
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) await session.run(feeds);
+    best = Math.min(best, (performance.now() - t0) / 1000 / reps);
+  }
+  await session.release();
+  return (2 * m * k * n) / best / 1e9;
+}
+
+async function timeTrainer(trainer: Trainer, batch: () => Record<string, ort.Tensor>, warmup: number, steps: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) await trainer.step(batch());
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await trainer.step(batch());
+  return (performance.now() - t0) / 1000 / steps;
+}
+
+function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(Array.from(values, (v) => BigInt(v))), dims);
+}
+
+async function oursMlp(steps: number): Promise<number> {
+  const trainer = await Trainer.create({ model: mlpModel, loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1 });
+  const rng = new Rng(2);
+  const x = new ort.Tensor('float32', Float32Array.from({ length: MLP.batch * MLP.input }, () => rng.normal()), [MLP.batch, MLP.input]);
+  const labels = int64(Array.from({ length: MLP.batch }, () => rng.int(2)), [MLP.batch]);
+  const s = await timeTrainer(trainer, () => ({ x, labels }), 10, steps);
+  await trainer.dispose();
+  return s;
+}
+
+async function oursTransformer(steps: number): Promise<number> {
+  const t = TRANSFORMER;
+  const trainer = await Trainer.create({ model: transformerModel, loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1 });
+  const rng = new Rng(3);
+  const ids = int64(Array.from({ length: t.batch * t.seq }, () => rng.int(t.vocab)), [t.batch, t.seq]);
+  const mask = int64(new Array(t.batch * t.seq).fill(1), [t.batch, t.seq]);
+  const labels = int64(Array.from({ length: t.batch }, () => rng.int(2)), [t.batch]);
+  const s = await timeTrainer(trainer, () => ({ input_ids: ids, attention_mask: mask, labels }), 3, steps);
+  await trainer.dispose();
+  return s;
+}
+
+async function oursNgram(log2Rows: number, steps: number, sparse = true): Promise<number> {
+  const rows = 2 ** log2Rows;
+  const trainer = await Trainer.create({ model: ngramModel(rows, sparse), loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1 });
+  const rng = new Rng(4);
+  const n = NGRAM.batch * NGRAM.length;
+  const batches = Array.from({ length: 8 }, () => ({
+    // 40 n-grams per example, padding (id 0, masked) after them.
+    ids: int64(Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? rng.int(rows) : 0)), [NGRAM.batch, NGRAM.length]),
+    mask: int64(Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? 1 : 0)), [NGRAM.batch, NGRAM.length]),
+    labels: int64(Array.from({ length: NGRAM.batch }, () => rng.int(2)), [NGRAM.batch]),
+  }));
+  let k = 0;
+  const s = await timeTrainer(trainer, () => batches[k++ % batches.length]!, 5, steps);
+  await trainer.dispose();
+  return s;
+}
+
+function torchPeer(which: 'mlp' | 'transformer', steps: number): { secondsPerStep: number; torch: string } | { skipped: string } {
+  const script = fileURLToPath(new URL('../../../scripts/bench/engine_torch.py', import.meta.url));
+  const r = spawnSync('/usr/bin/python3', [script, which, String(steps), '2'], { input: JSON.stringify({ mlp: MLP, transformer: TRANSFORMER }), encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
+    return { skipped: why ?? 'failed' };
+  }
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+export async function benchEngine(args: string[]): Promise<Record<string, unknown>> {
+  const quick = args.includes('--quick');
+  const mlpSteps = flag(args, 'mlp-steps', quick ? 30 : 200);
+  const trSteps = flag(args, 'transformer-steps', quick ? 3 : 20);
+
+  const peaks = { mlp_shape: await matmulGflops(MLP.batch, MLP.input, MLP.hidden, 50), square_1024: await matmulGflops(1024, 1024, 1024, 5), wide: await matmulGflops(2048, 768, 768, 5) };
+  const peak = Math.max(...Object.values(peaks));
+  log(`ORT MatMul GFLOP/s: 256x768x256 ${peaks.mlp_shape.toFixed(1)}, 1024^3 ${peaks.square_1024.toFixed(1)}, 2048x768x768 ${peaks.wide.toFixed(1)} → peak ${peak.toFixed(1)}`);
+
+  const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
+  const mlpOurs = await oursMlp(mlpSteps);
+  const mlpTfjs = await runNodeChild(worker, ['mlp', String(Math.max(5, Math.round(mlpSteps / 10)))]);
+  const mlpTorch = torchPeer('mlp', mlpSteps);
+  const mlpGflops = mlpStepFlops(MLP.batch) / mlpOurs / 1e9;
+  const eps = (s: number, b: number) => b / s;
+  log(`MLP 768→256→2, batch 256, AdamW: kd ${eps(mlpOurs, MLP.batch).toFixed(0)} ex/s (${mlpGflops.toFixed(1)} GFLOP/s, ${((100 * mlpGflops) / peak).toFixed(0)}% of MatMul peak); tfjs-${mlpTfjs.result.backend} ${eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch).toFixed(0)} ex/s; ${'skipped' in mlpTorch ? `PyTorch skipped: ${mlpTorch.skipped}` : `PyTorch ${mlpTorch.torch} ${eps(mlpTorch.secondsPerStep, MLP.batch).toFixed(0)} ex/s`}`);
+
+  const trOurs = await oursTransformer(trSteps);
+  const trTfjs = await runNodeChild(worker, ['transformer', String(Math.max(2, Math.round(trSteps / 4)))]);
+  const trTorch = torchPeer('transformer', trSteps);
+  log(`Transformer (2 layers, hidden 128, 2 heads, seq 64, batch 32): kd ${eps(trOurs, TRANSFORMER.batch).toFixed(1)} ex/s; tfjs-${trTfjs.result.backend} ${eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch).toFixed(1)} ex/s; ${'skipped' in trTorch ? `PyTorch skipped: ${trTorch.skipped}` : `PyTorch ${eps(trTorch.secondsPerStep, TRANSFORMER.batch).toFixed(1)} ex/s`}`);
+
+  const sizes = quick ? [16, 20] : [16, 18, 20, 22];
+  const ngram: Record<string, number> = {};
+  for (const s of sizes) {
+    const sec = await oursNgram(s, quick ? 20 : 100);
+    ngram[`2^${s}`] = sec;
+    log(`hashed n-gram student, table 2^${s} x ${NGRAM.dim}, batch ${NGRAM.batch}: ${(sec * 1000).toFixed(2)} ms/step, ${eps(sec, NGRAM.batch).toFixed(0)} ex/s`);
+  }
+  const ngramTimes = Object.values(ngram);
+  // The same student with a dense table: every step reads and writes the whole table.
+  const dense: Record<string, number> = {};
+  for (const s of quick ? [16] : [16, 18]) {
+    dense[`2^${s}`] = await oursNgram(s, quick ? 5 : 10, false);
+    log(`  same student, dense table 2^${s}: ${(dense[`2^${s}`]! * 1000).toFixed(2)} ms/step`);
+  }
+  const result = {
+    bench: 'engine',
+    matmul_peak_gflops: round(peak),
+    mlp_examples_per_s: Math.round(eps(mlpOurs, MLP.batch)),
+    mlp_tfjs_examples_per_s: Math.round(eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch)),
+    mlp_ratio_vs_tfjs: round(Number(mlpTfjs.result.secondsPerStep) / mlpOurs),
+    mlp_gflops: round(mlpGflops),
+    mlp_frac_of_matmul_peak: round(mlpGflops / peak, 3),
+    mlp_ratio_vs_pytorch: 'skipped' in mlpTorch ? null : round(mlpTorch.secondsPerStep / mlpOurs),
+    transformer_examples_per_s: round(eps(trOurs, TRANSFORMER.batch)),
+    transformer_tfjs_examples_per_s: round(eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch)),
+    transformer_ratio_vs_tfjs: round(Number(trTfjs.result.secondsPerStep) / trOurs),
+    transformer_ratio_vs_pytorch: 'skipped' in trTorch ? null : round(trTorch.secondsPerStep / trOurs),
+    ngram_examples_per_s: Math.round(eps(ngram['2^20'] ?? ngramTimes.at(-1)!, NGRAM.batch)),
+    ngram_ms_per_step_by_table: Object.fromEntries(Object.entries(ngram).map(([k, v]) => [k, round(v * 1000, 3)])),
+    ngram_step_time_spread: round(Math.max(...ngramTimes) / Math.min(...ngramTimes), 3),
+    ngram_dense_ms_per_step_by_table: Object.fromEntries(Object.entries(dense).map(([k, v]) => [k, round(v * 1000, 3)])),
+    tfjs_backend: mlpTfjs.result.backend,
+    pytorch: 'skipped' in mlpTorch ? mlpTorch.skipped : mlpTorch.torch,
+  };
+  log(`targets: MLP ≥ 25× tfjs (${result.mlp_ratio_vs_tfjs}×), ≥ 40% of MatMul peak (${(100 * result.mlp_frac_of_matmul_peak).toFixed(0)}%); transformer ≥ 10× tfjs (${result.transformer_ratio_vs_tfjs}×); n-gram step time across table sizes within ${result.ngram_step_time_spread}×`);
+  return result;
+}
+
+function round(x: number, digits = 2): number {
+  return Number(x.toFixed(digits));
+}

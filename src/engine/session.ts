@@ -1,0 +1,93 @@
+// ONNX Runtime sessions and execution providers: CPU by default; CUDA and WebGPU when the
+// runtime has them; a missing provider is a clear error, or a CPU fallback when allowed.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import * as ort from 'onnxruntime-node';
+
+export type Device = 'cpu' | 'cuda' | 'webgpu';
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu'];
+
+export interface SessionOptions {
+  device?: Device;
+  /** Run on CPU (with a warning) when the device's provider is missing. */
+  allowFallback?: boolean;
+  /** Intra-op threads (default: ONNX Runtime's choice, one per core). */
+  threads?: number;
+  /** Called with a warning line (default: stderr). */
+  warn?: (message: string) => void;
+}
+
+export interface SessionHandle {
+  session: ort.InferenceSession;
+  device: Device;
+}
+
+export class DeviceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeviceError';
+  }
+}
+
+const require = createRequire(import.meta.url);
+
+/** Folder of onnxruntime-node's native binding (where provider libraries must live). */
+function bindingDir(): string {
+  const pkg = dirname(require.resolve('onnxruntime-node/package.json'));
+  return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/** Why `device` cannot run here, or null when it may. CPU always may. */
+export function deviceProblem(device: Device): string | null {
+  if (device === 'cpu') return null;
+  if (device === 'cuda') {
+    if (!existsSync(join(bindingDir(), 'libonnxruntime_providers_cuda.so'))) {
+      return 'the CUDA execution provider is not installed in onnxruntime-node. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js`';
+    }
+    return null;
+  }
+  if (!ort.listSupportedBackends().some((b) => b.name === 'webgpu')) return 'this onnxruntime-node build has no WebGPU provider';
+  return null;
+}
+
+let warnedFallback = new Set<Device>();
+
+/** Creates a session on `device`, failing clearly (or falling back to CPU when allowed). */
+export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<SessionHandle> {
+  const device = opts.device ?? 'cpu';
+  if (!DEVICES.includes(device)) throw new RangeError(`Unknown device '${String(device)}'. Known: ${DEVICES.join(', ')}`);
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+  };
+  const fallback = async (reason: string): Promise<SessionHandle> => {
+    if (!opts.allowFallback) throw new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or allow a CPU fallback.`);
+    if (!warnedFallback.has(device)) {
+      warnedFallback.add(device);
+      (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: --device ${device} is not available (${reason}); running on CPU`);
+    }
+    return { session: await create(model, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
+  };
+  const problem = deviceProblem(device);
+  if (problem) return fallback(problem);
+  try {
+    return { session: await create(model, { ...base, executionProviders: device === 'cpu' ? ['cpu'] : [device, 'cpu'] }), device };
+  } catch (e) {
+    if (device === 'cpu') throw e;
+    return fallback((e as Error).message.split('\n')[0]!);
+  }
+}
+
+function create(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
+}
+
+/** For tests: forget which fallbacks were already warned about. */
+export function resetFallbackWarnings(): void {
+  warnedFallback = new Set();
+}
+
+export { ort };

@@ -1,0 +1,471 @@
+// One training step as one ONNX graph (forward, loss, gradients, clipping, optimizer update)
+// and the Trainer that runs it: parameters and optimizer state stay in host buffers that
+// ONNX Runtime reads and writes in place (double-buffered), sparse tables move only the rows
+// a batch touches, and checkpoints resume bit-identically.
+import { Graph, type Value } from './graph.js';
+import { gradients } from './autodiff.js';
+import { declareInputs, ModelContext, PARAM_PREFIX, type InputSpecs, type ModelDefinition } from './context.js';
+import type { FloatDType } from './dtype.js';
+import { clipByGlobalNorm, declareHyperInputs, hyperValues, learningRate, stateSlots, updateParameter, validateOptimizer, type OptimizerConfig, type ScheduleConfig } from './optim.js';
+import { numelOf, ParameterStore, type FloatArray, type ParamSpec } from './params.js';
+import { Rng } from './rng.js';
+import { loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
+import { createSession, ort, type Device } from './session.js';
+import * as op from './ops.js';
+
+export interface LossDefinition {
+  /** Batch inputs the loss reads besides the model's (labels, teacher logits, targets). */
+  inputs: InputSpecs;
+  /** The scalar loss and named metrics, from the model's outputs and all batch inputs. */
+  build(outputs: Record<string, Value>, inputs: Record<string, Value>, ctx: ModelContext): { loss: Value; metrics?: Record<string, Value> };
+}
+
+export interface TrainStepSpec {
+  model: ModelDefinition;
+  loss: LossDefinition;
+  optimizer: OptimizerConfig;
+  dtype?: FloatDType;
+  /** Output the global gradient norm (always computed when clipping). */
+  gradNorm?: boolean;
+}
+
+export interface SparseInfo {
+  spec: ParamSpec;
+  idsInput: string;
+}
+
+/** The built training-step graph and the names a runner needs. */
+export interface TrainStepGraph {
+  graph: Graph;
+  bytes: Uint8Array;
+  dtype: FloatDType;
+  dense: ParamSpec[];
+  sparse: SparseInfo[];
+  /** All parameter specs in declaration order. */
+  specs: ParamSpec[];
+  slots: string[];
+  metricNames: string[];
+  usesDropout: boolean;
+  hasGradNorm: boolean;
+  /** Graph inputs that survive pruning. */
+  inputNames: string[];
+}
+
+const FLAT_PARAMS = 'params_flat';
+const flatState = (slot: string) => `opt/${slot}`;
+const stateInput = (slot: string, name: string) => `opt/${slot}/${name}`;
+const sparseStateInput = (slot: string, name: string) => `sparse/${name}/${slot}`;
+
+/** Weight decay per element of the flat parameter vector: a scalar when all agree. */
+function decayOf(g: Graph, o: OptimizerConfig, specs: readonly ParamSpec[], dtype: FloatDType): number | Value {
+  const wd = o.weightDecay ?? 0;
+  if (wd === 0 || specs.every((s) => !s.decay)) return 0;
+  if (specs.every((s) => s.decay)) return wd;
+  const mask = dtype === 'float64' ? new Float64Array(specs.reduce((n, s) => n + numelOf(s.shape), 0)) : new Float32Array(specs.reduce((n, s) => n + numelOf(s.shape), 0));
+  let offset = 0;
+  for (const s of specs) {
+    const n = numelOf(s.shape);
+    if (s.decay) mask.fill(wd, offset, offset + n);
+    offset += n;
+  }
+  return g.constant(mask, dtype, [mask.length], 'weight_decay');
+}
+
+/**
+ * Builds `trainStep(model, loss)`: one graph from (batch, parameters, optimizer state,
+ * hyperparameters, dropout seed) to (loss, metrics, gradient norm, new parameters, new state).
+ */
+export function buildTrainStep(spec: TrainStepSpec): TrainStepGraph {
+  validateOptimizer(spec.optimizer);
+  const dtype = spec.dtype ?? 'float32';
+  const g = new Graph('train_step');
+  const ctx = new ModelContext(g, dtype, 'train');
+  const overlap = Object.keys(spec.loss.inputs).filter((k) => k in spec.model.inputs);
+  if (overlap.length) throw new Error(`model and loss both declare inputs ${overlap.join(', ')}`);
+  const inputs = declareInputs(g, { ...spec.model.inputs, ...spec.loss.inputs });
+  const outputs = spec.model.forward(ctx, inputs);
+  const { loss, metrics = {} } = spec.loss.build(outputs, inputs, ctx);
+  if (loss.rank !== 0) throw new RangeError(`the loss must be a scalar, got ${loss}`);
+
+  const dense = [...ctx.params.values()];
+  const sparse = [...ctx.sparse.values()];
+  const wrt = [...dense.map((p) => p.value), ...sparse.map((s) => s.rows)];
+  const grads = gradients(loss, wrt);
+  // Dense parameters are updated as one flat vector: a dozen elementwise passes in all,
+  // not a dozen per tensor. `params_flat` aliases the same host memory as the p/<name> inputs.
+  const total = dense.reduce((n, p) => n + numelOf(p.spec.shape), 0);
+  const flatGrads = dense.map((p) => op.reshape(grads.get(p.value)!, [-1]));
+  const denseGrad = flatGrads.length === 0 ? null : flatGrads.length === 1 ? flatGrads[0]! : op.concat(flatGrads, 0);
+  const rawGrads = [...(denseGrad ? [denseGrad] : []), ...sparse.map((t) => grads.get(t.rows)!)];
+  const wantNorm = spec.gradNorm || spec.optimizer.clipNorm !== undefined;
+  const { norm, clipped } = wantNorm ? clipByGlobalNorm(rawGrads, spec.optimizer.clipNorm) : { norm: null, clipped: rawGrads };
+  const hyper = declareHyperInputs(g, dtype);
+  const slots = stateSlots(spec.optimizer);
+
+  g.output(loss, 'loss');
+  if (norm) g.output(norm, 'grad_norm');
+  const metricNames = Object.keys(metrics);
+  for (const [name, value] of Object.entries(metrics)) g.output(value, `metric/${name}`);
+  if (denseGrad) {
+    const flat = g.input(FLAT_PARAMS, dtype, [total]);
+    const state = Object.fromEntries(slots.map((s) => [s, g.input(flatState(s), dtype, [total])]));
+    const upd = updateParameter(spec.optimizer, flat, clipped[0]!, state, hyper, decayOf(g, spec.optimizer, dense.map((p) => p.spec), dtype));
+    g.output(upd.param, `new/${FLAT_PARAMS}`);
+    for (const s of slots) g.output(upd.state[s]!, `new/${flatState(s)}`);
+  }
+  sparse.forEach((t, k) => {
+    const state = Object.fromEntries(slots.map((s) => [s, g.input(sparseStateInput(s, t.spec.name), dtype, t.rows.shape)]));
+    const wd = t.spec.decay ? (spec.optimizer.weightDecay ?? 0) : 0;
+    const upd = updateParameter(spec.optimizer, t.rows, clipped[(denseGrad ? 1 : 0) + k]!, state, hyper, wd);
+    g.output(upd.param, `new/sparse/${t.spec.name}/rows`);
+    for (const s of slots) g.output(upd.state[s]!, `new/${sparseStateInput(s, t.spec.name)}`);
+  });
+  const proto = g.toProto();
+  const bytes = g.serialize();
+  return {
+    graph: g,
+    bytes,
+    dtype,
+    dense: dense.map((p) => p.spec),
+    sparse: sparse.map((t) => ({ spec: t.spec, idsInput: t.idsInput })),
+    specs: ctx.specs(),
+    slots,
+    metricNames,
+    usesDropout: ctx.usesDropout,
+    hasGradNorm: norm !== null,
+    inputNames: (proto.graph?.input ?? []).map((i) => i.name ?? ''),
+  };
+}
+
+export interface TrainerOptions extends TrainStepSpec {
+  /** Seed of parameter initialization and of dropout masks. */
+  seed: number;
+  schedule?: ScheduleConfig;
+  device?: Device;
+  allowFallback?: boolean;
+  threads?: number;
+  /** Start from these parameter values instead of a fresh initialization. */
+  store?: ParameterStore;
+}
+
+export interface StepResult {
+  loss: number;
+  /** Global gradient norm before clipping (NaN unless clipping or `gradNorm` is on). */
+  gradNorm: number;
+  lr: number;
+  /** Metric outputs: numbers for scalars, arrays for per-example values. */
+  metrics: Record<string, number | FloatArray>;
+}
+
+type Feeds = Record<string, ort.Tensor>;
+
+function tensorOf(dtype: FloatDType, data: FloatArray, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor(dtype, data, dims as number[]);
+}
+
+function scalarTensor(dtype: FloatDType, v: number): ort.Tensor {
+  return new ort.Tensor(dtype, dtype === 'float64' ? Float64Array.of(v) : Float32Array.of(v), []);
+}
+
+/** A host buffer pair: ONNX Runtime reads `cur` and writes `next`; then they swap. */
+interface Buffered {
+  cur: FloatArray;
+  next: FloatArray;
+  curTensor: ort.Tensor;
+  nextTensor: ort.Tensor;
+}
+
+function buffered(dtype: FloatDType, data: FloatArray): Buffered {
+  const next = zerosOf(dtype, data.length);
+  return { cur: data, next, curTensor: tensorOf(dtype, data, [data.length]), nextTensor: tensorOf(dtype, next, [data.length]) };
+}
+
+function swap(b: Buffered): void {
+  [b.cur, b.next] = [b.next, b.cur];
+  [b.curTensor, b.nextTensor] = [b.nextTensor, b.curTensor];
+}
+
+/** One dense parameter: its place in the flat vector and input tensors over both buffers. */
+interface DenseSlot {
+  spec: ParamSpec;
+  offset: number;
+  length: number;
+  /** Feeds for p/<name> over buffer 0 and buffer 1 of the flat vector. */
+  tensors: [ort.Tensor, ort.Tensor];
+}
+
+interface SparseRuntime {
+  info: SparseInfo;
+  dim: number;
+  /** Slot index of each table row in the current batch, -1 when absent. */
+  slotOf: Int32Array;
+  states: Map<string, FloatArray>;
+  /** Reused buffers for the gathered rows (parameters, then each state slot). */
+  scratch: FloatArray[];
+}
+
+/** Copies rows `touched` of `table` into consecutive rows of `out`. */
+function gatherRows(table: FloatArray, touched: Int32Array, dim: number, out: FloatArray): void {
+  for (let k = 0; k < touched.length; k++) {
+    const src = touched[k]! * dim;
+    out.set(table.subarray(src, src + dim), k * dim);
+  }
+}
+
+/** Writes consecutive rows of `rows` back to rows `touched` of `table`. */
+function scatterRows(table: FloatArray, touched: Int32Array, dim: number, rows: FloatArray): void {
+  for (let k = 0; k < touched.length; k++) table.set(rows.subarray(k * dim, (k + 1) * dim), touched[k]! * dim);
+}
+
+/**
+ * Runs a training step graph. Parameters live in `store` (read them with `store.get`, since
+ * buffers swap every step); optimizer state, step count and RNG live here and in checkpoints.
+ *
+ * ```ts
+ * const trainer = await Trainer.create({ model, loss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 13 });
+ * const { loss } = await trainer.step({ features, labels });
+ * trainer.save('run/checkpoint.safetensors');
+ * ```
+ */
+export class Trainer {
+  stepCount = 0;
+  private evalSession: ort.InferenceSession | null = null;
+  private evalOutputs: string[] = [];
+  /** Which of the flat vector's two buffers is current (0 or 1). */
+  private parity = 0;
+
+  private constructor(
+    readonly options: TrainerOptions,
+    readonly built: TrainStepGraph,
+    readonly store: ParameterStore,
+    readonly rng: Rng,
+    private readonly session: ort.InferenceSession,
+    readonly device: Device,
+    private readonly flat: Buffered | null,
+    private readonly flatBuffers: [FloatArray, FloatArray] | null,
+    private readonly denseSlots: DenseSlot[],
+    private readonly states: Map<string, Buffered>,
+    private readonly sparse: SparseRuntime[],
+  ) {}
+
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const built = buildTrainStep(options);
+    const dtype = built.dtype;
+    const rng = new Rng(options.seed);
+    const store = options.store ?? new ParameterStore(dtype);
+    if (store.dtype !== dtype) throw new TypeError(`parameter store is ${store.dtype}, training graph is ${dtype}`);
+    store.initialize(built.specs, rng);
+    const { session, device } = await createSession(built.bytes, {
+      ...(options.device ? { device: options.device } : {}),
+      ...(options.allowFallback ? { allowFallback: true } : {}),
+      ...(options.threads ? { threads: options.threads } : {}),
+    });
+    const total = built.dense.reduce((n, p) => n + numelOf(p.shape), 0);
+    const buffers: [FloatArray, FloatArray] = [zerosOf(dtype, total), zerosOf(dtype, total)];
+    const denseSlots: DenseSlot[] = [];
+    let offset = 0;
+    for (const spec of built.dense) {
+      const length = numelOf(spec.shape);
+      buffers[0].set(store.get(spec.name), offset);
+      const view = (b: FloatArray) => tensorOf(dtype, b.subarray(offset, offset + length), spec.shape);
+      denseSlots.push({ spec, offset, length, tensors: [view(buffers[0]), view(buffers[1])] });
+      store.values.set(spec.name, buffers[0].subarray(offset, offset + length));
+      offset += length;
+    }
+    const flat = total > 0 ? { cur: buffers[0], next: buffers[1], curTensor: tensorOf(dtype, buffers[0], [total]), nextTensor: tensorOf(dtype, buffers[1], [total]) } : null;
+    const states = new Map<string, Buffered>();
+    if (total > 0) for (const slot of built.slots) states.set(flatState(slot), buffered(dtype, zerosOf(dtype, total)));
+    const sparse = built.sparse.map((info): SparseRuntime => {
+      const [rows, dim] = info.spec.shape as [number, number];
+      return { info, dim, slotOf: new Int32Array(rows).fill(-1), states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])), scratch: [] };
+    });
+    return new Trainer(options, built, store, rng, session, device, flat, total > 0 ? buffers : null, denseSlots, states, sparse);
+  }
+
+  /** One optimizer step on `batch` (model and loss inputs by name). */
+  async step(batch: Feeds): Promise<StepResult> {
+    const dtype = this.built.dtype;
+    const lr = learningRate(this.options.optimizer.lr, this.options.schedule, this.stepCount);
+    const hyper = hyperValues(this.options.optimizer, lr, this.stepCount + 1);
+    const needed = new Set(this.built.inputNames);
+    const feeds: Feeds = {};
+    for (const [name, t] of Object.entries(batch)) if (needed.has(name)) feeds[name] = t;
+    for (const [name, v] of Object.entries(hyper)) feeds[name] = scalarTensor(dtype, v);
+    if (this.built.usesDropout) feeds.dropout_seed = new ort.Tensor('uint64', BigUint64Array.of(this.rng.nextSeed()), []);
+    const fetches: Record<string, ort.Tensor | null> = { loss: null };
+    if (this.built.hasGradNorm) fetches.grad_norm = null;
+    for (const m of this.built.metricNames) fetches[`metric/${m}`] = null;
+    if (this.flat) {
+      feeds[FLAT_PARAMS] = this.flat.curTensor;
+      fetches[`new/${FLAT_PARAMS}`] = this.flat.nextTensor;
+      for (const d of this.denseSlots) feeds[`${PARAM_PREFIX}${d.spec.name}`] = d.tensors[this.parity]!;
+    }
+    for (const [name, b] of this.states) {
+      feeds[name] = b.curTensor;
+      fetches[`new/${name}`] = b.nextTensor;
+    }
+    const touched = this.sparse.map((s) => this.feedSparse(s, batch, feeds, fetches));
+    for (const name of needed) if (!(name in feeds)) throw new Error(`training step: batch lacks input '${name}'`);
+    const out = await this.session.run(feeds, fetches);
+    if (this.flat) {
+      swap(this.flat);
+      this.parity = 1 - this.parity;
+      const cur = this.flatBuffers![this.parity]!;
+      for (const d of this.denseSlots) this.store.values.set(d.spec.name, cur.subarray(d.offset, d.offset + d.length));
+    }
+    for (const b of this.states.values()) swap(b);
+    this.sparse.forEach((s, k) => this.writeBackSparse(s, touched[k]!, out));
+    this.stepCount += 1;
+    const metrics: Record<string, number | FloatArray> = {};
+    for (const m of this.built.metricNames) {
+      const t = out[`metric/${m}`]!;
+      metrics[m] = t.dims.length === 0 ? Number(t.data[0]) : (t.data as FloatArray);
+    }
+    return { loss: Number(out.loss!.data[0]), gradNorm: out.grad_norm ? Number(out.grad_norm.data[0]) : NaN, lr, metrics };
+  }
+
+  private feedSparse(s: SparseRuntime, batch: Feeds, feeds: Feeds, fetches: Record<string, ort.Tensor | null>): Int32Array {
+    const name = s.info.spec.name;
+    const ids = batch[s.info.idsInput];
+    if (!ids) throw new Error(`training step: batch lacks '${s.info.idsInput}', the ids of sparse table '${name}'`);
+    const raw = ids.data as BigInt64Array | Int32Array;
+    const rowsTotal = s.info.spec.shape[0]!;
+    const local = ids.type === 'int64' ? new BigInt64Array(raw.length) : new Int32Array(raw.length);
+    const order: number[] = [];
+    // int64 ids are read through their low 32-bit words (ids are < 2^31): no BigInt per element.
+    const words = ids.type === 'int64' ? new Int32Array(raw.buffer, raw.byteOffset, raw.length * 2) : null;
+    const localWords = ids.type === 'int64' ? new Int32Array(local.buffer, 0, raw.length * 2) : null;
+    for (let i = 0; i < raw.length; i++) {
+      const id = words ? (words[2 * i + 1] === 0 ? words[2 * i]! : -1) : (raw as Int32Array)[i]!;
+      if (!(id >= 0 && id < rowsTotal)) throw new RangeError(`sparse table '${name}': id ${Number(raw[i]!)} at position ${i} is outside [0, ${rowsTotal})`);
+      let slot = s.slotOf[id]!;
+      if (slot < 0) {
+        slot = order.length;
+        s.slotOf[id] = slot;
+        order.push(id);
+      }
+      if (localWords) localWords[2 * i] = slot;
+      else (local as Int32Array)[i] = slot;
+    }
+    const touched = Int32Array.from(order);
+    for (const id of touched) s.slotOf[id] = -1;
+    const dim = s.dim;
+    const need = touched.length * dim;
+    const tables = [this.store.get(name), ...s.states.values()];
+    const inputNames = [`sparse/${name}/rows`, ...[...s.states.keys()].map((slot) => sparseStateInput(slot, name))];
+    tables.forEach((table, k) => {
+      if ((s.scratch[k]?.length ?? 0) < need) s.scratch[k] = zerosOf(this.built.dtype, Math.max(need, 2 * (s.scratch[k]?.length ?? 0)));
+      const out = s.scratch[k]!.subarray(0, need);
+      gatherRows(table, touched, dim, out);
+      feeds[inputNames[k]!] = tensorOf(this.built.dtype, out, [touched.length, dim]);
+    });
+    feeds[`sparse/${name}/local`] = new ort.Tensor(ids.type as 'int64' | 'int32', local, ids.dims);
+    fetches[`new/sparse/${name}/rows`] = null;
+    for (const slot of s.states.keys()) fetches[`new/${sparseStateInput(slot, name)}`] = null;
+    return touched;
+  }
+
+  private writeBackSparse(s: SparseRuntime, touched: Int32Array, out: ort.InferenceSession.ReturnType): void {
+    const name = s.info.spec.name;
+    scatterRows(this.store.get(name), touched, s.dim, out[`new/sparse/${name}/rows`]!.data as FloatArray);
+    for (const [slot, table] of s.states) scatterRows(table, touched, s.dim, out[`new/${sparseStateInput(slot, name)}`]!.data as FloatArray);
+  }
+
+  /** Runs the model in evaluation mode (no dropout) with the current parameters. */
+  async evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    if (!this.evalSession) {
+      const g = new Graph('eval');
+      const ctx = new ModelContext(g, this.built.dtype, 'eval');
+      const outs = this.options.model.forward(ctx, declareInputs(g, this.options.model.inputs));
+      this.evalOutputs = Object.keys(outs);
+      const bytes = g.serialize({ outputs: Object.entries(outs).map(([name, value]) => ({ name, value })) });
+      this.evalSession = (await createSession(bytes, { device: this.device, ...(this.options.threads ? { threads: this.options.threads } : {}) })).session;
+    }
+    const feeds: Feeds = {};
+    for (const name of this.evalSession.inputNames) {
+      if (name.startsWith(PARAM_PREFIX)) {
+        const pname = name.slice(PARAM_PREFIX.length);
+        feeds[name] = tensorOf(this.built.dtype, this.store.get(pname), this.store.spec(pname).shape);
+      } else {
+        const t = inputs[name];
+        if (!t) throw new Error(`evaluate: missing input '${name}'`);
+        feeds[name] = t;
+      }
+    }
+    const wanted = outputs ?? this.evalOutputs;
+    return this.evalSession.run(feeds, [...wanted]);
+  }
+
+  /** Saves parameters, optimizer state, step and RNG atomically to one safetensors file. */
+  save(path: string, metadata: Record<string, string> = {}): void {
+    const dtype = this.built.dtype;
+    const tensors = new Map<string, NamedTensor>();
+    for (const spec of this.store.specs) tensors.set(`param/${spec.name}`, { dtype, shape: spec.shape, data: this.store.get(spec.name) });
+    for (const slot of this.built.slots) {
+      const state = this.states.get(flatState(slot));
+      if (state) for (const d of this.denseSlots) tensors.set(stateInput(slot, d.spec.name), { dtype, shape: d.spec.shape, data: state.cur.subarray(d.offset, d.offset + d.length) });
+    }
+    for (const s of this.sparse) for (const [slot, table] of s.states) tensors.set(stateInput(slot, s.info.spec.name), { dtype, shape: s.info.spec.shape, data: table });
+    tensors.set('trainer/rng', { dtype: 'int32', shape: [4], data: new Int32Array(this.rng.state.buffer.slice(0)) });
+    saveSafetensors(path, tensors, {
+      ...metadata,
+      format: 'kd-checkpoint',
+      version: '1',
+      step: String(this.stepCount),
+      dtype,
+      optimizer: JSON.stringify(this.options.optimizer),
+      schedule: JSON.stringify(this.options.schedule ?? null),
+    });
+  }
+
+  /** Restores a checkpoint written by `save` (same model and optimizer). */
+  load(path: string): Record<string, string> {
+    const { tensors, metadata } = loadSafetensors(path);
+    if (metadata.format !== 'kd-checkpoint') throw new Error(`${path}: not a kd checkpoint (format ${metadata.format ?? 'missing'})`);
+    if (metadata.optimizer !== JSON.stringify(this.options.optimizer)) {
+      throw new Error(`${path}: saved with optimizer ${metadata.optimizer}, this run uses ${JSON.stringify(this.options.optimizer)}`);
+    }
+    const take = (key: string, into: FloatArray) => {
+      const t = tensors.get(key);
+      if (!t) throw new Error(`${path}: missing tensor '${key}'`);
+      if (t.data.length !== into.length || t.dtype !== this.built.dtype) throw new Error(`${path}: tensor '${key}' has ${t.data.length} ${t.dtype} values, expected ${into.length} ${this.built.dtype}`);
+      into.set(t.data as FloatArray);
+    };
+    for (const spec of this.store.specs) take(`param/${spec.name}`, this.store.get(spec.name));
+    for (const slot of this.built.slots) {
+      const state = this.states.get(flatState(slot));
+      if (state) for (const d of this.denseSlots) take(stateInput(slot, d.spec.name), state.cur.subarray(d.offset, d.offset + d.length));
+    }
+    for (const s of this.sparse) for (const [slot, table] of s.states) take(stateInput(slot, s.info.spec.name), table);
+    const rng = tensors.get('trainer/rng');
+    if (!rng) throw new Error(`${path}: missing tensor 'trainer/rng'`);
+    this.rng.state.set(new Uint32Array((rng.data as Int32Array).buffer.slice(0)));
+    this.stepCount = Number(metadata.step);
+    return metadata;
+  }
+
+  /** A standalone inference model (parameters as initializers) with the chosen outputs. */
+  exportInference(outputs?: readonly string[], metadata: Record<string, string> = {}): Uint8Array {
+    return exportModel(this.options.model, this.store, { ...(outputs ? { outputs } : {}), metadata });
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+    await this.evalSession?.release();
+  }
+}
+
+function zerosOf(dtype: FloatDType, n: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+}
+
+/** Builds the inference subgraph of `model` with `store`'s values baked in. */
+export function exportModel(model: ModelDefinition, store: ParameterStore, opts: { outputs?: readonly string[]; metadata?: Record<string, string>; rename?: Record<string, string> } = {}): Uint8Array {
+  const g = new Graph('model');
+  const ctx = new ModelContext(g, store.dtype, 'export', store);
+  const outs = model.forward(ctx, declareInputs(g, model.inputs));
+  const names = opts.outputs ?? Object.keys(outs);
+  for (const n of names) if (!outs[n]) throw new Error(`exportModel: the model has no output '${n}'. Known: ${Object.keys(outs).join(', ')}`);
+  return g.serialize({ outputs: names.map((name) => ({ name: opts.rename?.[name] ?? name, value: outs[name]! })), ...(opts.metadata ? { metadata: opts.metadata } : {}) });
+}
+
