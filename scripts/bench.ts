@@ -2,12 +2,14 @@
 // Benchmarks are not tests: they print figures and ratios; the last line is one JSON object.
 import { benchData } from './bench/data.js';
 import { benchEngine } from './bench/engine.js';
+import { benchTeacher } from './bench/teacher.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
 const BENCHES: Record<string, Bench> = {
   data: benchData,
   engine: benchEngine,
+  teacher: benchTeacher,
 };
 
 async function main(): Promise<void> {

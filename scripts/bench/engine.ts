@@ -11,7 +11,7 @@ import { Rng } from '../../src/engine/rng.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
 import { flag, log, runNodeChild } from './util.js';
 
-async function matmulGflops(m: number, k: number, n: number, reps: number): Promise<number> {
+export async function matmulGflops(m: number, k: number, n: number, reps: number): Promise<number> {
   const g = new Graph();
   const a = g.input('a', 'float32', [m, k]);
   const b = g.input('b', 'float32', [k, n]);

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { toolVersion } from '../util/versions.js';
 import { dataSplitCommand } from './data-split.js';
 import { dataStatsCommand } from './data-stats.js';
+import { teacherCommand } from './teacher.js';
 
 export function buildProgram(): Command {
   const program = new Command('kd')
@@ -13,11 +14,12 @@ export function buildProgram(): Command {
   data.addCommand(dataStatsCommand());
   data.addCommand(dataSplitCommand());
   program.addCommand(data);
+  program.addCommand(teacherCommand());
   return program;
 }
 
 /** Known input and option errors print one clear line; anything else keeps its stack. */
-const USER_ERRORS = new Set(['DataError', 'FormatError', 'ConfigError', 'TypeError', 'RangeError']);
+const USER_ERRORS = new Set(['DataError', 'FormatError', 'ConfigError', 'TypeError', 'RangeError', 'DeviceError', 'HeadNotFoundError']);
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();

@@ -39,8 +39,10 @@ export class ModelContext {
   readonly sparse = new Map<string, SparseTable>();
   /** Every parameter spec in declaration order (initialization draws in this order). */
   private readonly declared: ParamSpec[] = [];
-  private dropoutSites = 0;
-  private seedInput: Value | null = null;
+  /** Mutable state shared with scoped views (see `scoped`). */
+  private readonly shared: { dropoutSites: number; seedInput: Value | null } = { dropoutSites: 0, seedInput: null };
+  /** Prepended to parameter names by this view. */
+  private prefix = '';
 
   constructor(
     readonly g: Graph,
@@ -55,8 +57,19 @@ export class ModelContext {
     return this.mode === 'train';
   }
 
+  /**
+   * A view of this context whose parameters are named `prefix + name` (ensemble members,
+   * sub-models); it shares the graph, parameters and dropout state.
+   */
+  scoped(prefix: string): ModelContext {
+    const view = Object.create(this) as ModelContext;
+    view.prefix = this.prefix + prefix;
+    return view;
+  }
+
   /** A parameter; the same name returns the same value (weight tying). */
   param(name: string, shape: readonly number[], opts: ParamOptions): Value {
+    name = this.prefix + name;
     return this.declare({ name, shape: [...shape], init: opts.init, decay: opts.decay ?? shape.length >= 2, sparse: false }).value;
   }
 
@@ -84,6 +97,7 @@ export class ModelContext {
    * the batch touches, so its cost does not grow with the table.
    */
   embedding(name: string, rows: number, dim: number, ids: Value, opts: ParamOptions & { sparse?: boolean }): Value {
+    name = this.prefix + name;
     const sparse = Boolean(opts.sparse) && this.mode === 'train';
     if (!sparse) {
       const table = this.declare({ name, shape: [rows, dim], init: opts.init, decay: opts.decay ?? false, sparse: Boolean(opts.sparse) }).value;
@@ -111,14 +125,14 @@ export class ModelContext {
   dropout(x: Value, p: number): Value {
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout probability must be in [0, 1), got ${p}`);
     if (!this.training || p === 0) return x;
-    this.seedInput ??= this.g.input('dropout_seed', 'uint64', []);
-    const u = graphUniform(x, this.seedInput, ++this.dropoutSites);
+    this.shared.seedInput ??= this.g.input('dropout_seed', 'uint64', []);
+    const u = graphUniform(x, this.shared.seedInput, ++this.shared.dropoutSites);
     const keep = op.cast(op.greater(u, p), x.dtype);
     return op.mul(x, op.mul(keep, 1 / (1 - p)));
   }
 
   get usesDropout(): boolean {
-    return this.seedInput !== null;
+    return this.shared.seedInput !== null;
   }
 
   /** Every parameter spec (dense and sparse) in declaration order. */

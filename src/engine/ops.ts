@@ -212,11 +212,30 @@ export function concat(xs: readonly Value[], axis: number): Value {
   const a = normalizeAxis(axis, rank);
   const shape: Dim[] = [...xs[0]!.shape];
   const parts: Dim[] = xs.map((x) => x.shape[a]!);
-  shape[a] = parts.every((p) => typeof p === 'number') ? (parts as number[]).reduce((s, p) => s + p, 0) : parts.join('+');
+  shape[a] = sumDims(parts);
   for (const x of xs) {
     if (x.rank !== rank || x.shape.some((d, i) => i !== a && !sameDim(d, xs[0]!.shape[i]!))) throw new RangeError(`Concat: ${xs.map(String).join(', ')} differ off axis ${axis}`);
   }
   return xs[0]!.graph.addNode('Concat', xs, { axis: int(a) }, [{ dtype: xs[0]!.dtype, shape }])[0]!;
+}
+
+/** Sum of concatenated dims; "T-1" + 1 simplifies back to "T" (a slice-to-end plus its complement). */
+function sumDims(parts: readonly Dim[]): Dim {
+  let num = 0;
+  const syms: string[] = [];
+  for (const p of parts) {
+    if (typeof p === 'number') num += p;
+    else {
+      const m = /^(.*)-(\d+)$/.exec(p);
+      if (m) {
+        syms.push(m[1]!);
+        num -= Number(m[2]);
+      } else syms.push(p);
+    }
+  }
+  if (syms.length === 0) return num;
+  if (syms.length === 1 && num === 0) return syms[0]!;
+  return parts.join('+');
 }
 
 export const SLICE_END = 2 ** 62;

@@ -150,7 +150,7 @@ test('dropout: with a fixed seed the mask is fixed, so the gradient checks out',
   await gradCheck([{ name: 'x', shape: [4, 8] }, { name: 'seed', shape: [], dtype: 'uint64', data: [12345] }], (v) => {
     const ctx = new ModelContext(v.x!.graph as InstanceType<typeof Graph>, 'float64', 'train');
     // Reuse the graph's seed input through a context bound to it.
-    (ctx as unknown as { seedInput: unknown }).seedInput = v.seed;
+    (ctx as unknown as { shared: { seedInput: unknown } }).shared.seedInput = v.seed;
     return weightedSum(ctx.dropout(v.x!, 0.3));
   });
 });

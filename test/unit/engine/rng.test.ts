@@ -30,7 +30,7 @@ test('in-graph uniforms equal the host SplitMix64 twin; dropout keeps 1 - p of t
   const seed = g.input('seed', 'uint64', []);
   const u = graphUniform(x, seed, 3);
   const ctx = new ModelContext(g, 'float64', 'train');
-  (ctx as unknown as { seedInput: unknown }).seedInput = seed;
+  (ctx as unknown as { shared: { seedInput: unknown } }).shared.seedInput = seed;
   const dropped = ctx.dropout(x, 0.25);
   const { session } = await createSession(g.serialize({ outputs: [{ name: 'u', value: u }, { name: 'd', value: dropped }] }));
   const feeds = (s: bigint) => ({ x: new ort.Tensor('float64', new Float64Array(4000).fill(1), [4, 1000]), seed: new ort.Tensor('uint64', BigUint64Array.of(s), []) });

@@ -1,0 +1,104 @@
+// Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer)
+// against transformers.js pipeline('text-classification') at its best batch size, on the
+// same teacher folder and the same 2,000 real texts, in one run.
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { Teacher } from '../../src/teacher/teacher.js';
+import { ensembleModel, exportTeacherFolder, TEACHER_PRESETS } from '../../src/teacher/default-teacher.js';
+import { ParameterStore } from '../../src/engine/params.js';
+import { modelParamSpecs } from '../../src/engine/context.js';
+import { exportModel } from '../../src/engine/train-step.js';
+import { Rng } from '../../src/engine/rng.js';
+import { TextTokenizer } from '../../src/text/tokenizer.js';
+import { readAllExamples } from '../../src/data/read.js';
+import { packageRoot } from '../../src/util/versions.js';
+import { matmulGflops } from './engine.js';
+import { flag, log } from './util.js';
+
+/** A base-sized teacher with random weights: the same compute as a trained one. */
+async function untrainedBaseTeacher(texts: string[]): Promise<string> {
+  const cfg = TEACHER_PRESETS.base!;
+  const dir = join(mkdtempSync(join(tmpdir(), 'kd-bench-teacher-')), 'teacher-base');
+  const tokenizer = TextTokenizer.trainWordPiece(texts, { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength });
+  const store = new ParameterStore('float32');
+  const model = ensembleModel(cfg, 2);
+  store.initialize(modelParamSpecs(model), new Rng(1));
+  exportTeacherFolder(dir, cfg, tokenizer, ['negative', 'positive'], exportModel(model, store, { outputs: ['logits'] }), { note: 'random weights, for benchmarks' });
+  return dir;
+}
+
+function sharedDatasets(): string {
+  return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), 'datasets');
+}
+
+export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
+  const n = flag(args, 'texts', 2000);
+  const modelArg = args.find((a) => a.startsWith('--model='))?.slice('--model='.length);
+  const dataset = args.includes('--amazon') ? join(sharedDatasets(), 'amazon_polarity', 'test_random_sample_6814.ft.txt') : join(sharedDatasets(), 'sentiment140', 'train_random_sample_33477.csv');
+  const { examples } = await readAllExamples([dataset], { progress: false });
+  const step = Math.max(1, Math.floor(examples.length / n));
+  const texts = examples.filter((_, i) => i % step === 0).slice(0, n).map((e) => e.text);
+  const dir = modelArg && existsSync(modelArg) ? modelArg : await untrainedBaseTeacher(examples.map((e) => e.text));
+  log(`teacher ${dir}, ${texts.length} texts from ${basename(dataset)}`);
+
+  const encoderConfig = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { hidden_size: number; num_hidden_layers: number; intermediate_size: number };
+  const teacher = await Teacher.load(dir, { warn: () => undefined });
+  const cfg = teacher.config;
+  const encodings = await teacher.tokenizer.encode(texts);
+  const realTokens = encodings.reduce((s, e) => s + e.ids.length, 0);
+  await teacher.predict(texts.slice(0, 64));
+  let flops = 0;
+  const t0 = performance.now();
+  for await (const b of teacher.stream(texts, { batchTokens: flag(args, 'batch-tokens', 8192) })) {
+    const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
+    flops += teacherFlops(encoderConfig, b.indices.length, len);
+  }
+  const ours = (performance.now() - t0) / 1000;
+  await teacher.dispose();
+
+  const { pipeline, env } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = `${dirname(resolve(dir))}/`;
+  const classify = await pipeline('text-classification', basename(dir), { dtype: 'fp32' });
+  const peer: Record<string, number> = {};
+  for (const batchSize of [1, 8, 32, 128]) {
+    await classify(texts.slice(0, Math.min(batchSize, 16)), { batch_size: batchSize } as never);
+    const s0 = performance.now();
+    for (let i = 0; i < texts.length; i += batchSize) await classify(texts.slice(i, i + batchSize));
+    peer[`batch_${batchSize}`] = (performance.now() - s0) / 1000;
+    log(`transformers.js batch ${batchSize}: ${(texts.length / peer[`batch_${batchSize}`]!).toFixed(1)} seq/s`);
+  }
+  await classify.dispose();
+  const [bestBatch, bestSeconds] = Object.entries(peer).sort((a, b) => a[1] - b[1])[0]!;
+  const peak = await matmulGflops(1024, 1024, 1024, 5);
+  const result = {
+    bench: 'teacher',
+    model: dir,
+    model_type: cfg.modelType,
+    texts: texts.length,
+    tokens: realTokens,
+    sequences_per_s: round(texts.length / ours),
+    tokens_per_s: Math.round(realTokens / ours),
+    transformersjs_sequences_per_s: round(texts.length / bestSeconds),
+    transformersjs_best_batch: Number(bestBatch.slice('batch_'.length)),
+    ratio_vs_transformersjs: round(bestSeconds / ours),
+    gflops: round(flops / ours / 1e9),
+    matmul_peak_gflops: round(peak),
+    frac_of_matmul_peak: round(flops / ours / 1e9 / peak, 3),
+  };
+  log(`kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}); transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)`);
+  return result;
+}
+
+/** Forward FLOPs of a BERT-style encoder on a [batch, len] input (2 per multiply-add). */
+function teacherFlops(config: { hidden_size: number; num_hidden_layers: number; intermediate_size: number }, batch: number, len: number): number {
+  const h = config.hidden_size;
+  const perToken = config.num_hidden_layers * (2 * 4 * h * h + 2 * 2 * h * config.intermediate_size);
+  const attention = config.num_hidden_layers * 2 * 2 * len * len * h;
+  return batch * (len * perToken + attention);
+}
+
+function round(x: number, digits = 2): number {
+  return Number(x.toFixed(digits));
+}

@@ -1,0 +1,69 @@
+// `kd teacher train`: the default teacher, trained from scratch and exported in the HF layout.
+import { Command } from 'commander';
+import { resolveTeacherConfig, trainDefaultTeacher, type DefaultTeacherConfig, type MemberConfig } from '../teacher/default-teacher.js';
+import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+
+const NUMERIC: [keyof (DefaultTeacherConfig & MemberConfig), string, boolean][] = [
+  ['layers', 'layers', true],
+  ['hidden', 'hidden', true],
+  ['heads', 'heads', true],
+  ['intermediate', 'intermediate', true],
+  ['maxLength', 'max-length', true],
+  ['vocabSize', 'vocab-size', true],
+  ['wideDim', 'wide-dim', true],
+  ['bigramBuckets', 'bigram-buckets', true],
+  ['dropout', 'dropout', false],
+  ['epochs', 'epochs', true],
+  ['batchSize', 'batch-size', true],
+  ['lr', 'lr', false],
+  ['weightDecay', 'weight-decay', false],
+  ['patience', 'patience', true],
+  ['evalEvery', 'eval-every', true],
+  ['seed', 'seed', true],
+  ['devFraction', 'dev-fraction', false],
+];
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function teacherTrainCommand(): Command {
+  const cmd = new Command('train')
+    .description('train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in the Hugging Face layout')
+    .requiredOption('--data <file...>', 'training data (a dev split is held out unless --dev is given)')
+    .option('--dev <file...>', 'dev data for early stopping')
+    .requiredOption('--out <dir>', 'output folder (becomes a teacher folder: config.json, tokenizer.json, onnx/model.onnx)')
+    .option('--preset <name>', 'base (default), tiny (tests), or a JSON file of settings', 'base')
+    .option('--limit <n>', 'use the first N training rows')
+    .option('--max-steps <n>', 'stop after N optimizer steps')
+    .option('--resume', 'continue from <out>/training/last.safetensors')
+    .option('--json', 'print a JSON summary as the last line of stdout');
+  for (const [, flag] of NUMERIC) cmd.option(`--${flag} <value>`, `override the preset's ${flag} (member settings apply to every member)`);
+  for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
+  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & Record<string, string | boolean | string[] | undefined>) => {
+    const overrides: Partial<DefaultTeacherConfig & MemberConfig> = {};
+    for (const [key, flag, integer] of NUMERIC) {
+      const v = o[camel(flag)];
+      if (typeof v === 'string') (overrides as Record<string, number>)[key] = numberOption(flag, v, { integer, min: 0 });
+    }
+    const config = resolveTeacherConfig(o.preset as string, overrides);
+    const session = toSessionOptions(o);
+    const result = await trainDefaultTeacher({
+      trainFiles: o.data as string[],
+      ...(o.dev ? { devFiles: o.dev as string[] } : {}),
+      read: toReadOptions(o),
+      out: o.out as string,
+      config,
+      ...(o.resume ? { resume: true } : {}),
+      ...(session.device ? { device: session.device } : {}),
+      ...(session.threads ? { threads: session.threads } : {}),
+      ...(typeof o.limit === 'string' ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
+      ...(typeof o.maxSteps === 'string' ? { maxSteps: numberOption('max-steps', o.maxSteps, { integer: true, min: 1 }) } : {}),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    const seconds = result.members.reduce((s, m) => s + m.loop.secondsTraining, 0);
+    process.stdout.write(`teacher written to ${result.out}: ${result.parameters} parameters, ${result.members.length} member(s) (dev ${result.members.map((m) => `${(100 * m.devAccuracy).toFixed(2)}%`).join(', ')}), ensemble dev accuracy ${(100 * result.devAccuracy).toFixed(2)}% (${result.devRows} rows), trained in ${seconds.toFixed(0)}s\n`);
+    if (o.json) printJsonLine({ ...result, config });
+  });
+}

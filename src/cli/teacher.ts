@@ -1,0 +1,153 @@
+// `kd teacher predict | eval | train`: run any HF-layout ONNX classifier, measure it, or
+// train the default teacher.
+import { Command, Option } from 'commander';
+import { Teacher, softmaxRow, type TeacherOptions } from '../teacher/teacher.js';
+import { DatasetReader } from '../data/read.js';
+import { LABEL_NAMES } from '../data/labels.js';
+import { accuracyReport, argmaxRow } from '../eval/metrics.js';
+import { DEVICES, type Device } from '../engine/session.js';
+import { Progress } from '../util/progress.js';
+import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import { teacherTrainCommand } from './teacher-train.js';
+
+export interface DeviceCliOptions {
+  device: Device;
+  allowCpuFallback?: boolean;
+  threads?: string;
+}
+
+export function deviceOptions(): Option[] {
+  return [
+    new Option('--device <device>', 'execution device').choices([...DEVICES]).default('cpu'),
+    new Option('--allow-cpu-fallback', 'run on CPU with a warning when the device is not available'),
+    new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)'),
+  ];
+}
+
+export function toSessionOptions(o: DeviceCliOptions): Pick<TeacherOptions, 'device' | 'allowFallback' | 'threads'> {
+  return {
+    device: o.device,
+    ...(o.allowCpuFallback ? { allowFallback: true } : {}),
+    ...(o.threads !== undefined ? { threads: numberOption('threads', o.threads, { integer: true, min: 1 }) } : {}),
+  };
+}
+
+interface TeacherCliOptions extends DeviceCliOptions {
+  model: string;
+  quantized?: boolean;
+  embeddingOutput?: string;
+  maxLength?: string;
+  batchTokens: string;
+}
+
+function teacherOptions(cmd: Command): Command {
+  cmd
+    .requiredOption('--model <dir>', 'teacher folder (config.json, tokenizer.json, onnx/model.onnx)')
+    .option('--quantized', 'use onnx/model_quantized.onnx')
+    .option('--embedding-output <name>', 'tensor to expose as the embedding when it cannot be found automatically')
+    .option('--max-length <n>', 'truncate inputs to this many tokens')
+    .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length)', '8192');
+  for (const o of deviceOptions()) cmd.addOption(o);
+  return cmd;
+}
+
+async function loadTeacher(o: TeacherCliOptions): Promise<Teacher> {
+  return Teacher.load(o.model, {
+    ...toSessionOptions(o),
+    ...(o.quantized ? { quantized: true } : {}),
+    ...(o.embeddingOutput ? { embeddingOutput: o.embeddingOutput } : {}),
+    ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
+  });
+}
+
+function predictCommand(): Command {
+  return teacherOptions(new Command('predict').description('logits and predicted labels for texts'))
+    .requiredOption('--text <text...>', 'texts to classify (repeat --text or pass several)')
+    .option('--json', 'print a JSON summary as the last line of stdout')
+    .action(async (o: TeacherCliOptions & { text: string[]; json?: boolean }) => {
+      const teacher = await loadTeacher(o);
+      try {
+        const out = await teacher.predict(o.text, { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }) });
+        const C = out.classes;
+        const labels: string[] = [];
+        const scores: number[] = [];
+        const logits: number[][] = [];
+        o.text.forEach((text, i) => {
+          const probs = softmaxRow(out.logits, i * C, C);
+          const k = argmaxRow(out.logits, i * C, C);
+          labels.push(teacher.labels[k]!);
+          scores.push(probs[k]!);
+          logits.push(Array.from(out.logits.subarray(i * C, (i + 1) * C)));
+          process.stdout.write(`${teacher.labels[k]} ${probs[k]!.toFixed(4)}\t${text}\n`);
+        });
+        if (o.json) {
+          printJsonLine({ labels, scores, logits, embeddingDim: out.dim, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description }, device: teacher.device });
+        }
+      } finally {
+        await teacher.dispose();
+      }
+    });
+}
+
+/** Maps the teacher's class names onto the dataset's (by name, case-insensitive; else by index). */
+export function classMapping(teacherLabels: readonly string[], datasetLabels: readonly string[]): { map: number[]; byName: boolean } {
+  const lower = teacherLabels.map((l) => l.toLowerCase());
+  const map = datasetLabels.map((d) => lower.indexOf(d.toLowerCase()));
+  if (map.every((m) => m >= 0)) return { map, byName: true };
+  if (teacherLabels.length !== datasetLabels.length) {
+    throw new Error(`the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count`);
+  }
+  return { map: datasetLabels.map((_, i) => i), byName: false };
+}
+
+function evalCommand(): Command {
+  const cmd = teacherOptions(new Command('eval').description("the teacher's accuracy on a dataset"))
+    .requiredOption('--data <file...>', 'labelled data files')
+    .option('--limit <n>', 'evaluate the first N rows')
+    .option('--json', 'print a JSON summary as the last line of stdout');
+  for (const opt of dataOptions()) cmd.addOption(opt);
+  return cmd.action(async (o: TeacherCliOptions & DataCliOptions & { data: string[]; limit?: string; json?: boolean }) => {
+    const read = toReadOptions(o);
+    const reader = new DatasetReader(o.data, read);
+    const texts: string[] = [];
+    const gold: number[] = [];
+    const limit = o.limit ? numberOption('limit', o.limit, { integer: true, min: 1 }) : Infinity;
+    for await (const ex of reader) {
+      if (texts.length >= limit) break;
+      texts.push(ex.text);
+      gold.push(ex.label);
+    }
+    const teacher = await loadTeacher(o);
+    try {
+      const datasetLabels = LABEL_NAMES[read.classes];
+      const { map, byName } = classMapping(teacher.labels, datasetLabels);
+      if (!byName) process.stderr.write(`warning: teacher labels ${teacher.labels.join(', ')} matched to ${datasetLabels.join(', ')} by position\n`);
+      const progress = new Progress('teacher', { unit: 'texts', total: texts.length });
+      const t0 = performance.now();
+      const out = await teacher.predict(texts, { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }), onProgress: (d) => progress.update(d) });
+      progress.finish();
+      const seconds = (performance.now() - t0) / 1000;
+      const C = out.classes;
+      const predicted = gold.map((_, i) => {
+        let best = 0;
+        for (let c = 1; c < datasetLabels.length; c++) if (out.logits[i * C + map[c]!]! > out.logits[i * C + map[best]!]!) best = c;
+        return best;
+      });
+      const report = accuracyReport(gold, predicted, datasetLabels.length);
+      process.stdout.write(
+        `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
+      );
+      if (o.json) printJsonLine({ model: o.model, data: o.data, ...report, labels: datasetLabels, textsPerSecond: texts.length / seconds, device: teacher.device });
+    } finally {
+      await teacher.dispose();
+    }
+  });
+}
+
+export function teacherCommand(): Command {
+  const teacher = new Command('teacher').description('run, evaluate or train a teacher');
+  teacher.addCommand(predictCommand());
+  teacher.addCommand(evalCommand());
+  teacher.addCommand(teacherTrainCommand());
+  return teacher;
+}

@@ -1,0 +1,219 @@
+// A teacher: any Hugging Face-layout ONNX sequence classifier (config.json, tokenizer.json,
+// onnx/model.onnx), run for logits and the embedding its classifier reads, batched by length.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { createSession, ort, type Device } from '../engine/session.js';
+import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
+import { decodeModel, encodeModel } from './onnx-model.js';
+import { exposeTensor, findClassifierHead, headForNamedEmbedding, type ClassifierHead } from './head.js';
+
+export interface TeacherOptions {
+  device?: Device;
+  allowFallback?: boolean;
+  threads?: number;
+  /** Use onnx/model_quantized.onnx instead of onnx/model.onnx. */
+  quantized?: boolean;
+  /** Name of the tensor to expose as `embedding` when automatic detection fails. */
+  embeddingOutput?: string;
+  /** Truncate inputs to this many tokens (at most the model's limit). */
+  maxLength?: number;
+  /** Receives warnings (default: stderr). */
+  warn?: (message: string) => void;
+}
+
+export interface TeacherConfig {
+  modelType: string;
+  /** Class names in logit order (from id2label). */
+  labels: string[];
+  maxPositions: number | null;
+  vocabSize: number | null;
+}
+
+export interface PredictOptions {
+  /** Upper bound on batch size × padded length (tokens per ONNX Runtime call). */
+  batchTokens?: number;
+  /** Upper bound on texts per call. */
+  maxBatch?: number;
+  /** Called after each batch with the number of texts done. */
+  onProgress?: (done: number) => void;
+}
+
+export interface TeacherBatch {
+  /** Positions of these rows in the input order. */
+  indices: Int32Array;
+  logits: Float32Array;
+  embedding: Float32Array;
+  tokens: number;
+}
+
+export interface TeacherOutputs {
+  logits: Float32Array;
+  embedding: Float32Array;
+  classes: number;
+  dim: number;
+}
+
+export function readTeacherConfig(dir: string): TeacherConfig {
+  const path = join(dir, 'config.json');
+  if (!existsSync(path)) throw new Error(`${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`);
+  const cfg = JSON.parse(readFileSync(path, 'utf8')) as { model_type?: string; id2label?: Record<string, string>; max_position_embeddings?: number; vocab_size?: number };
+  const id2label = cfg.id2label ?? {};
+  const labels = Object.keys(id2label)
+    .map(Number)
+    .sort((a, b) => a - b)
+    .map((k) => id2label[String(k)]!);
+  if (labels.length === 0) throw new Error(`${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`);
+  return { modelType: cfg.model_type ?? 'unknown', labels, maxPositions: cfg.max_position_embeddings ?? null, vocabSize: cfg.vocab_size ?? null };
+}
+
+/** Groups positions into batches of similar length under a token budget (longest first). */
+export function lengthBatches(lengths: ArrayLike<number>, batchTokens: number, maxBatch: number): Int32Array[] {
+  const order = Int32Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const batches: Int32Array[] = [];
+  let start = 0;
+  while (start < order.length) {
+    const longest = lengths[order[start]!]!;
+    const size = Math.max(1, Math.min(maxBatch, Math.floor(batchTokens / Math.max(1, longest))));
+    batches.push(order.slice(start, start + size));
+    start += size;
+  }
+  return batches;
+}
+
+export class Teacher {
+  private constructor(
+    readonly dir: string,
+    readonly config: TeacherConfig,
+    readonly tokenizer: TextTokenizer,
+    readonly head: ClassifierHead,
+    readonly session: ort.InferenceSession,
+    readonly device: Device,
+    readonly modelFile: string,
+    private readonly usesTokenTypes: boolean,
+  ) {}
+
+  /**
+   * Loads a teacher folder and edits its graph to also output `embedding`.
+   *
+   * ```ts
+   * const teacher = await Teacher.load('models/teacher-s140');
+   * const { logits, embedding } = await teacher.predict(['what a great day']);
+   * ```
+   */
+  static async load(dir: string, opts: TeacherOptions = {}): Promise<Teacher> {
+    const config = readTeacherConfig(dir);
+    const modelFile = join(dir, 'onnx', opts.quantized ? 'model_quantized.onnx' : 'model.onnx');
+    if (!existsSync(modelFile)) throw new Error(`${dir}: no ${opts.quantized ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx'}`);
+    const model = decodeModel(modelFile);
+    const outputs = (model.graph?.output ?? []).map((o) => o.name!);
+    const logitsName = outputs.includes('logits') ? 'logits' : outputs[0]!;
+    const head = opts.embeddingOutput ? headForNamedEmbedding(model, modelFile, opts.embeddingOutput, logitsName) : findClassifierHead(model, modelFile, logitsName);
+    if (head.weight && head.rows !== config.labels.length) {
+      throw new Error(`${dir}: the classifier has ${head.rows} outputs but config.json names ${config.labels.length} labels`);
+    }
+    const logitsType = (model.graph!.output!.find((o) => o.name === logitsName)?.type?.tensorType?.elemType as number | undefined) ?? 1;
+    exposeTensor(model, head.embeddingTensor, 'embedding', logitsType);
+    if (logitsName !== 'logits') exposeTensor(model, logitsName, 'logits', logitsType);
+    const maxLength = Math.min(opts.maxLength ?? Infinity, config.maxPositions ?? Infinity);
+    const tokenizer = TextTokenizer.fromFolder(dir, Number.isFinite(maxLength) ? { maxLength } : {});
+    if (config.vocabSize !== null) {
+      const beyond = tokenizer.limitVocabulary(config.vocabSize);
+      if (beyond.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above config.json vocab_size ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`);
+    }
+    const { session, device } = await createSession(encodeModel(model), {
+      ...(opts.device ? { device: opts.device } : {}),
+      ...(opts.allowFallback ? { allowFallback: true } : {}),
+      ...(opts.threads ? { threads: opts.threads } : {}),
+    });
+    const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
+    if (missing.length) throw new Error(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
+    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, session.inputNames.includes('token_type_ids'));
+  }
+
+  get labels(): string[] {
+    return this.config.labels;
+  }
+
+  /** SHA-256 over config.json, tokenizer.json and the model file: what a cache is keyed by. */
+  fingerprint(): Record<string, string> {
+    const h = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+    return { model: h(this.modelFile), tokenizer: h(join(this.dir, 'tokenizer.json')), config: h(join(this.dir, 'config.json')) };
+  }
+
+  /** Runs one padded batch of encodings. */
+  async runEncoded(encodings: readonly Encoding[]): Promise<{ logits: Float32Array; embedding: Float32Array; dim: number }> {
+    const batch = this.tokenizer.pad(encodings);
+    const dims = [batch.size, batch.length];
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', batch.inputIds, dims),
+      attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
+    };
+    if (this.usesTokenTypes) feeds.token_type_ids = new ort.Tensor('int64', batch.tokenTypeIds, dims);
+    const out = await this.session.run(feeds, ['logits', 'embedding']);
+    const embedding = toFloat32(out.embedding!);
+    return { logits: toFloat32(out.logits!), embedding, dim: embedding.length / batch.size };
+  }
+
+  /**
+   * Streams batches in length order (rows of similar length together, so little padding);
+   * `indices` maps rows back to input positions. Tokenization of the next chunk overlaps
+   * inference of the current one.
+   */
+  async *stream(texts: readonly string[], opts: PredictOptions = {}): AsyncGenerator<TeacherBatch> {
+    const batchTokens = opts.batchTokens ?? 8192;
+    const maxBatch = opts.maxBatch ?? 256;
+    const chunk = 8192;
+    let done = 0;
+    let next = this.tokenizer.encode(texts.slice(0, chunk));
+    for (let start = 0; start < texts.length; start += chunk) {
+      const encodings = await next;
+      if (start + chunk < texts.length) next = this.tokenizer.encode(texts.slice(start + chunk, start + 2 * chunk));
+      for (const positions of lengthBatches(encodings.map((e) => e.ids.length), batchTokens, maxBatch)) {
+        const part = Array.from(positions, (p) => encodings[p]!);
+        const { logits, embedding } = await this.runEncoded(part);
+        done += part.length;
+        opts.onProgress?.(done);
+        yield { indices: Int32Array.from(positions, (p) => p + start), logits, embedding, tokens: part.reduce((s, e) => s + e.ids.length, 0) };
+      }
+    }
+  }
+
+  /** Logits and embeddings for `texts`, in input order. */
+  async predict(texts: readonly string[], opts: PredictOptions = {}): Promise<TeacherOutputs> {
+    const classes = this.labels.length;
+    const logits = new Float32Array(texts.length * classes);
+    let embedding = new Float32Array(0);
+    let dim = 0;
+    for await (const b of this.stream(texts, opts)) {
+      if (dim === 0) {
+        dim = b.embedding.length / b.indices.length;
+        embedding = new Float32Array(texts.length * dim);
+      }
+      b.indices.forEach((pos, r) => {
+        logits.set(b.logits.subarray(r * classes, (r + 1) * classes), pos * classes);
+        embedding.set(b.embedding.subarray(r * dim, (r + 1) * dim), pos * dim);
+      });
+    }
+    return { logits, embedding, classes, dim };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function toFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float64') return Float32Array.from(t.data as Float64Array);
+  throw new Error(`teacher output has type ${t.type}; expected float32`);
+}
+
+/** Softmax of one row of logits. */
+export function softmaxRow(logits: ArrayLike<number>, offset: number, classes: number): number[] {
+  let max = -Infinity;
+  for (let c = 0; c < classes; c++) max = Math.max(max, logits[offset + c]!);
+  const e = Array.from({ length: classes }, (_, c) => Math.exp(logits[offset + c]! - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}

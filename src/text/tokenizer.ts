@@ -1,0 +1,222 @@
+// Tokenization with the `tokenizers` package (Rust, native) from a Hugging Face
+// tokenizer.json; WordPiece vocabularies trained on our own texts for the default teacher.
+import { readFileSync, existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import tokenizers from 'tokenizers';
+import { writeFileAtomicSync } from '../util/fs.js';
+
+const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer, bertProcessing, wordPieceDecoder } = tokenizers;
+type NativeTokenizer = InstanceType<typeof Tokenizer>;
+
+/** A batch of encodings: row-major ids/masks of one padded length. */
+export interface EncodedBatch {
+  /** Number of texts. */
+  size: number;
+  /** Padded length (longest text in the batch). */
+  length: number;
+  inputIds: BigInt64Array;
+  attentionMask: BigInt64Array;
+  tokenTypeIds: BigInt64Array;
+}
+
+/** One text's token ids (special tokens included), before padding. */
+export interface Encoding {
+  ids: Int32Array;
+  typeIds: Int32Array;
+}
+
+export interface SpecialTokens {
+  pad: string;
+  unk: string;
+  cls: string;
+  sep: string;
+  mask: string;
+}
+
+export const BERT_SPECIALS: SpecialTokens = { pad: '[PAD]', unk: '[UNK]', cls: '[CLS]', sep: '[SEP]', mask: '[MASK]' };
+
+/**
+ * A tokenizer.json (with its tokenizer_config.json) ready for batched, truncated encoding.
+ *
+ * ```ts
+ * const tok = TextTokenizer.fromFolder('models/teacher', { maxLength: 128 });
+ * const encodings = await tok.encode(['great product', 'awful']);
+ * ```
+ */
+export class TextTokenizer {
+  readonly padId: number;
+  /** Ids at or above this are outside the model's embedding table; they become [UNK]. */
+  private idLimit = Infinity;
+  private unkId = 0;
+  /** Tokens replaced by [UNK] because the model's table has no row for them. */
+  outOfRangeTokens = 0;
+
+  private constructor(
+    readonly native: NativeTokenizer,
+    readonly maxLength: number,
+    readonly specials: SpecialTokens,
+    readonly config: Record<string, unknown>,
+  ) {
+    const pad = native.tokenToId(specials.pad);
+    if (pad === null || pad === undefined) throw new Error(`tokenizer has no pad token '${specials.pad}' in its vocabulary`);
+    this.padId = pad;
+    native.setTruncation(maxLength);
+    native.disablePadding();
+  }
+
+  /** Loads `dir/tokenizer.json` and `dir/tokenizer_config.json` (special tokens, model_max_length). */
+  static fromFolder(dir: string, opts: { maxLength?: number } = {}): TextTokenizer {
+    const file = join(dir, 'tokenizer.json');
+    if (!existsSync(file)) throw new Error(`${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`);
+    const configPath = join(dir, 'tokenizer_config.json');
+    const config = existsSync(configPath) ? (JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>) : {};
+    const tokenName = (key: string, fallback: string): string => {
+      const v = config[key];
+      if (typeof v === 'string') return v;
+      if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+      return fallback;
+    };
+    const specials: SpecialTokens = {
+      pad: tokenName('pad_token', '[PAD]'),
+      unk: tokenName('unk_token', '[UNK]'),
+      cls: tokenName('cls_token', '[CLS]'),
+      sep: tokenName('sep_token', '[SEP]'),
+      mask: tokenName('mask_token', '[MASK]'),
+    };
+    const modelMax = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : 512;
+    const maxLength = Math.min(opts.maxLength ?? modelMax, modelMax);
+    return new TextTokenizer(Tokenizer.fromFile(file), maxLength, specials, config);
+  }
+
+  get vocabSize(): number {
+    return this.native.getVocabSize(true);
+  }
+
+  tokenId(token: string): number {
+    const id = this.native.tokenToId(token);
+    if (id === null || id === undefined) throw new Error(`token '${token}' is not in the vocabulary`);
+    return id;
+  }
+
+  /**
+   * Limits ids to a model's vocabulary size: tokenizer ids at or above `vocabSize` (some
+   * exports ship a tokenizer larger than the embedding table) become [UNK] and are counted,
+   * instead of crashing the model. Returns the tokens affected.
+   */
+  limitVocabulary(vocabSize: number): string[] {
+    this.idLimit = vocabSize;
+    this.unkId = this.tokenId(this.specials.unk);
+    return Object.entries(this.native.getVocab(true)).filter(([, id]) => id >= vocabSize).map(([t]) => t);
+  }
+
+  /** Encodes texts (truncated to maxLength, special tokens added). */
+  async encode(texts: readonly string[]): Promise<Encoding[]> {
+    const encodings = await this.native.encodeBatch([...texts]);
+    return encodings.map((e) => {
+      const ids = Int32Array.from(e.getIds());
+      if (this.idLimit !== Infinity) {
+        for (let k = 0; k < ids.length; k++) {
+          if (ids[k]! >= this.idLimit) {
+            ids[k] = this.unkId;
+            this.outOfRangeTokens += 1;
+          }
+        }
+      }
+      return { ids, typeIds: Int32Array.from(e.getTypeIds()) };
+    });
+  }
+
+  /** Pads encodings to their longest member. */
+  pad(encodings: readonly Encoding[]): EncodedBatch {
+    const length = encodings.reduce((m, e) => Math.max(m, e.ids.length), 0);
+    const size = encodings.length;
+    const inputIds = new BigInt64Array(size * length).fill(BigInt(this.padId));
+    const attentionMask = new BigInt64Array(size * length);
+    const tokenTypeIds = new BigInt64Array(size * length);
+    encodings.forEach((e, r) => {
+      for (let k = 0; k < e.ids.length; k++) {
+        inputIds[r * length + k] = BigInt(e.ids[k]!);
+        attentionMask[r * length + k] = 1n;
+        tokenTypeIds[r * length + k] = BigInt(e.typeIds[k]!);
+      }
+    });
+    return { size, length, inputIds, attentionMask, tokenTypeIds };
+  }
+
+  /**
+   * Trains a lowercase BERT WordPiece vocabulary on `texts` with the `tokenizers` trainer
+   * (its JS binding trains 30,000 tokens and adds no special tokens), keeps the first
+   * `vocabSize` tokens (the alphabet, then merges in the order learned) and puts the special
+   * tokens first, so [PAD] = 0, [UNK] = 1, [CLS] = 2, [SEP] = 3, [MASK] = 4.
+   */
+  static trainWordPiece(texts: Iterable<string>, opts: { vocabSize: number; maxLength: number }): TextTokenizer {
+    const dir = mkdtempSync(join(tmpdir(), 'kd-vocab-'));
+    try {
+      const file = join(dir, 'texts.txt');
+      const lines: string[] = [];
+      for (const t of texts) lines.push(t.replace(/[\r\n]+/g, ' '));
+      writeFileSync(file, lines.join('\n'));
+      const vocabFile = join(dir, 'vocab.json');
+      const worker = fileURLToPath(new URL('./vocab-worker.js', import.meta.url));
+      const r = spawnSync(process.execPath, [worker, file, vocabFile], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`WordPiece training failed: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
+      const learned = Object.entries(JSON.parse(readFileSync(vocabFile, 'utf8')) as Record<string, number>).sort((a, b) => a[1] - b[1]);
+      const specials = Object.values(BERT_SPECIALS);
+      const vocab: Record<string, number> = {};
+      specials.forEach((s, i) => (vocab[s] = i));
+      let next = specials.length;
+      for (const [token] of learned) {
+        if (next >= opts.vocabSize) break;
+        if (!(token in vocab)) vocab[token] = next++;
+      }
+      const tok = new Tokenizer(WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }));
+      tok.setNormalizer(bertNormalizer({ lowercase: true, stripAccents: true, cleanText: true, handleChineseChars: true }));
+      tok.setPreTokenizer(bertPreTokenizer());
+      tok.setPostProcessor(bertProcessing([BERT_SPECIALS.sep, 3], [BERT_SPECIALS.cls, 2]));
+      tok.setDecoder(wordPieceDecoder('##', true));
+      tok.addSpecialTokens(specials);
+      const config = bertTokenizerConfig(opts.maxLength);
+      return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, config);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and vocab.txt. */
+  save(dir: string): void {
+    const tmp = mkdtempSync(join(tmpdir(), 'kd-tok-'));
+    try {
+      this.native.disableTruncation();
+      this.native.save(join(tmp, 'tokenizer.json'), true);
+      writeFileAtomicSync(join(dir, 'tokenizer.json'), readFileSync(join(tmp, 'tokenizer.json')));
+    } finally {
+      this.native.setTruncation(this.maxLength);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    writeFileAtomicSync(join(dir, 'tokenizer_config.json'), `${JSON.stringify(this.config, null, 2)}\n`);
+    const s = this.specials;
+    writeFileAtomicSync(join(dir, 'special_tokens_map.json'), `${JSON.stringify({ cls_token: s.cls, mask_token: s.mask, pad_token: s.pad, sep_token: s.sep, unk_token: s.unk }, null, 2)}\n`);
+    const vocab = Object.entries(this.native.getVocab(true)).sort((a, b) => a[1] - b[1]).map(([t]) => t);
+    writeFileAtomicSync(join(dir, 'vocab.txt'), `${vocab.join('\n')}\n`);
+  }
+}
+
+/** tokenizer_config.json of a lowercase BERT WordPiece tokenizer, with the special tokens transformers.js needs to pad batches. */
+export function bertTokenizerConfig(maxLength: number): Record<string, unknown> {
+  return {
+    tokenizer_class: 'BertTokenizer',
+    do_lower_case: true,
+    strip_accents: null,
+    tokenize_chinese_chars: true,
+    model_max_length: maxLength,
+    clean_up_tokenization_spaces: true,
+    cls_token: BERT_SPECIALS.cls,
+    mask_token: BERT_SPECIALS.mask,
+    pad_token: BERT_SPECIALS.pad,
+    sep_token: BERT_SPECIALS.sep,
+    unk_token: BERT_SPECIALS.unk,
+  };
+}
