@@ -3,6 +3,7 @@
 import { benchData } from './bench/data.js';
 import { benchEngine } from './bench/engine.js';
 import { benchTeacher } from './bench/teacher.js';
+import { benchCache } from './bench/cache.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
@@ -10,6 +11,7 @@ const BENCHES: Record<string, Bench> = {
   data: benchData,
   engine: benchEngine,
   teacher: benchTeacher,
+  cache: benchCache,
 };
 
 async function main(): Promise<void> {

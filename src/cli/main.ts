@@ -4,6 +4,7 @@ import { toolVersion } from '../util/versions.js';
 import { dataSplitCommand } from './data-split.js';
 import { dataStatsCommand } from './data-stats.js';
 import { teacherCommand } from './teacher.js';
+import { cacheCommand } from './cache.js';
 
 export function buildProgram(): Command {
   const program = new Command('kd')
@@ -15,18 +16,20 @@ export function buildProgram(): Command {
   data.addCommand(dataSplitCommand());
   program.addCommand(data);
   program.addCommand(teacherCommand());
+  program.addCommand(cacheCommand());
   return program;
 }
 
 /** Known input and option errors print one clear line; anything else keeps its stack. */
-const USER_ERRORS = new Set(['DataError', 'FormatError', 'ConfigError', 'TypeError', 'RangeError', 'DeviceError', 'HeadNotFoundError']);
+const USER_ERRORS = new Set(['DataError', 'FormatError', 'ConfigError', 'TypeError', 'RangeError', 'DeviceError', 'HeadNotFoundError', 'CacheMismatchError', 'ShardFormatError']);
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command may set a failing exit code without throwing (e.g. kd cache verify).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     const err = e as Error & { code?: string };

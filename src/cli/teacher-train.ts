@@ -33,6 +33,8 @@ export function teacherTrainCommand(): Command {
     .description('train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in the Hugging Face layout')
     .requiredOption('--data <file...>', 'training data (a dev split is held out unless --dev is given)')
     .option('--dev <file...>', 'dev data for early stopping')
+    .option('--pretrain-data <file...>', 'extra unlabeled text for masked-language-model pretraining')
+    .option('--no-pretrain', 'skip masked-language-model pretraining')
     .requiredOption('--out <dir>', 'output folder (becomes a teacher folder: config.json, tokenizer.json, onnx/model.onnx)')
     .option('--preset <name>', 'base (default), tiny (tests), or a JSON file of settings', 'base')
     .option('--limit <n>', 'use the first N training rows')
@@ -48,10 +50,12 @@ export function teacherTrainCommand(): Command {
       if (typeof v === 'string') (overrides as Record<string, number>)[key] = numberOption(flag, v, { integer, min: 0 });
     }
     const config = resolveTeacherConfig(o.preset as string, overrides);
+    if (o.pretrain === false) config.pretrain = null;
     const session = toSessionOptions(o);
     const result = await trainDefaultTeacher({
       trainFiles: o.data as string[],
       ...(o.dev ? { devFiles: o.dev as string[] } : {}),
+      ...(o.pretrainData ? { pretrainFiles: o.pretrainData as string[] } : {}),
       read: toReadOptions(o),
       out: o.out as string,
       config,

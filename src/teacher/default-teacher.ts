@@ -26,6 +26,7 @@ import { runVersions } from '../util/versions.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../train/loop.js';
 import { argmaxRow } from '../eval/metrics.js';
+import { DEFAULT_PRETRAIN, pretrainEncoder, type PretrainConfig, type PretrainResult } from './pretrain.js';
 
 /** One ensemble member: a BERT-style encoder, a word-piece n-gram bag, or both. */
 export interface MemberConfig {
@@ -45,6 +46,11 @@ export interface MemberConfig {
 export interface DefaultTeacherConfig {
   /** Members trained one after another on the same tokenizer and data, then combined. */
   members: MemberConfig[];
+  /**
+   * Masked-language-model pretraining of one encoder (the first encoder member's shape) on
+   * the training texts and any extra text, used to initialize every encoder of that shape.
+   */
+  pretrain: PretrainConfig | null;
   maxLength: number;
   vocabSize: number;
   /** Hash buckets for word-piece bigrams. */
@@ -69,13 +75,14 @@ export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
    * The default: two BERT-style encoders (different seeds) and a word-piece unigram/bigram
    * bag, combined as a product of experts with weights tuned on dev.
    */
-  base: { members: [deep(13), deep(14), wide(15)], maxLength: 128, vocabSize: 16384, bigramBuckets: 1 << 18, batchSize: 32, warmupRatio: 0.06, weightDecay: 0.01, patience: 4, evalEvery: 500, seed: 13, devFraction: 0.1 },
+  base: { members: [deep(13), deep(14), wide(15)], pretrain: DEFAULT_PRETRAIN, maxLength: 128, vocabSize: 16384, bigramBuckets: 1 << 18, batchSize: 32, warmupRatio: 0.06, weightDecay: 0.01, patience: 4, evalEvery: 500, seed: 13, devFraction: 0.1 },
   /** For end-to-end tests: trains in seconds. */
   tiny: {
     members: [
       { layers: 1, hidden: 32, heads: 2, intermediate: 64, wideDim: 0, dropout: 0.1, epochs: 2, lr: 2e-3, seed: 13 },
       { layers: 0, hidden: 0, heads: 0, intermediate: 0, wideDim: 16, dropout: 0.1, epochs: 2, lr: 5e-3, seed: 14 },
     ],
+    pretrain: { epochs: 1, lr: 2e-3, batchSize: 64, maskProbability: 0.15, seed: 7 },
     maxLength: 48,
     vocabSize: 2048,
     bigramBuckets: 4096,
@@ -214,6 +221,8 @@ export function bucketedBatches(lengths: ArrayLike<number>, batchSize: number, r
 
 export interface TrainTeacherOptions {
   trainFiles: string[];
+  /** Extra unlabeled text for pretraining (labels are not read). */
+  pretrainFiles?: string[];
   devFiles?: string[];
   read: ReadOptions & { classes: 2 | 3 | 5 };
   out: string;
@@ -234,6 +243,8 @@ export interface MemberResult {
 
 export interface TrainTeacherResult {
   out: string;
+  /** Masked-token accuracy of the pretrained encoder on held-out dev texts, when pretrained. */
+  pretrainMaskedAccuracy: number | null;
   trainRows: number;
   devRows: number;
   /** Accuracy of the exported ensemble on dev. */
@@ -361,14 +372,46 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   const accuracyOf = (logits: Float32Array) => devSet.labels.reduce((s, y, i) => s + (argmaxRow(logits, i * classes, classes) === y ? 1 : 0), 0) / dev.length;
 
   const lengths = trainSet.encodings.map((e) => e.ids.length);
+  let pretrained: PretrainResult | null = null;
+  const shapeOf = (m: MemberConfig) => `${m.layers}/${m.hidden}/${m.heads}/${m.intermediate}`;
+  const encoderShape = cfg.members.find((m) => m.layers > 0);
+  if (cfg.pretrain && encoderShape) {
+    const extra = o.pretrainFiles?.length ? await readExamples(o.pretrainFiles, { ...o.read, classes: 3 }, Infinity, cfg.seed) : [];
+    const texts = [...trainSet.encodings, ...(await tokenizer.encode(extra.map((e) => e.text)))];
+    log(`pretraining a ${shapeOf(encoderShape)} encoder (masked language model) on ${texts.length} texts`);
+    pretrained = await pretrainEncoder({
+      tokenizer,
+      texts,
+      heldOut: devSet.encodings,
+      member: encoderShape,
+      maxLength: cfg.maxLength,
+      config: cfg.pretrain,
+      outDir: join(work, 'pretrain'),
+      ...(o.resume ? { resume: true } : {}),
+      ...(o.device ? { device: o.device } : {}),
+      ...(o.threads ? { threads: o.threads } : {}),
+      ...(o.log ? { log: o.log } : {}),
+      bucketedBatches,
+    });
+    log(`pretraining: masked-token accuracy ${(100 * pretrained.devMaskedAccuracy).toFixed(2)}% on dev texts`);
+  }
   const members: MemberResult[] = [];
   const memberDevLogits: Float32Array[] = [];
   const memberStores: ParameterStore[] = [];
   for (const [k, m] of cfg.members.entries()) {
     const memberDir = join(work, `member${k}`);
     const totalSteps = Math.ceil(train.length / cfg.batchSize) * m.epochs;
+    let initial: ParameterStore | undefined;
+    if (pretrained && m.layers > 0 && shapeOf(m) === shapeOf(encoderShape!)) {
+      initial = new ParameterStore('float32');
+      for (const spec of pretrained.encoder.specs) {
+        initial.specs.push(spec);
+        initial.values.set(spec.name, Float32Array.from(pretrained.encoder.get(spec.name)));
+      }
+    }
     const trainer = await Trainer.create({
       model: memberModel(m, cfg, classes, true),
+      ...(initial ? { store: initial } : {}),
       loss: ceLoss,
       optimizer: { kind: 'adamw', lr: m.lr, weightDecay: cfg.weightDecay, clipNorm: 1 },
       schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(cfg.warmupRatio * totalSteps)), totalSteps },
@@ -411,8 +454,8 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   log(`ensemble weights ${tuned.weights.map((w) => w.toFixed(2)).join(', ')}: dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%`);
   const store = ensembleStore(cfg, classes, memberStores, tuned.weights);
   const onnx = exportModel(ensembleModel(cfg, classes), store, { outputs: ['logits'], metadata: { producer: 'kd-toolkit default teacher' } });
-  exportTeacherFolder(o.out, cfg, tokenizer, labels, onnx, { devAccuracy: tuned.accuracy, weights: tuned.weights, members: members.map((m) => ({ devAccuracy: m.devAccuracy, steps: m.loop.steps, seconds: m.loop.secondsTraining })), trainRows: train.length, devRows: dev.length });
-  return { out: o.out, trainRows: train.length, devRows: dev.length, devAccuracy: tuned.accuracy, members, weights: tuned.weights, parameters: store.count() };
+  exportTeacherFolder(o.out, cfg, tokenizer, labels, onnx, { devAccuracy: tuned.accuracy, pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null, weights: tuned.weights, members: members.map((m) => ({ devAccuracy: m.devAccuracy, steps: m.loop.steps, seconds: m.loop.secondsTraining })), trainRows: train.length, devRows: dev.length });
+  return { out: o.out, trainRows: train.length, devRows: dev.length, devAccuracy: tuned.accuracy, pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null, members, weights: tuned.weights, parameters: store.count() };
 }
 
 /** Parameters of the exported ensemble: members under `member<k>.`, classifiers scaled and stacked. */

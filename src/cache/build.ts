@@ -1,0 +1,251 @@
+// Building a cache: run the teacher once over the data, shard by shard. Each shard is written
+// to a temporary file and renamed; a rerun after a crash skips finished shards (checked by
+// checksum) and ends with the same bytes as an uninterrupted build.
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { Teacher } from '../teacher/teacher.js';
+import { DatasetReader, type ReadOptions } from '../data/read.js';
+import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
+import type { Example } from '../data/example.js';
+import { saveSafetensors, type NamedTensor } from '../engine/safetensors.js';
+import { writeFileAtomicSync } from '../util/fs.js';
+import { matrix, principalComponents } from '../util/linalg.js';
+import { Progress } from '../util/progress.js';
+import { toolVersion } from '../util/versions.js';
+import { encodeShard, type EmbeddingDType, type ShardRows } from './format.js';
+import { assertSameIdentity, BLOCK_BYTES, CACHE_FORMAT, CACHE_VERSION, identityOf, type CacheManifest, type EmbeddingSpec, type ShardEntry } from './manifest.js';
+import type { Device } from '../engine/session.js';
+
+export interface BuildOptions {
+  teacher: string;
+  data: string[];
+  read: ReadOptions & { classes: ClassCount };
+  out: string;
+  dtype?: EmbeddingDType;
+  /** 'full', 'none' or 'pca:K'. */
+  embedding?: string;
+  /** File whose embeddings the PCA is fitted on (default: the first data file). */
+  pcaFit?: string;
+  /** At most this many rows of the fit file are used for PCA. */
+  pcaRows?: number;
+  /** Build part k of n (0-based k), for distributed builds. */
+  shard?: { k: number; n: number };
+  shardRows?: number;
+  batchTokens?: number;
+  device?: Device;
+  allowFallback?: boolean;
+  threads?: number;
+  maxLength?: number;
+  log?: (line: string) => void;
+  /** For crash tests: exit the process after writing this many shards. */
+  stopAfterShards?: number;
+}
+
+export function parseEmbeddingMode(spec: string): { mode: EmbeddingSpec['mode']; k: number } {
+  if (spec === 'full' || spec === 'none') return { mode: spec, k: 0 };
+  const m = /^pca:(\d+)$/.exec(spec);
+  if (m && Number(m[1]) > 0) return { mode: 'pca', k: Number(m[1]) };
+  throw new RangeError(`'--embedding' must be full, none or pca:K (K > 0), got ${JSON.stringify(spec)}`);
+}
+
+export function parseShard(spec: string): { k: number; n: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(spec);
+  const k = m ? Number(m[1]) : NaN;
+  const n = m ? Number(m[2]) : NaN;
+  if (!m || n < 1 || k >= n) throw new RangeError(`'--shard' must be k/n with 0 ≤ k < n (e.g. 0/4), got ${JSON.stringify(spec)}`);
+  return { k, n };
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export function blockHashes(bytes: Uint8Array): string[] {
+  const out: string[] = [];
+  for (let s = 0; s < bytes.length; s += BLOCK_BYTES) out.push(createHash('sha256').update(bytes.subarray(s, s + BLOCK_BYTES)).digest('hex'));
+  return out;
+}
+
+export const shardPath = (index: number) => join('shards', `shard-${String(index).padStart(5, '0')}.kdc`);
+
+interface Progression {
+  identity: Record<string, unknown>;
+  done: Record<string, ShardEntry>;
+}
+
+/** Encodes and writes one shard atomically; returns its manifest entry. */
+export function writeShard(out: string, index: number, rows: ShardRows, dtype: EmbeddingDType): ShardEntry {
+  const rel = shardPath(index);
+  const bytes = encodeShard(rows, dtype);
+  writeFileAtomicSync(join(out, rel), bytes);
+  return { index, path: rel, rows: rows.ids.length, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), blocks: blockHashes(bytes) };
+}
+
+/** Builds (or resumes) a cache. Returns its manifest. */
+export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
+  const log = o.log ?? (() => undefined);
+  const dtype = o.dtype ?? 'float16';
+  const { mode, k: pcaK } = parseEmbeddingMode(o.embedding ?? 'full');
+  const shardRows = o.shardRows ?? 4096;
+  if (!(shardRows >= 1)) throw new RangeError(`'--shard-rows' must be at least 1, got ${shardRows}`);
+  const labels = LABEL_NAMES[o.read.classes];
+  const teacher = await Teacher.load(o.teacher, {
+    ...(o.device ? { device: o.device } : {}),
+    ...(o.allowFallback ? { allowFallback: true } : {}),
+    ...(o.threads ? { threads: o.threads } : {}),
+    ...(o.maxLength ? { maxLength: o.maxLength } : {}),
+  });
+  try {
+    const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
+    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0) throw new RangeError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
+    const sourceDim = teacher.head.cols;
+    const embedding: EmbeddingSpec = { mode, dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0, sourceDim, dtype, ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}) };
+    const base = {
+      teacher: { fingerprint: teacher.fingerprint(), labels: teacher.labels, modelType: teacher.config.modelType, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description } },
+      maxLength: teacher.tokenizer.maxLength,
+      embedding,
+      shardRows,
+    };
+    mkdirSync(join(o.out, 'shards'), { recursive: true });
+    // Leftovers of a killed run: temporary files are never part of the cache.
+    for (const dir of [o.out, join(o.out, 'shards')]) for (const f of readdirSync(dir)) if (f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
+
+    const identity = identityOf({ ...base, data: { files, classes: o.read.classes } as CacheManifest['data'] });
+    const progressPath = join(o.out, 'progress.json');
+    const manifestPath = join(o.out, 'manifest.json');
+    const fix = `Use another --out, or delete ${o.out} to rebuild.`;
+    if (existsSync(manifestPath)) {
+      const existing = JSON.parse(readFileSync(manifestPath, 'utf8')) as CacheManifest;
+      assertSameIdentity(identityOf(existing), identity, `the cache at ${o.out}`, fix);
+    }
+    let progression: Progression = { identity, done: {} };
+    if (existsSync(progressPath)) {
+      progression = JSON.parse(readFileSync(progressPath, 'utf8')) as Progression;
+      assertSameIdentity(progression.identity, identity, `the unfinished cache at ${o.out}`, fix);
+    }
+
+    // W, b and the PCA projection, once.
+    const extrasPath = 'classifier.safetensors';
+    const extras = new Map<string, NamedTensor>();
+    if (teacher.head.weight) {
+      extras.set('classifier.weight', { dtype: 'float32', shape: [teacher.head.rows, teacher.head.cols], data: teacher.head.weight });
+      extras.set('classifier.bias', { dtype: 'float32', shape: [teacher.head.rows], data: teacher.head.bias! });
+    }
+    let projection: { mean: Float64Array; components: Float64Array; k: number } | null = null;
+    if (mode === 'pca') {
+      const fitFile = o.pcaFit ?? o.data[0]!;
+      const fit = await fitProjection(teacher, fitFile, o.read, pcaK, o.pcaRows ?? 20000, o.batchTokens);
+      embedding.pcaFit = { file: fitFile, rows: fit.rows };
+      projection = { mean: fit.mean, components: fit.components, k: pcaK };
+      extras.set('pca.mean', { dtype: 'float32', shape: [sourceDim], data: Float32Array.from(fit.mean) });
+      extras.set('pca.components', { dtype: 'float32', shape: [pcaK, sourceDim], data: Float32Array.from(fit.componentsRowMajor) });
+      extras.set('pca.variances', { dtype: 'float32', shape: [pcaK], data: Float32Array.from(fit.variances) });
+      log(`PCA: ${pcaK} of ${sourceDim} dimensions fitted on ${fit.rows} rows of ${fitFile} (${(100 * fit.explained).toFixed(1)}% of the variance)`);
+    }
+    saveSafetensors(join(o.out, extrasPath), extras, { format: 'kd-cache-extras' });
+
+    // One streaming pass: unique examples in read order, cut into shards of shardRows; this
+    // build writes shard i when i mod n = k. Memory holds one shard of text at a time.
+    const isMine = (i: number) => !o.shard || i % o.shard.n === o.shard.k;
+    const progress = new Progress('cache', { unit: 'rows' });
+    const reader = new DatasetReader(o.data, { ...o.read, progress: false });
+    const seen = new Set<string>();
+    let duplicates = 0;
+    let rows = 0;
+    let shardCount = 0;
+    let written = 0;
+    const mine: number[] = [];
+    let chunk: Example[] = [];
+    const flush = async (): Promise<void> => {
+      const index = shardCount++;
+      const current = chunk;
+      chunk = [];
+      if (!isMine(index)) return;
+      mine.push(index);
+      const rel = shardPath(index);
+      const abs = join(o.out, rel);
+      const recorded = progression.done[String(index)];
+      if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && createHash('sha256').update(readFileSync(abs)).digest('hex') === recorded.sha256) return;
+      const out = await teacher.predict(current.map((e) => e.text), { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) });
+      let emb: Float32Array | null = null;
+      if (mode === 'full') emb = out.embedding;
+      else if (projection) emb = project(out.embedding, out.dim, projection);
+      progression.done[String(index)] = writeShard(
+        o.out,
+        index,
+        { ids: current.map((e) => e.id), textHashes: current.map((e) => e.textHash), labels: Int32Array.from(current, (e) => e.label), logits: out.logits, classes: out.classes, embedding: emb, dim: embedding.dim },
+        dtype,
+      );
+      writeFileAtomicSync(progressPath, JSON.stringify(progression));
+      written += 1;
+      if (o.stopAfterShards !== undefined && written >= o.stopAfterShards) process.exit(75);
+    };
+    for await (const ex of reader) {
+      if (seen.has(ex.id)) {
+        duplicates += 1;
+        continue;
+      }
+      seen.add(ex.id);
+      chunk.push(ex);
+      rows += 1;
+      if (chunk.length === shardRows) {
+        await flush();
+        progress.update(rows);
+      }
+    }
+    if (chunk.length > 0) await flush();
+    progress.finish();
+    const manifest: CacheManifest = {
+      format: CACHE_FORMAT,
+      version: CACHE_VERSION,
+      tool: { name: 'kd-toolkit', version: toolVersion },
+      ...base,
+      data: { files, format: reader.summary.format, classes: o.read.classes, labels: [...labels], rows, duplicatesRemoved: duplicates, skippedMalformed: reader.summary.skipped.malformed, skippedNeutral: reader.summary.skipped.neutral },
+      shardCount,
+      part: o.shard ?? null,
+      shards: mine.map((i) => progression.done[String(i)]!),
+      extras: { path: extrasPath, sha256: createHash('sha256').update(readFileSync(join(o.out, extrasPath))).digest('hex') },
+    };
+    writeFileAtomicSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+    rmSync(progressPath, { force: true });
+    return manifest;
+  } finally {
+    await teacher.dispose();
+  }
+}
+
+function project(emb: Float32Array, dim: number, p: { mean: Float64Array; components: Float64Array; k: number }): Float32Array {
+  const n = emb.length / dim;
+  const out = new Float32Array(n * p.k);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < p.k; j++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += (emb[i * dim + d]! - p.mean[d]!) * p.components[d * p.k + j]!;
+      out[i * p.k + j] = s;
+    }
+  }
+  return out;
+}
+
+async function fitProjection(teacher: Teacher, file: string, read: ReadOptions, k: number, maxRows: number, batchTokens?: number) {
+  const texts: string[] = [];
+  for await (const ex of new DatasetReader([file], { ...read, progress: false })) {
+    texts.push(ex.text);
+    if (texts.length >= maxRows) break;
+  }
+  const out = await teacher.predict(texts, batchTokens ? { batchTokens } : {});
+  const all = principalComponents(matrix(texts.length, out.dim, out.embedding), out.dim);
+  const total = all.variances.reduce((a, b) => a + b, 0);
+  const components = new Float64Array(out.dim * k);
+  const rowMajor = new Float64Array(k * out.dim);
+  for (let d = 0; d < out.dim; d++) for (let j = 0; j < k; j++) {
+    const v = all.components.data[d * out.dim + j]!;
+    components[d * k + j] = v;
+    rowMajor[j * out.dim + d] = v;
+  }
+  const variances = all.variances.slice(0, k);
+  return { rows: texts.length, mean: all.mean, components, componentsRowMajor: rowMajor, variances, explained: variances.reduce((a, b) => a + b, 0) / total };
+}

@@ -1,0 +1,92 @@
+// The cache manifest: what was cached, from which teacher and data, and the checksum of
+// every shard. Deterministic (no timestamps), so a resumed build ends byte-identical.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EmbeddingDType } from './format.js';
+
+export const CACHE_FORMAT = 'kd-teacher-cache';
+export const CACHE_VERSION = 1;
+export const BLOCK_BYTES = 1 << 20;
+
+export interface ShardEntry {
+  index: number;
+  /** Relative to the manifest's folder. */
+  path: string;
+  rows: number;
+  bytes: number;
+  sha256: string;
+  /** SHA-256 of each 1 MiB block, to locate damage. */
+  blocks: string[];
+}
+
+export interface EmbeddingSpec {
+  mode: 'full' | 'pca' | 'none';
+  /** Stored dimension (0 for none). */
+  dim: number;
+  /** The teacher's embedding dimension. */
+  sourceDim: number;
+  dtype: EmbeddingDType;
+  /** PCA: file the projection was fitted on, rows used. */
+  pcaFit?: { file: string; rows: number } | null;
+}
+
+export interface CacheManifest {
+  format: typeof CACHE_FORMAT;
+  version: number;
+  tool: { name: string; version: string };
+  teacher: { fingerprint: Record<string, string>; labels: string[]; modelType: string; classifier: { rows: number; cols: number; found: string } };
+  data: { files: { path: string; sha256: string; bytes: number }[]; format: string; classes: number; labels: string[]; rows: number; duplicatesRemoved: number; skippedMalformed: number; skippedNeutral: number };
+  maxLength: number;
+  embedding: EmbeddingSpec;
+  shardRows: number;
+  shardCount: number;
+  /** This build's part of a sharded build, or null for a whole cache. */
+  part: { k: number; n: number } | null;
+  shards: ShardEntry[];
+  /** W, b (and the PCA projection) in safetensors. */
+  extras: { path: string; sha256: string };
+}
+
+export class CacheMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheMismatchError';
+  }
+}
+
+export function readManifest(dir: string): CacheManifest {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) {
+    const building = existsSync(join(dir, 'progress.json'));
+    throw new CacheMismatchError(`${dir}: no manifest.json${building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'}`);
+  }
+  const m = JSON.parse(readFileSync(path, 'utf8')) as CacheManifest;
+  if (m.format !== CACHE_FORMAT) throw new CacheMismatchError(`${path}: format '${m.format}', expected '${CACHE_FORMAT}'`);
+  if (m.version !== CACHE_VERSION) throw new CacheMismatchError(`${path}: cache version ${m.version}; this kd reads version ${CACHE_VERSION}. Rebuild the cache`);
+  return m;
+}
+
+/** The fields that identify what a cache holds; two caches (or a cache and a rerun) must agree on all. */
+export function identityOf(m: Pick<CacheManifest, 'teacher' | 'data' | 'maxLength' | 'embedding' | 'shardRows'>): Record<string, unknown> {
+  return {
+    'teacher.fingerprint.model': m.teacher.fingerprint.model,
+    'teacher.fingerprint.tokenizer': m.teacher.fingerprint.tokenizer,
+    'teacher.fingerprint.config': m.teacher.fingerprint.config,
+    'data.files': m.data.files.map((f) => f.sha256).join(','),
+    'data.classes': m.data.classes,
+    maxLength: m.maxLength,
+    'embedding.mode': m.embedding.mode,
+    'embedding.dim': m.embedding.dim,
+    'embedding.dtype': m.embedding.dtype,
+    shardRows: m.shardRows,
+  };
+}
+
+/** Throws naming the first field that differs, e.g. "teacher.fingerprint.tokenizer differs". */
+export function assertSameIdentity(existing: Record<string, unknown>, wanted: Record<string, unknown>, where: string, fix: string): void {
+  for (const [field, value] of Object.entries(wanted)) {
+    if (JSON.stringify(existing[field]) !== JSON.stringify(value)) {
+      throw new CacheMismatchError(`${where} was built with a different ${field.split('.')[0]}: ${field} is ${JSON.stringify(existing[field])}, this run has ${JSON.stringify(value)}. ${fix}`);
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// Masked-language-model pretraining of the teacher's encoder on unlabeled text (our own
+// training texts and any extra text): what a from-scratch transformer needs most on small data.
+import type { Value } from '../engine/graph.js';
+import type { ModelDefinition } from '../engine/context.js';
+import * as op from '../engine/ops.js';
+import { bertEncoder, gelu, layerNorm, linear } from '../engine/layers.js';
+import { batchMean, correct, crossEntropy } from '../engine/losses.js';
+import { ParameterStore } from '../engine/params.js';
+import { Trainer, type LossDefinition } from '../engine/train-step.js';
+import { ort, type Device } from '../engine/session.js';
+import { Rng } from '../engine/rng.js';
+import { loadSafetensors } from '../engine/safetensors.js';
+import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
+import { runTrainingLoop, type LoopResult } from '../train/loop.js';
+import { join } from 'node:path';
+import type { MemberConfig } from './default-teacher.js';
+
+export interface PretrainConfig {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  maskProbability: number;
+  seed: number;
+}
+
+export const DEFAULT_PRETRAIN: PretrainConfig = { epochs: 6, lr: 1e-3, batchSize: 64, maskProbability: 0.15, seed: 7 };
+
+/** Encoder + MLM head (dense, GELU, LayerNorm, decoder over the vocabulary), scored at masked positions only. */
+export function mlmModel(m: MemberConfig, vocabSize: number, maxLength: number): ModelDefinition {
+  const seq = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
+  return {
+    inputs: { input_ids: seq, attention_mask: seq, token_type_ids: seq, mlm_positions: { dtype: 'int64', shape: ['masked'] } },
+    forward(ctx, inputs: Record<string, Value>) {
+      const h = bertEncoder(
+        ctx,
+        { vocabSize, hidden: m.hidden, layers: m.layers, heads: m.heads, intermediate: m.intermediate, maxPositions: maxLength, typeVocabSize: 2, dropout: m.dropout, attentionDropout: m.dropout, layerNormEps: 1e-12, sparseEmbeddings: true },
+        inputs.input_ids!,
+        inputs.attention_mask!,
+        inputs.token_type_ids!,
+      );
+      const rows = op.gather(op.reshape(h, [-1, m.hidden]), inputs.mlm_positions!);
+      const t = layerNorm(ctx, gelu(linear(ctx, rows, m.hidden, m.hidden, 'mlm.transform')), m.hidden, 'mlm.LayerNorm', 1e-12);
+      return { logits: linear(ctx, t, m.hidden, vocabSize, 'mlm.decoder') };
+    },
+  };
+}
+
+const mlmLoss: LossDefinition = {
+  inputs: { mlm_labels: { dtype: 'int64', shape: ['masked'] } },
+  build: (o, i) => ({ loss: batchMean(crossEntropy(o.logits!, i.mlm_labels!)), metrics: { correct: correct(o.logits!, i.mlm_labels!) } }),
+};
+
+/**
+ * BERT's masking: pick `p` of the non-special tokens (at least one per text); replace 80%
+ * with [MASK], 10% with a random token, keep 10%. Returns the feeds.
+ */
+export function maskBatch(tok: TextTokenizer, encodings: readonly Encoding[], p: number, rng: Rng): Record<string, ort.Tensor> {
+  const padded = tok.pad(encodings);
+  const ids = padded.inputIds;
+  const positions: bigint[] = [];
+  const labels: bigint[] = [];
+  const maskId = BigInt(tok.tokenId(tok.specials.mask));
+  const firstNormal = 5; // [PAD] [UNK] [CLS] [SEP] [MASK] come first in our vocabularies
+  encodings.forEach((e, r) => {
+    const candidates: number[] = [];
+    for (let k = 1; k < e.ids.length - 1; k++) candidates.push(k); // skip [CLS] and [SEP]
+    if (candidates.length === 0) return;
+    const chosen = candidates.filter(() => rng.uniform() < p);
+    if (chosen.length === 0) chosen.push(candidates[rng.int(candidates.length)]!);
+    for (const k of chosen) {
+      const at = r * padded.length + k;
+      positions.push(BigInt(at));
+      labels.push(ids[at]!);
+      const u = rng.uniform();
+      if (u < 0.8) ids[at] = maskId;
+      else if (u < 0.9) ids[at] = BigInt(firstNormal + rng.int(tok.vocabSize - firstNormal));
+    }
+  });
+  const dims = [padded.size, padded.length];
+  return {
+    input_ids: new ort.Tensor('int64', ids, dims),
+    attention_mask: new ort.Tensor('int64', padded.attentionMask, dims),
+    token_type_ids: new ort.Tensor('int64', padded.tokenTypeIds, dims),
+    mlm_positions: new ort.Tensor('int64', BigInt64Array.from(positions), [positions.length]),
+    mlm_labels: new ort.Tensor('int64', BigInt64Array.from(labels), [labels.length]),
+  };
+}
+
+export interface PretrainResult {
+  /** Encoder parameters (embeddings.*, encoder.*) to initialize members with. */
+  encoder: ParameterStore;
+  loop: LoopResult;
+  devMaskedAccuracy: number;
+}
+
+/** Pretrains an encoder of shape `m` with masked-language modelling. */
+export async function pretrainEncoder(o: {
+  tokenizer: TextTokenizer;
+  texts: Encoding[];
+  heldOut: Encoding[];
+  member: MemberConfig;
+  maxLength: number;
+  config: PretrainConfig;
+  outDir: string;
+  resume?: boolean;
+  device?: Device;
+  threads?: number;
+  log?: (line: string) => void;
+  bucketedBatches: (lengths: ArrayLike<number>, batchSize: number, rng: Rng) => Int32Array[];
+}): Promise<PretrainResult> {
+  const c = o.config;
+  const totalSteps = Math.ceil(o.texts.length / c.batchSize) * c.epochs;
+  const trainer = await Trainer.create({
+    model: mlmModel(o.member, o.tokenizer.vocabSize, o.maxLength),
+    loss: mlmLoss,
+    optimizer: { kind: 'adamw', lr: c.lr, weightDecay: 0.01, clipNorm: 1 },
+    schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
+    seed: c.seed,
+    ...(o.device ? { device: o.device } : {}),
+    ...(o.threads ? { threads: o.threads } : {}),
+  });
+  const lengths = o.texts.map((e) => e.ids.length);
+  const heldOutFeeds = async (): Promise<number> => {
+    const rng = new Rng(c.seed + 1);
+    let right = 0;
+    let total = 0;
+    for (let s = 0; s < o.heldOut.length; s += 128) {
+      const feeds = maskBatch(o.tokenizer, o.heldOut.slice(s, s + 128), c.maskProbability, rng);
+      const logits = (await trainer.evaluate(feeds, ['logits'])).logits!.data as Float32Array;
+      const labels = feeds.mlm_labels!.data as BigInt64Array;
+      const V = o.tokenizer.vocabSize;
+      labels.forEach((y, k) => {
+        let best = 0;
+        for (let v = 1; v < V; v++) if (logits[k * V + v]! > logits[k * V + best]!) best = v;
+        right += BigInt(best) === y ? 1 : 0;
+      });
+      total += labels.length;
+    }
+    return right / Math.max(1, total);
+  };
+  // Each batch carries the seed of its masks, so a resumed run masks the same tokens.
+  const loop = await runTrainingLoop<{ rows: Int32Array; maskSeed: number }>({
+    trainer,
+    outDir: o.outDir,
+    epochs: c.epochs,
+    seed: c.seed,
+    batches: (_epoch, rng) => o.bucketedBatches(lengths, c.batchSize, rng).map((rows) => ({ rows, maskSeed: rng.nextU32() })),
+    feed: (b) => maskBatch(o.tokenizer, Array.from(b.rows, (r) => o.texts[r]!), c.maskProbability, new Rng(b.maskSeed)),
+    evaluate: async () => ({ score: await heldOutFeeds() }),
+    ...(o.resume ? { resume: true } : {}),
+    label: 'pretrain (MLM)',
+    ...(o.log ? { log: o.log } : {}),
+  });
+  const best = loadSafetensors(join(o.outDir, 'best.safetensors'));
+  const encoder = new ParameterStore('float32');
+  for (const spec of trainer.store.specs) {
+    if (spec.name.startsWith('mlm.')) continue;
+    encoder.specs.push(spec);
+    encoder.values.set(spec.name, Float32Array.from(best.tensors.get(spec.name)!.data as Float32Array));
+  }
+  const devMaskedAccuracy = loop.bestScore;
+  await trainer.dispose();
+  return { encoder, loop, devMaskedAccuracy };
+}
