@@ -11,7 +11,7 @@ export function dataSplitCommand(): Command {
     .option('--dev <fraction>', 'fraction of each class for dev', '0.1')
     .option('--test <fraction>', 'fraction of each class for test', '0.1')
     .option('--seed <n>', 'seed of the id hash', '13')
-    .option('--limit <n>', 'keep only the first N unique examples (quick runs)')
+    .option('--limit <n>', 'keep a seeded random subset of N unique examples (quick runs)')
     .option('--json', 'print the split manifest as the last line of stdout');
   for (const o of dataOptions()) cmd.addOption(o);
   return cmd.action(async (files: string[], opts: DataCliOptions & { out: string; dev: string; test: string; seed: string; limit?: string; json?: boolean }) => {

@@ -5,6 +5,7 @@ import { dataSplitCommand } from './data-split.js';
 import { dataStatsCommand } from './data-stats.js';
 import { teacherCommand } from './teacher.js';
 import { cacheCommand } from './cache.js';
+import { predictCommand, trainCommand } from './train.js';
 
 export function buildProgram(): Command {
   const program = new Command('kd')
@@ -17,6 +18,8 @@ export function buildProgram(): Command {
   program.addCommand(data);
   program.addCommand(teacherCommand());
   program.addCommand(cacheCommand());
+  program.addCommand(trainCommand());
+  program.addCommand(predictCommand());
   return program;
 }
 

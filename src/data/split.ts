@@ -19,7 +19,7 @@ export interface SplitOptions extends ReadOptions {
   seed: number;
   /** Output folder: train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json. */
   out: string;
-  /** Keep only the first N unique examples (for quick runs). */
+  /** Keep a seeded random subset of N unique examples (for quick runs). */
   limit?: number;
 }
 
@@ -94,7 +94,6 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       if (seenLabel !== ex.label) conflicts += 1;
       continue;
     }
-    if (unique >= limit) break;
     firstLabel.set(ex.id, ex.label);
     if (unique === keys.length) {
       const k2 = new Float64Array(keys.length * 2);
@@ -108,7 +107,22 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
     labels[unique] = ex.label;
     unique += 1;
   }
-  const split = assignSplits(keys.subarray(0, unique), labels.subarray(0, unique), classes, options.dev, options.test);
+  // A limit keeps the rows with the smallest seeded keys: a random subset, not the first N
+  // (files are often sorted by label).
+  const kept = new Uint8Array(unique).fill(1);
+  if (unique > limit) {
+    const cut = Float64Array.from(keys.subarray(0, unique)).sort()[limit - 1]!;
+    let n = 0;
+    for (let k = 0; k < unique; k++) {
+      kept[k] = keys[k]! <= cut && n < limit ? 1 : 0;
+      n += kept[k]!;
+    }
+  }
+  const keptIndex: number[] = [];
+  for (let k = 0; k < unique; k++) if (kept[k]) keptIndex.push(k);
+  const keptSplit = assignSplits(Float64Array.from(keptIndex, (k) => keys[k]!), Uint8Array.from(keptIndex, (k) => labels[k]!), classes, options.dev, options.test);
+  const split = new Uint8Array(unique).fill(255);
+  keptIndex.forEach((k, i) => (split[k] = keptSplit[i]!));
 
   // Pass 2: write each unique example to its split.
   const writers = await Promise.all(SPLIT_NAMES.map((name) => AtomicFileWriter.create(join(options.out, `${name}.jsonl`))));
@@ -119,12 +133,12 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
     const second = new DatasetReader(files, { ...options, progress: false });
     for await (const ex of second) {
       if (seen.has(ex.id)) continue;
-      if (k >= unique) break;
       seen.add(ex.id);
       const s = split[k]!;
+      k += 1;
+      if (s === 255) continue;
       counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
       await writers[s]!.write(`${exampleToJsonl(ex, labelNames)}\n`);
-      k += 1;
     }
     if (k !== unique) throw new Error(`the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second)`);
     await Promise.all(writers.map((w) => w.commit()));
@@ -138,7 +152,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
     version: 1,
     config: { files: [...files], format: first.summary.format, classes, dev: options.dev, test: options.test, seed: options.seed, limit: options.limit ?? null },
     counts,
-    unique,
+    unique: keptIndex.length,
     duplicatesRemoved: duplicates,
     duplicateLabelConflicts: conflicts,
     read: first.summary,

@@ -18,6 +18,7 @@ export interface NgramStudentConfig {
 
 export const DEFAULT_NGRAM_STUDENT: NgramStudentConfig = { ngrams: DEFAULT_NGRAMS, dim: 64, hidden: 0, dropout: 0 };
 
+/** Outputs `head` (headSize raw outputs) and `embedding` (the pooled bag). */
 export function ngramStudent(cfg: NgramStudentConfig, classes: number): ModelDefinition {
   return {
     inputs: { ngram_ids: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] }, ngram_mask: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] } },
@@ -29,7 +30,7 @@ export function ngramStudent(cfg: NgramStudentConfig, classes: number): ModelDef
         h = op.relu(linear(ctx, h, cfg.dim, cfg.hidden, 'hidden', { init: normal(Math.sqrt(2 / cfg.dim)) }));
         dim = cfg.hidden;
       }
-      return { logits: linear(ctx, h, dim, classes, 'classifier', { init: normal(0.02) }), embedding: h };
+      return { head: linear(ctx, h, dim, classes, 'classifier', { init: normal(0.02) }), embedding: h };
     },
   };
 }

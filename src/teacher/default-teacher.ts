@@ -15,7 +15,6 @@ import { ParameterStore } from '../engine/params.js';
 import { modelParamSpecs } from '../engine/context.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import { ort, type Device } from '../engine/session.js';
-import type { Rng } from '../engine/rng.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { assignSplits } from '../data/split.js';
 import { LABEL_NAMES } from '../data/labels.js';
@@ -25,6 +24,7 @@ import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../train/loop.js';
+import { bucketedBatches } from '../train/batches.js';
 import { argmaxRow } from '../eval/metrics.js';
 import { DEFAULT_PRETRAIN, pretrainEncoder, type PretrainConfig, type PretrainResult } from './pretrain.js';
 
@@ -202,21 +202,6 @@ export function teacherFeeds(tok: TextTokenizer, set: TokenizedSet, rows: ArrayL
   }
   if (withLabels) feeds.labels = new ort.Tensor('int64', BigInt64Array.from(Array.from(rows as ArrayLike<number>, (r) => BigInt(set.labels[r]!))), [b.size]);
   return feeds;
-}
-
-/** Batches of similar length, in a seeded random order (length buckets keep padding low). */
-export function bucketedBatches(lengths: ArrayLike<number>, batchSize: number, rng: Rng): Int32Array[] {
-  const idx = Int32Array.from({ length: lengths.length }, (_, i) => i);
-  rng.shuffle(idx);
-  // Sort within windows of 50 batches by length, then cut and shuffle the batches.
-  const window = batchSize * 50;
-  const batches: Int32Array[] = [];
-  for (let s = 0; s < idx.length; s += window) {
-    const part = idx.slice(s, s + window).sort((a, b) => lengths[a]! - lengths[b]!);
-    for (let k = 0; k < part.length; k += batchSize) batches.push(part.slice(k, k + batchSize));
-  }
-  rng.shuffle(batches);
-  return batches;
 }
 
 export interface TrainTeacherOptions {

@@ -1,0 +1,19 @@
+// Plain cross-entropy with the gold labels: the student without distillation (the baseline).
+import type { DistillMethod } from '../method.js';
+import { mean } from '../method.js';
+import { crossEntropy } from '../../engine/losses.js';
+
+export const ce: DistillMethod<Record<string, never>> = {
+  name: 'ce',
+  summary: 'cross-entropy with the gold labels (no teacher)',
+  parse: () => ({}),
+  headSize: (_o, classes) => classes,
+  prepare: () => null,
+  inputs: () => ({}),
+  feeds: () => ({}),
+  loss: (_o, head, labels) => {
+    const ceTerm = mean(crossEntropy(head, labels));
+    return { loss: ceTerm, terms: { ce: ceTerm } };
+  },
+  classLogits: (_o, head) => head,
+};

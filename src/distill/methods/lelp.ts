@@ -1,0 +1,95 @@
+// LELP (Loo et al. 2024): a student head of C·S pseudo-subclasses trained with soft
+// cross-entropy against targets split from the teacher's class probabilities along directions
+// of its embedding space the classifier does not use; class probability p(c) = Σ_s p(c, s).
+// The paper uses no gold-label term (α = 0); here α weights CE on the class marginals.
+import type { Value } from '../../engine/graph.js';
+import type { DistillMethod, MethodData } from '../method.js';
+import { MethodOptionError, mean, num, rowsFeed, scalarFeed } from '../method.js';
+import { crossEntropy, softCrossEntropy } from '../../engine/losses.js';
+import * as op from '../../engine/ops.js';
+import { lelpDirections, lelpTargets, type LelpConfig, type LelpVariant } from '../lelp-targets.js';
+
+export interface LelpOptions extends LelpConfig {
+  alpha: number;
+  kdStart: number;
+}
+
+/** log Σ_s exp(head[c·S + s]) per class: the marginal class logits [B, C]. */
+export function marginalLogits(head: Value, classes: number, subclasses: number): Value {
+  if (subclasses === 1) return head;
+  const h3 = op.reshape(head, [0, classes, subclasses]);
+  const m = op.reduceMax(h3, [2], true);
+  const lse = op.add(m, op.log(op.reduceSum(op.exp(op.sub(h3, m)), [2], true)));
+  return op.squeeze(lse, [2]);
+}
+
+/** Reconstructs full-width embeddings from PCA-reduced cache rows: h ≈ mean + z·components. */
+function fullEmbeddings(data: MethodData): { h: Float64Array; d: number } {
+  const n = data.labels.length;
+  if (!data.embedding) throw new MethodOptionError('LELP needs teacher embeddings; the cache was built with --embedding none. Rebuild it with --embedding full or pca:K');
+  if (!data.pca) return { h: Float64Array.from(data.embedding), d: data.dim };
+  const d = data.pca.mean.length;
+  const k = data.dim;
+  const h = new Float64Array(n * d);
+  for (let i = 0; i < n; i++) for (let t = 0; t < d; t++) {
+    let v = data.pca.mean[t]!;
+    for (let j = 0; j < k; j++) v += data.embedding[i * k + j]! * data.pca.components[j * d + t]!;
+    h[i * d + t] = v;
+  }
+  return { h, d };
+}
+
+export const lelp: DistillMethod<LelpOptions> = {
+  name: 'lelp',
+  summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
+  parse: (raw) => {
+    const variant = String(raw.lelpVariant ?? 'lelp') as LelpVariant;
+    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant)) throw new MethodOptionError(`'--lelp-variant' must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
+    const groupBy = String(raw.groupBy ?? 'gold');
+    if (groupBy !== 'gold' && groupBy !== 'teacher') throw new MethodOptionError(`'--group-by' must be gold or teacher, got ${JSON.stringify(groupBy)}`);
+    const subclasses = num(raw, 'subclasses', 4, [1, 256]);
+    if (!Number.isInteger(subclasses)) throw new MethodOptionError(`'--subclasses' must be an integer, got ${subclasses}`);
+    return {
+      subclasses,
+      beta: num(raw, 'beta', 1, [1e-6, 1e12]),
+      tau: num(raw, 'tau', 1, [1e-3, 100]),
+      alpha: num(raw, 'alpha', 0, [0, 1]),
+      groupBy,
+      variant,
+      seed: num(raw, 'lelpSeed', 13),
+      center: raw.center === undefined ? true : raw.center === true || raw.center === 'true',
+      kdStart: num(raw, 'kdStart', 0, [0, 1]),
+    };
+  },
+  check: (o, cache) => {
+    if (cache.embeddingMode === 'none') throw new MethodOptionError("'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)");
+    if (o.variant !== 'pca' && !cache.hasClassifier) throw new MethodOptionError("'--loss lelp' needs the teacher's classifier W for the null-space projection; the cache has none. Use --lelp-variant pca, or a teacher whose head kd can find");
+  },
+  headSize: (o, classes) => classes * o.subclasses,
+  prepare: (o, data) => {
+    const { h, d } = fullEmbeddings(data);
+    const n = data.labels.length;
+    const groups = o.groupBy === 'gold' ? data.labels : Int32Array.from({ length: n }, (_, i) => {
+      let best = 0;
+      for (let c = 1; c < data.classes; c++) if (data.teacherLogits[i * data.classes + c]! > data.teacherLogits[i * data.classes + best]!) best = c;
+      return best;
+    });
+    const w = data.weight ? Float64Array.from(data.weight) : null;
+    const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
+    return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
+  },
+  inputs: (o, classes) => ({ lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] }, lelp_weight: { dtype: 'float32', shape: [] } }),
+  feeds: (o, prepared, data, rows, s) => ({
+    lelp_targets: rowsFeed((prepared as { targets: Float32Array }).targets, data.classes * o.subclasses, rows),
+    lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),
+  }),
+  loss: (o, head, labels, inputs, classes) => {
+    const w = inputs.lelp_weight!;
+    const soft = mean(softCrossEntropy(head, inputs.lelp_targets!));
+    const gold = mean(crossEntropy(marginalLogits(head, classes, o.subclasses), labels));
+    // weight w·(1−α) on the subclass targets, the rest on gold labels (all of it before the late switch)
+    const onTargets = op.mul(w, 1 - o.alpha);
+    return { loss: op.add(op.mul(soft, onTargets), op.mul(gold, op.sub(1, onTargets))), terms: { lelp: soft, ce: gold } };
+  },
+  classLogits: (o, head, classes) => marginalLogits(head, classes, o.subclasses),
+};

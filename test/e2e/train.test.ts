@@ -1,0 +1,105 @@
+// kd train end to end on real tweets: every loss from a cache, multi-seed summaries, the
+// exported students (n-gram ONNX + spec, transformer in the HF layout that transformers.js
+// loads), and the refusals.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Student } from '../../src/student/runtime.js';
+import { readAllExamples } from '../../src/data/read.js';
+import { runKd, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
+
+const root = tempDir('kd-train-');
+const split = join(root, 'split');
+const cache = join(root, 'cache');
+const files = (s: string) => join(split, `${s}.jsonl`);
+
+before(() => {
+  const s = runKd(['data', 'split', S140_RANDOM(), '--limit', '2400', '--dev', '0.15', '--test', '0.15', '--out', split]);
+  assert.equal(s.status, 0, s.stderr);
+  const c = runKd(['cache', 'build', '--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--data', files('train'), files('dev'), files('test'), '--out', cache, '--shard-rows', '1000']);
+  assert.equal(c.status, 0, c.stderr);
+});
+
+function train(out: string, extra: string[]) {
+  return runKd(['train', '--cache', cache, '--train', files('train'), '--dev', files('dev'), '--test', files('test'), '--out', out, '--epochs', '1', '--json', ...extra]);
+}
+
+test('every loss trains an n-gram student from the cache and exports it with its preprocessing spec', async () => {
+  for (const loss of ['ce', 'kd', 'dtkd', 'lelp']) {
+    const out = join(root, `ngram-${loss}`);
+    const r = train(out, ['--loss', loss, '--dim', '16', '--buckets', '65536']);
+    assert.equal(r.status, 0, `${loss}: ${r.stderr}`);
+    const j = r.json();
+    assert.equal(j.loss, loss);
+    assert.ok(j.runs[0].dev > 0.4 && j.runs[0].dev < 1, `${loss} dev ${j.runs[0].dev}`);
+    const result = JSON.parse(readFileSync(join(out, 'seed-13', 'result.json'), 'utf8'));
+    assert.equal(result.trainRows, 1680);
+    assert.equal(result.test.n, 360);
+    assert.ok(existsSync(join(out, 'seed-13', 'training', 'metrics.jsonl')));
+    const config = JSON.parse(readFileSync(join(out, 'seed-13', 'config.json'), 'utf8'));
+    assert.equal(config.resolved.headSize, loss === 'lelp' ? 8 : 2);
+    assert.ok(config.versions.dependencies['onnxruntime-node']);
+    const card = JSON.parse(readFileSync(join(out, 'seed-13', 'model', 'kd-student.json'), 'utf8'));
+    assert.equal(card.kind, 'ngram');
+    assert.equal(card.preprocessing.buckets, 65536);
+  }
+  // The exported model reproduces the run's test accuracy through kd predict's runtime.
+  const model = join(root, 'ngram-kd', 'seed-13', 'model');
+  const student = await Student.load(model);
+  const { examples } = await readAllExamples([files('test')], { progress: false });
+  const logits = await student.logits(examples.map((e) => e.text));
+  const right = examples.filter((e, i) => (logits[2 * i + 1]! > logits[2 * i]! ? 1 : 0) === e.label).length;
+  const result = JSON.parse(readFileSync(join(root, 'ngram-kd', 'seed-13', 'result.json'), 'utf8'));
+  assert.equal(right / examples.length, result.test.accuracy);
+  await student.dispose();
+  const p = runKd(['predict', '--model', model, '--text', 'i love it', '--json']);
+  assert.equal(p.status, 0, p.stderr);
+  assert.equal(p.json().kind, 'ngram');
+});
+
+test('--seeds runs each seed and summarizes mean, std and a 95% interval', () => {
+  const out = join(root, 'seeds');
+  const r = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096']);
+  assert.equal(r.status, 0, r.stderr);
+  const { summary } = r.json();
+  assert.deepEqual(summary.seeds, [13, 14, 15]);
+  const tests = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).runs.map((x: { test: number }) => x.test);
+  const mean = tests.reduce((a: number, b: number) => a + b, 0) / 3;
+  assert.ok(Math.abs(summary.test.mean - mean) < 1e-12);
+  assert.ok(summary.test.ci95[0] <= mean && mean <= summary.test.ci95[1]);
+  const again = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096', '--resume']);
+  assert.equal(again.status, 0);
+  assert.deepEqual(again.json().summary, summary);
+});
+
+test('a transformer student exports in the HF layout and transformers.js loads it as is', async () => {
+  const out = join(root, 'transformer');
+  const r = train(out, ['--student', 'transformer', '--loss', 'kd', '--layers', '1', '--hidden', '32', '--heads', '2', '--intermediate', '64', '--max-length', '48', '--vocab-size', '1024']);
+  assert.equal(r.status, 0, r.stderr);
+  const model = join(out, 'seed-13', 'model');
+  assert.equal(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')).model_type, 'bert');
+  const texts = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work', 'best concert ever!!'];
+  const mine = runKd(['predict', '--model', model, '--json', '--text', ...texts]).json();
+  const { pipeline, env } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = `${dirname(model)}/`;
+  const classify = await pipeline('sentiment-analysis', basename(model), { dtype: 'fp32' });
+  const theirs = (await classify(texts)) as { label: string; score: number }[];
+  theirs.forEach((t, i) => {
+    assert.equal(t.label, mine.labels[i]);
+    assert.ok(Math.abs(t.score - mine.scores[i]) < 1e-4);
+  });
+  await classify.dispose();
+});
+
+test('lelp is refused when the cache has no embeddings, naming the option and the fix', () => {
+  const none = join(root, 'cache-none');
+  assert.equal(runKd(['cache', 'build', '--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--data', files('train'), '--out', none, '--embedding', 'none']).status, 0);
+  const r = runKd(['train', '--cache', none, '--train', files('train'), '--dev', files('dev'), '--out', join(root, 'bad'), '--loss', 'lelp']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trimEnd().split('\n').at(-1), "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)");
+  const missing = runKd(['train', '--cache', none, '--train', files('dev'), '--dev', files('dev'), '--out', join(root, 'bad2'), '--loss', 'ce']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /rows are not in the cache/);
+});
