@@ -6,6 +6,9 @@ import { dataStatsCommand } from './data-stats.js';
 import { teacherCommand } from './teacher.js';
 import { cacheCommand } from './cache.js';
 import { predictCommand, trainCommand } from './train.js';
+import { evalCommand } from './eval.js';
+import { reportCommand } from './report.js';
+import { distillCommand } from './distill.js';
 
 export function buildProgram(): Command {
   const program = new Command('kd')
@@ -20,6 +23,9 @@ export function buildProgram(): Command {
   program.addCommand(cacheCommand());
   program.addCommand(trainCommand());
   program.addCommand(predictCommand());
+  program.addCommand(evalCommand());
+  program.addCommand(reportCommand());
+  program.addCommand(distillCommand());
   return program;
 }
 

@@ -1,0 +1,31 @@
+// `kd distill`: the whole pipeline from a recipe.
+import { Command } from 'commander';
+import { runDistill } from '../pipeline/distill.js';
+import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+
+export function distillCommand(): Command {
+  const cmd = new Command('distill')
+    .description('data → split → teacher → cache → students (every method) → eval → report, resumable')
+    .requiredOption('--recipe <file>', 'recipe YAML (recipes/sentiment140.yaml, recipes/amazon_polarity.yaml)')
+    .option('--out <dir>', 'output folder (default: runs/<recipe name>)')
+    .option('--quick', "the recipe's quick size: a small slice, the tiny teacher, one seed (CI)")
+    .option('--teacher <dir>', "use this teacher folder instead of the recipe's")
+    .option('--json', 'print a JSON summary as the last line of stdout');
+  for (const o of deviceOptions()) cmd.addOption(o);
+  return cmd.action(async (o: DeviceCliOptions & { recipe: string; out?: string; quick?: boolean; teacher?: string; json?: boolean }) => {
+    const session = toSessionOptions(o);
+    const name = o.recipe.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
+    const out = o.out ?? `runs/${name}${o.quick ? '-quick' : ''}`;
+    const { report, runs } = await runDistill({
+      recipe: o.recipe,
+      out,
+      ...(o.quick ? { quick: true } : {}),
+      ...(o.teacher ? { teacher: o.teacher } : {}),
+      ...(session.device ? { device: session.device } : {}),
+      ...(session.threads ? { threads: session.threads } : {}),
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stdout.write(`report: ${report}\n${runs.length} runs in ${out}/runs\n`);
+    if (o.json) process.stdout.write(`${JSON.stringify({ report, runs })}\n`);
+  });
+}

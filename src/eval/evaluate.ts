@@ -1,0 +1,138 @@
+// `kd eval`: a student (or any teacher folder) on labelled data: accuracy with an interval,
+// macro-F1, NLL, calibration, agreement with the teacher (from a cache), the deviation
+// diagnostic, gradient variance, size and speed.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatasetReader, type ReadOptions } from '../data/read.js';
+import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
+import type { Example } from '../data/example.js';
+import { CacheReader } from '../cache/reader.js';
+import { Student } from '../student/runtime.js';
+import { Teacher } from '../teacher/teacher.js';
+import { decodeModel } from '../teacher/onnx-model.js';
+import type { Device } from '../engine/session.js';
+import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
+import { calibration, deviationSlope, gradientVariance, softmaxRows, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
+
+export interface EvalReport extends AccuracyReport {
+  model: string;
+  kind: string;
+  data: string[];
+  labels: string[];
+  nll: number;
+  ece: number;
+  reliability: ReliabilityBin[];
+  confidenceHistogram: number[];
+  teacher: {
+    agreement: number;
+    accuracy: number;
+    confidenceHistogram: number[];
+    deviation: DeviationFit;
+    gradientVariance: { lambdaStar: number; variance: Record<string, number> };
+  } | null;
+  size: { parameters: number; onnxBytes: number };
+  latency: { batch1MsMedian: number; batchedTextsPerSecond: number; device: string };
+}
+
+interface Classifier {
+  kind: string;
+  labels: string[];
+  onnxPath: string;
+  logits(texts: readonly string[]): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+async function loadClassifier(dir: string, device?: Device): Promise<Classifier> {
+  if (existsSync(join(dir, 'kd-student.json'))) {
+    const s = await Student.load(dir, device ? { device } : {});
+    return { kind: `student:${s.card.kind}`, labels: s.labels, onnxPath: join(dir, 'onnx', 'model.onnx'), logits: (t) => s.logits(t), dispose: () => s.dispose() };
+  }
+  const t = await Teacher.load(dir, { ...(device ? { device } : {}), warn: () => undefined });
+  return { kind: `teacher:${t.config.modelType}`, labels: t.labels, onnxPath: t.modelFile, logits: async (texts) => (await t.predict(texts)).logits, dispose: () => t.dispose() };
+}
+
+function parameterCount(onnxPath: string): number {
+  const model = decodeModel(onnxPath);
+  return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
+}
+
+export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; device?: Device; limit?: number; seed?: number }): Promise<EvalReport> {
+  const examples: Example[] = [];
+  for await (const ex of new DatasetReader(o.data, { ...o.read, progress: false })) {
+    examples.push(ex);
+    if (o.limit !== undefined && examples.length >= o.limit) break;
+  }
+  const labels = [...LABEL_NAMES[o.read.classes]];
+  const C = labels.length;
+  const clf = await loadClassifier(o.model, o.device);
+  try {
+    const lower = clf.labels.map((l) => l.toLowerCase());
+    const map = labels.map((l, i) => (lower.includes(l) ? lower.indexOf(l) : i));
+    const texts = examples.map((e) => e.text);
+    const t0 = performance.now();
+    const raw = await clf.logits(texts);
+    const batchedTextsPerSecond = texts.length / ((performance.now() - t0) / 1000);
+    const K = clf.labels.length;
+    const logits = new Float32Array(examples.length * C);
+    for (let i = 0; i < examples.length; i++) for (let c = 0; c < C; c++) logits[i * C + c] = raw[i * K + map[c]!]!;
+    const gold = examples.map((e) => e.label);
+    const predicted = examples.map((_, i) => argmaxRow(logits, i * C, C));
+    const acc = accuracyReport(gold, predicted, C);
+    const probs = softmaxRows(logits, examples.length, C);
+    const cal = calibration(probs, gold, C);
+    const single: number[] = [];
+    for (const t of texts.slice(0, 100)) {
+      const s0 = performance.now();
+      await clf.logits([t]);
+      single.push(performance.now() - s0);
+    }
+    single.sort((a, b) => a - b);
+    let teacher: EvalReport['teacher'] = null;
+    if (o.cache) {
+      const cache = CacheReader.open(o.cache);
+      try {
+        const { ids, textHashes } = cache.keys();
+        const rowOf = new Map(ids.map((id, r) => [id, r] as const));
+        const present = examples.map((e, i) => ({ i, r: rowOf.get(e.id) })).filter((x) => x.r !== undefined && textHashes[x.r] === examples[x.i]!.textHash) as { i: number; r: number }[];
+        if (present.length === 0) throw new Error(`none of the ${examples.length} rows is in the cache ${o.cache}`);
+        const t = cache.read(Int32Array.from(present, (x) => x.r));
+        const tp = softmaxRows(t.logits, present.length, C);
+        const sp = new Float64Array(present.length * C);
+        present.forEach((x, k) => sp.set(probs.subarray(x.i * C, (x.i + 1) * C), k * C));
+        const g = present.map((x) => gold[x.i]!);
+        let agree = 0;
+        let right = 0;
+        present.forEach((x, k) => {
+          const tk = argmaxRow(t.logits, k * C, C);
+          if (tk === predicted[x.i]) agree += 1;
+          if (tk === gold[x.i]) right += 1;
+        });
+        teacher = {
+          agreement: agree / present.length,
+          accuracy: right / present.length,
+          confidenceHistogram: calibration(tp, g, C).histogram,
+          deviation: deviationSlope(tp, sp, present.length, C, o.seed ?? 13),
+          gradientVariance: gradientVariance(sp, tp, g, C, [0, 0.5, 1]),
+        };
+      } finally {
+        cache.close();
+      }
+    }
+    return {
+      model: o.model,
+      kind: clf.kind,
+      data: o.data,
+      labels,
+      ...acc,
+      nll: cal.nll,
+      ece: cal.ece,
+      reliability: cal.bins,
+      confidenceHistogram: cal.histogram,
+      teacher,
+      size: { parameters: parameterCount(clf.onnxPath), onnxBytes: statSync(clf.onnxPath).size },
+      latency: { batch1MsMedian: single[Math.floor(single.length / 2)] ?? NaN, batchedTextsPerSecond, device: o.device ?? 'cpu' },
+    };
+  } finally {
+    await clf.dispose();
+  }
+}

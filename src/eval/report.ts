@@ -1,0 +1,253 @@
+// `kd report`: one self-contained HTML page (inline SVG, inline CSS, no scripts, no network)
+// comparing runs: methods × datasets × students, late switch and sweeps, learning curves,
+// calibration, the deviation diagnostic, gradient variance, size and speed, and caveats.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { EvalReport } from './evaluate.js';
+import { barChart, escapeXml, lineChart, type Series } from './svg.js';
+import { toolVersion } from '../util/versions.js';
+
+interface Summary {
+  student: string;
+  loss: string;
+  lossOptions: Record<string, unknown>;
+  summary: { seeds: number[]; dev: Stat; test: Stat | null };
+  runs: { seed: number; dev: number; test: number | null; steps: number; bestStep: number }[];
+}
+
+interface Stat {
+  mean: number;
+  std: number;
+  ci95: [number, number];
+}
+
+export interface ReportRun {
+  dir: string;
+  dataset: string;
+  student: string;
+  loss: string;
+  label: string;
+  options: Record<string, unknown>;
+  summary: Summary;
+  eval: EvalReport | null;
+  evalTrain: EvalReport | null;
+  curves: { seed: number; points: { step: number; dev: number }[] }[];
+}
+
+/** Context a pipeline adds: the teacher, baselines and data caveats, per dataset. */
+export interface ReportContext {
+  dataset: string;
+  teacher?: { dir: string; eval?: EvalReport; devAccuracy?: number; note?: string };
+  baselines?: { name: string; accuracy: number; interval95?: [number, number]; note?: string }[];
+  caveats?: string[];
+}
+
+function readJson<T>(path: string): T | null {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null;
+}
+
+function label(loss: string, options: Record<string, unknown>): string {
+  const parts = Object.entries(options)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${v}`);
+  return parts.length ? `${loss} (${parts.join(', ')})` : loss;
+}
+
+export function loadRun(dir: string): ReportRun {
+  const summary = readJson<Summary>(join(dir, 'summary.json'));
+  if (!summary) throw new Error(`${dir}: no summary.json (a run folder of kd train)`);
+  const meta = readJson<{ dataset?: string; label?: string }>(join(dir, 'run.json')) ?? {};
+  const seedDirs = readdirSync(dir).filter((d) => d.startsWith('seed-')).sort();
+  const config = seedDirs.length ? readJson<{ cache?: { data?: { path: string }[] } }>(join(dir, seedDirs[0]!, 'config.json')) : null;
+  const curves = seedDirs.map((d) => {
+    const path = join(dir, d, 'training', 'metrics.jsonl');
+    const points = existsSync(path)
+      ? readFileSync(path, 'utf8')
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { step: number; dev: number })
+          .map((r) => ({ step: r.step, dev: r.dev }))
+      : [];
+    return { seed: Number(d.slice(5)), points };
+  });
+  return {
+    dir,
+    dataset: meta.dataset ?? (config?.cache?.data?.[0] ? basename(config.cache.data[0].path) : 'data'),
+    student: summary.student,
+    loss: summary.loss,
+    label: meta.label ?? label(summary.loss, summary.lossOptions),
+    options: summary.lossOptions,
+    summary,
+    eval: readJson<EvalReport>(join(dir, 'eval.json')),
+    evalTrain: readJson<EvalReport>(join(dir, 'eval-train.json')),
+    curves,
+  };
+}
+
+const pct = (x: number | null | undefined, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(digits));
+
+function cell(key: string, value: number | null | undefined, text?: string): string {
+  return `<td data-key="${escapeXml(key)}" data-value="${value ?? ''}">${text ?? pct(value)}</td>`;
+}
+
+function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const x of xs) {
+    const k = key(x);
+    const list = m.get(k);
+    if (list) list.push(x);
+    else m.set(k, [x]);
+  }
+  return m;
+}
+
+/**
+ * Runs that differ from each other only in `param`. For the late switch a run without
+ * `kdStart` is the f = 0 point of its sweep.
+ */
+function sweeps(runs: ReportRun[], param: string): { key: string; runs: ReportRun[] }[] {
+  const withDefault = runs.map((r) => (param === 'kdStart' && r.options.kdStart === undefined && r.loss !== 'ce' ? { ...r, options: { ...r.options, kdStart: 0 } } : r));
+  const groups = groupBy(
+    withDefault.filter((r) => r.options[param] !== undefined),
+    (r) => `${r.dataset}|${r.student}|${r.loss}|${JSON.stringify(Object.fromEntries(Object.entries(r.options).filter(([k]) => k !== param)))}`,
+  );
+  return [...groups.entries()].filter(([, rs]) => new Set(rs.map((r) => String(r.options[param]))).size >= 2).map(([key, rs]) => ({ key, runs: rs.sort((a, b) => Number(a.options[param]) - Number(b.options[param])) }));
+}
+
+export function buildReport(runs: ReportRun[], contexts: ReportContext[], title = 'Distillation report'): string {
+  const sections: string[] = [];
+  const datasets = [...new Set([...runs.map((r) => r.dataset), ...contexts.map((c) => c.dataset)])];
+  const score = (r: ReportRun) => r.summary.summary.test ?? r.summary.summary.dev;
+
+  // 1. Comparison table.
+  const rows: string[] = [];
+  for (const ds of datasets) {
+    const ctx = contexts.find((c) => c.dataset === ds);
+    if (ctx?.teacher?.eval) {
+      const t = ctx.teacher.eval;
+      rows.push(`<tr class="teacher"><td>${escapeXml(ds)}</td><td>teacher</td><td>${escapeXml(basename(ctx.teacher.dir))}</td>${cell(`${ds}|teacher|test-mean`, t.accuracy)}<td>–</td><td>${pct(t.interval95.low)}–${pct(t.interval95.high)}</td>${cell(`${ds}|teacher|dev-mean`, ctx.teacher.devAccuracy ?? null)}<td>1</td></tr>`);
+    }
+    for (const b of ctx?.baselines ?? []) {
+      rows.push(`<tr class="baseline"><td>${escapeXml(ds)}</td><td>baseline</td><td>${escapeXml(b.name)}</td>${cell(`${ds}|baseline|${b.name}|test-mean`, b.accuracy)}<td>–</td><td>${b.interval95 ? `${pct(b.interval95[0])}–${pct(b.interval95[1])}` : '–'}</td><td>–</td><td>${escapeXml(b.note ?? '')}</td></tr>`);
+    }
+    for (const r of runs.filter((x) => x.dataset === ds)) {
+      const s = score(r);
+      const test = r.summary.summary.test;
+      rows.push(
+        `<tr><td>${escapeXml(ds)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${ds}|${r.student}|${r.label}|test-mean`, test?.mean ?? null)}${cell(`${ds}|${r.student}|${r.label}|test-std`, test?.std ?? null)}<td>${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'}</td>${cell(`${ds}|${r.student}|${r.label}|dev-mean`, r.summary.summary.dev.mean)}<td>${r.summary.summary.seeds.length}</td></tr>`,
+      );
+      void s;
+    }
+  }
+  sections.push(`<section id="comparison"><h2>Comparison</h2><p>Accuracy on the held-out test split (mean ± std over seeds; the interval is the 95% t-interval of the mean), and on dev.</p>
+<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>test mean %</th><th>test std %</th><th>95% CI of mean %</th><th>dev mean %</th><th>seeds</th></tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`);
+
+  // 2. Bar charts per dataset (students as groups, methods as series), main runs only.
+  const main = runs.filter((r) => r.options.kdStart === undefined || Number(r.options.kdStart) === 0);
+  const plots: string[] = [];
+  for (const ds of datasets) {
+    const rs = main.filter((r) => r.dataset === ds);
+    if (!rs.length) continue;
+    const students = [...new Set(rs.map((r) => r.student))];
+    const methods = [...new Set(rs.map((r) => r.label))];
+    plots.push(
+      barChart(
+        `methods-${ds}`,
+        `${ds}: test accuracy by method`,
+        students,
+        methods.map((m) => ({ name: m, values: students.map((st) => score(rs.find((r) => r.student === st && r.label === m) ?? ({} as ReportRun))?.mean ?? null), errors: students.map((st) => score(rs.find((r) => r.student === st && r.label === m) ?? ({} as ReportRun))?.std ?? null) })),
+        'accuracy',
+      ),
+    );
+  }
+  if (plots.length) sections.push(`<section id="methods"><h2>Methods</h2>${plots.join('')}</section>`);
+
+  // 3. Late switch and sweeps.
+  const sweepSections: string[] = [];
+  for (const [param, name] of [['kdStart', 'late switch (fraction trained with CE first)'], ['lambda', 'λ'], ['tau', 'τ'], ['subclasses', 'S (LELP subclasses)']] as const) {
+    for (const sw of sweeps(runs, param)) {
+      const first = sw.runs[0]!;
+      const series: Series[] = [{ name: `${first.dataset}/${first.student}/${first.loss}`, points: sw.runs.map((r) => ({ x: Number(r.options[param]), y: score(r).mean, lo: score(r).mean - score(r).std, hi: score(r).mean + score(r).std })) }];
+      let extra = '';
+      if (param === 'kdStart') {
+        const ce = runs.find((r) => r.dataset === first.dataset && r.student === first.student && r.loss === 'ce');
+        const full = sw.runs.find((r) => Number(r.options.kdStart) === 0);
+        if (ce && full) {
+          const gain = score(full).mean - score(ce).mean;
+          extra = `<table><thead><tr><th>f</th><th>accuracy %</th><th>recovered gain (acc_f − acc_CE)/(acc_KD − acc_CE)</th></tr></thead><tbody>${sw.runs
+            .map((r) => {
+              const rec = Math.abs(gain) > 1e-12 ? (score(r).mean - score(ce).mean) / gain : NaN;
+              return `<tr><td>${r.options.kdStart}</td>${cell(`${first.dataset}|${first.student}|late|${r.options.kdStart}`, score(r).mean)}<td data-value="${rec}">${Number.isFinite(rec) ? rec.toFixed(2) : '–'}</td></tr>`;
+            })
+            .join('')}</tbody></table>`;
+        }
+      }
+      sweepSections.push(`<h3>${escapeXml(name)}: ${escapeXml(series[0]!.name)}</h3>${lineChart(`sweep-${param}-${sw.key}`, `${name} sweep`, series, param, 'accuracy')}${extra}`);
+    }
+  }
+  if (sweepSections.length) sections.push(`<section id="sweeps"><h2>Late switch and sweeps</h2>${sweepSections.join('')}</section>`);
+
+  // 4. Learning curves (first seed of each run), per dataset and student.
+  const curvePlots: string[] = [];
+  for (const [key, rs] of groupBy(main, (r) => `${r.dataset}|${r.student}`)) {
+    const series = rs.map((r) => ({ name: r.label, points: (r.curves[0]?.points ?? []).map((p) => ({ x: p.step, y: p.dev })) })).filter((s) => s.points.length);
+    if (series.length) curvePlots.push(lineChart(`curves-${key}`, `${key}: dev accuracy while training`, series, 'step', 'dev accuracy'));
+  }
+  if (curvePlots.length) sections.push(`<section id="curves"><h2>Learning curves</h2>${curvePlots.join('')}</section>`);
+
+  // 5. Calibration and confidence.
+  const evaluated = runs.filter((r) => r.eval);
+  if (evaluated.length) {
+    const calPlots: string[] = [];
+    for (const [key, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
+      calPlots.push(lineChart(`reliability-${key}`, `${key}: reliability`, rs.map((r) => ({ name: r.label, points: r.eval!.reliability.filter((b) => b.count > 0).map((b) => ({ x: b.confidence, y: b.accuracy })) })), 'confidence', 'accuracy', { diagonal: true }));
+      const first = rs[0]!.eval!;
+      const bins = first.confidenceHistogram.map((_, i) => `${(i / first.confidenceHistogram.length).toFixed(2)}`);
+      const hist: { name: string; values: (number | null)[]; errors: (number | null)[] }[] = [];
+      if (first.teacher) hist.push({ name: 'teacher', values: first.teacher.confidenceHistogram.map((c) => c / first.n), errors: first.teacher.confidenceHistogram.map(() => null) });
+      for (const r of rs) hist.push({ name: r.label, values: r.eval!.confidenceHistogram.map((c) => c / r.eval!.n), errors: r.eval!.confidenceHistogram.map(() => null) });
+      calPlots.push(barChart(`confidence-${key}`, `${key}: confidence histograms`, bins, hist, 'share of examples', [0, Math.max(...hist.flatMap((h) => h.values as number[])) * 1.05]));
+    }
+    const calTable = evaluated.map((r) => `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${r.dataset}|${r.student}|${r.label}|eval-accuracy`, r.eval!.accuracy)}<td>${r.eval!.nll.toFixed(4)}</td><td data-value="${r.eval!.ece}">${r.eval!.ece.toFixed(4)}</td><td>${r.eval!.macroF1.toFixed(4)}</td><td>${r.eval!.teacher ? pct(r.eval!.teacher.agreement) : '–'}</td></tr>`);
+    sections.push(`<section id="calibration"><h2>Calibration and agreement</h2><table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>accuracy %</th><th>NLL</th><th>ECE</th><th>macro-F1</th><th>agreement with teacher %</th></tr></thead><tbody>${calTable.join('')}</tbody></table>${calPlots.join('')}</section>`);
+
+    // 6. Deviation diagnostic and gradient variance.
+    const dev = evaluated.filter((r) => r.eval!.teacher);
+    if (dev.length) {
+      const devPlots: string[] = [];
+      for (const [key, rs] of groupBy(dev, (r) => `${r.dataset}|${r.student}`)) {
+        devPlots.push(lineChart(`deviation-${key}`, `${key}: logit of the student vs the teacher on the teacher's top class (binned means)`, rs.map((r) => ({ name: r.label, points: r.eval!.teacher!.deviation.binned.map((b) => ({ x: b.u, y: b.v })) })), 'logit p_teacher(k)', 'logit p_student(k)', { diagonal: true }));
+      }
+      const devRows = dev.map((r) => {
+        const d = r.eval!.teacher!.deviation;
+        const tr = r.evalTrain?.teacher?.deviation;
+        const gv = r.eval!.teacher!.gradientVariance;
+        return `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td><td data-value="${d.slope}">${d.slope.toFixed(3)} (${d.slopeCi95[0].toFixed(3)}–${d.slopeCi95[1].toFixed(3)})</td><td>${tr ? `${tr.slope.toFixed(3)} (${tr.slopeCi95[0].toFixed(3)}–${tr.slopeCi95[1].toFixed(3)})` : '–'}</td><td>${gv.variance['0']!.toFixed(4)}</td><td>${gv.variance['0.5']!.toFixed(4)}</td><td>${gv.lambdaStar.toFixed(3)}</td><td>${gv.variance.lambdaStar!.toFixed(4)}</td></tr>`;
+      });
+      sections.push(`<section id="deviation"><h2>Student–teacher deviation and gradient variance</h2><p>Slope a of logit p_student(k) = a·logit p_teacher(k) + c on the teacher's top class (a &gt; 1: the student exaggerates the teacher's uncertainty), with a 1,000-resample bootstrap 95% interval. Gradient variance: variance over examples of the head's logit gradient (p_s − y) − λ(p_t − y) at the trained student, for CE (λ = 0), λ = 0.5 and the variance-minimizing λ*.</p>
+<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>slope, held-out</th><th>slope, train</th><th>grad var CE</th><th>grad var λ=0.5</th><th>λ*</th><th>grad var λ*</th></tr></thead><tbody>${devRows.join('')}</tbody></table>${devPlots.join('')}</section>`);
+    }
+
+    // 7. Size and speed.
+    const sizeRows: string[] = [];
+    for (const ctx of contexts) {
+      const t = ctx.teacher?.eval;
+      if (t) sizeRows.push(`<tr><td>${escapeXml(ctx.dataset)}</td><td>teacher</td><td>${t.size.parameters.toLocaleString('en-US')}</td><td>${(t.size.onnxBytes / 1e6).toFixed(1)}</td><td>${t.latency.batch1MsMedian.toFixed(2)}</td><td>${t.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`);
+    }
+    for (const [, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
+      const r = rs[0]!;
+      sizeRows.push(`<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)} student</td><td data-value="${r.eval!.size.parameters}">${r.eval!.size.parameters.toLocaleString('en-US')}</td><td>${(r.eval!.size.onnxBytes / 1e6).toFixed(1)}</td><td>${r.eval!.latency.batch1MsMedian.toFixed(2)}</td><td>${r.eval!.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`);
+    }
+    sections.push(`<section id="size"><h2>Teacher and student size and speed</h2><table><thead><tr><th>dataset</th><th>model</th><th>parameters</th><th>ONNX MB</th><th>ms/example, batch 1</th><th>texts/s, batched</th></tr></thead><tbody>${sizeRows.join('')}</tbody></table></section>`);
+  }
+
+  // 8. Caveats.
+  const caveats = contexts.flatMap((c) => (c.caveats ?? []).map((x) => `<li><b>${escapeXml(c.dataset)}</b>: ${escapeXml(x)}</li>`));
+  if (caveats.length) sections.push(`<section id="caveats"><h2>Caveats of the data</h2><ul>${caveats.join('')}</ul></section>`);
+
+  const style = `body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:12px 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}
+tr.teacher{background:#eef5ff}tr.baseline{background:#f6f6f6}h2{border-bottom:2px solid #1f77b4;padding-bottom:2px;margin-top:32px}svg{display:block;margin:12px 0;background:#fff}`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeXml(title)}</title><style>${style}</style></head><body><h1>${escapeXml(title)}</h1><p>Generated by kd-toolkit ${escapeXml(toolVersion)} from ${runs.length} run(s): ${runs.map((r) => escapeXml(basename(r.dir))).join(', ')}.</p>${sections.join('\n')}</body></html>\n`;
+}

@@ -1,0 +1,199 @@
+// `kd distill --recipe FILE`: data → split → teacher (trained when the recipe names none) →
+// cache → students with each method → eval → report. Each stage writes a marker with the
+// hash of its settings and skips itself when that marker and its outputs are there, so a
+// killed run resumes where it stopped (the stages themselves resume from checkpoints).
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { splitDataset } from '../data/split.js';
+import { parseClassCount, type ClassCount } from '../data/labels.js';
+import { resolveTeacherConfig, trainDefaultTeacher } from '../teacher/default-teacher.js';
+import { buildCache } from '../cache/build.js';
+import { verifyCache } from '../cache/reader.js';
+import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
+import { evaluateModel } from '../eval/evaluate.js';
+import { buildReport, loadRun, type ReportContext } from '../eval/report.js';
+import { writeFileAtomicSync } from '../util/fs.js';
+import { packageRoot, runVersions } from '../util/versions.js';
+import { ConfigError } from '../data/errors.js';
+import type { Device } from '../engine/session.js';
+
+type Method = { loss: string } & Record<string, unknown>;
+
+export interface Recipe {
+  name: string;
+  classes: number;
+  data: { split: { files: string[]; dev: number; test: number; seed: number }; extraTrain?: string[]; test?: string[] };
+  teacher: { preset?: string; dir?: string };
+  cache: { embedding: string; dtype: 'float16' | 'float32' };
+  students: { ngram?: Record<string, number>; transformer?: Record<string, number> };
+  runs: { seeds: number[]; students: ('ngram' | 'transformer')[]; methods: Method[]; lateSwitch?: Method & { kdStart: number[]; students?: string[] } };
+  quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
+  caveats?: string[];
+}
+
+/** ${SHARED} in recipe paths: $KD_SHARED_DIR, or ../shared beside the package. */
+export function sharedRoot(): string {
+  return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'));
+}
+
+export function loadRecipe(path: string): Recipe {
+  if (!existsSync(path)) throw new ConfigError(`--recipe ${path}: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)`);
+  const text = readFileSync(path, 'utf8').replace(/\$\{SHARED\}/g, sharedRoot());
+  const r = parseYaml(text) as Recipe;
+  const need = (cond: unknown, field: string) => {
+    if (!cond) throw new ConfigError(`${path}: '${field}' is missing or invalid`);
+  };
+  need(r?.name, 'name');
+  need(r.data?.split?.files?.length, 'data.split.files');
+  need(r.runs?.methods?.length, 'runs.methods');
+  need(r.runs?.seeds?.length, 'runs.seeds');
+  need(r.teacher?.preset || r.teacher?.dir, 'teacher.preset or teacher.dir');
+  const base = dirname(resolve(path));
+  const abs = (p: string) => resolve(base, '..', p);
+  r.data.split.files = r.data.split.files.map(abs);
+  r.data.extraTrain = (r.data.extraTrain ?? []).map(abs);
+  r.data.test = (r.data.test ?? []).map(abs);
+  if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
+  for (const f of [...r.data.split.files, ...r.data.extraTrain, ...r.data.test]) if (!existsSync(f)) throw new ConfigError(`${path}: data file ${f} does not exist (set KD_SHARED_DIR if ../shared is elsewhere)`);
+  return r;
+}
+
+export interface DistillOptions {
+  recipe: string;
+  out: string;
+  quick?: boolean;
+  /** Use this teacher folder instead of the recipe's. */
+  teacher?: string;
+  device?: Device;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+function hash(v: unknown): string {
+  return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+}
+
+/** Runs `work` unless `<dir>/stage.json` records the same settings; records them after. */
+async function stage<T>(dir: string, settings: unknown, log: (l: string) => void, name: string, work: () => Promise<T>, valid: () => boolean = () => true): Promise<T | null> {
+  const marker = join(dir, 'stage.json');
+  const key = hash(settings);
+  if (existsSync(marker) && (JSON.parse(readFileSync(marker, 'utf8')) as { key: string }).key === key && valid()) {
+    log(`${name}: done before, skipped (${dir})`);
+    return null;
+  }
+  mkdirSync(dir, { recursive: true });
+  log(`${name}: running`);
+  const t0 = Date.now();
+  const result = await work();
+  writeFileAtomicSync(marker, `${JSON.stringify({ key, settings, seconds: (Date.now() - t0) / 1000, versions: runVersions() }, null, 2)}\n`);
+  return result;
+}
+
+export async function runDistill(o: DistillOptions): Promise<{ report: string; runs: string[] }> {
+  const log = o.log ?? (() => undefined);
+  const recipe = loadRecipe(o.recipe);
+  const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
+  const quick = o.quick ? (recipe.quick ?? {}) : null;
+  const read = { classes, progress: false };
+  const out = o.out;
+  mkdirSync(out, { recursive: true });
+  writeFileAtomicSync(join(out, 'recipe.resolved.json'), `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`);
+
+  // 1. Split.
+  const splitDir = join(out, 'data');
+  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes };
+  await stage(splitDir, splitSettings, log, 'split', () => splitDataset(recipe.data.split.files, { ...read, dev: recipe.data.split.dev, test: recipe.data.split.test, seed: recipe.data.split.seed, out: splitDir, ...(quick?.limit ? { limit: quick.limit } : {}) }), () => existsSync(join(splitDir, 'train.jsonl')));
+  const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
+  const trainFiles = [join(splitDir, 'train.jsonl'), ...extra];
+  const devFiles = [join(splitDir, 'dev.jsonl')];
+  const testFiles = recipe.data.test?.length ? recipe.data.test : [join(splitDir, 'test.jsonl')];
+
+  // 2. Teacher.
+  let teacherDir = o.teacher ? resolve(o.teacher) : recipe.teacher.dir;
+  if (!teacherDir) {
+    teacherDir = join(out, 'teacher');
+    const preset = quick?.teacherPreset ?? recipe.teacher.preset!;
+    const config = resolveTeacherConfig(preset, {});
+    const teacherOut = teacherDir;
+    await stage(teacherDir, { preset, config, trainFiles, devFiles }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...(o.device ? { device: o.device } : {}), ...(o.threads ? { threads: o.threads } : {}), log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
+  }
+
+  // 3. Cache over every file a student reads.
+  const cacheDir = join(out, 'cache');
+  const cacheFiles = [...new Set([...trainFiles, ...devFiles, ...testFiles])];
+  await stage(cacheDir, { teacherDir, cacheFiles, cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...(o.device ? { device: o.device } : {}), ...(o.threads ? { threads: o.threads } : {}), log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
+
+  // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
+  const seeds = quick?.seeds ?? recipe.runs.seeds;
+  const jobs: { student: 'ngram' | 'transformer'; method: Method; name: string }[] = [];
+  for (const student of recipe.runs.students) {
+    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}` });
+    const ls = recipe.runs.lateSwitch;
+    if (ls && (!ls.students || ls.students.includes(student))) {
+      for (const f of ls.kdStart) {
+        const { kdStart: _all, students: _s, ...rest } = ls;
+        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}` });
+      }
+    }
+  }
+  const runDirs: string[] = [];
+  for (const job of jobs) {
+    const dir = join(out, 'runs', job.name);
+    runDirs.push(dir);
+    const s = recipe.students[job.student] ?? {};
+    const { loss, ...lossOptions } = job.method;
+    const options: StudentRunOptions = {
+      cache: cacheDir,
+      train: trainFiles,
+      dev: devFiles,
+      test: testFiles,
+      read,
+      student: job.student,
+      ngram: { dim: s.dim ?? 32, hidden: s.hidden ?? 0, ngrams: { buckets: s.buckets ?? 262144, maxN: 2, maxFeatures: 256 }, dropout: 0 },
+      transformer: { layers: s.layers ?? 1, hidden: s.hidden ?? 64, heads: s.heads ?? 2, intermediate: s.intermediate ?? 256, maxLength: s.maxLength ?? 128, vocabSize: s.vocabSize ?? 8192, dropout: 0.1 },
+      loss,
+      lossOptions,
+      epochs: quick?.epochs ?? s.epochs ?? 4,
+      batchSize: s.batchSize ?? 32,
+      lr: s.lr ?? 1e-3,
+      weightDecay: 0.01,
+      warmupRatio: 0.06,
+      evalEvery: 0,
+      patience: 3,
+      seed: seeds[0]!,
+      out: dir,
+      resume: true,
+      ...(o.device ? { device: o.device } : {}),
+      ...(o.threads ? { threads: o.threads } : {}),
+      log,
+    };
+    await stage(join(dir, 'stage'), { student: job.student, method: job.method, seeds, cacheDir, s, quick }, log, `train ${job.name}`, async () => {
+      const r = await trainStudentSeeds(options, seeds);
+      writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), student: job.student, method: job.method }, null, 2)}\n`);
+      const best = r.runs[0]!;
+      const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...(o.device ? { device: o.device } : {}) });
+      writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
+      const evTrain = await evaluateModel({ model: best.model, data: [trainFiles[0]!], read, cache: cacheDir, limit: 5000 });
+      writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
+      return r;
+    }, () => existsSync(join(dir, 'eval.json')));
+  }
+
+  // 5. Teacher evaluation and the report.
+  const teacherEval = join(out, 'teacher-eval.json');
+  if (!existsSync(teacherEval)) writeFileAtomicSync(teacherEval, `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir }))}\n`);
+  const teacherConfig = existsSync(join(teacherDir, 'config.json')) ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } }) : {};
+  const context: ReportContext = {
+    dataset: recipe.name,
+    teacher: { dir: teacherDir, eval: JSON.parse(readFileSync(teacherEval, 'utf8')), ...(teacherConfig.kd?.training?.devAccuracy !== undefined ? { devAccuracy: teacherConfig.kd.training.devAccuracy } : {}) },
+    caveats: [...(recipe.caveats ?? []), ...(quick ? [`QUICK RUN (--quick): ${quick.limit ?? 'all'} rows, teacher preset ${quick.teacherPreset ?? recipe.teacher.preset}, ${seeds.length} seed(s), ${quick.epochs ?? 'recipe'} epoch(s); figures are smoke-test values, not results.`] : [])],
+  };
+  writeFileAtomicSync(join(out, 'context.json'), `${JSON.stringify(context, null, 2)}\n`);
+  const report = join(out, 'report.html');
+  rmSync(report, { force: true });
+  writeFileAtomicSync(report, buildReport(runDirs.map(loadRun), [context], `${recipe.name}: distillation report`));
+  log(`report: ${report}`);
+  return { report, runs: runDirs };
+}
