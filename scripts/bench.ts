@@ -4,6 +4,7 @@ import { benchData } from './bench/data.js';
 import { benchEngine } from './bench/engine.js';
 import { benchTeacher } from './bench/teacher.js';
 import { benchCache } from './bench/cache.js';
+import { benchTrain } from './bench/train.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
@@ -12,6 +13,7 @@ const BENCHES: Record<string, Bench> = {
   engine: benchEngine,
   teacher: benchTeacher,
   cache: benchCache,
+  train: benchTrain,
 };
 
 async function main(): Promise<void> {

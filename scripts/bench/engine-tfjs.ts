@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { MLP, TRANSFORMER } from './engine-models.js';
 
 const require = createRequire(import.meta.url);
@@ -48,8 +49,9 @@ function layerNorm(x: tf.Tensor, g: tf.Variable, b: tf.Variable): tf.Tensor {
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-12))), g), b);
 }
 
-function transformer(steps: number): Promise<number> {
-  const t = TRANSFORMER;
+export interface TfTransformerConfig { vocab: number; hidden: number; layers: number; heads: number; intermediate: number; seq: number; batch: number; classes: number; dropout: number }
+
+function transformer(steps: number, t: TfTransformerConfig = TRANSFORMER, kdTau = 0): Promise<number> {
   const v = (shape: number[]) => tf.variable(tf.randomNormal(shape, 0, 0.02));
   const z = (n: number) => tf.variable(tf.zeros([n]));
   const o = (n: number) => tf.variable(tf.ones([n]));
@@ -100,13 +102,54 @@ function transformer(steps: number): Promise<number> {
     }
     const cls = h.slice([0, 0, 0], [t.batch, 1, t.hidden]).reshape([t.batch, t.hidden]);
     const pooled = tf.dropout(tf.tanh(tf.add(tf.matMul(cls, wp), bp)), t.dropout);
-    return tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(pooled, wc), bc)) as tf.Scalar;
+    const logits = tf.add(tf.matMul(pooled, wc), bc);
+    return (kdTau > 0 ? kdLoss(logits, y, teacher, kdTau) : tf.losses.softmaxCrossEntropy(y, logits)) as tf.Scalar;
   };
+  const teacher = tf.randomNormal([t.batch, t.classes]);
   return timeSteps(() => opt.minimize(forward, true)!, 2, steps);
 }
 
-const [which, stepsArg] = process.argv.slice(2);
+/** (1 − λ)·CE + λ·τ²·KL(softmax(zt/τ) ‖ softmax(zs/τ)) with λ = 0.5, as kd's `kd` loss. */
+function kdLoss(logits: tf.Tensor, y: tf.Tensor, teacher: tf.Tensor, tau: number): tf.Tensor {
+  const ce = tf.losses.softmaxCrossEntropy(y, logits);
+  const logPt = tf.logSoftmax(tf.div(teacher, tau));
+  const logPs = tf.logSoftmax(tf.div(logits, tau));
+  const kl = tf.mean(tf.sum(tf.mul(tf.exp(logPt), tf.sub(logPt, logPs)), -1));
+  return tf.add(tf.mul(ce, 0.5), tf.mul(kl, 0.5 * tau * tau));
+}
+
+/** The hashed n-gram student with KD on real feature batches (ids, mask, labels, teacher logits). */
+function ngramKd(steps: number, batchesFile: string): Promise<number> {
+  const spec = JSON.parse(readFileSync(batchesFile, 'utf8')) as { buckets: number; dim: number; classes: number; tau: number; batches: { ids: number[]; mask: number[]; width: number; labels: number[]; teacher: number[] }[] };
+  const table = tf.variable(tf.randomUniform([spec.buckets, spec.dim], -1 / spec.dim, 1 / spec.dim));
+  const w = tf.variable(tf.randomNormal([spec.dim, spec.classes], 0, 0.02));
+  const b = tf.variable(tf.zeros([spec.classes]));
+  const lookup = tf.customGrad((...args: unknown[]) => {
+    const [tbl, index, save] = args as [tf.Tensor, tf.Tensor, (ts: tf.Tensor[]) => void];
+    save([index]);
+    return { value: tf.gather(tbl, index), gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.scatterND(saved[0]!.reshape([-1, 1]), (dy as tf.Tensor).reshape([-1, spec.dim]), tbl.shape), tf.zerosLike(saved[0]!)] };
+  });
+  const batches = spec.batches.map((x) => ({
+    ids: tf.tensor2d(x.ids, [x.labels.length, x.width], 'int32'),
+    mask: tf.tensor3d(x.mask, [x.labels.length, x.width, 1]),
+    y: tf.oneHot(tf.tensor1d(x.labels, 'int32'), spec.classes),
+    teacher: tf.tensor2d(x.teacher, [x.labels.length, spec.classes]),
+  }));
+  const opt = tf.train.adam(5e-3);
+  let k = 0;
+  return timeSteps(() => {
+    const x = batches[k++ % batches.length]!;
+    return opt.minimize(() => {
+      const e = lookup(table, x.ids) as tf.Tensor;
+      const pooled = tf.div(tf.sum(tf.mul(e, x.mask), 1), tf.maximum(tf.sum(x.mask, 1), 1));
+      return kdLoss(tf.add(tf.matMul(pooled, w), b), x.y, x.teacher, spec.tau) as tf.Scalar;
+    }, true)!;
+  }, 3, steps);
+}
+
+const [which, stepsArg, extra] = process.argv.slice(2);
 const backend = await useFastestBackend();
 const steps = Number(stepsArg);
-const secondsPerStep = which === 'mlp' ? await mlp(steps) : await transformer(steps);
+const secondsPerStep =
+  which === 'mlp' ? await mlp(steps) : which === 'ngram-kd' ? await ngramKd(steps, extra!) : which === 'transformer-kd' ? await transformer(steps, JSON.parse(extra!) as TfTransformerConfig, 2) : await transformer(steps);
 process.stdout.write(`${JSON.stringify({ backend, secondsPerStep, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);

@@ -10,7 +10,7 @@ import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
 import type { Example } from '../data/example.js';
 import { saveSafetensors, type NamedTensor } from '../engine/safetensors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
-import { matrix, principalComponents } from '../util/linalg.js';
+import { matrix, principalComponents } from '../engine/linalg.js';
 import { Progress } from '../util/progress.js';
 import { toolVersion } from '../util/versions.js';
 import { encodeShard, type EmbeddingDType, type ShardRows } from './format.js';

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { dirname, join, relative, resolve } from 'node:path';
 import { loadSafetensors } from '../engine/safetensors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
+import { argmaxRow } from '../util/stats.js';
 import { decodeHeader, HALF_TABLE, halvesToFloats, HEADER_BYTES, type ShardLayout } from './format.js';
 import { assertSameIdentity, BLOCK_BYTES, CacheMismatchError, identityOf, readManifest, type CacheManifest, type ShardEntry } from './manifest.js';
 
@@ -280,9 +281,7 @@ export function cacheInfo(dir: string): Record<string, unknown> {
     for (const part of reader.sequential()) {
       part.labels.forEach((y, i) => {
         counts[y]! += 1;
-        let best = 0;
-        for (let c = 1; c < C; c++) if (part.logits[i * C + c]! > part.logits[i * C + best]!) best = c;
-        if (best === y) right += 1;
+        if (argmaxRow(part.logits, i * C, C) === y) right += 1;
       });
     }
     const bytes = m.shards.reduce((s, e) => s + e.bytes, 0) + statSync(join(dir, 'manifest.json')).size + statSync(resolve(dir, m.extras.path)).size;

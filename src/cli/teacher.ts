@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { Teacher, softmaxRow, type TeacherOptions } from '../teacher/teacher.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
-import { accuracyReport, argmaxRow } from '../eval/metrics.js';
+import { accuracyReport, argmaxRow } from '../train/metrics.js';
 import { DEVICES, type Device } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
 import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';

@@ -4,7 +4,7 @@ import { METHODS } from '../distill/registry.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
 import { Student } from '../student/runtime.js';
 import { softmaxRow } from '../teacher/teacher.js';
-import { argmaxRow } from '../eval/metrics.js';
+import { argmaxRow } from '../train/metrics.js';
 import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
 import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
 

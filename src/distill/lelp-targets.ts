@@ -2,7 +2,7 @@
 // remove what the classifier already sees (P = I − Wᵀ(WWᵀ)⁺W), take each class's top-S
 // principal directions of H·P, rotate them by a seeded random orthogonal S×S matrix, and
 // split the teacher's class probability over subclasses by a softmax of the projections.
-import { inverse, matrix, multiply, orthonormalColumns, principalComponents, randomOrthogonal, transpose, type Matrix } from '../util/linalg.js';
+import { inverse, matrix, multiply, orthonormalColumns, principalComponents, randomOrthogonal, transpose, type Matrix } from '../engine/linalg.js';
 import { Rng } from '../engine/rng.js';
 
 export type LelpVariant = 'lelp' | 'pca' | 'random' | 'kmeans';

@@ -1,6 +1,7 @@
 // Diagnostics of a student against its teacher (METHODS.md §4, §5): calibration, the
 // deviation ("exaggeration") slope with a bootstrap interval, and KD's gradient variance.
 import { Rng } from '../engine/rng.js';
+import { argmaxRow } from '../util/stats.js';
 
 export function softmaxRows(logits: ArrayLike<number>, n: number, classes: number): Float64Array {
   const p = new Float64Array(n * classes);
@@ -28,8 +29,7 @@ export function calibration(probs: Float64Array, labels: ArrayLike<number>, clas
   const b: ReliabilityBin[] = Array.from({ length: bins }, (_, k) => ({ low: k / bins, high: (k + 1) / bins, count: 0, confidence: 0, accuracy: 0 }));
   let nll = 0;
   for (let i = 0; i < n; i++) {
-    let k = 0;
-    for (let c = 1; c < classes; c++) if (probs[i * classes + c]! > probs[i * classes + k]!) k = c;
+    const k = argmaxRow(probs, i * classes, classes);
     const conf = probs[i * classes + k]!;
     const bin = b[Math.min(bins - 1, Math.floor(conf * bins))]!;
     bin.count += 1;
@@ -85,8 +85,7 @@ export function deviationSlope(teacherProbs: Float64Array, studentProbs: Float64
   const u = new Float64Array(n);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    let k = 0;
-    for (let c = 1; c < classes; c++) if (teacherProbs[i * classes + c]! > teacherProbs[i * classes + k]!) k = c;
+    const k = argmaxRow(teacherProbs, i * classes, classes);
     u[i] = logit(teacherProbs[i * classes + k]!);
     v[i] = logit(studentProbs[i * classes + k]!);
   }

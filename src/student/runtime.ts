@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createSession, ort, type Device } from '../engine/session.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer } from '../text/tokenizer.js';
+import { tokenFeeds } from '../teacher/teacher.js';
 import { ngramFeeds, type NgramStudentConfig } from './ngram.js';
 import type { StudentCard } from './export.js';
 
@@ -37,9 +38,7 @@ export class Student {
       const part = texts.slice(s, s + batchSize);
       let feeds: Record<string, ort.Tensor>;
       if (this.tokenizer) {
-        const b = this.tokenizer.pad(await this.tokenizer.encode(part));
-        const dims = [b.size, b.length];
-        feeds = { input_ids: new ort.Tensor('int64', b.inputIds, dims), attention_mask: new ort.Tensor('int64', b.attentionMask, dims), token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) };
+        feeds = tokenFeeds(this.tokenizer.pad(await this.tokenizer.encode(part)));
       } else {
         const cfg = this.card.config as NgramStudentConfig;
         feeds = ngramFeeds(part.map((t) => ngramFeatures(t, cfg.ngrams)));

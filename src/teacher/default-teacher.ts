@@ -23,9 +23,10 @@ import { unitHash } from '../util/hash.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
-import { runTrainingLoop, type LoopResult } from '../train/loop.js';
-import { bucketedBatches } from '../train/batches.js';
-import { argmaxRow } from '../eval/metrics.js';
+import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
+import { bucketedBatches } from '../engine/batches.js';
+import { argmaxRow } from '../util/stats.js';
+import { tokenFeeds } from './teacher.js';
 import { DEFAULT_PRETRAIN, pretrainEncoder, type PretrainConfig, type PretrainResult } from './pretrain.js';
 
 /** One ensemble member: a BERT-style encoder, a word-piece n-gram bag, or both. */
@@ -188,11 +189,7 @@ export function teacherFeeds(tok: TextTokenizer, set: TokenizedSet, rows: ArrayL
   const enc = Array.from(rows as ArrayLike<number>, (r) => set.encodings[r]!);
   const b = tok.pad(enc);
   const dims = [b.size, b.length];
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', b.inputIds, dims),
-    attention_mask: new ort.Tensor('int64', b.attentionMask, dims),
-    token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims),
-  };
+  const feeds = tokenFeeds(b);
   if (withBigrams) {
     const big = new BigInt64Array(b.size * b.length);
     enc.forEach((e, r) => {

@@ -112,7 +112,6 @@ export function findClassifierHead(model: ModelProto, modelPath: string, logitsN
 
 /** The head that reads a user-named tensor: W and b when it feeds a linear layer, else null. */
 export function headForNamedEmbedding(model: ModelProto, modelPath: string, tensor: string, logitsName: string): ClassifierHead {
-  const index = new GraphIndex(model, modelPath);
   const exists = (model.graph?.node ?? []).some((n) => (n.output ?? []).includes(tensor)) || (model.graph?.input ?? []).some((i) => i.name === tensor);
   if (!exists) throw new HeadNotFoundError(`--embedding-output ${tensor}: no tensor of that name in the graph`);
   try {
@@ -121,7 +120,6 @@ export function headForNamedEmbedding(model: ModelProto, modelPath: string, tens
   } catch {
     /* fall through: W and b unknown */
   }
-  void index;
   return { embeddingTensor: tensor, weight: null, bias: null, rows: 0, cols: 0, description: `named tensor '${tensor}' (classifier weights not recovered)` };
 }
 

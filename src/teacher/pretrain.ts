@@ -11,7 +11,7 @@ import { ort, type Device } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
-import { runTrainingLoop, type LoopResult } from '../train/loop.js';
+import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
 import { join } from 'node:path';
 import type { MemberConfig } from './default-teacher.js';
 

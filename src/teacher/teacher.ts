@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createSession, ort, type Device } from '../engine/session.js';
-import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
+import { TextTokenizer, type EncodedBatch, type Encoding } from '../text/tokenizer.js';
 import { decodeModel, encodeModel } from './onnx-model.js';
 import { exposeTensor, findClassifierHead, headForNamedEmbedding, type ClassifierHead } from './head.js';
 
@@ -144,12 +144,7 @@ export class Teacher {
   /** Runs one padded batch of encodings. */
   async runEncoded(encodings: readonly Encoding[]): Promise<{ logits: Float32Array; embedding: Float32Array; dim: number }> {
     const batch = this.tokenizer.pad(encodings);
-    const dims = [batch.size, batch.length];
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', batch.inputIds, dims),
-      attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
-    };
-    if (this.usesTokenTypes) feeds.token_type_ids = new ort.Tensor('int64', batch.tokenTypeIds, dims);
+    const feeds = tokenFeeds(batch, this.usesTokenTypes);
     const out = await this.session.run(feeds, ['logits', 'embedding']);
     const embedding = toFloat32(out.embedding!);
     return { logits: toFloat32(out.logits!), embedding, dim: embedding.length / batch.size };
@@ -201,6 +196,17 @@ export class Teacher {
   async dispose(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** The standard BERT-style inputs of a padded batch as ONNX Runtime tensors. */
+export function tokenFeeds(batch: EncodedBatch, withTokenTypes = true): Record<string, ort.Tensor> {
+  const dims = [batch.size, batch.length];
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', batch.inputIds, dims),
+    attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
+  };
+  if (withTokenTypes) feeds.token_type_ids = new ort.Tensor('int64', batch.tokenTypeIds, dims);
+  return feeds;
 }
 
 function toFloat32(t: ort.Tensor): Float32Array {

@@ -12,16 +12,17 @@ import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import { ort, type Device } from '../engine/session.js';
-import { accuracyReport, argmaxRow, type AccuracyReport } from '../eval/metrics.js';
+import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
 import { DEFAULT_NGRAM_STUDENT, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../student/ngram.js';
 import { DEFAULT_TRANSFORMER_STUDENT, transformerStudent, type TransformerStudentConfig } from '../student/transformer.js';
 import { exportStudent, type StudentKind } from '../student/export.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
+import { tokenFeeds } from '../teacher/teacher.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
-import { bucketedBatches, shuffledBatches } from './batches.js';
-import { runTrainingLoop, type LoopResult } from './loop.js';
+import { bucketedBatches, shuffledBatches } from '../engine/batches.js';
+import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
 
 export interface StudentRunOptions {
   cache: string;
@@ -166,9 +167,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       for (const xs of [train, dev, ...(test ? [test] : [])]) encoded.set(xs, await tok.encode(xs.map((e) => e.text)));
       lengths = encoded.get(train)!.map((e) => e.ids.length);
       feedsFor = (xs, r) => {
-        const b = tok.pad(Array.from(r, (i) => encoded.get(xs)![i]!));
-        const dims = [b.size, b.length];
-        return { input_ids: new ort.Tensor('int64', b.inputIds, dims), attention_mask: new ort.Tensor('int64', b.attentionMask, dims), token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) };
+        return tokenFeeds(tok.pad(Array.from(r, (i) => encoded.get(xs)![i]!)));
       };
     }
     const full: ModelDefinition = {

@@ -28,6 +28,13 @@ export function distribution(values: ArrayLike<number>): Distribution {
   };
 }
 
+/** Index of the largest of `classes` values starting at `offset` (first one on ties). */
+export function argmaxRow(values: ArrayLike<number>, offset: number, classes: number): number {
+  let best = 0;
+  for (let c = 1; c < classes; c++) if (values[offset + c]! > values[offset + best]!) best = c;
+  return best;
+}
+
 /** A growable typed array of unsigned 32-bit values (lengths of millions of texts). */
 export class U32List {
   private data = new Uint32Array(1024);

@@ -7,6 +7,7 @@ import type { DistillMethod, MethodData } from '../method.js';
 import { MethodOptionError, mean, num, rowsFeed, scalarFeed } from '../method.js';
 import { crossEntropy, softCrossEntropy } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
+import { argmaxRow } from '../../util/stats.js';
 import { lelpDirections, lelpTargets, type LelpConfig, type LelpVariant } from '../lelp-targets.js';
 
 export interface LelpOptions extends LelpConfig {
@@ -69,11 +70,7 @@ export const lelp: DistillMethod<LelpOptions> = {
   prepare: (o, data) => {
     const { h, d } = fullEmbeddings(data);
     const n = data.labels.length;
-    const groups = o.groupBy === 'gold' ? data.labels : Int32Array.from({ length: n }, (_, i) => {
-      let best = 0;
-      for (let c = 1; c < data.classes; c++) if (data.teacherLogits[i * data.classes + c]! > data.teacherLogits[i * data.classes + best]!) best = c;
-      return best;
-    });
+    const groups = o.groupBy === 'gold' ? data.labels : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
     const w = data.weight ? Float64Array.from(data.weight) : null;
     const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
     return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };

@@ -3,10 +3,10 @@
 // metrics log and a progress line.
 import { existsSync, appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Trainer, StepResult } from '../engine/train-step.js';
-import { saveSafetensors, type NamedTensor } from '../engine/safetensors.js';
-import type { ort } from '../engine/session.js';
-import { Rng } from '../engine/rng.js';
+import type { Trainer, StepResult } from './train-step.js';
+import { saveSafetensors, type NamedTensor } from './safetensors.js';
+import type { ort } from './session.js';
+import { Rng } from './rng.js';
 import { Progress } from '../util/progress.js';
 
 export interface DevResult {

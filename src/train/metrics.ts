@@ -20,11 +20,7 @@ export interface AccuracyReport {
   macroF1: number;
 }
 
-export function argmaxRow(values: ArrayLike<number>, offset: number, classes: number): number {
-  let best = 0;
-  for (let c = 1; c < classes; c++) if (values[offset + c]! > values[offset + best]!) best = c;
-  return best;
-}
+export { argmaxRow } from '../util/stats.js';
 
 export function accuracyReport(gold: ArrayLike<number>, predicted: ArrayLike<number>, classes: number): AccuracyReport {
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));

@@ -1,6 +1,6 @@
 // Small dense linear algebra in float64 for offline work (PCA, null spaces, orthogonal
 // rotations): row-major matrices, sizes up to a few thousand.
-import { Rng } from '../engine/rng.js';
+import { Rng } from './rng.js';
 
 /** A row-major matrix. */
 export interface Matrix {

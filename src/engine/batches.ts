@@ -1,5 +1,5 @@
 // Batch orders: seeded shuffles, with length bucketing for token models (low padding).
-import type { Rng } from '../engine/rng.js';
+import type { Rng } from './rng.js';
 
 /** Batches of similar length, in a seeded random order (length buckets keep padding low). */
 export function bucketedBatches(lengths: ArrayLike<number>, batchSize: number, rng: Rng): Int32Array[] {

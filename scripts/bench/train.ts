@@ -1,0 +1,124 @@
+// Student training throughput with the `kd` loss: kd's engine against the same student and
+// loss in @tensorflow/tfjs (wasm), in one run, on real tweets and a real cache; plus the share
+// of training time spent reading teacher outputs from the cache.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { buildCache } from '../../src/cache/build.js';
+import { CacheReader } from '../../src/cache/reader.js';
+import { readAllExamples } from '../../src/data/read.js';
+import { getMethod } from '../../src/distill/registry.js';
+import { Trainer, type LossDefinition } from '../../src/engine/train-step.js';
+import { ort } from '../../src/engine/session.js';
+import { Rng } from '../../src/engine/rng.js';
+import { ngramFeeds, ngramStudent, DEFAULT_NGRAM_STUDENT } from '../../src/student/ngram.js';
+import { transformerStudent } from '../../src/student/transformer.js';
+import { ngramFeatures } from '../../src/text/ngrams.js';
+import { TextTokenizer } from '../../src/text/tokenizer.js';
+import { tokenFeeds } from '../../src/teacher/teacher.js';
+import { packageRoot } from '../../src/util/versions.js';
+import { flag, log, runNodeChild } from './util.js';
+
+function shared(...p: string[]): string {
+  return join(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), ...p);
+}
+
+export async function benchTrain(args: string[]): Promise<Record<string, unknown>> {
+  const steps = flag(args, 'steps', 200);
+  const file = shared('datasets', 'sentiment140', 'train_random_sample_33477.csv');
+  const dir = mkdtempSync(join(tmpdir(), 'kd-bench-train-'));
+  const cacheDir = join(dir, 'cache');
+  await buildCache({ teacher: shared('fixtures', 'hf', 'tiny-random-bert'), data: [file], read: { classes: 2, progress: false }, out: cacheDir, embedding: 'none' });
+  const { examples } = await readAllExamples([file], { progress: false });
+  const cache = CacheReader.open(cacheDir);
+  const rng = new Rng(1);
+  const kd = getMethod('kd');
+  const options = kd.parse({ lambda: 0.5, tau: 2 });
+  const loss = (): LossDefinition => ({
+    inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...kd.inputs(options, 2) },
+    build: (o, i) => ({ loss: kd.loss(options, o.head!, i.labels!, i, 2).loss }),
+  });
+  const batchRows = (size: number) => Int32Array.from({ length: size }, () => rng.int(examples.length));
+
+  // n-gram student, batch 64.
+  const ngCfg = { ...DEFAULT_NGRAM_STUDENT, dim: 32, ngrams: { ...DEFAULT_NGRAM_STUDENT.ngrams, buckets: 1 << 18 } };
+  const features = examples.map((e) => ngramFeatures(e.text, ngCfg.ngrams));
+  const ngTrainer = await Trainer.create({ model: ngramStudent(ngCfg, 2), loss: loss(), optimizer: { kind: 'adamw', lr: 5e-3 }, seed: 1 });
+  let readSeconds = 0;
+  const ngBatch = (size: number) => {
+    const rows = batchRows(size);
+    const r0 = performance.now();
+    const cached = cache.read(rows);
+    readSeconds += (performance.now() - r0) / 1000;
+    return { rows, cached, feeds: { ...ngramFeeds(Array.from(rows, (r) => features[r]!)), labels: new ort.Tensor('int64', BigInt64Array.from(cached.labels, (l) => BigInt(l)), [size]), teacher_logits: new ort.Tensor('float32', cached.logits, [size, 2]), kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []) } };
+  };
+  for (let i = 0; i < 10; i++) await ngTrainer.step(ngBatch(64).feeds);
+  readSeconds = 0;
+  let t0 = performance.now();
+  for (let i = 0; i < steps; i++) await ngTrainer.step(ngBatch(64).feeds);
+  const ngSeconds = (performance.now() - t0) / 1000;
+  const ngRead = readSeconds;
+  await ngTrainer.dispose();
+
+  // Peer batches for tfjs: the same features, labels and teacher logits.
+  const peerBatches = Array.from({ length: 20 }, () => {
+    const b = ngBatch(64);
+    const width = Math.max(1, ...Array.from(b.rows, (r) => features[r]!.length));
+    const ids: number[] = [];
+    const mask: number[] = [];
+    for (const r of b.rows) for (let k = 0; k < width; k++) (ids.push(features[r]![k] ?? 0), mask.push(k < features[r]!.length ? 1 : 0));
+    return { ids, mask, width, labels: Array.from(b.cached.labels), teacher: Array.from(b.cached.logits) };
+  });
+  const batchesFile = join(dir, 'ngram-batches.json');
+  writeFileSync(batchesFile, JSON.stringify({ buckets: 1 << 18, dim: 32, classes: 2, tau: 2, batches: peerBatches }));
+  const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
+  const ngPeer = await runNodeChild(worker, ['ngram-kd', String(Math.max(5, Math.round(steps / 10))), batchesFile]);
+
+  // Transformer student (1 layer, hidden 64), batch 32, tweets padded per batch.
+  const tok = TextTokenizer.trainWordPiece(examples.map((e) => e.text), { vocabSize: 8192, maxLength: 64 });
+  const enc = await tok.encode(examples.map((e) => e.text));
+  const trCfg = { layers: 1, hidden: 64, heads: 2, intermediate: 256, maxLength: 64, vocabSize: tok.vocabSize, dropout: 0.1 };
+  const trTrainer = await Trainer.create({ model: transformerStudent(trCfg, 2), loss: loss(), optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1 });
+  let tokens = 0;
+  const trBatch = () => {
+    const rows = batchRows(32);
+    const r0 = performance.now();
+    const cached = cache.read(rows);
+    readSeconds += (performance.now() - r0) / 1000;
+    const b = tok.pad(Array.from(rows, (r) => enc[r]!));
+    tokens += b.length;
+    return { ...tokenFeeds(b), labels: new ort.Tensor('int64', BigInt64Array.from(cached.labels, (l) => BigInt(l)), [32]), teacher_logits: new ort.Tensor('float32', cached.logits, [32, 2]), kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []) };
+  };
+  for (let i = 0; i < 5; i++) await trTrainer.step(trBatch());
+  readSeconds = 0;
+  tokens = 0;
+  const trSteps = Math.max(10, Math.round(steps / 4));
+  t0 = performance.now();
+  for (let i = 0; i < trSteps; i++) await trTrainer.step(trBatch());
+  const trSeconds = (performance.now() - t0) / 1000;
+  const trRead = readSeconds;
+  await trTrainer.dispose();
+  cache.close();
+  const meanLen = Math.round(tokens / trSteps);
+  const trPeer = await runNodeChild(worker, ['transformer-kd', String(Math.max(3, Math.round(trSteps / 5))), JSON.stringify({ vocab: tok.vocabSize, hidden: 64, layers: 1, heads: 2, intermediate: 256, seq: meanLen, batch: 32, classes: 2, dropout: 0.1 })]);
+
+  const ngEps = (steps * 64) / ngSeconds;
+  const trEps = (trSteps * 32) / trSeconds;
+  const result = {
+    bench: 'train',
+    ngram_examples_per_s: Math.round(ngEps),
+    ngram_tfjs_examples_per_s: Math.round(64 / Number(ngPeer.result.secondsPerStep)),
+    ngram_ratio_vs_tfjs: Number((ngEps / (64 / Number(ngPeer.result.secondsPerStep))).toFixed(2)),
+    ngram_cache_read_share: Number((ngRead / ngSeconds).toFixed(4)),
+    transformer_examples_per_s: Math.round(trEps),
+    transformer_tfjs_examples_per_s: Number((32 / Number(trPeer.result.secondsPerStep)).toFixed(1)),
+    transformer_ratio_vs_tfjs: Number((trEps / (32 / Number(trPeer.result.secondsPerStep))).toFixed(2)),
+    transformer_cache_read_share: Number((trRead / trSeconds).toFixed(4)),
+    transformer_mean_padded_length: meanLen,
+    tfjs_backend: ngPeer.result.backend,
+  };
+  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×); cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
+  log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×); cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
+  return result;
+}
