@@ -1,6 +1,7 @@
 // `kd eval`: a student (or any teacher folder) on labelled data: accuracy with an interval,
 // macro-F1, NLL, calibration, agreement with the teacher (from a cache), the deviation
 // diagnostic, gradient variance, size and speed.
+import { ConfigError } from '../data/errors.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
@@ -94,7 +95,7 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
         const { ids, textHashes } = cache.keys();
         const rowOf = new Map(ids.map((id, r) => [id, r] as const));
         const present = examples.map((e, i) => ({ i, r: rowOf.get(e.id) })).filter((x) => x.r !== undefined && textHashes[x.r] === examples[x.i]!.textHash) as { i: number; r: number }[];
-        if (present.length === 0) throw new Error(`none of the ${examples.length} rows is in the cache ${o.cache}`);
+        if (present.length === 0) throw new ConfigError(`none of the ${examples.length} rows is in the cache ${o.cache}`);
         const t = cache.read(Int32Array.from(present, (x) => x.r));
         const tp = softmaxRows(t.logits, present.length, C);
         const sp = new Float64Array(present.length * C);

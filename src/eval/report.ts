@@ -1,6 +1,7 @@
 // `kd report`: one self-contained HTML page (inline SVG, inline CSS, no scripts, no network)
 // comparing runs: methods × datasets × students, late switch and sweeps, learning curves,
 // calibration, the deviation diagnostic, gradient variance, size and speed, and caveats.
+import { ConfigError } from '../data/errors.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { EvalReport } from './evaluate.js';
@@ -55,7 +56,7 @@ function label(loss: string, options: Record<string, unknown>): string {
 
 export function loadRun(dir: string): ReportRun {
   const summary = readJson<Summary>(join(dir, 'summary.json'));
-  if (!summary) throw new Error(`${dir}: no summary.json (a run folder of kd train)`);
+  if (!summary) throw new ConfigError(`${dir}: no summary.json (a run folder of kd train)`);
   const meta = readJson<{ dataset?: string; label?: string }>(join(dir, 'run.json')) ?? {};
   const seedDirs = readdirSync(dir).filter((d) => d.startsWith('seed-')).sort();
   const config = seedDirs.length ? readJson<{ cache?: { data?: { path: string }[] } }>(join(dir, seedDirs[0]!, 'config.json')) : null;

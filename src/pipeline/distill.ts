@@ -28,7 +28,14 @@ export interface Recipe {
   teacher: { preset?: string; dir?: string };
   cache: { embedding: string; dtype: 'float16' | 'float32' };
   students: { ngram?: Record<string, number>; transformer?: Record<string, number> };
-  runs: { seeds: number[]; students: ('ngram' | 'transformer')[]; methods: Method[]; lateSwitch?: Method & { kdStart: number[]; students?: string[] } };
+  runs: {
+    seeds: number[];
+    students: ('ngram' | 'transformer')[];
+    methods: Method[];
+    lateSwitch?: Method & { kdStart: number[]; students?: string[] };
+    /** One parameter varied around a method, e.g. { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }. */
+    sweeps?: (Method & { student: 'ngram' | 'transformer'; param: string; values: number[] })[];
+  };
   quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
   caveats?: string[];
 }
@@ -137,6 +144,10 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
         jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}` });
       }
     }
+  }
+  for (const sw of recipe.runs.sweeps ?? []) {
+    const { student, param, values, ...method } = sw;
+    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}` });
   }
   const runDirs: string[] = [];
   for (const job of jobs) {

@@ -1,5 +1,6 @@
 // Running an exported student (kd predict, kd eval): the n-gram student from its ONNX model
 // and preprocessing spec, the transformer student from its Hugging Face-layout folder.
+import { ConfigError } from '../data/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort, type Device } from '../engine/session.js';
@@ -19,7 +20,7 @@ export class Student {
 
   static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
-    if (!existsSync(cardPath)) throw new Error(`${dir}: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)`);
+    if (!existsSync(cardPath)) throw new ConfigError(`${dir}: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)`);
     const card = JSON.parse(readFileSync(cardPath, 'utf8')) as StudentCard;
     const { session } = await createSession(join(dir, 'onnx', 'model.onnx'), opts);
     const tokenizer = card.kind === 'transformer' ? TextTokenizer.fromFolder(dir) : null;

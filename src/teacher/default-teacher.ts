@@ -2,6 +2,7 @@
 // on the engine, widened with a bag of word-piece unigrams and hashed bigrams (the n-gram
 // model's knowledge, in the same graph), exported in the Hugging Face layout with the
 // standard inputs (input_ids, attention_mask, token_type_ids) and output (logits).
+import { ConfigError } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Value } from '../engine/graph.js';
@@ -323,7 +324,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     dev = train.filter((_, i) => split[i] === 1);
     train = train.filter((_, i) => split[i] === 0);
   }
-  if (train.length === 0 || dev.length === 0) throw new Error(`teacher training needs rows to train on and a dev set; got ${train.length} and ${dev.length}`);
+  if (train.length === 0 || dev.length === 0) throw new ConfigError(`teacher training needs rows to train on and a dev set; got ${train.length} and ${dev.length}`);
   log(`teacher: ${train.length} training rows, ${dev.length} dev rows, ${classes} classes, ${cfg.members.length} member(s)`);
 
   const work = join(o.out, 'training');

@@ -1,5 +1,6 @@
 // A teacher: any Hugging Face-layout ONNX sequence classifier (config.json, tokenizer.json,
 // onnx/model.onnx), run for logits and the embedding its classifier reads, batched by length.
+import { ConfigError } from '../data/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -56,14 +57,14 @@ export interface TeacherOutputs {
 
 export function readTeacherConfig(dir: string): TeacherConfig {
   const path = join(dir, 'config.json');
-  if (!existsSync(path)) throw new Error(`${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`);
+  if (!existsSync(path)) throw new ConfigError(`${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`);
   const cfg = JSON.parse(readFileSync(path, 'utf8')) as { model_type?: string; id2label?: Record<string, string>; max_position_embeddings?: number; vocab_size?: number };
   const id2label = cfg.id2label ?? {};
   const labels = Object.keys(id2label)
     .map(Number)
     .sort((a, b) => a - b)
     .map((k) => id2label[String(k)]!);
-  if (labels.length === 0) throw new Error(`${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`);
+  if (labels.length === 0) throw new ConfigError(`${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`);
   return { modelType: cfg.model_type ?? 'unknown', labels, maxPositions: cfg.max_position_embeddings ?? null, vocabSize: cfg.vocab_size ?? null };
 }
 
@@ -104,13 +105,13 @@ export class Teacher {
   static async load(dir: string, opts: TeacherOptions = {}): Promise<Teacher> {
     const config = readTeacherConfig(dir);
     const modelFile = join(dir, 'onnx', opts.quantized ? 'model_quantized.onnx' : 'model.onnx');
-    if (!existsSync(modelFile)) throw new Error(`${dir}: no ${opts.quantized ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx'}`);
+    if (!existsSync(modelFile)) throw new ConfigError(`${dir}: no ${opts.quantized ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx'}`);
     const model = decodeModel(modelFile);
     const outputs = (model.graph?.output ?? []).map((o) => o.name!);
     const logitsName = outputs.includes('logits') ? 'logits' : outputs[0]!;
     const head = opts.embeddingOutput ? headForNamedEmbedding(model, modelFile, opts.embeddingOutput, logitsName) : findClassifierHead(model, modelFile, logitsName);
     if (head.weight && head.rows !== config.labels.length) {
-      throw new Error(`${dir}: the classifier has ${head.rows} outputs but config.json names ${config.labels.length} labels`);
+      throw new ConfigError(`${dir}: the classifier has ${head.rows} outputs but config.json names ${config.labels.length} labels`);
     }
     const logitsType = (model.graph!.output!.find((o) => o.name === logitsName)?.type?.tensorType?.elemType as number | undefined) ?? 1;
     exposeTensor(model, head.embeddingTensor, 'embedding', logitsType);
@@ -127,7 +128,7 @@ export class Teacher {
       ...(opts.threads ? { threads: opts.threads } : {}),
     });
     const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
-    if (missing.length) throw new Error(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
+    if (missing.length) throw new ConfigError(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
     return new Teacher(dir, config, tokenizer, head, session, device, modelFile, session.inputNames.includes('token_type_ids'));
   }
 

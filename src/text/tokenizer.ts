@@ -1,5 +1,6 @@
 // Tokenization with the `tokenizers` package (Rust, native) from a Hugging Face
 // tokenizer.json; WordPiece vocabularies trained on our own texts for the default teacher.
+import { ConfigError } from '../data/errors.js';
 import { readFileSync, existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -61,7 +62,7 @@ export class TextTokenizer {
     readonly config: Record<string, unknown>,
   ) {
     const pad = native.tokenToId(specials.pad);
-    if (pad === null || pad === undefined) throw new Error(`tokenizer has no pad token '${specials.pad}' in its vocabulary`);
+    if (pad === null || pad === undefined) throw new ConfigError(`tokenizer has no pad token '${specials.pad}' in its vocabulary`);
     this.padId = pad;
     native.setTruncation(maxLength);
     native.disablePadding();
@@ -70,7 +71,7 @@ export class TextTokenizer {
   /** Loads `dir/tokenizer.json` and `dir/tokenizer_config.json` (special tokens, model_max_length). */
   static fromFolder(dir: string, opts: { maxLength?: number } = {}): TextTokenizer {
     const file = join(dir, 'tokenizer.json');
-    if (!existsSync(file)) throw new Error(`${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`);
+    if (!existsSync(file)) throw new ConfigError(`${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`);
     const configPath = join(dir, 'tokenizer_config.json');
     const config = existsSync(configPath) ? (JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>) : {};
     const tokenName = (key: string, fallback: string): string => {

@@ -1,5 +1,6 @@
 // `kd train`: a student trained from cached teacher outputs with one distillation method,
 // for one or several seeds; the best checkpoint exported in a layout users can run.
+import { ConfigError } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CacheReader } from '../cache/reader.js';
@@ -93,10 +94,10 @@ function joinCache(cache: CacheReader, examples: Example[], what: string): Int32
       missing.push(ex);
       return;
     }
-    if (textHashes[r] !== ex.textHash) throw new Error(`${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed since the cache was built. Rebuild the cache`);
+    if (textHashes[r] !== ex.textHash) throw new ConfigError(`${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed since the cache was built. Rebuild the cache`);
     rows[i] = r;
   });
-  if (missing.length) throw new Error(`${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`);
+  if (missing.length) throw new ConfigError(`${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`);
   return rows;
 }
 
@@ -115,14 +116,14 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     method.check?.(options, { embeddingMode: cache.manifest.embedding.mode, hasClassifier: cache.manifest.teacher.classifier.rows > 0 });
     const classes = cache.classes;
     const labels = LABEL_NAMES[o.read.classes];
-    if (labels.length !== classes) throw new Error(`the cache has ${classes} classes, --classes ${o.read.classes} asks for ${labels.length}`);
+    if (labels.length !== classes) throw new ConfigError(`the cache has ${classes} classes, --classes ${o.read.classes} asks for ${labels.length}`);
     const train = limitRows((await readSplit(o.train, o.read)).examples, o.limit);
     const dev = (await readSplit(o.dev, o.read)).examples;
     const test = o.test?.length ? (await readSplit(o.test, o.read)).examples : null;
     const rows = joinCache(cache, train, 'training');
     const cached = cache.read(rows);
     cached.labels.forEach((y, i) => {
-      if (y !== train[i]!.label) throw new Error(`${train[i]!.file}:${train[i]!.line}: label ${train[i]!.label} differs from the cache's ${y} for id ${train[i]!.id}`);
+      if (y !== train[i]!.label) throw new ConfigError(`${train[i]!.file}:${train[i]!.line}: label ${train[i]!.label} differs from the cache's ${y} for id ${train[i]!.id}`);
     });
     const extras = cache.extras();
     const data: MethodData = {

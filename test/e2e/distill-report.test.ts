@@ -15,7 +15,7 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
   const r = runKd(['distill', '--recipe', join(repoRoot, 'recipes', 'sentiment140.yaml'), '--quick', '--out', out, '--json']);
   assert.equal(r.status, 0, r.stderr.slice(-3000));
   const { report, runs } = r.json();
-  assert.equal(runs.length, 14, '2 students × (4 methods + 3 late-switch points)');
+  assert.equal(runs.length, 21, '2 students × (4 methods + 3 late-switch points) + 7 n-gram sweep points');
   for (const dir of runs) {
     const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
     assert.equal(summary.summary.seeds.length, 1);
@@ -44,6 +44,7 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
     assert.deepEqual(requests, [], 'the report is self-contained');
     const plots = await page.locator('svg[data-plot]').evaluateAll((svgs) => svgs.map((s) => ({ name: s.getAttribute('data-plot'), marks: s.querySelectorAll('rect[data-value], path[data-series], circle').length, box: s.getBoundingClientRect().height })));
     assert.ok(plots.length >= 8, `${plots.length} plots`);
+    for (const sweep of ['sweep-kdStart', 'sweep-lambda', 'sweep-tau', 'sweep-subclasses']) assert.ok(plots.some((p) => p.name?.startsWith(sweep)), `a ${sweep} plot`);
     for (const p of plots) assert.ok(p.marks > 0 && p.box > 100, `plot ${p.name} has no marks`);
     // Key numbers on the page equal the runs' JSON.
     for (const dir of runs) {

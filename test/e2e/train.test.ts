@@ -100,6 +100,6 @@ test('lelp is refused when the cache has no embeddings, naming the option and th
   assert.equal(r.status, 2);
   assert.equal(r.stderr.trimEnd().split('\n').at(-1), "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)");
   const missing = runKd(['train', '--cache', none, '--train', files('dev'), '--dev', files('dev'), '--out', join(root, 'bad2'), '--loss', 'ce']);
-  assert.equal(missing.status, 1);
+  assert.equal(missing.status, 2);
   assert.match(missing.stderr, /rows are not in the cache/);
 });
