@@ -1,7 +1,7 @@
 // `kd report`: one self-contained HTML page from run folders.
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { buildReport, loadRun, type ReportContext } from '../eval/report.js';
+import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '../eval/report.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 
 export function reportCommand(): Command {
@@ -11,10 +11,12 @@ export function reportCommand(): Command {
     .requiredOption('--out <file>', 'HTML file to write')
     .option('--context <file...>', 'JSON context per dataset: teacher, baselines, caveats (kd distill writes them)')
     .option('--title <text>', 'page title', 'Distillation report')
-    .action((o: { runs: string[]; out: string; context?: string[]; title: string }) => {
+    .option('--markdown <file>', 'also write the comparison table as Markdown')
+    .action((o: { runs: string[]; out: string; context?: string[]; title: string; markdown?: string }) => {
       const runs = o.runs.map(loadRun);
       const contexts = (o.context ?? []).map((f) => JSON.parse(readFileSync(f, 'utf8')) as ReportContext);
       writeFileAtomicSync(o.out, buildReport(runs, contexts, o.title));
+      if (o.markdown) writeFileAtomicSync(o.markdown, buildMarkdownTable(runs, contexts));
       process.stdout.write(`report written to ${o.out} (${runs.length} runs)\n`);
     });
 }

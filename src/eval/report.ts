@@ -24,6 +24,8 @@ interface Stat {
 
 export interface ReportRun {
   dir: string;
+  /** main (a method), late (late-switch point) or sweep (one parameter varied). */
+  kind: 'main' | 'late' | 'sweep';
   dataset: string;
   student: string;
   loss: string;
@@ -57,7 +59,7 @@ function label(loss: string, options: Record<string, unknown>): string {
 export function loadRun(dir: string): ReportRun {
   const summary = readJson<Summary>(join(dir, 'summary.json'));
   if (!summary) throw new ConfigError(`${dir}: no summary.json (a run folder of kd train)`);
-  const meta = readJson<{ dataset?: string; label?: string }>(join(dir, 'run.json')) ?? {};
+  const meta = readJson<{ dataset?: string; label?: string; kind?: ReportRun['kind'] }>(join(dir, 'run.json')) ?? {};
   const seedDirs = readdirSync(dir).filter((d) => d.startsWith('seed-')).sort();
   const config = seedDirs.length ? readJson<{ cache?: { data?: { path: string }[] } }>(join(dir, seedDirs[0]!, 'config.json')) : null;
   const curves = seedDirs.map((d) => {
@@ -74,6 +76,7 @@ export function loadRun(dir: string): ReportRun {
   });
   return {
     dir,
+    kind: meta.kind ?? (summary.lossOptions.kdStart !== undefined && Number(summary.lossOptions.kdStart) > 0 ? 'late' : 'main'),
     dataset: meta.dataset ?? (config?.cache?.data?.[0] ? basename(config.cache.data[0].path) : 'data'),
     student: summary.student,
     loss: summary.loss,
@@ -116,6 +119,21 @@ function sweeps(runs: ReportRun[], param: string): { key: string; runs: ReportRu
   return [...groups.entries()].filter(([, rs]) => new Set(rs.map((r) => String(r.options[param]))).size >= 2).map(([key, rs]) => ({ key, runs: rs.sort((a, b) => Number(a.options[param]) - Number(b.options[param])) }));
 }
 
+/** The comparison table in Markdown (for READMEs and notes). */
+export function buildMarkdownTable(runs: ReportRun[], contexts: ReportContext[]): string {
+  const lines = ['| dataset | student | method | test accuracy % (mean ± std) | 95% CI of the mean | dev % | seeds |', '|---|---|---|---|---|---|---|'];
+  const datasets = [...new Set([...contexts.map((c) => c.dataset), ...runs.map((r) => r.dataset)])];
+  for (const ds of datasets) {
+    const t = contexts.find((c) => c.dataset === ds)?.teacher?.eval;
+    if (t) lines.push(`| ${ds} | teacher | ${basename(contexts.find((c) => c.dataset === ds)!.teacher!.dir)} | ${pct(t.accuracy)} | ${pct(t.interval95.low)}–${pct(t.interval95.high)} (Wilson) | ${pct(contexts.find((c) => c.dataset === ds)!.teacher!.devAccuracy)} | – |`);
+    for (const r of runs.filter((x) => x.dataset === ds)) {
+      const test = r.summary.summary.test;
+      lines.push(`| ${ds} | ${r.student} | ${r.label} | ${test ? `${pct(test.mean)} ± ${pct(test.std)}` : '–'} | ${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'} | ${pct(r.summary.summary.dev.mean)} | ${r.summary.summary.seeds.length} |`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export function buildReport(runs: ReportRun[], contexts: ReportContext[], title = 'Distillation report'): string {
   const sections: string[] = [];
   const datasets = [...new Set([...runs.map((r) => r.dataset), ...contexts.map((c) => c.dataset)])];
@@ -145,7 +163,7 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
 <table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>test mean %</th><th>test std %</th><th>95% CI of mean %</th><th>dev mean %</th><th>seeds</th></tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`);
 
   // 2. Bar charts per dataset (students as groups, methods as series), main runs only.
-  const main = runs.filter((r) => r.options.kdStart === undefined || Number(r.options.kdStart) === 0);
+  const main = runs.filter((r) => r.kind === 'main');
   const plots: string[] = [];
   for (const ds of datasets) {
     const rs = main.filter((r) => r.dataset === ds);
@@ -157,7 +175,13 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
         `methods-${ds}`,
         `${ds}: test accuracy by method`,
         students,
-        methods.map((m) => ({ name: m, values: students.map((st) => score(rs.find((r) => r.student === st && r.label === m) ?? ({} as ReportRun))?.mean ?? null), errors: students.map((st) => score(rs.find((r) => r.student === st && r.label === m) ?? ({} as ReportRun))?.std ?? null) })),
+        methods.map((m) => {
+          const of = (st: string) => {
+            const run = rs.find((r) => r.student === st && r.label === m);
+            return run ? score(run) : null;
+          };
+          return { name: m, values: students.map((st) => of(st)?.mean ?? null), errors: students.map((st) => of(st)?.std ?? null) };
+        }),
         'accuracy',
       ),
     );

@@ -13,7 +13,7 @@ import { buildCache } from '../cache/build.js';
 import { verifyCache } from '../cache/reader.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
 import { evaluateModel } from '../eval/evaluate.js';
-import { buildReport, loadRun, type ReportContext } from '../eval/report.js';
+import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '../eval/report.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { packageRoot, runVersions } from '../util/versions.js';
 import { ConfigError } from '../data/errors.js';
@@ -34,7 +34,7 @@ export interface Recipe {
     methods: Method[];
     lateSwitch?: Method & { kdStart: number[]; students?: string[] };
     /** One parameter varied around a method, e.g. { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }. */
-    sweeps?: (Method & { student: 'ngram' | 'transformer'; param: string; values: number[] })[];
+    sweeps?: (Method & { student: 'ngram' | 'transformer'; param: string; values: number[]; seeds?: number[] })[];
   };
   quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
   caveats?: string[];
@@ -134,20 +134,20 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
 
   // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
-  const jobs: { student: 'ngram' | 'transformer'; method: Method; name: string }[] = [];
+  const jobs: { student: 'ngram' | 'transformer'; method: Method; name: string; kind: 'main' | 'late' | 'sweep'; seeds?: number[] }[] = [];
   for (const student of recipe.runs.students) {
-    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}` });
+    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main' });
     const ls = recipe.runs.lateSwitch;
     if (ls && (!ls.students || ls.students.includes(student))) {
       for (const f of ls.kdStart) {
         const { kdStart: _all, students: _s, ...rest } = ls;
-        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}` });
+        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late' });
       }
     }
   }
   for (const sw of recipe.runs.sweeps ?? []) {
-    const { student, param, values, ...method } = sw;
-    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}` });
+    const { student, param, values, seeds: sweepSeeds, ...method } = sw;
+    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}`, kind: 'sweep', ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}) });
   }
   const runDirs: string[] = [];
   for (const job of jobs) {
@@ -180,9 +180,10 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       ...(o.threads ? { threads: o.threads } : {}),
       log,
     };
-    await stage(join(dir, 'stage'), { student: job.student, method: job.method, seeds, cacheDir, s, quick }, log, `train ${job.name}`, async () => {
-      const r = await trainStudentSeeds(options, seeds);
-      writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), student: job.student, method: job.method }, null, 2)}\n`);
+    const jobSeeds = job.seeds ?? seeds;
+    await stage(join(dir, 'stage'), { student: job.student, method: job.method, seeds: jobSeeds, cacheDir, s, quick }, log, `train ${job.name}`, async () => {
+      const r = await trainStudentSeeds({ ...options, seed: jobSeeds[0]! }, jobSeeds);
+      writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`);
       const best = r.runs[0]!;
       const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...(o.device ? { device: o.device } : {}) });
       writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
@@ -190,6 +191,11 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
       return r;
     }, () => existsSync(join(dir, 'eval.json')));
+    const meta = join(dir, 'run.json');
+    if (existsSync(meta)) {
+      const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
+      if (m.kind !== job.kind) writeFileAtomicSync(meta, `${JSON.stringify({ ...m, kind: job.kind }, null, 2)}\n`);
+    }
   }
 
   // 5. Teacher evaluation and the report.
@@ -204,7 +210,9 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   writeFileAtomicSync(join(out, 'context.json'), `${JSON.stringify(context, null, 2)}\n`);
   const report = join(out, 'report.html');
   rmSync(report, { force: true });
-  writeFileAtomicSync(report, buildReport(runDirs.map(loadRun), [context], `${recipe.name}: distillation report`));
+  const loaded = runDirs.map(loadRun);
+  writeFileAtomicSync(report, buildReport(loaded, [context], `${recipe.name}: distillation report`));
+  writeFileAtomicSync(join(out, 'results.md'), buildMarkdownTable(loaded, [context]));
   log(`report: ${report}`);
   return { report, runs: runDirs };
 }
