@@ -154,7 +154,8 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     const dir = join(out, 'runs', job.name);
     runDirs.push(dir);
     const s = recipe.students[job.student] ?? {};
-    const { loss, ...lossOptions } = job.method;
+    // A method may override the student's training length and rate (sweeps over `epochs`, `lr`, `batchSize`).
+    const { loss, epochs: jobEpochs, lr: jobLr, batchSize: jobBatch, ...lossOptions } = job.method as Method & { epochs?: number; lr?: number; batchSize?: number };
     const options: StudentRunOptions = {
       cache: cacheDir,
       train: trainFiles,
@@ -166,9 +167,9 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       transformer: { layers: s.layers ?? 1, hidden: s.hidden ?? 64, heads: s.heads ?? 2, intermediate: s.intermediate ?? 256, maxLength: s.maxLength ?? 128, vocabSize: s.vocabSize ?? 8192, dropout: 0.1 },
       loss,
       lossOptions,
-      epochs: quick?.epochs ?? s.epochs ?? 4,
-      batchSize: s.batchSize ?? 32,
-      lr: s.lr ?? 1e-3,
+      epochs: quick?.epochs ?? jobEpochs ?? s.epochs ?? 4,
+      batchSize: jobBatch ?? s.batchSize ?? 32,
+      lr: jobLr ?? s.lr ?? 1e-3,
       weightDecay: 0.01,
       warmupRatio: 0.06,
       evalEvery: 0,
