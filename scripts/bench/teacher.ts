@@ -50,7 +50,7 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   await teacher.predict(texts.slice(0, 64));
   let flops = 0;
   const t0 = performance.now();
-  for await (const b of teacher.stream(texts, { batchTokens: flag(args, 'batch-tokens', 8192) })) {
+  for await (const b of teacher.stream(texts, args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {})) {
     const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
     flops += teacherFlops(encoderConfig, b.indices.length, len);
   }

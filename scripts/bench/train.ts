@@ -1,6 +1,7 @@
 // Student training throughput with the `kd` loss: kd's engine against the same student and
-// loss in @tensorflow/tfjs (wasm), in one run, on real tweets and a real cache; plus the share
+// loss in @tensorflow/tfjs (wasm) and in PyTorch CPU (Debian's python3-torch), in one run, on real tweets and a real cache; plus the share
 // of training time spent reading teacher outputs from the cache.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,17 @@ import { flag, log, runNodeChild } from './util.js';
 
 function shared(...p: string[]): string {
   return join(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), ...p);
+}
+
+/** The PyTorch peer (scripts/bench/train_torch.py); skipped with a note when python3-torch is missing. */
+function torchPeer(which: 'ngram-kd' | 'transformer-kd', steps: number, arg: string): { secondsPerStep: number; batch: number; torch: string } | { skipped: string } {
+  const script = fileURLToPath(new URL('../../../scripts/bench/train_torch.py', import.meta.url));
+  const r = spawnSync('/usr/bin/python3', [script, which, String(steps), arg], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
+    return { skipped: why ?? 'failed' };
+  }
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
 
 export async function benchTrain(args: string[]): Promise<Record<string, unknown>> {
@@ -74,6 +86,7 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   writeFileSync(batchesFile, JSON.stringify({ buckets: 1 << 18, dim: 32, classes: 2, tau: 2, batches: peerBatches }));
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
   const ngPeer = await runNodeChild(worker, ['ngram-kd', String(Math.max(5, Math.round(steps / 10))), batchesFile]);
+  const ngTorch = torchPeer('ngram-kd', Math.max(20, Math.round(steps / 2)), batchesFile);
 
   // Transformer student (1 layer, hidden 64), batch 32, tweets padded per batch.
   const tok = TextTokenizer.trainWordPiece(examples.map((e) => e.text), { vocabSize: 8192, maxLength: 64 });
@@ -101,7 +114,9 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   await trTrainer.dispose();
   cache.close();
   const meanLen = Math.round(tokens / trSteps);
-  const trPeer = await runNodeChild(worker, ['transformer-kd', String(Math.max(3, Math.round(trSteps / 5))), JSON.stringify({ vocab: tok.vocabSize, hidden: 64, layers: 1, heads: 2, intermediate: 256, seq: meanLen, batch: 32, classes: 2, dropout: 0.1 })]);
+  const trPeerConfig = JSON.stringify({ vocab: tok.vocabSize, hidden: 64, layers: 1, heads: 2, intermediate: 256, seq: meanLen, batch: 32, classes: 2, dropout: 0.1 });
+  const trPeer = await runNodeChild(worker, ['transformer-kd', String(Math.max(3, Math.round(trSteps / 5))), trPeerConfig]);
+  const trTorch = torchPeer('transformer-kd', Math.max(10, Math.round(trSteps / 2)), trPeerConfig);
 
   const ngEps = (steps * 64) / ngSeconds;
   const trEps = (trSteps * 32) / trSeconds;
@@ -117,8 +132,17 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     transformer_cache_read_share: Number((trRead / trSeconds).toFixed(4)),
     transformer_mean_padded_length: meanLen,
     tfjs_backend: ngPeer.result.backend,
+    ngram_pytorch_examples_per_s: 'skipped' in ngTorch ? null : Math.round(ngTorch.batch / ngTorch.secondsPerStep),
+    ngram_ratio_vs_pytorch: 'skipped' in ngTorch ? null : Number((ngEps / (ngTorch.batch / ngTorch.secondsPerStep)).toFixed(2)),
+    transformer_pytorch_examples_per_s: 'skipped' in trTorch ? null : Math.round(trTorch.batch / trTorch.secondsPerStep),
+    transformer_ratio_vs_pytorch: 'skipped' in trTorch ? null : Number((trEps / (trTorch.batch / trTorch.secondsPerStep)).toFixed(2)),
+    pytorch: 'skipped' in ngTorch ? `skipped: ${ngTorch.skipped}` : ngTorch.torch,
   };
-  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×); cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
-  log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×); cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
+  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
+  log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
   return result;
+}
+
+function torchNote(eps: number | null, ratio: number | null, peer: { torch: string } | { skipped: string }): string {
+  return 'skipped' in peer ? `PyTorch skipped (${peer.skipped})` : `PyTorch ${peer.torch} ${eps} ex/s (${ratio}×)`;
 }

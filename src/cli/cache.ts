@@ -16,11 +16,11 @@ function buildCommand(): Command {
     .option('--pca-fit <file>', 'fit the PCA on this file (default: the first data file)')
     .option('--shard <k/n>', 'build part k of n (0-based), e.g. from a job array index')
     .option('--shard-rows <n>', 'rows per shard file', '4096')
-    .option('--batch-tokens <n>', 'tokens per teacher batch', '8192')
+    .option('--batch-tokens <n>', 'tokens per teacher batch (default 2048 on CPU, 16384 on a GPU)')
     .option('--max-length <n>', 'truncate inputs to this many tokens')
     .option('--json', 'print the manifest summary as the last line of stdout');
   for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & { teacher: string; data: string[]; out: string; dtype: 'float16' | 'float32'; embedding: string; pcaFit?: string; shard?: string; shardRows: string; batchTokens: string; maxLength?: string; json?: boolean }) => {
+  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & { teacher: string; data: string[]; out: string; dtype: 'float16' | 'float32'; embedding: string; pcaFit?: string; shard?: string; shardRows: string; batchTokens?: string; maxLength?: string; json?: boolean }) => {
     const session = toSessionOptions(o);
     const manifest = await buildCache({
       teacher: o.teacher,
@@ -32,7 +32,7 @@ function buildCommand(): Command {
       ...(o.pcaFit ? { pcaFit: o.pcaFit } : {}),
       ...(o.shard ? { shard: parseShard(o.shard) } : {}),
       shardRows: numberOption('shard-rows', o.shardRows, { integer: true, min: 1 }),
-      batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }),
+      ...(o.batchTokens ? { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }) } : {}),
       ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
       ...(session.device ? { device: session.device } : {}),
       ...(session.allowFallback ? { allowFallback: true } : {}),

@@ -37,7 +37,11 @@ interface TeacherCliOptions extends DeviceCliOptions {
   quantized?: boolean;
   embeddingOutput?: string;
   maxLength?: string;
-  batchTokens: string;
+  batchTokens?: string;
+}
+
+function batchTokensOption(value: string | undefined): { batchTokens?: number } {
+  return value === undefined ? {} : { batchTokens: numberOption('batch-tokens', value, { integer: true, min: 1 }) };
 }
 
 function teacherOptions(cmd: Command): Command {
@@ -46,7 +50,7 @@ function teacherOptions(cmd: Command): Command {
     .option('--quantized', 'use onnx/model_quantized.onnx')
     .option('--embedding-output <name>', 'tensor to expose as the embedding when it cannot be found automatically')
     .option('--max-length <n>', 'truncate inputs to this many tokens')
-    .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length)', '8192');
+    .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length; default 2048 on CPU, 16384 on a GPU)');
   for (const o of deviceOptions()) cmd.addOption(o);
   return cmd;
 }
@@ -67,7 +71,7 @@ function predictCommand(): Command {
     .action(async (o: TeacherCliOptions & { text: string[]; json?: boolean }) => {
       const teacher = await loadTeacher(o);
       try {
-        const out = await teacher.predict(o.text, { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }) });
+        const out = await teacher.predict(o.text, batchTokensOption(o.batchTokens));
         const C = out.classes;
         const labels: string[] = [];
         const scores: number[] = [];
@@ -124,7 +128,7 @@ function evalCommand(): Command {
       if (!byName) process.stderr.write(`warning: teacher labels ${teacher.labels.join(', ')} matched to ${datasetLabels.join(', ')} by position\n`);
       const progress = new Progress('teacher', { unit: 'texts', total: texts.length });
       const t0 = performance.now();
-      const out = await teacher.predict(texts, { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }), onProgress: (d) => progress.update(d) });
+      const out = await teacher.predict(texts, { ...batchTokensOption(o.batchTokens), onProgress: (d) => progress.update(d) });
       progress.finish();
       const seconds = (performance.now() - t0) / 1000;
       const C = out.classes;
