@@ -19,9 +19,13 @@ export function layerNorm(ctx: ModelContext, x: Value, dim: number, name: string
   return op.layerNorm(x, gamma, beta, epsilon).y;
 }
 
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)), as BERT's "gelu". */
+/**
+ * Exact GELU, 0.5·x·(1 + erf(x/√2)), as BERT's "gelu". Written in the node order PyTorch
+ * exports (Div → Erf → Add → Mul x → Mul 0.5), the pattern ONNX Runtime fuses into one Gelu
+ * (with the preceding bias Add, BiasGelu) when it loads the model.
+ */
 export function gelu(x: Value): Value {
-  return op.mul(op.mul(x, 0.5), op.add(op.erf(op.mul(x, Math.SQRT1_2)), 1));
+  return op.mul(op.mul(x, op.add(op.erf(op.div(x, Math.SQRT2)), 1)), 0.5);
 }
 
 /**
