@@ -1,10 +1,11 @@
 # The PyTorch CPU peer of the train benchmark: the same students with the same `kd` loss
 # ((1-λ)·CE + λ·τ²·KL(teacher_τ ‖ student_τ)), AdamW; the n-gram table as a sparse
 # EmbeddingBag (mean) updated by SparseAdam, as a PyTorch user would write a fastText-like model.
-import json, sys, time
+import json, sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch_students import TransformerStudent, time_steps
 
 torch.set_num_threads(2)
 which, steps, arg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -14,14 +15,6 @@ def kd_loss(student, labels, teacher, tau):
     ce = F.cross_entropy(student, labels)
     kl = F.kl_div(F.log_softmax(student / tau, -1), F.log_softmax(teacher / tau, -1), reduction='batchmean', log_target=True)
     return (1 - LAMBDA) * ce + LAMBDA * tau * tau * kl
-
-def time_steps(step, n, warmup):
-    for i in range(warmup):
-        step(i)
-    t0 = time.perf_counter()
-    for i in range(n):
-        step(i)
-    return (time.perf_counter() - t0) / n
 
 if which == 'ngram-kd':
     cfg = json.load(open(arg))
@@ -47,26 +40,11 @@ if which == 'ngram-kd':
         loss = kd_loss(head(masked_mean(ids, mask)), labels, teacher, cfg['tau'])
         loss.backward()
         opt_emb.step(); opt_head.step()
-    sec = time_steps(step, steps, 3)
+    sec = time_steps(step, 3, steps)
     batch = len(cfg['batches'][0]['labels'])
 else:
     c = json.loads(arg)
-    class Student(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(c['vocab'], c['hidden'])
-            self.pos = nn.Embedding(c['seq'], c['hidden'])
-            self.ln = nn.LayerNorm(c['hidden'], eps=1e-12)
-            self.drop = nn.Dropout(c['dropout'])
-            layer = nn.TransformerEncoderLayer(c['hidden'], c['heads'], c['intermediate'], c['dropout'], activation='gelu', batch_first=True)
-            self.enc = nn.TransformerEncoder(layer, c['layers'], enable_nested_tensor=False)
-            self.pool = nn.Linear(c['hidden'], c['hidden'])
-            self.cls = nn.Linear(c['hidden'], c['classes'])
-        def forward(self, ids, mask):
-            h = self.drop(self.ln(self.emb(ids) + self.pos.weight[: ids.shape[1]]))
-            h = self.enc(h, src_key_padding_mask=(mask == 0))
-            return self.cls(self.drop(torch.tanh(self.pool(h[:, 0]))))
-    model = Student()
+    model = TransformerStudent(c)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
@@ -79,6 +57,6 @@ else:
         loss = kd_loss(model(ids, mask), labels, teacher, 2.0)
         loss.backward()
         opt.step()
-    sec = time_steps(step, steps, 2)
+    sec = time_steps(step, 2, steps)
     batch = c['batch']
 print(json.dumps({'secondsPerStep': sec, 'batch': batch, 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
