@@ -42,7 +42,7 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   const dir = modelArg && existsSync(modelArg) ? modelArg : await untrainedBaseTeacher(examples.map((e) => e.text));
   log(`teacher ${dir}, ${texts.length} texts from ${basename(dataset)}`);
 
-  const encoderConfig = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { hidden_size: number; num_hidden_layers: number; intermediate_size: number };
+  const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
   const teacher = await Teacher.load(dir, { warn: () => undefined });
   const cfg = teacher.config;
   const encodings = await teacher.tokenizer.encode(texts);
@@ -52,7 +52,7 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   const t0 = performance.now();
   for await (const b of teacher.stream(texts, args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {})) {
     const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
-    flops += teacherFlops(encoderConfig, b.indices.length, len);
+    for (const e of encoders) flops += encoderFlops(e, b.indices.length, len);
   }
   const ours = (performance.now() - t0) / 1000;
   await teacher.dispose();
@@ -91,11 +91,30 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   return result;
 }
 
+interface Encoder {
+  hidden: number;
+  layers: number;
+  intermediate: number;
+}
+
+interface HfConfig {
+  hidden_size: number;
+  num_hidden_layers: number;
+  intermediate_size: number;
+  kd?: { members?: Encoder[] };
+}
+
+/** The encoders a teacher runs: each member of a kd ensemble (bags count ~0), or the one config.json describes. */
+function encodersOf(config: HfConfig): Encoder[] {
+  const members = config.kd?.members?.filter((m) => m.layers > 0);
+  return members?.length ? members : [{ hidden: config.hidden_size, layers: config.num_hidden_layers, intermediate: config.intermediate_size }];
+}
+
 /** Forward FLOPs of a BERT-style encoder on a [batch, len] input (2 per multiply-add). */
-function teacherFlops(config: { hidden_size: number; num_hidden_layers: number; intermediate_size: number }, batch: number, len: number): number {
-  const h = config.hidden_size;
-  const perToken = config.num_hidden_layers * (2 * 4 * h * h + 2 * 2 * h * config.intermediate_size);
-  const attention = config.num_hidden_layers * 2 * 2 * len * len * h;
+function encoderFlops(e: Encoder, batch: number, len: number): number {
+  const h = e.hidden;
+  const perToken = e.layers * (2 * 4 * h * h + 2 * 2 * h * e.intermediate);
+  const attention = e.layers * 2 * 2 * len * len * h;
   return batch * (len * perToken + attention);
 }
 
