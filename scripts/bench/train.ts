@@ -1,5 +1,6 @@
 // Student training throughput with the `kd` loss: kd's engine against the same student and
-// loss in @tensorflow/tfjs (wasm) and in PyTorch CPU (Debian's python3-torch), in one run, on real tweets and a real cache; plus the share
+// loss in @tensorflow/tfjs (wasm) and in PyTorch CPU (Debian's python3-torch), and fastText
+// (Debian's fasttext) training the n-gram model on the same rows, in one run, on real tweets and a real cache; plus the share
 // of training time spent reading teacher outputs from the cache.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,24 @@ function torchPeer(which: 'ngram-kd' | 'transformer-kd', steps: number, arg: str
     return { skipped: why ?? 'failed' };
   }
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+/**
+ * fastText (Debian's `fasttext` 0.9) training the same kind of model on the same rows: word
+ * unigrams + bigrams hashed into 2^18 buckets, dimension 32, 2 threads, 5 epochs. It has no
+ * soft-target loss, so it trains with cross-entropy; the time includes reading the file and
+ * building its dictionary. Skipped with a note when the binary is missing.
+ */
+function fasttextPeer(texts: readonly string[], labels: readonly number[], dir: string): { examplesPerS: number; seconds: number; epochs: number } | { skipped: string } {
+  const input = join(dir, 'fasttext-train.txt');
+  writeFileSync(input, texts.map((t, i) => `__label__${labels[i]} ${t.replace(/\s+/g, ' ').toLowerCase()}`).join('\n') + '\n');
+  const epochs = 5;
+  const t0 = performance.now();
+  const r = spawnSync('fasttext', ['supervised', '-input', input, '-output', join(dir, 'fasttext-model'), '-dim', '32', '-wordNgrams', '2', '-bucket', String(1 << 18), '-epoch', String(epochs), '-thread', '2', '-minCount', '1', '-verbose', '0'], { encoding: 'utf8' });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.error) return { skipped: (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'fasttext is not installed (apt-get install fasttext)' : r.error.message };
+  if (r.status !== 0) return { skipped: r.stderr.trim().split('\n').at(-1) ?? 'failed' };
+  return { examplesPerS: (texts.length * epochs) / seconds, seconds, epochs };
 }
 
 export async function benchTrain(args: string[]): Promise<Record<string, unknown>> {
@@ -87,6 +106,7 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
   const ngPeer = await runNodeChild(worker, ['ngram-kd', String(Math.max(5, Math.round(steps / 10))), batchesFile]);
   const ngTorch = torchPeer('ngram-kd', Math.max(20, Math.round(steps / 2)), batchesFile);
+  const ft = fasttextPeer(examples.map((e) => e.text), examples.map((e) => e.label), dir);
 
   // Transformer student (1 layer, hidden 64), batch 32, tweets padded per batch.
   const tok = TextTokenizer.trainWordPiece(examples.map((e) => e.text), { vocabSize: 8192, maxLength: 64 });
@@ -137,8 +157,11 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     transformer_pytorch_examples_per_s: 'skipped' in trTorch ? null : Math.round(trTorch.batch / trTorch.secondsPerStep),
     transformer_ratio_vs_pytorch: 'skipped' in trTorch ? null : Number((trEps / (trTorch.batch / trTorch.secondsPerStep)).toFixed(2)),
     pytorch: 'skipped' in ngTorch ? `skipped: ${ngTorch.skipped}` : ngTorch.torch,
+    ngram_fasttext_examples_per_s: 'skipped' in ft ? null : Math.round(ft.examplesPerS),
+    ngram_ratio_vs_fasttext: 'skipped' in ft ? null : Number((ngEps / ft.examplesPerS).toFixed(2)),
+    fasttext: 'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
-  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
+  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ${'skipped' in ft ? `fastText skipped (${ft.skipped})` : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
   log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
   return result;
 }
