@@ -1,5 +1,5 @@
 // The methods `kd train --loss NAME` knows: one line each.
-import type { DistillMethod } from './method.js';
+import { MethodOptionError, type DistillMethod } from './method.js';
 import { ce } from './methods/ce.js';
 import { kd } from './methods/kd.js';
 import { dtkd } from './methods/dtkd.js';
@@ -16,4 +16,27 @@ export function getMethod(name: string): DistillMethod<unknown> {
   const m = METHODS[name];
   if (!m) throw new RangeError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
   return m as DistillMethod<unknown>;
+}
+
+/**
+ * `method.parse(raw)`, and an error for every option the method did not read: a typo in a
+ * recipe (`lamda`) or an option of another method (`subclasses` with `kd`) would otherwise be
+ * ignored without a word.
+ */
+export function parseMethodOptions(name: string, raw: Record<string, unknown>): unknown {
+  const method = getMethod(name);
+  const read = new Set<string>();
+  const tracked = new Proxy(raw, {
+    get(target, key, receiver) {
+      if (typeof key === 'string') read.add(key);
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  const options = method.parse(tracked);
+  const unused = Object.keys(raw).filter((k) => raw[k] !== undefined && !read.has(k));
+  if (unused.length) {
+    const flag = (k: string) => `'${k}' (--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)})`;
+    throw new MethodOptionError(`loss '${name}' does not use option${unused.length > 1 ? 's' : ''} ${unused.map(flag).join(', ')} with these settings; it reads ${[...read].sort().join(', ') || 'no options'}. Remove ${unused.length > 1 ? 'them' : 'it'} or pick the loss that takes ${unused.length > 1 ? 'them' : 'it'}`);
+  }
+  return options;
 }

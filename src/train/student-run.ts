@@ -7,7 +7,7 @@ import { CacheReader } from '../cache/reader.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
 import type { Example } from '../data/example.js';
-import { getMethod } from '../distill/registry.js';
+import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { MethodData } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
@@ -110,7 +110,7 @@ function limitRows<T>(xs: T[], limit: number | undefined): T[] {
 export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResult> {
   const log = o.log ?? (() => undefined);
   const method = getMethod(o.loss);
-  const options = method.parse(o.lossOptions);
+  const options = parseMethodOptions(o.loss, o.lossOptions);
   const cache = CacheReader.open(o.cache);
   try {
     method.check?.(options, { embeddingMode: cache.manifest.embedding.mode, hasClassifier: cache.manifest.teacher.classifier.rows > 0 });

@@ -7,7 +7,7 @@ import { Graph } from '../../../src/engine/graph.js';
 import { declareInputs } from '../../../src/engine/context.js';
 import { gradients } from '../../../src/engine/autodiff.js';
 import { createSession, ort } from '../../../src/engine/session.js';
-import { getMethod } from '../../../src/distill/registry.js';
+import { getMethod, parseMethodOptions } from '../../../src/distill/registry.js';
 import * as op from '../../../src/engine/ops.js';
 import { fixturePath } from '../../helpers.js';
 
@@ -107,4 +107,14 @@ test('unknown loss names say what exists; options name themselves in errors', ()
   assert.throws(() => getMethod('dtk'), { message: "Unknown loss 'dtk'. Known: ce, kd, dtkd, lelp" });
   assert.throws(() => getMethod('kd').parse({ lambda: 2 }), { message: `'--lambda' must be a number in [0, 1], got 2` });
   assert.throws(() => getMethod('lelp').parse({ lelpVariant: 'svd' }), { message: `'--lelp-variant' must be lelp, pca, random or kmeans, got "svd"` });
+});
+
+test('an option the method does not read is an error, not silently ignored', () => {
+  assert.throws(() => parseMethodOptions('kd', { lamda: 0.5 }), {
+    name: 'ConfigError',
+    message: "loss 'kd' does not use option 'lamda' (--lamda) with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it",
+  });
+  assert.throws(() => parseMethodOptions('ce', { subclasses: 4, kdStart: 0.5 }), { message: /^loss 'ce' does not use options 'subclasses' \(--subclasses\), 'kdStart' \(--kd-start\) with these settings; it reads no options\./ });
+  assert.deepEqual(parseMethodOptions('kd', { lambda: 0.25, tau: 4, kdStart: 0.5, missing: undefined }), getMethod('kd').parse({ lambda: 0.25, tau: 4, kdStart: 0.5 }));
+  assert.equal((parseMethodOptions('lelp', { subclasses: 2, alpha: 0.5 }) as { subclasses: number }).subclasses, 2);
 });
