@@ -17,6 +17,7 @@ import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '..
 import { writeFileAtomicSync } from '../util/fs.js';
 import { packageRoot, runVersions } from '../util/versions.js';
 import { ConfigError } from '../data/errors.js';
+import { parseMethodOptions } from '../distill/registry.js';
 import type { Device } from '../engine/session.js';
 
 type Method = { loss: string } & Record<string, unknown>;
@@ -45,6 +46,65 @@ export function sharedRoot(): string {
   return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'));
 }
 
+export type Job = { student: 'ngram' | 'transformer'; method: Method; name: string; kind: 'main' | 'late' | 'sweep'; seeds?: number[] };
+
+/** Training options a method entry may override for its runs (sweeps over `epochs`, `lr`, `batchSize`). */
+const TRAINING_OVERRIDES = ['epochs', 'lr', 'batchSize'] as const;
+
+function splitMethod(method: Method): { loss: string; lossOptions: Record<string, unknown>; training: { epochs?: number; lr?: number; batchSize?: number } } {
+  const { loss, ...rest } = method;
+  const training: Record<string, number> = {};
+  for (const k of TRAINING_OVERRIDES) {
+    if (rest[k] !== undefined) training[k] = rest[k] as number;
+    delete rest[k];
+  }
+  return { loss, lossOptions: rest, training };
+}
+
+/** Every run a recipe asks for: students × methods, the late switch, the sweeps. */
+export function planJobs(recipe: Recipe, quick: boolean): Job[] {
+  const jobs: Job[] = [];
+  for (const student of recipe.runs.students) {
+    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main' });
+    const ls = recipe.runs.lateSwitch;
+    if (ls && (!ls.students || ls.students.includes(student))) {
+      for (const f of ls.kdStart) {
+        const { kdStart: _all, students: _s, ...rest } = ls;
+        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late' });
+      }
+    }
+  }
+  for (const sw of recipe.runs.sweeps ?? []) {
+    const { student, param, values, seeds: sweepSeeds, ...method } = sw;
+    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}`, kind: 'sweep', ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}) });
+  }
+  return jobs;
+}
+
+/** The fields a recipe may have, by section: anything else is a typo that would be ignored. */
+const RECIPE_FIELDS: Record<string, readonly string[]> = {
+  '': ['name', 'classes', 'data', 'teacher', 'cache', 'students', 'runs', 'quick', 'caveats'],
+  data: ['split', 'extraTrain', 'test'],
+  'data.split': ['files', 'dev', 'test', 'seed'],
+  teacher: ['preset', 'dir'],
+  cache: ['embedding', 'dtype'],
+  students: ['ngram', 'transformer'],
+  'students.ngram': ['dim', 'hidden', 'buckets', 'epochs', 'batchSize', 'lr'],
+  'students.transformer': ['layers', 'hidden', 'heads', 'intermediate', 'maxLength', 'vocabSize', 'epochs', 'batchSize', 'lr'],
+  runs: ['seeds', 'students', 'methods', 'lateSwitch', 'sweeps'],
+  quick: ['limit', 'extraTrain', 'teacherPreset', 'seeds', 'epochs'],
+};
+
+function checkRecipeFields(path: string, r: Recipe): void {
+  for (const [section, known] of Object.entries(RECIPE_FIELDS)) {
+    const value = section === '' ? r : section.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], r);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) continue;
+    for (const k of Object.keys(value)) {
+      if (!known.includes(k)) throw new ConfigError(`${path}: unknown field '${section ? `${section}.` : ''}${k}'; ${section || 'the top level'} takes ${known.join(', ')}`);
+    }
+  }
+}
+
 export function loadRecipe(path: string): Recipe {
   if (!existsSync(path)) throw new ConfigError(`--recipe ${path}: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)`);
   const text = readFileSync(path, 'utf8').replace(/\$\{SHARED\}/g, sharedRoot());
@@ -56,7 +116,18 @@ export function loadRecipe(path: string): Recipe {
   need(r.data?.split?.files?.length, 'data.split.files');
   need(r.runs?.methods?.length, 'runs.methods');
   need(r.runs?.seeds?.length, 'runs.seeds');
+  need(r.runs?.students?.length, 'runs.students');
   need(r.teacher?.preset || r.teacher?.dir, 'teacher.preset or teacher.dir');
+  checkRecipeFields(path, r);
+  // Every run's loss options, checked now rather than when that run's turn comes hours later.
+  for (const job of planJobs(r, false)) {
+    const { loss, lossOptions } = splitMethod(job.method);
+    try {
+      parseMethodOptions(loss, lossOptions);
+    } catch (e) {
+      throw new ConfigError(`${path}: run ${job.name}: ${(e as Error).message}`);
+    }
+  }
   const base = dirname(resolve(path));
   const abs = (p: string) => resolve(base, '..', p);
   r.data.split.files = r.data.split.files.map(abs);
@@ -103,6 +174,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const recipe = loadRecipe(o.recipe);
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
+  const jobs = planJobs(recipe, Boolean(quick));
   const read = { classes, progress: false };
   const out = o.out;
   mkdirSync(out, { recursive: true });
@@ -134,28 +206,13 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
 
   // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
-  const jobs: { student: 'ngram' | 'transformer'; method: Method; name: string; kind: 'main' | 'late' | 'sweep'; seeds?: number[] }[] = [];
-  for (const student of recipe.runs.students) {
-    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main' });
-    const ls = recipe.runs.lateSwitch;
-    if (ls && (!ls.students || ls.students.includes(student))) {
-      for (const f of ls.kdStart) {
-        const { kdStart: _all, students: _s, ...rest } = ls;
-        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late' });
-      }
-    }
-  }
-  for (const sw of recipe.runs.sweeps ?? []) {
-    const { student, param, values, seeds: sweepSeeds, ...method } = sw;
-    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}`, kind: 'sweep', ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}) });
-  }
   const runDirs: string[] = [];
   for (const job of jobs) {
     const dir = join(out, 'runs', job.name);
     runDirs.push(dir);
     const s = recipe.students[job.student] ?? {};
     // A method may override the student's training length and rate (sweeps over `epochs`, `lr`, `batchSize`).
-    const { loss, epochs: jobEpochs, lr: jobLr, batchSize: jobBatch, ...lossOptions } = job.method as Method & { epochs?: number; lr?: number; batchSize?: number };
+    const { loss, lossOptions, training } = splitMethod(job.method);
     const options: StudentRunOptions = {
       cache: cacheDir,
       train: trainFiles,
@@ -167,9 +224,9 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       transformer: { layers: s.layers ?? 1, hidden: s.hidden ?? 64, heads: s.heads ?? 2, intermediate: s.intermediate ?? 256, maxLength: s.maxLength ?? 128, vocabSize: s.vocabSize ?? 8192, dropout: 0.1 },
       loss,
       lossOptions,
-      epochs: quick?.epochs ?? jobEpochs ?? s.epochs ?? 4,
-      batchSize: jobBatch ?? s.batchSize ?? 32,
-      lr: jobLr ?? s.lr ?? 1e-3,
+      epochs: quick?.epochs ?? training.epochs ?? s.epochs ?? 4,
+      batchSize: training.batchSize ?? s.batchSize ?? 32,
+      lr: training.lr ?? s.lr ?? 1e-3,
       weightDecay: 0.01,
       warmupRatio: 0.06,
       evalEvery: 0,
