@@ -1,7 +1,7 @@
 // Student training throughput with the `kd` loss: kd's engine against the same student and
 // loss in @tensorflow/tfjs (wasm) and in PyTorch CPU (Debian's python3-torch), and fastText
-// (Debian's fasttext) training the n-gram model on the same rows, in one run, on real tweets and a real cache; plus the share
-// of training time spent reading teacher outputs from the cache.
+// (Debian's fasttext) training the n-gram model on the same rows, in one run, on real tweets
+// and a real cache; plus the share of training time spent reading teacher outputs from it.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

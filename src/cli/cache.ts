@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { buildCache, parseShard } from '../cache/build.js';
 import { cacheInfo, mergeCaches, verifyCache } from '../cache/reader.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import { batchTokensOption, dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
 import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
 
 function buildCommand(): Command {
@@ -32,7 +32,7 @@ function buildCommand(): Command {
       ...(o.pcaFit ? { pcaFit: o.pcaFit } : {}),
       ...(o.shard ? { shard: parseShard(o.shard) } : {}),
       shardRows: numberOption('shard-rows', o.shardRows, { integer: true, min: 1 }),
-      ...(o.batchTokens ? { batchTokens: numberOption('batch-tokens', o.batchTokens, { integer: true, min: 1 }) } : {}),
+      ...batchTokensOption(o.batchTokens),
       ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
       ...(session.device ? { device: session.device } : {}),
       ...(session.allowFallback ? { allowFallback: true } : {}),

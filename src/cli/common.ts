@@ -58,3 +58,8 @@ export function numberOption(name: string, value: string, opts: { integer?: bool
 export function printJsonLine(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
+
+/** `--batch-tokens`, when given; otherwise the teacher runner's default for its device. */
+export function batchTokensOption(value: string | undefined): { batchTokens?: number } {
+  return value === undefined ? {} : { batchTokens: numberOption('batch-tokens', value, { integer: true, min: 1 }) };
+}

@@ -7,7 +7,7 @@ import { LABEL_NAMES } from '../data/labels.js';
 import { accuracyReport, argmaxRow } from '../train/metrics.js';
 import { DEVICES, type Device } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import { batchTokensOption, dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
 import { teacherTrainCommand } from './teacher-train.js';
 
 export interface DeviceCliOptions {
@@ -38,10 +38,6 @@ interface TeacherCliOptions extends DeviceCliOptions {
   embeddingOutput?: string;
   maxLength?: string;
   batchTokens?: string;
-}
-
-function batchTokensOption(value: string | undefined): { batchTokens?: number } {
-  return value === undefined ? {} : { batchTokens: numberOption('batch-tokens', value, { integer: true, min: 1 }) };
 }
 
 function teacherOptions(cmd: Command): Command {
