@@ -1,5 +1,6 @@
-// Optimizers as graph updates (SGD with momentum, AdamW with PyTorch's semantics), learning-
-// rate schedules computed on the host, and global-norm gradient clipping.
+// Optimizers as graph updates (SGD with momentum, AdamW with PyTorch's semantics) and, for the
+// touched rows of sparse tables, the same update on the host; learning-rate schedules computed
+// on the host, and global-norm gradient clipping.
 import type { Graph, Value } from './graph.js';
 import * as op from './ops.js';
 import type { FloatDType } from './dtype.js';
@@ -109,6 +110,62 @@ export function updateParameter(
   const buf = op.add(op.mul(state.buf!, momentum), g);
   const direction = o.nesterov ? op.add(g, op.mul(buf, momentum)) : buf;
   return { param: op.sub(p, op.mul(direction, hyper['hyper/lr'])), state: { buf } };
+}
+
+/**
+ * `updateParameter` on the host, in place, for the rows of a sparse table one batch touched:
+ * row `touched[k]` of `table` and of each `state` table takes gradient row `k` of `grad`
+ * (already clipped). Rows a batch does not touch keep their values and state (lazy, like
+ * torch.optim.SparseAdam). Stored moments are read back before use, so float32 tables round
+ * where the graph's float32 tensors do.
+ */
+export function updateRowsInPlace(
+  o: OptimizerConfig,
+  table: Float32Array | Float64Array,
+  state: Record<string, Float32Array | Float64Array>,
+  touched: Int32Array,
+  dim: number,
+  grad: Float32Array | Float64Array,
+  hyper: HyperValues,
+  weightDecay: number,
+): void {
+  const lr = hyper['hyper/lr'];
+  if (o.kind === 'adamw') {
+    const b1 = o.beta1 ?? 0.9;
+    const b2 = o.beta2 ?? 0.999;
+    const m = state.m!;
+    const v = state.v!;
+    const step = hyper['hyper/step_size'];
+    const eps = hyper['hyper/eps'];
+    const decay = weightDecay * lr;
+    for (let k = 0; k < touched.length; k++) {
+      const row = touched[k]! * dim;
+      for (let j = 0; j < dim; j++) {
+        const i = row + j;
+        const g = grad[k * dim + j]!;
+        m[i] = m[i]! * b1 + g * (1 - b1);
+        v[i] = v[i]! * b2 + g * g * (1 - b2);
+        const p = table[i]!;
+        table[i] = p - p * decay - (m[i]! / (Math.sqrt(v[i]!) + eps)) * step;
+      }
+    }
+    return;
+  }
+  const momentum = o.momentum ?? 0;
+  const buf = state.buf;
+  for (let k = 0; k < touched.length; k++) {
+    const row = touched[k]! * dim;
+    for (let j = 0; j < dim; j++) {
+      const i = row + j;
+      const g = grad[k * dim + j]! + (weightDecay > 0 ? table[i]! * weightDecay : 0);
+      if (momentum === 0 || !buf) {
+        table[i] = table[i]! - g * lr;
+        continue;
+      }
+      buf[i] = buf[i]! * momentum + g;
+      table[i] = table[i]! - (o.nesterov ? g + buf[i]! * momentum : buf[i]!) * lr;
+    }
+  }
 }
 
 /** Global L2 norm of all gradients, and the gradients scaled to at most `clipNorm`. */

@@ -116,11 +116,11 @@ test('logistic regression with SGD, momentum and coupled weight decay matches th
   await trainer.dispose();
 });
 
-function bagModel(sparse: boolean): ModelDefinition {
+function bagModel(sparse: boolean, decay = false): ModelDefinition {
   return {
     inputs: { ids: { dtype: 'int64', shape: ['B', 'L'] } },
     forward(ctx, { ids }) {
-      const e = ctx.embedding('table', 50, 4, ids!, { init: normal(0.1), sparse });
+      const e = ctx.embedding('table', 50, 4, ids!, { init: normal(0.1), sparse, decay });
       return { logits: linear(ctx, op.reduceMean(e, [1], false), 4, C, 'head', { init: normal(0.3) }) };
     },
   };
@@ -153,6 +153,42 @@ test('a sparse table updates only the rows a batch touches, and equals dense tra
   assert.ok([...used].some((row) => table[row * 4] !== initial[row * 4]));
   await sparse.dispose();
   await dense.dispose();
+});
+
+test('the host update of touched sparse rows equals the graph optimizer: AdamW and SGD, decay, clipping, schedule', async () => {
+  // Every batch touches every row, so the lazy sparse update and the dense graph update coincide;
+  // the table is weight-decayed (embeddings are not by default) so the decay terms are compared too.
+  const cases: OptimizerConfig[] = [
+    { kind: 'adamw', lr: 0.05, weightDecay: 0.1, clipNorm: 0.5 },
+    { kind: 'sgd', lr: 0.3, momentum: 0.9, nesterov: true, weightDecay: 0.01 },
+  ];
+  for (const optimizer of cases) {
+    const schedule = { kind: 'linear' as const, warmupSteps: 2, totalSteps: 6 };
+    const sparse = await Trainer.create({ model: bagModel(true, true), loss: ceLoss, optimizer, schedule, dtype: 'float64', seed: 5 });
+    const dense = await Trainer.create({ model: bagModel(false, true), loss: ceLoss, optimizer, schedule, dtype: 'float64', seed: 5 });
+    const rng = new Rng(3);
+    for (let s = 0; s < 6; s++) {
+      const ids = Array.from({ length: 50 }, (_, i) => i);
+      for (let i = ids.length - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+      }
+      const labels = Array.from({ length: 10 }, () => rng.int(C));
+      const b = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [10, 5]), labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [10]) };
+      const a = await sparse.step(b);
+      const d = await dense.step(b);
+      assert.ok(Math.abs(a.loss - d.loss) < 1e-12, `${optimizer.kind} step ${s}: losses ${a.loss} and ${d.loss}`);
+    }
+    for (const name of ['table', 'head.weight', 'head.bias']) {
+      const x = sparse.store.get(name);
+      const y = dense.store.get(name);
+      let maxDelta = 0;
+      for (let k = 0; k < x.length; k++) maxDelta = Math.max(maxDelta, Math.abs(x[k]! - y[k]!));
+      assert.ok(maxDelta < 1e-12, `${optimizer.kind}: '${name}' differs by ${maxDelta} between sparse and dense training`);
+    }
+    await sparse.dispose();
+    await dense.dispose();
+  }
 });
 
 test('a run saved and resumed gives the bit-identical result of an uninterrupted one (dropout on)', async () => {
