@@ -25,8 +25,6 @@ export interface SparseTable {
   spec: ParamSpec;
   /** Name of the batch input holding the ids that index the table. */
   idsInput: string;
-  /** The rows the batch touches, gathered in the graph from the whole table (an input the
-   * host passes by reference: ONNX Runtime reads it in place, nothing is copied). */
   rows: Value;
   local: Value;
 }
@@ -95,9 +93,8 @@ export class ModelContext {
   }
 
   /**
-   * Embedding lookup `table[ids]`. With `sparse`, a training step works on only the rows the
-   * batch touches (`sparse/<name>/touched`, remapped ids in `sparse/<name>/local`) and returns
-   * only their gradient, so its cost does not grow with the table.
+   * Embedding lookup `table[ids]`. With `sparse`, a training step receives only the rows
+   * the batch touches, so its cost does not grow with the table.
    */
   embedding(name: string, rows: number, dim: number, ids: Value, opts: ParamOptions & { sparse?: boolean }): Value {
     name = this.prefix + name;
@@ -113,7 +110,7 @@ export class ModelContext {
       entry = {
         spec,
         idsInput: ids.name,
-        rows: op.gather(this.g.input(`sparse/${name}/table`, this.dtype, [rows, dim]), this.g.input(`sparse/${name}/touched`, 'int32', ['U'])),
+        rows: this.g.input(`sparse/${name}/rows`, this.dtype, ['U', dim]),
         local: this.g.input(`sparse/${name}/local`, ids.dtype, ids.shape),
       };
       this.sparse.set(name, entry);

@@ -199,6 +199,16 @@ interface SparseRuntime {
   /** Slot index of each table row in the current batch, -1 when absent. */
   slotOf: Int32Array;
   states: Map<string, FloatArray>;
+  /** Reused buffer for the gathered parameter rows. */
+  scratch: FloatArray;
+}
+
+/** Copies rows `touched` of `table` into consecutive rows of `out`. */
+function gatherRows(table: FloatArray, touched: Int32Array, dim: number, out: FloatArray): void {
+  for (let k = 0; k < touched.length; k++) {
+    const src = touched[k]! * dim;
+    out.set(table.subarray(src, src + dim), k * dim);
+  }
 }
 
 /**
@@ -261,7 +271,7 @@ export class Trainer {
     if (total > 0) for (const slot of built.slots) states.set(flatState(slot), buffered(dtype, zerosOf(dtype, total)));
     const sparse = built.sparse.map((info): SparseRuntime => {
       const [rows, dim] = info.spec.shape as [number, number];
-      return { info, dim, slotOf: new Int32Array(rows).fill(-1), states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])) };
+      return { info, dim, slotOf: new Int32Array(rows).fill(-1), states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])), scratch: zerosOf(dtype, 0) };
     });
     return new Trainer(options, built, store, rng, session, device, flat, total > 0 ? buffers : null, denseSlots, states, sparse);
   }
@@ -333,10 +343,12 @@ export class Trainer {
     }
     const touched = Int32Array.from(order);
     for (const id of touched) s.slotOf[id] = -1;
-    // The whole table goes in by reference (ONNX Runtime reads host memory in place, no copy);
-    // the graph gathers the touched rows itself, several times faster than a JS copy loop.
-    feeds[`sparse/${name}/table`] = tensorOf(this.built.dtype, this.store.get(name), s.info.spec.shape);
-    feeds[`sparse/${name}/touched`] = new ort.Tensor('int32', touched, [touched.length]);
+    const dim = s.dim;
+    const need = touched.length * dim;
+    if (s.scratch.length < need) s.scratch = zerosOf(this.built.dtype, Math.max(need, 2 * s.scratch.length));
+    const rows = s.scratch.subarray(0, need);
+    gatherRows(this.store.get(name), touched, dim, rows);
+    feeds[`sparse/${name}/rows`] = tensorOf(this.built.dtype, rows, [touched.length, dim]);
     feeds[`sparse/${name}/local`] = new ort.Tensor(ids.type as 'int64' | 'int32', local, ids.dims);
     fetches[sparseGradOutput(name)] = null;
     return touched;
