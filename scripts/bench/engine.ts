@@ -1,7 +1,6 @@
 // Engine benchmark: training steps per second for an MLP, a transformer student and a hashed
 // n-gram student, against tfjs (wasm) and PyTorch CPU in the same run, with the MatMul peak
 // of ONNX Runtime on this machine as the yardstick.
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Graph } from '../../src/engine/graph.js';
 import * as op from '../../src/engine/ops.js';
@@ -9,7 +8,7 @@ import { createSession, ort } from '../../src/engine/session.js';
 import { Trainer } from '../../src/engine/train-step.js';
 import { Rng } from '../../src/engine/rng.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
-import { flag, log, runNodeChild } from './util.js';
+import { flag, log, runNodeChild, runTorchPeer } from './util.js';
 
 export async function matmulGflops(m: number, k: number, n: number, reps: number): Promise<number> {
   const g = new Graph();
@@ -80,13 +79,7 @@ async function oursNgram(log2Rows: number, steps: number, sparse = true): Promis
 }
 
 function torchPeer(which: 'mlp' | 'transformer', steps: number): { secondsPerStep: number; torch: string } | { skipped: string } {
-  const script = fileURLToPath(new URL('../../../scripts/bench/engine_torch.py', import.meta.url));
-  const r = spawnSync('/usr/bin/python3', [script, which, String(steps), '2'], { input: JSON.stringify({ mlp: MLP, transformer: TRANSFORMER }), encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
-    return { skipped: why ?? 'failed' };
-  }
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  return runTorchPeer('engine_torch.py', [which, String(steps), '2'], JSON.stringify({ mlp: MLP, transformer: TRANSFORMER }));
 }
 
 export async function benchEngine(args: string[]): Promise<Record<string, unknown>> {

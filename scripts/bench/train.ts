@@ -20,7 +20,7 @@ import { ngramFeatures } from '../../src/text/ngrams.js';
 import { TextTokenizer } from '../../src/text/tokenizer.js';
 import { tokenFeeds } from '../../src/teacher/teacher.js';
 import { packageRoot } from '../../src/util/versions.js';
-import { flag, log, runNodeChild } from './util.js';
+import { flag, log, runNodeChild, runTorchPeer } from './util.js';
 
 function shared(...p: string[]): string {
   return join(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), ...p);
@@ -28,13 +28,7 @@ function shared(...p: string[]): string {
 
 /** The PyTorch peer (scripts/bench/train_torch.py); skipped with a note when python3-torch is missing. */
 function torchPeer(which: 'ngram-kd' | 'transformer-kd', steps: number, arg: string): { secondsPerStep: number; batch: number; torch: string } | { skipped: string } {
-  const script = fileURLToPath(new URL('../../../scripts/bench/train_torch.py', import.meta.url));
-  const r = spawnSync('/usr/bin/python3', [script, which, String(steps), arg], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
-    return { skipped: why ?? 'failed' };
-  }
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  return runTorchPeer('train_torch.py', [which, String(steps), arg]);
 }
 
 /**

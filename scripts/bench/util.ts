@@ -1,5 +1,6 @@
-// Shared benchmark helpers: flags, timing, peak RSS of a child process.
-import { spawn } from 'node:child_process';
+// Shared benchmark helpers: flags, timing, peak RSS of a child process, the PyTorch peers.
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 export function flag(args: string[], name: string, fallback: number): number {
   const hit = args.find((a) => a.startsWith(`--${name}=`));
@@ -37,4 +38,18 @@ export async function runNodeChild(script: string, args: string[]): Promise<{ re
   if (code !== 0) throw new Error(`${script} exited with ${code}`);
   const result = JSON.parse(out.trimEnd().split('\n').at(-1)!) as Record<string, unknown>;
   return { result, peakRssMb: Math.max(peak, Number(result.peakRssMb ?? 0)) };
+}
+
+/**
+ * Runs a PyTorch peer (`scripts/bench/<script>` under Debian's /usr/bin/python3) and returns the
+ * JSON object on its last stdout line, or why it was skipped (python3-torch missing, a failure).
+ */
+export function runTorchPeer<T>(script: string, args: string[], input?: string): T | { skipped: string } {
+  const path = fileURLToPath(new URL(`../../../scripts/bench/${script}`, import.meta.url));
+  const r = spawnSync('/usr/bin/python3', [path, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
+    return { skipped: why ?? 'failed' };
+  }
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as T;
 }

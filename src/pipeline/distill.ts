@@ -68,8 +68,8 @@ export function planJobs(recipe: Recipe, quick: boolean): Job[] {
     for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main' });
     const ls = recipe.runs.lateSwitch;
     if (ls && (!ls.students || ls.students.includes(student))) {
+      const { kdStart: _all, students: _s, ...rest } = ls;
       for (const f of ls.kdStart) {
-        const { kdStart: _all, students: _s, ...rest } = ls;
         jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late' });
       }
     }
