@@ -1,6 +1,6 @@
 // Test helpers: where the shared data lives, temp folders, and running the CLI.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { packageRoot } from '../src/util/versions.js';
@@ -26,8 +26,17 @@ export function fixturePath(...parts: string[]): string {
   return join(repoRoot, 'test', 'fixtures', ...parts);
 }
 
+const madeDirs: string[] = [];
+process.on('exit', () => {
+  if (process.env.KD_KEEP_TEST_DIRS) return;
+  for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temporary folder, removed when the test process exits (kept with KD_KEEP_TEST_DIRS=1). */
 export function tempDir(prefix = 'kd-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
 }
 
 export interface CliResult {

@@ -3,7 +3,7 @@
 // (Debian's fasttext) training the n-gram model on the same rows, in one run, on real tweets
 // and a real cache; plus the share of training time spent reading teacher outputs from it.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -156,6 +156,7 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     fasttext: 'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
   log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ${'skipped' in ft ? `fastText skipped (${ft.skipped})` : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
+  rmSync(dir, { recursive: true, force: true });
   log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
   return result;
 }

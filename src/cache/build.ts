@@ -98,6 +98,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
     ...(o.threads ? { threads: o.threads } : {}),
     ...(o.maxLength ? { maxLength: o.maxLength } : {}),
   });
+  log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
     const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
     if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0) throw new RangeError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);

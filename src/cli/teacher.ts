@@ -38,6 +38,7 @@ interface TeacherCliOptions extends DeviceCliOptions {
   embeddingOutput?: string;
   maxLength?: string;
   batchTokens?: string;
+  graphOptimization: boolean;
 }
 
 function teacherOptions(cmd: Command): Command {
@@ -46,7 +47,8 @@ function teacherOptions(cmd: Command): Command {
     .option('--quantized', 'use onnx/model_quantized.onnx')
     .option('--embedding-output <name>', 'tensor to expose as the embedding when it cannot be found automatically')
     .option('--max-length <n>', 'truncate inputs to this many tokens')
-    .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length; default 2048 on CPU, 16384 on a GPU)');
+    .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length; default 2048 on CPU, 16384 on a GPU)')
+    .option('--no-graph-optimization', 'run the graph as exported (default: compute only what the logits and embedding need, checked against the original)');
   for (const o of deviceOptions()) cmd.addOption(o);
   return cmd;
 }
@@ -57,6 +59,7 @@ async function loadTeacher(o: TeacherCliOptions): Promise<Teacher> {
     ...(o.quantized ? { quantized: true } : {}),
     ...(o.embeddingOutput ? { embeddingOutput: o.embeddingOutput } : {}),
     ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
+    optimize: o.graphOptimization,
   });
 }
 
@@ -81,7 +84,7 @@ function predictCommand(): Command {
           process.stdout.write(`${teacher.labels[k]} ${probs[k]!.toFixed(4)}\t${text}\n`);
         });
         if (o.json) {
-          printJsonLine({ labels, scores, logits, embeddingDim: out.dim, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description }, device: teacher.device });
+          printJsonLine({ labels, scores, logits, embeddingDim: out.dim, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description }, device: teacher.device, graphOptimization: teacher.optimization });
         }
       } finally {
         await teacher.dispose();
@@ -137,7 +140,7 @@ function evalCommand(): Command {
       process.stdout.write(
         `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
       );
-      if (o.json) printJsonLine({ model: o.model, data: o.data, ...report, labels: datasetLabels, textsPerSecond: texts.length / seconds, device: teacher.device });
+      if (o.json) printJsonLine({ model: o.model, data: o.data, ...report, labels: datasetLabels, textsPerSecond: texts.length / seconds, device: teacher.device, graphOptimization: teacher.optimization });
     } finally {
       await teacher.dispose();
     }

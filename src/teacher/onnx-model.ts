@@ -43,6 +43,12 @@ export class GraphIndex {
     if (!t) return null;
     return { dims: (t.dims ?? []).map(Number), data: tensorToFloat32(t, dirname(this.modelPath)) };
   }
+
+  /** An integer constant's values (INT64 or INT32), or null. */
+  constantInts(name: string): number[] | null {
+    const t = this.constants.get(name);
+    return t ? tensorToInts(t, dirname(this.modelPath)) : null;
+  }
 }
 
 function numel(dims: number[]): number {
@@ -93,4 +99,24 @@ export function tensorToFloat32(t: TensorProto, baseDir: string): Float32Array {
     default:
       throw new Error(`tensor '${t.name}' has element type ${t.dataType}, not a float type`);
   }
+}
+
+/** An integer constant tensor (INT64 or INT32) as numbers, or null when `t` is another type. */
+export function tensorToInts(t: TensorProto, baseDir: string): number[] | null {
+  const T = onnx.TensorProto.DataType;
+  const raw = tensorBytes(t, baseDir);
+  const n = numel((t.dims ?? []).map(Number));
+  if (t.dataType === T.INT64) {
+    if (raw) return Array.from(new BigInt64Array(new Uint8Array(raw).buffer, 0, n), Number);
+    return (t.int64Data ?? []).map((v) => Number(v));
+  }
+  if (t.dataType === T.INT32) {
+    if (raw) return Array.from(new Int32Array(new Uint8Array(raw).buffer, 0, n));
+    return (t.int32Data ?? []).map(Number);
+  }
+  return null;
+}
+
+export function decodeModelBytes(bytes: Uint8Array): ModelProto {
+  return onnx.ModelProto.decode(bytes);
 }

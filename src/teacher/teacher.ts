@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createSession, ort, type Device } from '../engine/session.js';
 import { TextTokenizer, type EncodedBatch, type Encoding } from '../text/tokenizer.js';
 import { decodeModel, encodeModel } from './onnx-model.js';
+import { optimizeTeacherGraph } from './optimize.js';
 import { exposeTensor, findClassifierHead, headForNamedEmbedding, type ClassifierHead } from './head.js';
 
 export interface TeacherOptions {
@@ -21,6 +22,11 @@ export interface TeacherOptions {
   maxLength?: number;
   /** Receives warnings (default: stderr). */
   warn?: (message: string) => void;
+  /**
+   * Rewrite the graph to compute only what the logits and embedding need (default true); the
+   * rewrite is checked against the original on probe batches and dropped if they differ.
+   */
+  optimize?: boolean;
 }
 
 export interface TeacherConfig {
@@ -101,6 +107,8 @@ export class Teacher {
     readonly device: Device,
     readonly modelFile: string,
     private readonly usesTokenTypes: boolean,
+    /** What the graph optimization did, or why it did nothing. */
+    readonly optimization: string,
   ) {}
 
   /**
@@ -131,14 +139,16 @@ export class Teacher {
       const beyond = tokenizer.limitVocabulary(config.vocabSize);
       if (beyond.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above config.json vocab_size ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`);
     }
-    const { session, device } = await createSession(encodeModel(model), {
+    const sessionOpts = { ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) };
+    const optimized = opts.optimize === false ? null : await optimizeTeacherGraph(model, modelFile, { ...sessionOpts, vocabSize: config.vocabSize ?? tokenizer.vocabSize, outputs: ['logits', 'embedding'] });
+    const { session, device } = await createSession(encodeModel(optimized?.model ?? model), {
       ...(opts.device ? { device: opts.device } : {}),
       ...(opts.allowFallback ? { allowFallback: true } : {}),
       ...(opts.threads ? { threads: opts.threads } : {}),
     });
     const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
     if (missing.length) throw new ConfigError(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
-    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, session.inputNames.includes('token_type_ids'));
+    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, session.inputNames.includes('token_type_ids'), optimized?.note ?? 'graph not optimized (optimize: false)');
   }
 
   get labels(): string[] {

@@ -51,6 +51,18 @@ for (const name of FIXTURES) {
       // Batching by length does not change results: one text at a time gives the same logits.
       const single = await teacher.predict(texts.slice(0, 5), { batchTokens: 1 });
       for (let k = 0; k < 10; k++) assert.ok(Math.abs(single.logits[k]! - p.logits[k]!) < 1e-5);
+      // The optimized graph (a foreign export: dynamic reshapes, decomposed layer norms) computes
+      // the last layer for position 0 only and agrees with the graph as exported.
+      assert.match(teacher.optimization, /^graph optimized: \d+ nodes compute position 0 only/);
+      const plain = await Teacher.load(dir, { optimize: false, warn: () => undefined });
+      try {
+        assert.equal(plain.optimization, 'graph not optimized (optimize: false)');
+        const q = await plain.predict(texts, { batchTokens: 512 });
+        p.logits.forEach((v, k) => assert.ok(Math.abs(v - q.logits[k]!) < 1e-5, `logit ${k}: ${v} vs ${q.logits[k]}`));
+        p.embedding.forEach((v, k) => assert.ok(Math.abs(v - q.embedding[k]!) < 1e-5, `embedding ${k}: ${v} vs ${q.embedding[k]}`));
+      } finally {
+        await plain.dispose();
+      }
     } finally {
       await teacher.dispose();
     }

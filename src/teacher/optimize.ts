@@ -1,0 +1,146 @@
+// Optimizing a teacher graph for what kd reads from it (logits and embedding), with a check: the
+// optimized graph must reproduce the original's outputs on probe batches, or it is not used.
+import onnxProto from 'onnx-proto';
+import { createSession, ort, type Device } from '../engine/session.js';
+import { decodeModelBytes, encodeModel, type ModelProto } from './onnx-model.js';
+import { rewriteForFusion } from './fusable.js';
+import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
+import { PROBE_SHAPES, pruneToSelectedRows, type ProbeDims } from './row-prune.js';
+
+const { onnx } = onnxProto;
+
+export interface OptimizeOptions {
+  device?: Device;
+  allowFallback?: boolean;
+  threads?: number;
+  /** Token ids of the probe batches stay below this. */
+  vocabSize: number;
+  /** Outputs compared between the original and the optimized graph. */
+  outputs: readonly string[];
+}
+
+export interface OptimizeResult {
+  model: ModelProto;
+  /** What was done, or why nothing was (for logs). */
+  note: string;
+  applied: boolean;
+}
+
+type Feeds = Record<string, ort.Tensor>;
+
+/** Probe feeds for [batch, seq] integer inputs, or null when the graph has other inputs. */
+function probeFeeds(session: ort.InferenceSession, batch: number, seq: number, vocabSize: number): Feeds | null {
+  const feeds: Feeds = {};
+  const n = batch * seq;
+  for (const name of session.inputNames) {
+    const values = new BigInt64Array(n);
+    if (name === 'input_ids') for (let i = 0; i < n; i++) values[i] = BigInt(1 + ((i * 7) % Math.max(1, Math.min(vocabSize - 1, 97))));
+    else if (name === 'attention_mask') for (let i = 0; i < n; i++) values[i] = i >= n - 2 ? 0n : 1n; // the last row is padded
+    else if (name === 'position_ids') for (let i = 0; i < n; i++) values[i] = BigInt(i % seq);
+    else if (name !== 'token_type_ids') return null;
+    const meta = session.inputMetadata.find((m) => m.name === name);
+    const type = meta && 'type' in meta ? meta.type : 'int64';
+    if (type === 'int64') feeds[name] = new ort.Tensor('int64', values, [batch, seq]);
+    else if (type === 'int32') feeds[name] = new ort.Tensor('int32', Int32Array.from(values, Number), [batch, seq]);
+    else return null;
+  }
+  return feeds;
+}
+
+function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
+  if (a.dims.join() !== b.dims.join()) return Infinity;
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / Math.max(1, Math.abs(y[i]!)));
+  return worst;
+}
+
+/**
+ * Returns `model` rewritten to compute only what its outputs need (see row-prune.ts), or the
+ * model unchanged with the reason. Never returns a graph whose outputs differ from the
+ * original's by more than 1e-4 (relative) on the probe batches.
+ */
+export async function optimizeTeacherGraph(model: ModelProto, modelPath: string, opts: OptimizeOptions): Promise<OptimizeResult> {
+  const unchanged = (note: string): OptimizeResult => ({ model, note, applied: false });
+  const bytes = encodeModel(model);
+  const probe = decodeModelBytes(bytes);
+  const g = probe.graph!;
+  const existing = new Set((g.output ?? []).map((o) => o.name!));
+  const initializers = new Set((g.initializer ?? []).map((t) => t.name!));
+  for (const n of g.node ?? []) {
+    if (n.opType === 'Constant') continue;
+    for (const o of n.output ?? []) if (o && !existing.has(o) && !initializers.has(o)) g.output!.push(onnx.ValueInfoProto.create({ name: o }));
+  }
+  const dims: ProbeDims = new Map();
+  const reference: Record<string, ort.Tensor>[] = [];
+  const feedsList: Feeds[] = [];
+  let session: ort.InferenceSession;
+  try {
+    // Unoptimized: ONNX Runtime 1.30 can crash exposing a tensor that an optimization rewrote.
+    session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3, ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) });
+  } catch (e) {
+    return unchanged(`graph not optimized: probing it failed (${(e as Error).message.split('\n')[0]})`);
+  }
+  try {
+    for (const [batch, seq] of PROBE_SHAPES) {
+      const feeds = probeFeeds(session, batch, seq, opts.vocabSize);
+      if (!feeds) return unchanged(`graph not optimized: inputs ${session.inputNames.join(', ')} are not all [batch, sequence] token inputs`);
+      const out = await session.run(feeds);
+      for (const [name, t] of Object.entries(out)) (dims.get(name) ?? dims.set(name, []).get(name)!).push([...t.dims]);
+      for (const [name, t] of Object.entries(feeds)) (dims.get(name) ?? dims.set(name, []).get(name)!).push([...t.dims]);
+      reference.push(Object.fromEntries(opts.outputs.map((o) => [o, out[o]!])));
+      feedsList.push(feeds);
+    }
+  } catch (e) {
+    return unchanged(`graph not optimized: probing it failed (${(e as Error).message.split('\n')[0]})`);
+  } finally {
+    await session.release();
+  }
+
+  // With ONNX Runtime's fused attention first; without it if the device cannot run it.
+  let failure = '';
+  for (const attention of [true, false]) {
+    const rewritten = decodeModelBytes(bytes);
+    const pruned = pruneToSelectedRows(rewritten, modelPath, dims);
+    const folded = pruned ? foldSingleQueryAttention(rewritten, modelPath) : 0;
+    const fused = rewriteForFusion(rewritten, modelPath);
+    const attentions = attention ? fuseAttention(rewritten, modelPath) : 0;
+    if (!pruned && fused === 0 && attentions === 0) return unchanged('graph not optimized: nothing found to rewrite');
+    if (attention && attentions === 0) continue;
+    failure = await sameOutputs(rewritten, feedsList, reference, opts);
+    if (failure) continue;
+    const done = [
+      pruned ? `${pruned.prunedNodes} nodes compute position 0 only, ${pruned.removedNodes} removed` : null,
+      folded ? `${folded} single-query attention blocks without key/value projections` : null,
+      fused ? `${fused} patterns put in fusable form` : null,
+      attentions ? `${attentions} attention blocks fused` : null,
+    ].filter(Boolean);
+    return { model: rewritten, note: `graph optimized: ${done.join('; ')}`, applied: true };
+  }
+  return unchanged(`graph not optimized: ${failure}`);
+}
+
+/** '' when `model` reproduces the reference outputs on the probe feeds, else what differed. */
+async function sameOutputs(model: ModelProto, feedsList: Feeds[], reference: Record<string, ort.Tensor>[], opts: OptimizeOptions): Promise<string> {
+  let check: Awaited<ReturnType<typeof createSession>>;
+  try {
+    check = await createSession(encodeModel(model), { ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
+  } catch (e) {
+    return `the rewritten graph did not load (${(e as Error).message.split('\n')[0]})`;
+  }
+  try {
+    for (let p = 0; p < feedsList.length; p++) {
+      const out = await check.session.run(feedsList[p]!, [...opts.outputs]);
+      for (const o of opts.outputs) {
+        const err = maxRelativeError(out[o]!, reference[p]![o]!);
+        if (!(err <= 1e-4)) return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
+      }
+    }
+    return '';
+  } catch (e) {
+    return `the rewritten graph failed on a probe batch (${(e as Error).message.split('\n')[0]})`;
+  } finally {
+    await check.session.release();
+  }
+}
