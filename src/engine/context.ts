@@ -31,6 +31,15 @@ export interface SparseTable {
 
 export const PARAM_PREFIX = 'p/';
 
+/**
+ * A later step of a graph that runs several optimizer steps: parameters are values computed by
+ * the previous step's update, and step-specific inputs carry `suffix`.
+ */
+export interface StepBinding {
+  suffix: string;
+  paramValue(spec: ParamSpec): Value;
+}
+
 /** A model's declared batch inputs. */
 export type InputSpecs = Record<string, { dtype: DType; shape: Shape }>;
 
@@ -49,6 +58,7 @@ export class ModelContext {
     readonly dtype: FloatDType,
     readonly mode: BuildMode,
     private readonly store?: ParameterStore,
+    private readonly step?: StepBinding,
   ) {
     if (mode === 'export' && !store) throw new Error("ModelContext: 'export' needs a ParameterStore with values");
   }
@@ -83,6 +93,8 @@ export class ModelContext {
     if (this.mode === 'export') {
       const data = this.store!.get(spec.name);
       value = this.g.constant(data, this.dtype, spec.shape, spec.name);
+    } else if (this.step) {
+      value = this.step.paramValue(spec);
     } else {
       value = this.g.input(`${PARAM_PREFIX}${spec.name}`, this.dtype, spec.shape);
     }
@@ -104,6 +116,7 @@ export class ModelContext {
       return op.gather(table, ids);
     }
     if (ids.producer !== null) throw new Error(`sparse embedding '${name}': ids must be a batch input, got ${ids}`);
+    if (this.step) throw new Error(`sparse embedding '${name}': a graph of several optimizer steps cannot hold sparse tables (their rows are updated on the host between steps); use stepsPerCall 1`);
     let entry = this.sparse.get(name);
     if (!entry) {
       const spec: ParamSpec = { name, shape: [rows, dim], init: opts.init, decay: opts.decay ?? false, sparse: true };
@@ -125,7 +138,7 @@ export class ModelContext {
   dropout(x: Value, p: number): Value {
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout probability must be in [0, 1), got ${p}`);
     if (!this.training || p === 0) return x;
-    this.shared.seedInput ??= this.g.input('dropout_seed', 'uint64', []);
+    this.shared.seedInput ??= this.g.input(`dropout_seed${this.step?.suffix ?? ''}`, 'uint64', []);
     const u = graphUniform(x, this.shared.seedInput, ++this.shared.dropoutSites);
     const keep = op.cast(op.greater(u, p), x.dtype);
     return op.mul(x, op.mul(keep, 1 / (1 - p)));

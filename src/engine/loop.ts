@@ -107,13 +107,21 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
     const batches = o.batches(state.epoch, new Rng(o.seed * 1000003 + state.epoch));
     const progress = new Progress(`${o.label ?? 'train'} epoch ${state.epoch + 1}/${o.epochs}`, { unit: 'batches', total: batches.length });
     while (state.batchIndex < batches.length && !state.done && !stepLimitReached()) {
-      const result: StepResult = await o.trainer.step(o.feed(batches[state.batchIndex]!));
-      state.batchIndex += 1;
-      steps += 1;
+      // Up to stepsPerCall batches per call, never across an evaluation, checkpoint, epoch end
+      // or step limit: the same groups on a resumed run as on an uninterrupted one.
+      const untilMultiple = (every: number | undefined) => (every ? every - (o.trainer.stepCount % every) : Infinity);
+      const n = Math.min(o.trainer.stepsPerCall, batches.length - state.batchIndex, untilMultiple(o.evalEvery), untilMultiple(o.checkpointEvery), o.maxSteps === undefined ? Infinity : o.maxSteps - steps);
+      const first = o.trainer.stepCount;
+      const results: StepResult[] = await o.trainer.steps(batches.slice(state.batchIndex, state.batchIndex + n).map((b) => o.feed(b)));
+      results.forEach((result, k) => {
+        if (!Number.isFinite(result.loss)) throw new Error(`training diverged at step ${first + k + 1}: loss ${result.loss}. Lower the learning rate or enable clipping`);
+        lossSum += result.loss;
+        lossCount += 1;
+      });
+      const result = results.at(-1)!;
+      state.batchIndex += n;
+      steps += n;
       lastLoss = result.loss;
-      if (!Number.isFinite(result.loss)) throw new Error(`training diverged at step ${o.trainer.stepCount}: loss ${result.loss}. Lower the learning rate or enable clipping`);
-      lossSum += result.loss;
-      lossCount += 1;
       progress.update(state.batchIndex, `loss ${result.loss.toFixed(4)} lr ${result.lr.toExponential(2)}`);
       if (o.evalEvery && o.trainer.stepCount % o.evalEvery === 0) {
         await evaluate(state.epoch);

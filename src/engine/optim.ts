@@ -74,8 +74,8 @@ export function hyperValues(o: OptimizerConfig, lr: number, t: number): HyperVal
   return { 'hyper/lr': lr, 'hyper/step_size': lr, 'hyper/eps': 0 };
 }
 
-export function declareHyperInputs(g: Graph, dtype: FloatDType): Record<keyof HyperValues, Value> {
-  return Object.fromEntries(HYPER_INPUTS.map((n) => [n, g.input(n, dtype, [])])) as Record<keyof HyperValues, Value>;
+export function declareHyperInputs(g: Graph, dtype: FloatDType, suffix = ''): Record<keyof HyperValues, Value> {
+  return Object.fromEntries(HYPER_INPUTS.map((n) => [n, g.input(`${n}${suffix}`, dtype, [])])) as Record<keyof HyperValues, Value>;
 }
 
 /**

@@ -398,6 +398,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       loss: ceLoss,
       optimizer: { kind: 'adamw', lr: m.lr, weightDecay: cfg.weightDecay, clipNorm: 1 },
       schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(cfg.warmupRatio * totalSteps)), totalSteps },
+      stepsPerCall: 'auto',
       seed: m.seed,
       ...(o.device ? { device: o.device } : {}),
       ...(o.threads ? { threads: o.threads } : {}),

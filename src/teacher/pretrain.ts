@@ -115,6 +115,7 @@ export async function pretrainEncoder(o: {
     loss: mlmLoss,
     optimizer: { kind: 'adamw', lr: c.lr, weightDecay: 0.01, clipNorm: 1 },
     schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
+    stepsPerCall: 'auto',
     seed: c.seed,
     ...(o.device ? { device: o.device } : {}),
     ...(o.threads ? { threads: o.threads } : {}),

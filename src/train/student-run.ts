@@ -192,6 +192,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       loss,
       optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
       schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
+      stepsPerCall: 'auto',
       seed: o.seed,
       ...(o.device ? { device: o.device } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
@@ -199,7 +200,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     mkdirSync(o.out, { recursive: true });
     writeFileAtomicSync(
       join(o.out, 'config.json'),
-      `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0 }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, versions: runVersions() }, null, 2)}\n`,
+      `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0, stepsPerCall: trainer.stepsPerCall }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, versions: runVersions() }, null, 2)}\n`,
     );
     const predict = async (xs: Example[]): Promise<Float32Array> => {
       const order = Int32Array.from({ length: xs.length }, (_, i) => i);
