@@ -88,6 +88,7 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
   const g = model.graph!;
   const index = new GraphIndex(model, modelPath);
   const nodes = g.node ?? [];
+  const opset = Number((model.opsetImport ?? []).find((o) => !o.domain)?.version ?? 13);
   const kinds = (t: string): AxisKind[] | null => {
     const c = index.constants.get(t);
     if (c) return (c.dims ?? []).map(Number);
@@ -162,7 +163,8 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
       return b ? { inputs: b } : null;
     }
     if (op === 'Softmax' || op === 'LogSoftmax' || op === 'LayerNormalization') {
-      const a0 = intAttr(n, 'axis', -1);
+      // Before opset 13 Softmax's default axis was 1, over everything from it on.
+      const a0 = intAttr(n, 'axis', op !== 'LayerNormalization' && opset < 13 ? 1 : -1);
       const a = a0 < 0 ? a0 + r : a0;
       if (axis >= a) return null;
       return inKinds[0]?.[axis] === 'seq' ? { inputs: inputs.map((_, j) => (j === 0 ? axis : null)) } : null;
