@@ -87,6 +87,13 @@ test('kd teacher predict --json on a foreign export', () => {
   assert.equal(j.logits.length, 2);
   assert.equal(j.embeddingDim, 64);
   assert.deepEqual([j.classifier.rows, j.classifier.cols], [2, 64]);
+  assert.match(j.graphOptimization, /^graph optimized: \d+ nodes compute position 0 only/);
+  const plain = runKd(['teacher', 'predict', '--model', sharedPath('fixtures', 'hf', 'tiny-random-distilbert'), '--text', 'what a great day', '--text', 'worst service ever', '--json', '--no-graph-optimization']);
+  assert.equal(plain.status, 0, plain.stderr);
+  const p = plain.json();
+  assert.equal(p.graphOptimization, 'graph not optimized (optimize: false)');
+  assert.deepEqual(p.labels, j.labels);
+  (p.logits as number[][]).flat().forEach((v, i) => assert.ok(Math.abs(v - (j.logits as number[][]).flat()[i]!) < 1e-5));
 });
 
 test('the default teacher trains, exports in the HF layout, and transformers.js loads it as is', async () => {
