@@ -116,7 +116,6 @@ export class ModelContext {
       return op.gather(table, ids);
     }
     if (ids.producer !== null) throw new Error(`sparse embedding '${name}': ids must be a batch input, got ${ids}`);
-    if (this.step) throw new Error(`sparse embedding '${name}': a graph of several optimizer steps cannot hold sparse tables (their rows are updated on the host between steps); use stepsPerCall 1`);
     let entry = this.sparse.get(name);
     if (!entry) {
       const spec: ParamSpec = { name, shape: [rows, dim], init: opts.init, decay: opts.decay ?? false, sparse: true };

@@ -317,8 +317,9 @@ export class Trainer {
     const dtype = built.dtype;
     const allDense = built.sparse.length === 0 && built.dense.length > 0;
     const stepsPerCall = options.stepsPerCall === 'auto' ? (allDense ? AUTO_STEPS_PER_CALL : 1) : (options.stepsPerCall ?? 1);
-    if (!(Number.isInteger(stepsPerCall) && stepsPerCall >= 1)) throw new RangeError(`stepsPerCall must be a positive integer or 'auto', got ${String(options.stepsPerCall)}`);
-    if (stepsPerCall > 1 && !allDense) throw new Error('stepsPerCall > 1 needs a model whose parameters are all dense (sparse table rows are updated on the host between steps)');
+    // Built (and validated) before any session exists; one step per call stays available for
+    // fewer batches than stepsPerCall.
+    const multi = stepsPerCall === 1 ? null : buildTrainStep({ ...options, stepsPerCall });
     const rng = new Rng(options.seed);
     const store = options.store ?? new ParameterStore(dtype);
     if (store.dtype !== dtype) throw new TypeError(`parameter store is ${store.dtype}, training graph is ${dtype}`);
@@ -348,11 +349,7 @@ export class Trainer {
       return { info, dim, slotOf: new Int32Array(rows).fill(-1), states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])), scratch: zerosOf(dtype, 0) };
     });
     const trainer = new Trainer(options, built, store, rng, session, device, flat, total > 0 ? buffers : null, denseSlots, states, sparse);
-    if (stepsPerCall > 1) {
-      const multi = buildTrainStep({ ...options, stepsPerCall });
-      const created = await createSession(multi.bytes, { device, ...(options.threads ? { threads: options.threads } : {}) });
-      trainer.multi = { built: multi, session: created.session };
-    }
+    if (multi) trainer.multi = { built: multi, session: (await createSession(multi.bytes, { device, ...(options.threads ? { threads: options.threads } : {}) })).session };
     return trainer;
   }
 
@@ -411,6 +408,7 @@ export class Trainer {
       feeds[name] = b.curTensor;
       fetches[`new/${name}`] = b.nextTensor;
     }
+    // Sparse tables only occur in one-step graphs (buildTrainStep refuses them in others).
     const touched = this.sparse.map((s) => this.feedSparse(s, batches[0]!, feeds, fetches));
     for (const name of needed) if (!(name in feeds)) throw new Error(`training step: batch lacks input '${name}'`);
     const out = await session.run(feeds, fetches);

@@ -3,7 +3,7 @@
 // com.microsoft.Attention: one node, one [H, 3H] projection, no transposes. ONNX Runtime's own
 // attention fusion does not recognize this layout on CPU.
 import onnxProto from 'onnx-proto';
-import { GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
+import { floatInitializer, GraphIndex, int64Initializer, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
 
@@ -129,8 +129,7 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
     b.set(bk!, hidden);
     b.set(bv!, 2 * hidden);
     const y = out![0]!.output![0]!;
-    const float = (name: string, dims: number[], data: Float32Array) => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims, rawData: new Uint8Array(data.buffer) });
-    inits.push(float(`${y}__kd_attention/qkv_weight`, [hidden, 3 * hidden], w), float(`${y}__kd_attention/qkv_bias`, [3 * hidden], b));
+    inits.push(floatInitializer(`${y}__kd_attention/qkv_weight`, [hidden, 3 * hidden], w), floatInitializer(`${y}__kd_attention/qkv_bias`, [3 * hidden], b));
     const A = onnx.AttributeProto.AttributeType;
     replaced.set(
       out![0]!,
@@ -170,8 +169,6 @@ export function foldSingleQueryAttention(model: ModelProto, modelPath: string): 
   const removed = new Set<NodeProto>();
   const replaced = new Map<NodeProto, NodeProto[]>();
   const inits: onnxProto.onnx.ITensorProto[] = [];
-  const float = (name: string, dims: number[], data: Float32Array) => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims, rawData: new Uint8Array(data.buffer) });
-  const int64 = (name: string, values: number[]) => onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
   const node = (opType: string, input: string[], output: string, attrs: Record<string, number[]> = {}) =>
     onnx.NodeProto.create({ opType, input, output: [output], name: `${output}/${opType}`, attribute: Object.entries(attrs).map(([name, v]) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v })) });
   for (const qk of g.node ?? []) {
@@ -213,8 +210,8 @@ export function foldSingleQueryAttention(model: ModelProto, modelPath: string): 
       }
     }
     const base = `${qk.output![0]}__kd_1q`;
-    inits.push(float(`${base}/wk_heads`, [heads, dh, hidden], wkH), float(`${base}/wv_heads`, [heads, hidden, dh], wvH), float(`${base}/bv_heads`, [heads, 1, dh], bv.slice()));
-    const unsqueeze = opset >= 13 ? (inits.push(int64(`${base}/axis1`, [1])), node('Unsqueeze', [k.x, `${base}/axis1`], `${base}/x`)) : node('Unsqueeze', [k.x], `${base}/x`, { axes: [1] });
+    inits.push(floatInitializer(`${base}/wk_heads`, [heads, dh, hidden], wkH), floatInitializer(`${base}/wv_heads`, [heads, hidden, dh], wvH), floatInitializer(`${base}/bv_heads`, [heads, 1, dh], bv.slice()));
+    const unsqueeze = opset >= 13 ? (inits.push(int64Initializer(`${base}/axis1`, [1])), node('Unsqueeze', [k.x, `${base}/axis1`], `${base}/x`)) : node('Unsqueeze', [k.x], `${base}/x`, { axes: [1] });
     replaced.set(qk, [
       node('MatMul', [qk.input![0]!, `${base}/wk_heads`], `${base}/q_wk`),
       unsqueeze,

@@ -4,13 +4,9 @@
 // - GELU written as 0.5·x · (1 + erf(x·(1/√2))) becomes x · (1 + erf(x/√2)) · 0.5, the order
 //   PyTorch exports and ONNX Runtime fuses into Gelu / BiasGelu.
 import onnxProto from 'onnx-proto';
-import { GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
+import { floatInitializer, GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
-
-function floatTensor(name: string, value: number): onnxProto.onnx.ITensorProto {
-  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [], rawData: new Uint8Array(Float32Array.of(value).buffer) });
-}
 
 /** Returns how many patterns were rewritten (0: the model is unchanged). */
 export function rewriteForFusion(model: ModelProto, modelPath: string): number {
@@ -69,7 +65,7 @@ export function rewriteForFusion(model: ModelProto, modelPath: string): number {
       if (inner.some((n) => removed.has(n) || (uses.get(n.output![0]!) ?? 0) !== 1)) continue;
       const x = h[0];
       const base = `${y.output![0]}__kd_gelu`;
-      extraInits.push(floatTensor(`${base}/sqrt2`, Math.SQRT2), floatTensor(`${base}/one`, 1), floatTensor(`${base}/half`, 0.5));
+      extraInits.push(floatInitializer(`${base}/sqrt2`, [], Float32Array.of(Math.SQRT2)), floatInitializer(`${base}/one`, [], Float32Array.of(1)), floatInitializer(`${base}/half`, [], Float32Array.of(0.5)));
       const node = (opType: string, input: string[], output: string) => onnx.NodeProto.create({ opType, input, output: [output], name: `${base}/${opType}_${output.split('/').pop()}` });
       replaced.set(y, [
         node('Div', [x, `${base}/sqrt2`], `${base}/div`),

@@ -120,3 +120,13 @@ export function tensorToInts(t: TensorProto, baseDir: string): number[] | null {
 export function decodeModelBytes(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
 }
+
+/** A float32 initializer (a scalar when `dims` is []). */
+export function floatInitializer(name: string, dims: readonly number[], data: Float32Array): TensorProto {
+  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [...dims], rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+}
+
+/** A 1-D int64 initializer. */
+export function int64Initializer(name: string, values: readonly number[]): TensorProto {
+  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+}

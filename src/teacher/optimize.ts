@@ -57,9 +57,12 @@ function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
 }
 
 /**
- * Returns `model` rewritten to compute only what its outputs need (see row-prune.ts), or the
- * model unchanged with the reason. Never returns a graph whose outputs differ from the
- * original's by more than 1e-4 (relative) on the probe batches.
+ * Returns `model` rewritten for what kd reads from it — position 0 only (row-prune.ts), the
+ * last attention folded to its single query and the others fused (attention-fusion.ts), GELU
+ * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never returns a graph whose outputs differ from the
+ * original's by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
+ * GPU against the CPU reference, since GPU matrix products (TF32 on CUDA) differ from the CPU's
+ * by more than 1e-4 with or without a rewrite. A wrong rewrite is off by far more than either.
  */
 export async function optimizeTeacherGraph(model: ModelProto, modelPath: string, opts: OptimizeOptions): Promise<OptimizeResult> {
   const unchanged = (note: string): OptimizeResult => ({ model, note, applied: false });
@@ -98,27 +101,30 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
     await session.release();
   }
 
-  // With ONNX Runtime's fused attention first; without it if the device cannot run it.
-  let failure = '';
-  for (const attention of [true, false]) {
+  const build = (attention: boolean) => {
     const rewritten = decodeModelBytes(bytes);
     const pruned = pruneToSelectedRows(rewritten, modelPath, dims);
     const folded = pruned ? foldSingleQueryAttention(rewritten, modelPath) : 0;
     const fused = rewriteForFusion(rewritten, modelPath);
     const attentions = attention ? fuseAttention(rewritten, modelPath) : 0;
-    if (!pruned && fused === 0 && attentions === 0) return unchanged('graph not optimized: nothing found to rewrite');
-    if (attention && attentions === 0) continue;
-    failure = await sameOutputs(rewritten, feedsList, reference, opts);
-    if (failure) continue;
     const done = [
       pruned ? `${pruned.prunedNodes} nodes compute position 0 only, ${pruned.removedNodes} removed` : null,
       folded ? `${folded} single-query attention blocks without key/value projections` : null,
       fused ? `${fused} patterns put in fusable form` : null,
       attentions ? `${attentions} attention blocks fused` : null,
     ].filter(Boolean);
-    return { model: rewritten, note: `graph optimized: ${done.join('; ')}`, applied: true };
+    return { model: rewritten, done, attentions };
+  };
+  let candidate = build(true);
+  if (candidate.done.length === 0) return unchanged('graph not optimized: nothing found to rewrite');
+  let failure = await sameOutputs(candidate.model, feedsList, reference, opts);
+  // A device without ONNX Runtime's fused attention kernel still gets the other rewrites.
+  if (failure && candidate.attentions > 0) {
+    candidate = build(false);
+    failure = candidate.done.length ? await sameOutputs(candidate.model, feedsList, reference, opts) : failure;
   }
-  return unchanged(`graph not optimized: ${failure}`);
+  if (failure || candidate.done.length === 0) return unchanged(`graph not optimized: ${failure}`);
+  return { model: candidate.model, note: `graph optimized: ${candidate.done.join('; ')}`, applied: true };
 }
 
 /** '' when `model` reproduces the reference outputs on the probe feeds, else what differed. */
@@ -134,7 +140,8 @@ async function sameOutputs(model: ModelProto, feedsList: Feeds[], reference: Rec
       const out = await check.session.run(feedsList[p]!, [...opts.outputs]);
       for (const o of opts.outputs) {
         const err = maxRelativeError(out[o]!, reference[p]![o]!);
-        if (!(err <= 1e-4)) return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
+        const tolerance = check.device === 'cpu' ? 1e-4 : 1e-2;
+        if (!(err <= tolerance)) return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
       }
     }
     return '';

@@ -9,7 +9,7 @@
 // the original graph on two small probe batches with every intermediate tensor exposed; the
 // rewritten graph is then checked against the original on those batches before it is used.
 import onnxProto from 'onnx-proto';
-import { GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
+import { GraphIndex, int64Initializer, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
 
@@ -52,10 +52,6 @@ function intAttr(n: NodeProto, name: string, fallback: number): number {
 function intsAttr(n: NodeProto, name: string): number[] | null {
   const a = attr(n, name);
   return a ? (a.ints ?? []).map(Number) : null;
-}
-
-function int64Tensor(name: string, values: readonly number[]): onnxProto.onnx.ITensorProto {
-  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
 }
 
 /** Per axis of `dims` (one row per probe), what it follows. */
@@ -243,7 +239,7 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
   const emitSlices = (after: number) => {
     for (const s of slices.filter((x) => x.after === after)) {
       const p = `${s.name}/`;
-      newInits.push(int64Tensor(`${p}starts`, [0]), int64Tensor(`${p}ends`, [1]), int64Tensor(`${p}axes`, [s.axis]));
+      newInits.push(int64Initializer(`${p}starts`, [0]), int64Initializer(`${p}ends`, [1]), int64Initializer(`${p}axes`, [s.axis]));
       newNodes.push(onnx.NodeProto.create({ opType: 'Slice', name: `kd_pos0_${s.tensor}`, input: [s.tensor, `${p}starts`, `${p}ends`, `${p}axes`], output: [s.name] }));
     }
   };
@@ -253,7 +249,7 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
     const conv = conversions.get(i);
     if (conv?.reshapeTarget) {
       const name = `${n.output![0]}__kd_shape`;
-      newInits.push(int64Tensor(name, conv.reshapeTarget));
+      newInits.push(int64Initializer(name, conv.reshapeTarget));
       uses[1] = name;
     }
     n.input = uses;
