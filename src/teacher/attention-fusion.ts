@@ -3,14 +3,9 @@
 // com.microsoft.Attention: one node, one [H, 3H] projection, no transposes. ONNX Runtime's own
 // attention fusion does not recognize this layout on CPU.
 import onnxProto from 'onnx-proto';
-import { floatInitializer, GraphIndex, int64Initializer, type ModelProto, type NodeProto } from './onnx-model.js';
+import { floatInitializer, GraphIndex, int64Initializer, intsAttr, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
-
-function ints(n: NodeProto, name: string): number[] | null {
-  const a = (n.attribute ?? []).find((x) => x.name === name);
-  return a ? (a.ints ?? []).map(Number) : null;
-}
 
 const same = (a: readonly number[] | null, b: readonly number[]) => a !== null && a.length === b.length && a.every((v, i) => v === b[i]);
 
@@ -49,7 +44,7 @@ function graphContext(model: ModelProto, modelPath: string) {
   /** x·W + b split into heads: [x, W, b, the nodes] from Transpose(Reshape(Add(MatMul(x, W), b))). */
   const projection = (t: string, perm: readonly number[]): Projection | null => {
     const tr = producer.get(t);
-    if (tr?.opType !== 'Transpose' || !same(ints(tr, 'perm'), perm) || !singleUse(t)) return null;
+    if (tr?.opType !== 'Transpose' || !same(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
     const rs = producer.get(tr.input![0]!);
     if (rs?.opType !== 'Reshape' || !singleUse(rs.output![0]!)) return null;
     const shape = index.constantInts(rs.input![1]!);
@@ -69,7 +64,7 @@ function graphContext(model: ModelProto, modelPath: string) {
   const maskBias = (t: string): number | null => {
     const un = producer.get(t);
     if (un?.opType !== 'Unsqueeze') return null;
-    const axes = un.input?.[1] ? index.constantInts(un.input[1]) : ints(un, 'axes');
+    const axes = un.input?.[1] ? index.constantInts(un.input[1]) : intsAttr(un, 'axes');
     if (!same(axes, [1, 2])) return null;
     const mul = constOperand(producer.get(un.input![0]!), 'Mul');
     const c = mul ? scalar(mul[1]) : null;
@@ -108,7 +103,7 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
     const v = projection(pv[0]!.input![1]!, [0, 2, 1, 3]);
     if (!v || q.x !== k.x || q.x !== v.x || q.heads !== k.heads || q.heads !== v.heads) continue;
     const merge = uses.get(pv[0]!.output![0]!);
-    if (merge?.length !== 1 || merge[0]!.opType !== 'Transpose' || !same(ints(merge[0]!, 'perm'), [0, 2, 1, 3])) continue;
+    if (merge?.length !== 1 || merge[0]!.opType !== 'Transpose' || !same(intsAttr(merge[0]!, 'perm'), [0, 2, 1, 3])) continue;
     const out = uses.get(merge[0]!.output![0]!);
     const outShape = out?.length === 1 && out[0]!.opType === 'Reshape' ? index.constantInts(out[0]!.input![1]!) : null;
     if (!same(outShape, [0, 0, index.constantFloats(q.w)!.dims[0]!])) continue;

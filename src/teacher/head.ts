@@ -2,7 +2,7 @@
 // logits (Gemm, or MatMul + Add, possibly behind a Transpose), its input (the embedding the
 // classifier reads) and its weights W [C, D] and bias b [C].
 import onnxProto from 'onnx-proto';
-import { GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
+import { GraphIndex, intAttr, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
 
@@ -26,11 +26,6 @@ export class HeadNotFoundError extends Error {
 }
 
 const PASS_THROUGH = new Set(['Identity', 'Cast']);
-
-function intAttr(n: NodeProto, name: string, fallback: number): number {
-  const a = (n.attribute ?? []).find((x) => x.name === name);
-  return a ? Number(a.i) : fallback;
-}
 
 function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);

@@ -130,3 +130,15 @@ export function floatInitializer(name: string, dims: readonly number[], data: Fl
 export function int64Initializer(name: string, values: readonly number[]): TensorProto {
   return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
 }
+
+/** An integer attribute of a node, or `fallback` when absent. */
+export function intAttr(n: NodeProto, name: string, fallback: number): number {
+  const a = (n.attribute ?? []).find((x) => x.name === name);
+  return a ? Number(a.i) : fallback;
+}
+
+/** An integer-list attribute of a node, or null when absent. */
+export function intsAttr(n: NodeProto, name: string): number[] | null {
+  const a = (n.attribute ?? []).find((x) => x.name === name);
+  return a ? (a.ints ?? []).map(Number) : null;
+}

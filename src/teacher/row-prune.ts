@@ -9,7 +9,7 @@
 // the original graph on two small probe batches with every intermediate tensor exposed; the
 // rewritten graph is then checked against the original on those batches before it is used.
 import onnxProto from 'onnx-proto';
-import { GraphIndex, int64Initializer, type ModelProto, type NodeProto } from './onnx-model.js';
+import { GraphIndex, int64Initializer, intAttr, intsAttr, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
 
@@ -39,20 +39,6 @@ const ELEMENTWISE = new Set([
   'Elu', 'HardSigmoid', 'Gelu', 'FastGelu', 'BiasGelu', 'QuickGelu',
 ]);
 const REDUCE = new Set(['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceSumSquare', 'ReduceL2']);
-
-function attr(n: NodeProto, name: string): onnxProto.onnx.IAttributeProto | undefined {
-  return (n.attribute ?? []).find((a) => a.name === name);
-}
-
-function intAttr(n: NodeProto, name: string, fallback: number): number {
-  const a = attr(n, name);
-  return a ? Number(a.i) : fallback;
-}
-
-function intsAttr(n: NodeProto, name: string): number[] | null {
-  const a = attr(n, name);
-  return a ? (a.ints ?? []).map(Number) : null;
-}
 
 /** Per axis of `dims` (one row per probe), what it follows. */
 function kindsOf(dims: number[][]): AxisKind[] {
