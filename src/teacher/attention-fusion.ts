@@ -21,18 +21,12 @@ interface Projection {
 function graphContext(model: ModelProto, modelPath: string) {
   const g = model.graph!;
   const index = new GraphIndex(model, modelPath);
-  const producer = new Map<string, NodeProto>();
+  const producer = index.producer;
   const uses = new Map<string, NodeProto[]>();
-  for (const n of g.node ?? []) {
-    for (const o of n.output ?? []) producer.set(o, n);
-    for (const t of n.input ?? []) if (t) (uses.get(t) ?? uses.set(t, []).get(t)!).push(n);
-  }
+  for (const n of g.node ?? []) for (const t of n.input ?? []) if (t) (uses.get(t) ?? uses.set(t, []).get(t)!).push(n);
   const graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
   const singleUse = (t: string) => !graphOutputs.has(t) && uses.get(t)?.length === 1;
-  const scalar = (t: string): number | null => {
-    const c = index.constantFloats(t);
-    return c && c.data.length === 1 ? c.data[0]! : null;
-  };
+  const scalar = (t: string) => index.constantScalar(t);
   /** [other operand, constant] of a binary node with one constant operand. */
   const constOperand = (n: NodeProto | undefined, op: string): [string, string] | null => {
     if (n?.opType !== op || n.input?.length !== 2) return null;

@@ -25,23 +25,17 @@ export function rewriteForFusion(model: ModelProto, modelPath: string): number {
     }
   }
 
-  /** The scalar value of a float constant operand, or null. */
-  const scalar = (t: string): number | null => {
-    const c = index.constantFloats(t);
-    return c && c.data.length === 1 ? c.data[0]! : null;
-  };
   const near = (v: number | null, want: number) => v !== null && Math.abs(v - want) <= 1e-6 * Math.abs(want);
   /** For Mul/Add/Div with one constant scalar operand: [the other operand, the constant]. */
   const withConstant = (n: NodeProto | undefined, op: string): [string, number] | null => {
     if (n?.opType !== op || (n.input?.length ?? 0) !== 2) return null;
     const [a, b] = n.input as [string, string];
-    const vb = scalar(b);
+    const vb = index.constantScalar(b);
     if (vb !== null) return [a, vb];
-    const va = scalar(a);
+    const va = index.constantScalar(a);
     return va !== null && op !== 'Div' ? [b, va] : null;
   };
-  const producer = new Map<string, NodeProto>();
-  for (const n of g.node ?? []) for (const o of n.output ?? []) producer.set(o, n);
+  const producer = index.producer;
   const replaced = new Map<NodeProto, NodeProto[]>();
   const removed = new Set<NodeProto>();
   const extraInits: onnxProto.onnx.ITensorProto[] = [];

@@ -44,6 +44,12 @@ export class GraphIndex {
     return { dims: (t.dims ?? []).map(Number), data: tensorToFloat32(t, dirname(this.modelPath)) };
   }
 
+  /** The value of a one-element float constant, or null. */
+  constantScalar(name: string): number | null {
+    const c = this.constantFloats(name);
+    return c && c.data.length === 1 ? c.data[0]! : null;
+  }
+
   /** An integer constant's values (INT64 or INT32), or null. */
   constantInts(name: string): number[] | null {
     const t = this.constants.get(name);

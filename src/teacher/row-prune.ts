@@ -25,8 +25,8 @@ export const PROBE_SHAPES: readonly (readonly [number, number])[] = [
   [3, 7],
 ];
 
+/** What `pruneToSelectedRows` did to the model it rewrote in place. */
 export interface RowPruneResult {
-  model: ModelProto;
   /** Nodes that now compute one position instead of all. */
   prunedNodes: number;
   /** Nodes removed because nothing reads them any more. */
@@ -64,7 +64,8 @@ interface Conversion {
 /**
  * Rewrites `model` so that everything feeding a selection of position 0 along the sequence axis
  * and nothing else is computed for that position only. Returns null when no selection is found
- * or nothing can be saved. `dims` must hold the probe dims of every node output.
+ * or nothing can be saved (the model is then untouched). `dims` must hold the probe dims of every
+ * node output.
  */
 export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: ProbeDims): RowPruneResult | null {
   const g = model.graph!;
@@ -255,5 +256,5 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
   }
   g.node = newNodes.filter((_, i) => keep[i]);
   g.initializer = [...(g.initializer ?? []), ...newInits].filter((t) => needed.has(t.name!));
-  return { model, prunedNodes: conversions.size, removedNodes: newNodes.length - g.node.length };
+  return { prunedNodes: conversions.size, removedNodes: newNodes.length - g.node.length };
 }
