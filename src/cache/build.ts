@@ -1,6 +1,7 @@
 // Building a cache: run the teacher once over the data, shard by shard. Each shard is written
 // to a temporary file and renamed; a rerun after a crash skips finished shards (checked by
 // checksum) and ends with the same bytes as an uninterrupted build.
+import { OptionError } from '../errors.js';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -46,14 +47,14 @@ export function parseEmbeddingMode(spec: string): { mode: EmbeddingSpec['mode'];
   if (spec === 'full' || spec === 'none') return { mode: spec, k: 0 };
   const m = /^pca:(\d+)$/.exec(spec);
   if (m && Number(m[1]) > 0) return { mode: 'pca', k: Number(m[1]) };
-  throw new RangeError(`'--embedding' must be full, none or pca:K (K > 0), got ${JSON.stringify(spec)}`);
+  throw new OptionError(`'--embedding' must be full, none or pca:K (K > 0), got ${JSON.stringify(spec)}`);
 }
 
 export function parseShard(spec: string): { k: number; n: number } {
   const m = /^(\d+)\/(\d+)$/.exec(spec);
   const k = m ? Number(m[1]) : NaN;
   const n = m ? Number(m[2]) : NaN;
-  if (!m || n < 1 || k >= n) throw new RangeError(`'--shard' must be k/n with 0 ≤ k < n (e.g. 0/4), got ${JSON.stringify(spec)}`);
+  if (!m || n < 1 || k >= n) throw new OptionError(`'--shard' must be k/n with 0 ≤ k < n (e.g. 0/4), got ${JSON.stringify(spec)}`);
   return { k, n };
 }
 
@@ -90,7 +91,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   const dtype = o.dtype ?? 'float16';
   const { mode, k: pcaK } = parseEmbeddingMode(o.embedding ?? 'full');
   const shardRows = o.shardRows ?? 4096;
-  if (!(shardRows >= 1)) throw new RangeError(`'--shard-rows' must be at least 1, got ${shardRows}`);
+  if (!(shardRows >= 1)) throw new OptionError(`'--shard-rows' must be at least 1, got ${shardRows}`);
   const labels = LABEL_NAMES[o.read.classes];
   const teacher = await Teacher.load(o.teacher, {
     ...(o.device ? { device: o.device } : {}),
@@ -101,7 +102,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
     const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
-    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0) throw new RangeError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
+    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0) throw new OptionError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
     const sourceDim = teacher.head.cols;
     const embedding: EmbeddingSpec = { mode, dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0, sourceDim, dtype, ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}) };
     const base = {

@@ -13,6 +13,7 @@
 //        128   sections, each starting at a multiple of 64
 // idOffsets: u32 × (rows + 1) into idBytes (UTF-8); textHashes: u64 × rows (the 16 hex digits);
 // labels: i32 × rows; logits: f32 × rows × classes; embedding: dtype × rows × dim.
+import { UserError } from '../errors.js';
 
 export const MAGIC = 'KDCACHE1';
 export const SHARD_VERSION = 1;
@@ -162,7 +163,7 @@ export function encodeShard(rows: ShardRows, dtype: EmbeddingDType): Uint8Array 
   return buf;
 }
 
-export class ShardFormatError extends Error {
+export class ShardFormatError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'ShardFormatError';

@@ -1,5 +1,6 @@
 // The cache manifest: what was cached, from which teacher and data, and the checksum of
 // every shard. Deterministic (no timestamps), so a resumed build ends byte-identical.
+import { UserError } from '../errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EmbeddingDType } from './format.js';
@@ -47,7 +48,7 @@ export interface CacheManifest {
   extras: { path: string; sha256: string };
 }
 
-export class CacheMismatchError extends Error {
+export class CacheMismatchError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'CacheMismatchError';

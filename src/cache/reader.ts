@@ -1,5 +1,6 @@
 // Reading a cache without loading it: positioned reads of rows and batches from the shard
 // files, so a cache larger than memory trains fine. Also verification, info and merging.
+import { OptionError } from '../errors.js';
 import { closeSync, existsSync, fstatSync, openSync, readSync, statSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -246,7 +247,7 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
 
 /** Joins the parts of a sharded build into one cache at `out` without copying shard data. */
 export function mergeCaches(out: string, parts: string[]): CacheManifest {
-  if (parts.length === 0) throw new RangeError('kd cache merge needs at least one part');
+  if (parts.length === 0) throw new OptionError('kd cache merge needs at least one part');
   const manifests = parts.map((p) => readManifest(p));
   const first = manifests[0]!;
   manifests.forEach((m, i) => assertSameIdentity(identityOf(m), identityOf(first), `part ${parts[i]}`, 'Merge only parts built by the same command with different --shard.'));

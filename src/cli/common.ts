@@ -1,4 +1,5 @@
 // Option parsing shared by commands: validated at the edge, errors name the option.
+import { OptionError } from '../errors.js';
 import { Option } from 'commander';
 import { parseClassCount, parseLabelMap, type ClassCount } from '../data/labels.js';
 import { FORMATS, type Format } from '../data/formats/types.js';
@@ -46,10 +47,10 @@ export function toReadOptions(o: DataCliOptions): ReadOptions & { classes: Class
 export function numberOption(name: string, value: string, opts: { integer?: boolean; min?: number; max?: number } = {}): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n))) {
-    throw new TypeError(`'--${name}' must be ${opts.integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`);
+    throw new OptionError(`'--${name}' must be ${opts.integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`);
   }
   if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
-    throw new RangeError(`'--${name}' must be in [${opts.min ?? '-inf'}, ${opts.max ?? 'inf'}], got ${n}`);
+    throw new OptionError(`'--${name}' must be in [${opts.min ?? '-inf'}, ${opts.max ?? 'inf'}], got ${n}`);
   }
   return n;
 }

@@ -1,6 +1,7 @@
 // The `kd` command line: one sub-command per file in this folder, thin over the library.
 import { Command, CommanderError } from 'commander';
 import { toolVersion } from '../util/versions.js';
+import { UserError } from '../errors.js';
 import { dataSplitCommand } from './data-split.js';
 import { dataStatsCommand } from './data-stats.js';
 import { teacherCommand } from './teacher.js';
@@ -29,9 +30,14 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Known input and option errors print one clear line; anything else keeps its stack. */
-const USER_ERRORS = new Set(['DataError', 'FormatError', 'ConfigError', 'TypeError', 'RangeError', 'DeviceError', 'HeadNotFoundError', 'CacheMismatchError', 'ShardFormatError']);
+/** File-system failures on a path the user gave: the message names the path, there is no bug to show. */
+const USER_FS_CODES = new Set(['ENOENT', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EEXIST', 'ENOSPC', 'ENAMETOOLONG', 'ELOOP']);
 
+/**
+ * Runs `kd` with `argv` and returns the exit code: 0 on success, 2 for a {@link UserError} or a
+ * file-system error on a user's path (one line), 1 with the full stack for anything else (a bug).
+ * `KD_DEBUG=1` prints the stack in every case.
+ */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
@@ -41,12 +47,13 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
-    const err = e as Error & { code?: string };
-    if (USER_ERRORS.has(err.name) || err.code === 'ENOENT' || err.code === 'EISDIR' || err.code === 'EACCES') {
-      process.stderr.write(`kd: error: ${err.message}\n`);
+    const err: Error & { code?: string } = e instanceof Error ? e : new Error(String(e));
+    const debug = process.env.KD_DEBUG === '1';
+    if (err instanceof UserError || (err.code !== undefined && USER_FS_CODES.has(err.code))) {
+      process.stderr.write(`kd: error: ${err.message}\n${debug && err.stack ? `${err.stack}\n` : ''}`);
       return 2;
     }
-    process.stderr.write(`kd: unexpected error: ${err.stack ?? String(err)}\n`);
+    process.stderr.write(`kd: unexpected error (a bug in kd; please report it with this trace): ${err.stack ?? String(err)}\n`);
     return 1;
   }
 }

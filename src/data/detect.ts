@@ -1,4 +1,5 @@
 // Format detection from a file's first bytes, and the check that a claimed format fits.
+import { OptionError } from '../errors.js';
 import { FormatError } from './errors.js';
 import { readHead } from './lines.js';
 import { looksLikeAmazonCsv, looksLikeAmazonFastText } from './formats/amazon.js';
@@ -68,7 +69,7 @@ function guess(lines: string[]): Format | null {
  */
 export async function resolveFormat(file: string, claimed: Format | 'auto'): Promise<Format> {
   if (claimed !== 'auto' && !FORMATS.includes(claimed)) {
-    throw new RangeError(`Unknown format '${String(claimed)}'. Known: auto, ${FORMATS.join(', ')}`);
+    throw new OptionError(`Unknown format '${String(claimed)}'. Known: auto, ${FORMATS.join(', ')}`);
   }
   const head = await readHead(file);
   if (head.length === 0) throw new FormatError(file, 'is empty');

@@ -1,4 +1,5 @@
 // Errors for bad input: each says what is wrong, where (file, line, field) and how to fix it.
+import { UserError } from '../errors.js';
 
 /** Why a row was not read. `neutral` is a documented skip; the rest are malformed rows. */
 export type SkipReason = 'neutral' | MalformedReason;
@@ -28,7 +29,7 @@ export interface Reject {
 const STRICT_FIX = 'Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).';
 
 /** A malformed row under `--strict`: names file, line, field and what was expected. */
-export class DataError extends Error {
+export class DataError extends UserError {
   readonly reject: Reject;
   constructor(reject: Reject) {
     super(`${formatWhere(reject)}: ${reject.message}. ${STRICT_FIX}`);
@@ -42,7 +43,7 @@ export function formatWhere(r: Pick<Reject, 'file' | 'line' | 'field'>): string 
 }
 
 /** A file that is not the claimed format at all (binary, compressed, or another format). */
-export class FormatError extends Error {
+export class FormatError extends UserError {
   readonly file: string;
   constructor(file: string, message: string) {
     super(`${file}: ${message}`);
@@ -52,7 +53,7 @@ export class FormatError extends Error {
 }
 
 /** An option that cannot work with the data or with another option. */
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';

@@ -1,4 +1,5 @@
 // Class sets and label vocabularies: every reader maps its raw labels onto one of these.
+import { OptionError } from '../errors.js';
 
 export type ClassCount = 2 | 3 | 5;
 
@@ -16,7 +17,7 @@ export function isClassCount(n: number): n is ClassCount {
 export function parseClassCount(value: string | number): ClassCount {
   const n = typeof value === 'number' ? value : Number(value);
   if (!isClassCount(n)) {
-    throw new RangeError(`'--classes' must be 2, 3 or 5, got ${JSON.stringify(value)}`);
+    throw new OptionError(`'--classes' must be 2, 3 or 5, got ${JSON.stringify(value)}`);
   }
   return n;
 }
@@ -59,7 +60,7 @@ export function parseLabelMap(spec: string): Map<string, string> {
   for (const part of spec.split(',')) {
     const eq = part.indexOf('=');
     if (eq <= 0 || eq === part.length - 1) {
-      throw new TypeError(`'--label-map' entries must look like RAW=CLASS (e.g. "0=negative,4=positive"), got ${JSON.stringify(part)}`);
+      throw new OptionError(`'--label-map' entries must look like RAW=CLASS (e.g. "0=negative,4=positive"), got ${JSON.stringify(part)}`);
     }
     map.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
   }

@@ -1,5 +1,6 @@
 // Deterministic, stratified train/dev/test splits by id hash and seed, with duplicate ids
 // removed across all inputs. Two streaming passes: the first decides, the second writes.
+import { OptionError } from '../errors.js';
 import { join } from 'node:path';
 import type { Example } from './example.js';
 import type { Reject } from './errors.js';
@@ -49,7 +50,7 @@ export function exampleToJsonl(ex: Example, labelNames: readonly string[]): stri
 }
 
 function checkFraction(name: string, value: number): void {
-  if (!Number.isFinite(value) || value < 0 || value >= 1) throw new RangeError(`'--${name}' must be a fraction in [0, 1), got ${value}`);
+  if (!Number.isFinite(value) || value < 0 || value >= 1) throw new OptionError(`'--${name}' must be a fraction in [0, 1), got ${value}`);
 }
 
 /**
@@ -72,8 +73,8 @@ export function assignSplits(keys: Float64Array, labels: Uint8Array, classes: nu
 export async function splitDataset(files: readonly string[], options: SplitOptions): Promise<SplitManifest> {
   checkFraction('dev', options.dev);
   checkFraction('test', options.test);
-  if (options.dev + options.test >= 1) throw new RangeError(`'--dev' + '--test' must be below 1, got ${options.dev + options.test}`);
-  if (!Number.isInteger(options.seed)) throw new TypeError(`'--seed' must be an integer, got ${options.seed}`);
+  if (options.dev + options.test >= 1) throw new OptionError(`'--dev' + '--test' must be below 1, got ${options.dev + options.test}`);
+  if (!Number.isInteger(options.seed)) throw new OptionError(`'--seed' must be an integer, got ${options.seed}`);
   const limit = options.limit ?? Infinity;
   const classes = options.classes ?? 2;
   const labelNames = LABEL_NAMES[classes];

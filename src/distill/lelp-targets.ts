@@ -2,6 +2,7 @@
 // remove what the classifier already sees (P = I − Wᵀ(WWᵀ)⁺W), take each class's top-S
 // principal directions of H·P, rotate them by a seeded random orthogonal S×S matrix, and
 // split the teacher's class probability over subclasses by a softmax of the projections.
+import { OptionError } from '../errors.js';
 import { inverse, matrix, multiply, orthonormalColumns, principalComponents, randomOrthogonal, transpose, type Matrix } from '../engine/linalg.js';
 import { Rng } from '../engine/rng.js';
 
@@ -51,7 +52,7 @@ function rowsOf(h: Float64Array, d: number, rows: number[]): Matrix {
 /** Plain k-means (k-means++ seeding, Lloyd iterations), deterministic from the seed. */
 export function kmeans(x: Matrix, k: number, seed: number, iterations = 50): Matrix {
   const { rows: n, cols: d } = x;
-  if (n < k) throw new RangeError(`k-means: ${n} rows for ${k} clusters`);
+  if (n < k) throw new OptionError(`k-means: ${n} rows for ${k} clusters`);
   const rng = new Rng(seed);
   const centroids = matrix(k, d);
   const dist2 = (i: number, c: Matrix, j: number) => {
@@ -102,14 +103,14 @@ export function kmeans(x: Matrix, k: number, seed: number, iterations = 50): Mat
 /** U_c per class (or centroids, for k-means) from training embeddings. */
 export function lelpDirections(h: Float64Array, n: number, d: number, groups: Int32Array, classes: number, w: Float64Array | null, cfg: LelpConfig): LelpDirections {
   const useNull = cfg.variant !== 'pca';
-  if (useNull && !w) throw new RangeError("LELP needs the teacher's classifier W (the cache has none); use --lelp-variant pca");
+  if (useNull && !w) throw new OptionError("LELP needs the teacher's classifier W (the cache has none); use --lelp-variant pca");
   const h0 = useNull ? projectOutClassifier(h, n, d, w!, classes) : h;
   const directions: Matrix[] = [];
   const centroids: Matrix[] = [];
   for (let c = 0; c < classes; c++) {
     const members: number[] = [];
     for (let i = 0; i < n; i++) if (groups[i] === c) members.push(i);
-    if (members.length <= cfg.subclasses) throw new RangeError(`LELP: class ${c} has ${members.length} training rows, fewer than S + 1 = ${cfg.subclasses + 1}`);
+    if (members.length <= cfg.subclasses) throw new OptionError(`LELP: class ${c} has ${members.length} training rows, fewer than S + 1 = ${cfg.subclasses + 1}`);
     const x = rowsOf(h0, d, members);
     if (cfg.variant === 'kmeans') {
       centroids.push(kmeans(x, cfg.subclasses, cfg.seed * 31 + c));

@@ -1,6 +1,7 @@
 // The contract every distillation method follows (one file per method, one registry line):
 // options parsed at the edge, the inputs it needs per batch, its loss graph with named terms,
 // and how its head maps to class logits.
+import { UserError } from '../errors.js';
 import type { Value } from '../engine/graph.js';
 import type { InputSpecs } from '../engine/context.js';
 import { ort } from '../engine/session.js';
@@ -58,7 +59,7 @@ export interface DistillMethod<O> {
   classLogits(o: O, head: Value, classes: number): Value;
 }
 
-export class MethodOptionError extends Error {
+export class MethodOptionError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';

@@ -1,4 +1,5 @@
 // The methods `kd train --loss NAME` knows: one line each.
+import { OptionError } from '../errors.js';
 import { MethodOptionError, type DistillMethod } from './method.js';
 import { ce } from './methods/ce.js';
 import { kd } from './methods/kd.js';
@@ -14,7 +15,7 @@ export const METHODS: Record<string, DistillMethod<never>> = {
 
 export function getMethod(name: string): DistillMethod<unknown> {
   const m = METHODS[name];
-  if (!m) throw new RangeError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
+  if (!m) throw new OptionError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
   return m as DistillMethod<unknown>;
 }
 

@@ -1,5 +1,6 @@
 // ONNX Runtime sessions and execution providers: CPU by default; CUDA and WebGPU when the
 // runtime has them; a missing provider is a clear error, or a CPU fallback when allowed.
+import { UserError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -23,7 +24,7 @@ export interface SessionHandle {
   device: Device;
 }
 
-export class DeviceError extends Error {
+export class DeviceError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'DeviceError';

@@ -1,6 +1,7 @@
 // The small transformer student: a BERT-style encoder (configurable depth, width, heads,
 // length) with a tanh pooler on [CLS] and a linear head, on its own WordPiece vocabulary or
 // the teacher's tokenizer.
+import { OptionError } from '../errors.js';
 import type { Value } from '../engine/graph.js';
 import type { ModelContext, ModelDefinition } from '../engine/context.js';
 import * as op from '../engine/ops.js';
@@ -22,7 +23,7 @@ const SEQ = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] 
 
 /** Outputs `head` (headSize raw outputs) and `embedding` (the pooled vector). */
 export function transformerStudent(cfg: TransformerStudentConfig, headSize: number): ModelDefinition {
-  if (cfg.hidden % cfg.heads !== 0) throw new RangeError(`'--hidden' ${cfg.hidden} must be divisible by '--heads' ${cfg.heads}`);
+  if (cfg.hidden % cfg.heads !== 0) throw new OptionError(`'--hidden' ${cfg.hidden} must be divisible by '--heads' ${cfg.heads}`);
   return {
     inputs: { input_ids: SEQ, attention_mask: SEQ, token_type_ids: SEQ },
     forward(ctx: ModelContext, inputs: Record<string, Value>) {

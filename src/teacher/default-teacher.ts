@@ -2,6 +2,7 @@
 // on the engine, widened with a bag of word-piece unigrams and hashed bigrams (the n-gram
 // model's knowledge, in the same graph), exported in the Hugging Face layout with the
 // standard inputs (input_ids, attention_mask, token_type_ids) and output (logits).
+import { OptionError } from '../errors.js';
 import { ConfigError } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -140,7 +141,7 @@ function memberForward(ctx: ModelContext, m: MemberConfig, shared: DefaultTeache
     parts.push(op.add(uni, bi));
     dim += m.wideDim;
   }
-  if (parts.length === 0) throw new RangeError('a teacher member needs encoder layers or a wide branch (layers > 0 or wideDim > 0)');
+  if (parts.length === 0) throw new OptionError('a teacher member needs encoder layers or a wide branch (layers > 0 or wideDim > 0)');
   const embedding = parts.length === 1 ? parts[0]! : op.concat(parts, 1);
   const logits = linear(ctx, ctx.dropout(embedding, m.dropout), dim, classes, 'classifier');
   return { embedding, dim, logits };
@@ -509,7 +510,7 @@ export function resolveTeacherConfig(preset: string, overrides: Partial<DefaultT
   let base = TEACHER_PRESETS[preset];
   if (!base) {
     if (existsSync(preset)) base = { ...TEACHER_PRESETS.base!, ...(JSON.parse(readFileSync(preset, 'utf8')) as Partial<DefaultTeacherConfig>) };
-    else throw new RangeError(`Unknown teacher preset '${preset}'. Known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`);
+    else throw new OptionError(`Unknown teacher preset '${preset}'. Known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`);
   }
   const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<DefaultTeacherConfig & MemberConfig>;
   const memberKeys: (keyof MemberConfig)[] = ['layers', 'hidden', 'heads', 'intermediate', 'wideDim', 'dropout', 'epochs', 'lr'];
@@ -517,7 +518,7 @@ export function resolveTeacherConfig(preset: string, overrides: Partial<DefaultT
   const sharedOverrides = Object.fromEntries(Object.entries(given).filter(([k]) => !memberKeys.includes(k as keyof MemberConfig)));
   const cfg: DefaultTeacherConfig = { ...base, ...sharedOverrides, members: base.members.map((m) => ({ ...m, ...memberOverrides })) };
   for (const m of cfg.members) {
-    if (m.layers > 0 && m.hidden % m.heads !== 0) throw new RangeError(`'--hidden' ${m.hidden} must be divisible by '--heads' ${m.heads}`);
+    if (m.layers > 0 && m.hidden % m.heads !== 0) throw new OptionError(`'--hidden' ${m.hidden} must be divisible by '--heads' ${m.heads}`);
   }
   return cfg;
 }

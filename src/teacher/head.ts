@@ -1,6 +1,7 @@
 // Finding the classifier in a foreign ONNX export: the final linear layer that produces the
 // logits (Gemm, or MatMul + Add, possibly behind a Transpose), its input (the embedding the
 // classifier reads) and its weights W [C, D] and bias b [C].
+import { UserError } from '../errors.js';
 import onnxProto from 'onnx-proto';
 import { GraphIndex, intAttr, type ModelProto, type NodeProto } from './onnx-model.js';
 
@@ -18,7 +19,7 @@ export interface ClassifierHead {
   description: string;
 }
 
-export class HeadNotFoundError extends Error {
+export class HeadNotFoundError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'HeadNotFoundError';

@@ -40,5 +40,5 @@ test('binary, compressed and empty files are refused with what they are', async 
   const empty = join(dir, 'empty.csv');
   writeFileSync(empty, '');
   await assert.rejects(resolveFormat(empty, 'auto'), { message: `${empty}: is empty` });
-  await assert.rejects(resolveFormat(empty, 'xml' as never), { name: 'RangeError', message: /Unknown format 'xml'. Known: auto, sentiment140/ });
+  await assert.rejects(resolveFormat(empty, 'xml' as never), { name: 'OptionError', message: /Unknown format 'xml'. Known: auto, sentiment140/ });
 });
