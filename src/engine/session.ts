@@ -17,6 +17,11 @@ export interface SessionOptions {
   threads?: number;
   /** Called with a warning line (default: stderr). */
   warn?: (message: string) => void;
+  /**
+   * The folder external data (e.g. `model.onnx_data`) is read from when `model` is bytes;
+   * without it ONNX Runtime resolves it against the current directory.
+   */
+  externalDataDir?: string;
 }
 
 export interface SessionHandle {
@@ -63,6 +68,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     executionMode: 'sequential',
     logSeverityLevel: 3,
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    ...(opts.externalDataDir !== undefined ? externalDataOptions(opts.externalDataDir) : {}),
   };
   const fallback = async (reason: string): Promise<SessionHandle> => {
     if (!opts.allowFallback) throw new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or allow a CPU fallback.`);
@@ -80,6 +86,16 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     if (device === 'cpu') throw e;
     return fallback((e as Error).message.split('\n')[0]!);
   }
+}
+
+/**
+ * Session options that make ONNX Runtime read external data from `dir` (it also refuses, there,
+ * a location that leaves `dir`). onnxruntime-node 1.30 passes `extra.session` entries to the
+ * session config although its typings say only the WebAssembly backend does; the teacher tests
+ * load a model whose weights are all in `model.onnx_data` from bytes to prove it.
+ */
+export function externalDataOptions(dir: string): Pick<ort.InferenceSession.SessionOptions, 'extra'> {
+  return { extra: { session: { model_external_initializers_file_folder_path: dir } } };
 }
 
 function create(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {

@@ -1,7 +1,8 @@
 // Optimizing a teacher graph for what kd reads from it (logits and embedding), with a check: the
 // optimized graph must reproduce the original's outputs on probe batches, or it is not used.
 import onnxProto from 'onnx-proto';
-import { createSession, ort, type Device } from '../engine/session.js';
+import { dirname } from 'node:path';
+import { createSession, externalDataOptions, ort, type Device } from '../engine/session.js';
 import { decodeModelBytes, encodeModel, type ModelProto } from './onnx-model.js';
 import { rewriteForFusion } from './fusable.js';
 import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
@@ -81,7 +82,7 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   let session: ort.InferenceSession;
   try {
     // Unoptimized: ONNX Runtime 1.30 can crash exposing a tensor that an optimization rewrote.
-    session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3, ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}) });
+    session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3, ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}), ...externalDataOptions(dirname(modelPath)) });
   } catch (e) {
     return unchanged(`graph not optimized: probing it failed (${(e as Error).message.split('\n')[0]})`);
   }
@@ -117,21 +118,21 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   };
   let candidate = build(true);
   if (candidate.done.length === 0) return unchanged('graph not optimized: nothing found to rewrite');
-  let failure = await sameOutputs(candidate.model, feedsList, reference, opts);
+  let failure = await sameOutputs(candidate.model, modelPath, feedsList, reference, opts);
   // A device without ONNX Runtime's fused attention kernel still gets the other rewrites.
   if (failure && candidate.attentions > 0) {
     candidate = build(false);
-    failure = candidate.done.length ? await sameOutputs(candidate.model, feedsList, reference, opts) : failure;
+    failure = candidate.done.length ? await sameOutputs(candidate.model, modelPath, feedsList, reference, opts) : failure;
   }
   if (failure || candidate.done.length === 0) return unchanged(`graph not optimized: ${failure}`);
   return { model: candidate.model, note: `graph optimized: ${candidate.done.join('; ')}`, applied: true };
 }
 
 /** '' when `model` reproduces the reference outputs on the probe feeds, else what differed. */
-async function sameOutputs(model: ModelProto, feedsList: Feeds[], reference: Record<string, ort.Tensor>[], opts: OptimizeOptions): Promise<string> {
+async function sameOutputs(model: ModelProto, modelPath: string, feedsList: Feeds[], reference: Record<string, ort.Tensor>[], opts: OptimizeOptions): Promise<string> {
   let check: Awaited<ReturnType<typeof createSession>>;
   try {
-    check = await createSession(encodeModel(model), { ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
+    check = await createSession(encodeModel(model), { externalDataDir: dirname(modelPath), ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
   } catch (e) {
     return `the rewritten graph did not load (${(e as Error).message.split('\n')[0]})`;
   }
