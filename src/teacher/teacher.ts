@@ -1,13 +1,15 @@
 // A teacher: any Hugging Face-layout ONNX sequence classifier (config.json, tokenizer.json,
 // onnx/model.onnx), run for logits and the embedding its classifier reads, batched by length.
-import { ConfigError } from '../data/errors.js';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { ConfigError, FormatError } from '../data/errors.js';
+import { UserError } from '../errors.js';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createSession, ort, type Device } from '../engine/session.js';
 import { TextTokenizer, type EncodedBatch, type Encoding } from '../text/tokenizer.js';
-import { decodeModel, encodeModel } from './onnx-model.js';
+import { decodeModel, encodeModel, externalDataFiles, type ModelProto } from './onnx-model.js';
 import { optimizeTeacherGraph } from './optimize.js';
+import { findEmbeddingTables } from './embedding-tables.js';
 import { exposeTensor, findClassifierHead, headForNamedEmbedding, type ClassifierHead } from './head.js';
 
 export interface TeacherOptions {
@@ -33,8 +35,12 @@ export interface TeacherConfig {
   modelType: string;
   /** Class names in logit order (from id2label). */
   labels: string[];
+  /** Longest input; on a loaded teacher, the smaller of config.json's and the graph's position table. */
   maxPositions: number | null;
+  /** Token ids stay below this; on a loaded teacher, the smaller of config.json's and the graph's word table. */
   vocabSize: number | null;
+  /** config.json pad_token_id (RoBERTa-style position ids start after it). */
+  padTokenId: number | null;
 }
 
 export interface PredictOptions {
@@ -64,14 +70,56 @@ export interface TeacherOutputs {
 export function readTeacherConfig(dir: string): TeacherConfig {
   const path = join(dir, 'config.json');
   if (!existsSync(path)) throw new ConfigError(`${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`);
-  const cfg = JSON.parse(readFileSync(path, 'utf8')) as { model_type?: string; id2label?: Record<string, string>; max_position_embeddings?: number; vocab_size?: number };
+  const cfg = readJsonObject(path, 'the model’s config.json (download or export it again)');
+  const fix = 'fix config.json (or export the model again)';
   const id2label = cfg.id2label ?? {};
-  const labels = Object.keys(id2label)
-    .map(Number)
-    .sort((a, b) => a - b)
-    .map((k) => id2label[String(k)]!);
+  if (typeof id2label !== 'object' || id2label === null || Array.isArray(id2label)) throw new ConfigError(`${path}: field id2label must be an object of class names (e.g. {"0": "NEGATIVE", "1": "POSITIVE"}); ${fix}`);
+  const entries = Object.entries(id2label as Record<string, unknown>);
+  const badKey = entries.find(([k, v]) => !/^\d+$/.test(k) || typeof v !== 'string');
+  if (badKey) throw new ConfigError(`${path}: field id2label: entry ${JSON.stringify(badKey[0])}: ${JSON.stringify(badKey[1])} is not "<class index>": "<name>"; ${fix}`);
+  const labels = entries.sort(([a], [b]) => Number(a) - Number(b)).map(([, v]) => v as string);
   if (labels.length === 0) throw new ConfigError(`${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`);
-  return { modelType: cfg.model_type ?? 'unknown', labels, maxPositions: cfg.max_position_embeddings ?? null, vocabSize: cfg.vocab_size ?? null };
+  const missing = entries.findIndex(([k], i) => Number(k) !== i);
+  if (missing >= 0) throw new ConfigError(`${path}: field id2label has no class ${missing} (its keys must be 0 … ${labels.length - 1}); ${fix}`);
+  const count = (field: string, min: number): number | null => {
+    const v = cfg[field];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ConfigError(`${path}: field ${field} must be an integer ≥ ${min}, got ${JSON.stringify(v)}; ${fix}`);
+    return v;
+  };
+  if (cfg.model_type !== undefined && typeof cfg.model_type !== 'string') throw new ConfigError(`${path}: field model_type must be a string, got ${JSON.stringify(cfg.model_type)}; ${fix}`);
+  return { modelType: (cfg.model_type as string | undefined) ?? 'unknown', labels, maxPositions: count('max_position_embeddings', 1), vocabSize: count('vocab_size', 1), padTokenId: count('pad_token_id', 0) };
+}
+
+/** A JSON file that must hold one object; anything else is a FormatError naming the file. */
+export function readJsonObject(path: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e;
+    throw new FormatError(path, `not valid JSON (${e.message}); it should be ${what}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FormatError(path, `holds ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}, not a JSON object; it should be ${what}`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * config.json's limits checked against the graph's embedding tables: a vocab_size or
+ * max_position_embeddings beyond the table would make ONNX Runtime fail mid-run (an index out of
+ * range), and a missing max_position_embeddings would truncate at 512 for a 128-position model.
+ * The smaller wins; each disagreement is one line of `warnings`.
+ */
+export function inputLimits(config: TeacherConfig, model: ModelProto, modelFile: string): { vocabSize: number | null; maxPositions: number | null; warnings: string[] } {
+  const tables = findEmbeddingTables(model, modelFile, config.padTokenId);
+  const warnings: string[] = [];
+  const smaller = (field: string, fromConfig: number | null, fromGraph: number | null, table: string): number | null => {
+    if (fromConfig !== null && fromGraph !== null && fromConfig !== fromGraph) warnings.push(`config.json ${field} is ${fromConfig} but the graph's ${table} has ${fromGraph}; using ${Math.min(fromConfig, fromGraph)}`);
+    return fromConfig === null ? fromGraph : fromGraph === null ? fromConfig : Math.min(fromConfig, fromGraph);
+  };
+  const vocabSize = smaller('vocab_size', config.vocabSize, tables.wordRows, 'word embedding table rows');
+  const maxPositions = smaller('max_position_embeddings', config.maxPositions, tables.maxPositions, `position table ${tables.positionSource} positions`);
+  return { vocabSize, maxPositions, warnings };
 }
 
 /** Groups positions into batches of similar length under a token budget (longest first). */
@@ -106,6 +154,8 @@ export class Teacher {
     readonly session: ort.InferenceSession,
     readonly device: Device,
     readonly modelFile: string,
+    /** Files holding the model's external data (`model.onnx_data`), part of what it computes. */
+    readonly externalDataFiles: readonly string[],
     private readonly usesTokenTypes: boolean,
     /** What the graph optimization did, or why it did nothing. */
     readonly optimization: string,
@@ -120,12 +170,16 @@ export class Teacher {
    * ```
    */
   static async load(dir: string, opts: TeacherOptions = {}): Promise<Teacher> {
-    const config = readTeacherConfig(dir);
+    const warn = opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`));
+    const declared = readTeacherConfig(dir);
     const modelFile = join(dir, 'onnx', opts.quantized ? 'model_quantized.onnx' : 'model.onnx');
     if (!existsSync(modelFile)) throw new ConfigError(`${dir}: no ${opts.quantized ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx'}`);
     const model = decodeModel(modelFile);
     const outputs = (model.graph?.output ?? []).map((o) => o.name!);
     const logitsName = outputs.includes('logits') ? 'logits' : outputs[0]!;
+    const limits = inputLimits(declared, model, modelFile);
+    if (limits.warnings.length) warn(`warning: ${dir}: ${limits.warnings.join('; ')}`);
+    const config: TeacherConfig = { ...declared, vocabSize: limits.vocabSize, maxPositions: limits.maxPositions };
     const head = opts.embeddingOutput ? headForNamedEmbedding(model, modelFile, opts.embeddingOutput, logitsName) : findClassifierHead(model, modelFile, logitsName);
     if (head.weight && head.rows !== config.labels.length) {
       throw new ConfigError(`${dir}: the classifier has ${head.rows} outputs but config.json names ${config.labels.length} labels`);
@@ -137,28 +191,41 @@ export class Teacher {
     const tokenizer = TextTokenizer.fromFolder(dir, Number.isFinite(maxLength) ? { maxLength } : {});
     if (config.vocabSize !== null) {
       const beyond = tokenizer.limitVocabulary(config.vocabSize);
-      if (beyond.length) (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above config.json vocab_size ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`);
+      if (beyond.length) warn(`warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`);
     }
     const sessionOpts = { ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) };
     const optimized = opts.optimize === false ? null : await optimizeTeacherGraph(model, modelFile, { ...sessionOpts, vocabSize: config.vocabSize ?? tokenizer.vocabSize, outputs: ['logits', 'embedding'] });
-    const { session, device } = await createSession(encodeModel(optimized?.model ?? model), {
-      ...(opts.device ? { device: opts.device } : {}),
-      ...(opts.allowFallback ? { allowFallback: true } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
-    });
+    let handle: Awaited<ReturnType<typeof createSession>>;
+    try {
+      // From bytes (the graph was edited in memory), so ONNX Runtime must be told where the
+      // model's external data is, or it reads `model.onnx_data` from the current directory.
+      handle = await createSession(encodeModel(optimized?.model ?? model), { ...sessionOpts, externalDataDir: dirname(modelFile) });
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      throw new FormatError(modelFile, `ONNX Runtime could not load the model (${(e as Error).message.split('\n')[0]}); re-export the model (or download it again)`);
+    }
+    const { session, device } = handle;
     const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
     if (missing.length) throw new ConfigError(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
-    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, session.inputNames.includes('token_type_ids'), optimized?.note ?? 'graph not optimized (optimize: false)');
+    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, externalDataFiles(model, modelFile), session.inputNames.includes('token_type_ids'), optimized?.note ?? 'graph not optimized (optimize: false)');
   }
 
   get labels(): string[] {
     return this.config.labels;
   }
 
-  /** SHA-256 over config.json, tokenizer.json and the model file: what a cache is keyed by. */
+  /**
+   * SHA-256 over config.json, tokenizer.json and the model: what a cache is keyed by. The
+   * model's hash covers its external data too (an export over 2 GB keeps its weights in
+   * model.onnx_data, so new weights leave model.onnx unchanged); for a model without external
+   * data it is the hash of model.onnx alone, as before.
+   */
   fingerprint(): Record<string, string> {
     const h = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
-    return { model: h(this.modelFile), tokenizer: h(join(this.dir, 'tokenizer.json')), config: h(join(this.dir, 'config.json')) };
+    const model = createHash('sha256');
+    hashFileInto(model, this.modelFile);
+    for (const file of this.externalDataFiles) hashFileInto(model.update(`\0${basename(file)}\0`), file);
+    return { model: model.digest('hex'), tokenizer: h(join(this.dir, 'tokenizer.json')), config: h(join(this.dir, 'config.json')) };
   }
 
   /** Runs one padded batch of encodings. */
@@ -215,6 +282,17 @@ export class Teacher {
 
   async dispose(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/** Streams a file into `hash` in chunks (external data can be larger than a Buffer may be). */
+function hashFileInto(hash: ReturnType<typeof createHash>, file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    const chunk = Buffer.alloc(1 << 24);
+    for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
   }
 }
 
