@@ -7,8 +7,9 @@ export interface EmbeddingTables {
   wordRows: number | null;
   /** Longest sequence the position table covers, or null when no such table was found. */
   maxPositions: number | null;
-  /** How the position table was recognised (for messages). */
-  positionSource: string | null;
+  /** The tables' initializer names (for messages). */
+  wordTable: string | null;
+  positionTable: string | null;
 }
 
 /** Ops that pass index values through unchanged (a cast, a reshape). */
@@ -32,7 +33,7 @@ export function findEmbeddingTables(model: ModelProto, modelPath: string, padTok
     for (let p = index.producer.get(x); p && PASS_THROUGH.has(p.opType!); p = index.producer.get(x)) x = p.input![0]!;
     return x;
   };
-  const result: EmbeddingTables = { wordRows: null, maxPositions: null, positionSource: null };
+  const result: EmbeddingTables = { wordRows: null, maxPositions: null, wordTable: null, positionTable: null };
   for (const n of model.graph!.node ?? []) {
     if (n.opType !== 'Gather' || (n.attribute ?? []).some((a) => a.name === 'axis' && Number(a.i) !== 0)) continue;
     const table = index.constants.get(n.input![0]!);
@@ -40,7 +41,7 @@ export function findEmbeddingTables(model: ModelProto, modelPath: string, padTok
     const rows = Number(table.dims![0]);
     const from = source(n.input![1]!);
     if (from === 'input_ids') {
-      result.wordRows ??= rows;
+      if (result.wordRows === null) [result.wordRows, result.wordTable] = [rows, n.input![0]!];
       continue;
     }
     if (result.maxPositions !== null || (inputs.has(from) && from !== 'position_ids')) continue;
@@ -48,7 +49,7 @@ export function findEmbeddingTables(model: ModelProto, modelPath: string, padTok
     if (how === null) continue;
     const offset = how === 'CumSum' ? (padTokenId ?? 1) + 1 : 0;
     result.maxPositions = rows - offset;
-    result.positionSource = `'${n.input![0]}' (${rows} rows${offset ? `, positions from ${offset}` : ''})`;
+    result.positionTable = n.input![0]!;
   }
   return result;
 }

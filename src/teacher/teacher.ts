@@ -113,12 +113,12 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
 export function inputLimits(config: TeacherConfig, model: ModelProto, modelFile: string): { vocabSize: number | null; maxPositions: number | null; warnings: string[] } {
   const tables = findEmbeddingTables(model, modelFile, config.padTokenId);
   const warnings: string[] = [];
-  const smaller = (field: string, fromConfig: number | null, fromGraph: number | null, table: string): number | null => {
-    if (fromConfig !== null && fromGraph !== null && fromConfig !== fromGraph) warnings.push(`config.json ${field} is ${fromConfig} but the graph's ${table} has ${fromGraph}; using ${Math.min(fromConfig, fromGraph)}`);
+  const smaller = (field: string, fromConfig: number | null, fromGraph: number | null, graphSays: string): number | null => {
+    if (fromConfig !== null && fromGraph !== null && fromConfig !== fromGraph) warnings.push(`config.json ${field} is ${fromConfig} but the graph's ${graphSays}; using ${Math.min(fromConfig, fromGraph)}`);
     return fromConfig === null ? fromGraph : fromGraph === null ? fromConfig : Math.min(fromConfig, fromGraph);
   };
-  const vocabSize = smaller('vocab_size', config.vocabSize, tables.wordRows, 'word embedding table rows');
-  const maxPositions = smaller('max_position_embeddings', config.maxPositions, tables.maxPositions, `position table ${tables.positionSource} positions`);
+  const vocabSize = smaller('vocab_size', config.vocabSize, tables.wordRows, `word embedding table '${tables.wordTable}' has ${tables.wordRows} rows`);
+  const maxPositions = smaller('max_position_embeddings', config.maxPositions, tables.maxPositions, `position table '${tables.positionTable}' covers ${tables.maxPositions} positions`);
   return { vocabSize, maxPositions, warnings };
 }
 
