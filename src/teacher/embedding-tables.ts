@@ -3,9 +3,9 @@
 import { GraphIndex, type ModelProto, type NodeProto } from './onnx-model.js';
 
 export interface EmbeddingTables {
-  /** Rows of the table that `input_ids` index, or null when no such table was found. */
+  /** Rows of the (smallest) table that `input_ids` index, or null when no such table was found. */
   wordRows: number | null;
-  /** Longest sequence the position table covers, or null when no such table was found. */
+  /** Longest sequence the (smallest) position table covers, or null when no such table was found. */
   maxPositions: number | null;
   /** The tables' initializer names (for messages). */
   wordTable: string | null;
@@ -34,22 +34,30 @@ export function findEmbeddingTables(model: ModelProto, modelPath: string, padTok
     return x;
   };
   const result: EmbeddingTables = { wordRows: null, maxPositions: null, wordTable: null, positionTable: null };
+  const widths = new Set<number>();
+  const positionTables: { name: string; positions: number; width: number }[] = [];
   for (const n of model.graph!.node ?? []) {
     if (n.opType !== 'Gather' || (n.attribute ?? []).some((a) => a.name === 'axis' && Number(a.i) !== 0)) continue;
     const table = index.constants.get(n.input![0]!);
     if (!table || (table.dims ?? []).length !== 2 || n.input![0] === n.input![1]) continue;
-    const rows = Number(table.dims![0]);
+    const [rows, width] = table.dims!.map(Number) as [number, number];
     const from = source(n.input![1]!);
     if (from === 'input_ids') {
-      if (result.wordRows === null) [result.wordRows, result.wordTable] = [rows, n.input![0]!];
+      // Several tables may read the ids (an ensemble's members): the smallest bounds them all.
+      if (result.wordRows === null || rows < result.wordRows) [result.wordRows, result.wordTable] = [rows, n.input![0]!];
+      widths.add(width);
       continue;
     }
-    if (result.maxPositions !== null || (inputs.has(from) && from !== 'position_ids')) continue;
+    if (inputs.has(from) && from !== 'position_ids') continue;
     const how = from === 'position_ids' ? 'position_ids' : positionOrigin(index, from);
     if (how === null) continue;
-    const offset = how === 'CumSum' ? (padTokenId ?? 1) + 1 : 0;
-    result.maxPositions = rows - offset;
-    result.positionTable = n.input![0]!;
+    positionTables.push({ name: n.input![0]!, positions: rows - (how === 'CumSum' ? (padTokenId ?? 1) + 1 : 0), width });
+  }
+  // A position table is added to the word embeddings, so it is as wide as one; a relative-position
+  // bias indexed by a Range (T5's [buckets, heads]) is not, and does not bound the length.
+  for (const t of positionTables) {
+    if (widths.size > 0 && !widths.has(t.width)) continue;
+    if (result.maxPositions === null || t.positions < result.maxPositions) [result.maxPositions, result.positionTable] = [t.positions, t.name];
   }
   return result;
 }
