@@ -5,10 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Teacher } from '../../../src/teacher/teacher.js';
-import { GraphIndex } from '../../../src/teacher/onnx-model.js';
+import onnxProto from 'onnx-proto';
+import { decodeModel, GraphIndex } from '../../../src/teacher/onnx-model.js';
 import { FormatError } from '../../../src/data/errors.js';
 import { runKd, sharedPath, tempDir } from '../../helpers.js';
-import { classifierWeightName, copyFixture, moveToExternalData, pointInitializerAt, readModel } from '../../teacher-folders.js';
+import { classifierWeightName, copyFixture, moveToExternalData, pointInitializerAt, readModel, writeModel } from '../../teacher-folders.js';
+
+const { onnx } = onnxProto;
 
 const TEXTS = ['what a great day', 'worst service ever', 'meh'];
 const quiet = { warn: () => undefined };
@@ -90,6 +93,12 @@ test('an external-data location that leaves the model folder, is absolute or is 
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`^kd: error: ${modelFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: tensor`));
   }
+  // Every stored tensor is checked, not only initializers: here an unused Constant node's value.
+  const constant = copyFixture();
+  const model = readModel(constant);
+  model.graph!.node!.push(onnx.NodeProto.create({ opType: 'Constant', output: ['unused'], attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: { name: 'unused', dataType: 1, dims: [4], dataLocation: onnx.TensorProto.DataLocation.EXTERNAL, externalData: [{ key: 'location', value: '../../../../../../../../etc/hostname' }] } }] }));
+  writeModel(constant, model);
+  assert.throws(() => decodeModel(join(constant, 'onnx', 'model.onnx')), /tensor 'unused': external data location '.*etc\/hostname' leaves the model's folder/);
   // The shared reader refuses too, whoever decoded the graph (the head search reads the weight through it).
   const index = new GraphIndex(readModel(escape.dir), join(escape.dir, 'onnx', 'model.onnx'));
   assert.throws(() => index.constantFloats(escape.weight), /leaves the model's folder/);
