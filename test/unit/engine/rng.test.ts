@@ -68,5 +68,5 @@ test('safetensors round-trips tensors and metadata; a truncated file names the t
   assert.deepEqual(Array.from(back.tensors.get('b')!.data as Float32Array), [1, 2, 3, 4]);
   assert.deepEqual(Array.from(back.tensors.get('a')!.data as BigInt64Array), [1n, -2n, 3n]);
   writeFileSync(path, bytes.subarray(0, bytes.length - 4));
-  assert.throws(() => loadSafetensors(path), { message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes)` });
+  assert.throws(() => loadSafetensors(path), { name: 'DamagedFileError', message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with the command that made it` });
 });
