@@ -117,3 +117,12 @@ test('a damaged checkpoint, a rerun over a finished run, repeated or unsafe seed
   assert.match(lastLine(diverged.stderr), /^kd: error: training diverged at step \d+: loss NaN/);
   assert.doesNotMatch(diverged.stderr, /\n\s+at /, 'no stack trace');
 });
+
+test('kd teacher train twice with the same seed writes the same vocabulary and model bytes', () => {
+  const outs = [join(root, 'teacher-a'), join(root, 'teacher-b')];
+  for (const out of outs) {
+    const r = runKd(['teacher', 'train', '--data', files('train'), '--dev', files('dev'), '--preset', 'tiny', '--epochs', '1', '--vocab-size', '500', '--out', out]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+  for (const f of ['vocab.txt', 'tokenizer.json', join('onnx', 'model.onnx')]) assert.ok(readFileSync(join(outs[0]!, f)).equals(readFileSync(join(outs[1]!, f))), `${f} differs between same-seed teacher runs`);
+});
