@@ -196,7 +196,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       seed: o.seed,
       limit: o.limit ?? null,
       data: { read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null }, train: { rows: train.length, sha256: splitDigest(train) }, dev: { rows: dev.length, sha256: splitDigest(dev) }, test: test ? { rows: test.length, sha256: splitDigest(test) } : null },
-      cache: { teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files },
+      cache: { teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files, maxLength: cache.manifest.maxLength, embedding: cache.manifest.embedding, extrasSha256: cache.manifest.extras.sha256 },
     };
     // A finished seed is reused only when it was trained with exactly these settings.
     if (o.resume && existsSync(resultPath)) {
