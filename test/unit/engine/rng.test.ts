@@ -22,6 +22,9 @@ test('host Rng is reproducible from a seed and from a saved state', () => {
   const mean = xs.reduce((s, v) => s + v, 0) / xs.length;
   const variance = xs.reduce((s, v) => s + (v - mean) ** 2, 0) / xs.length;
   assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `mean ${mean}, var ${variance}`);
+  // 2^53 + 1 is already 2^53 as a double: such a seed is refused, not silently merged with another.
+  assert.throws(() => new Rng(2 ** 53), RangeError);
+  assert.notEqual(new Rng(2 ** 32).uniform(), new Rng(0).uniform(), 'seeds above 32 bits still differ');
 });
 
 test('in-graph uniforms equal the host SplitMix64 twin; dropout keeps 1 - p of the units', async () => {
