@@ -121,8 +121,9 @@ function splitDigest(examples: readonly Example[]): string {
 /**
  * Everything a run's result depends on, resolved (defaults filled in): stored in each checkpoint,
  * in config.json and in result.json; `--resume` with any other value is refused naming the field.
- * Left out because they may change on resume without changing a number: device, threads,
- * allowFallback, verification switches, log, the folder paths (data is compared by content).
+ * Left out, because a resumed run may change them: where it executes (device, threads,
+ * allowFallback), verification switches, log, and where the data and cache live (their contents
+ * are compared).
  */
 export type StudentRunConfig = Record<string, unknown>;
 
