@@ -16,6 +16,8 @@ export class Rng {
       return;
     }
     if (!Number.isInteger(seed)) throw new TypeError(`'seed' must be an integer, got ${seed}`);
+    // Above 2^53 a double has already rounded the seed: two seeds would silently be one.
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`'seed' must be a safe integer (|seed| ≤ 2^53 − 1), got ${seed}`);
     this.state = new Uint32Array(4);
     let s = seed >>> 0;
     let hi = Math.floor(seed / 4294967296) >>> 0;

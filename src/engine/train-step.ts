@@ -10,9 +10,11 @@ import type { FloatDType } from './dtype.js';
 import { clipByGlobalNorm, declareHyperInputs, hyperValues, learningRate, stateSlots, updateParameter, updateRowsInPlace, validateOptimizer, type HyperValues, type OptimizerConfig, type ScheduleConfig } from './optim.js';
 import { numelOf, ParameterStore, type FloatArray, type ParamSpec } from './params.js';
 import { Rng } from './rng.js';
-import { loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
+import { DamagedFileError, loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
+import { OptionError } from '../errors.js';
 import { createSession, ort, type Device } from './session.js';
 import * as op from './ops.js';
+import { dirname } from 'node:path';
 
 export interface LossDefinition {
   /** Batch inputs the loss reads besides the model's (labels, teacher logits, targets). */
@@ -519,20 +521,24 @@ export class Trainer {
       dtype,
       optimizer: JSON.stringify(this.options.optimizer),
       schedule: JSON.stringify(this.options.schedule ?? null),
-    });
+    }, { checksum: true });
   }
 
-  /** Restores a checkpoint written by `save` (same model and optimizer). */
+  /**
+   * Restores a checkpoint written by `save` (same model and optimizer). A damaged file (its
+   * checksum fails) is a DamagedFileError; another model or optimizer is an OptionError.
+   */
   load(path: string): Record<string, string> {
-    const { tensors, metadata } = loadSafetensors(path);
-    if (metadata.format !== 'kd-checkpoint') throw new Error(`${path}: not a kd checkpoint (format ${metadata.format ?? 'missing'})`);
-    if (metadata.optimizer !== JSON.stringify(this.options.optimizer)) {
-      throw new Error(`${path}: saved with optimizer ${metadata.optimizer}, this run uses ${JSON.stringify(this.options.optimizer)}`);
-    }
+    const remedy = `Delete the run folder (or ${dirname(path)}) and start the run anew without --resume`;
+    const { tensors, metadata } = loadSafetensors(path, { requireChecksum: true, remedy });
+    if (metadata.format !== 'kd-checkpoint') throw new DamagedFileError(path, `not a kd checkpoint (format ${metadata.format ?? 'missing'})`, remedy);
+    const changed = (what: string) => new OptionError(`${path}: ${what}. Resume with the options the run was started with, or start a new run in another folder`);
+    if (metadata.optimizer !== JSON.stringify(this.options.optimizer)) throw changed(`saved with optimizer ${metadata.optimizer}, this run asks for ${JSON.stringify(this.options.optimizer)}`);
+    if (metadata.schedule !== JSON.stringify(this.options.schedule ?? null)) throw changed(`saved with learning-rate schedule ${metadata.schedule}, this run asks for ${JSON.stringify(this.options.schedule ?? null)}`);
     const take = (key: string, into: FloatArray) => {
       const t = tensors.get(key);
-      if (!t) throw new Error(`${path}: missing tensor '${key}'`);
-      if (t.data.length !== into.length || t.dtype !== this.built.dtype) throw new Error(`${path}: tensor '${key}' has ${t.data.length} ${t.dtype} values, expected ${into.length} ${this.built.dtype}`);
+      if (!t) throw changed(`the checkpoint has no tensor '${key}': it was saved from another model`);
+      if (t.data.length !== into.length || t.dtype !== this.built.dtype) throw changed(`tensor '${key}' has ${t.data.length} ${t.dtype} values, this model has ${into.length} ${this.built.dtype}`);
       into.set(t.data as FloatArray);
     };
     for (const spec of this.store.specs) take(`param/${spec.name}`, this.store.get(spec.name));
@@ -542,7 +548,7 @@ export class Trainer {
     }
     for (const s of this.sparse) for (const [slot, table] of s.states) take(stateInput(slot, s.info.spec.name), table);
     const rng = tensors.get('trainer/rng');
-    if (!rng) throw new Error(`${path}: missing tensor 'trainer/rng'`);
+    if (!rng) throw new DamagedFileError(path, "no tensor 'trainer/rng' (the RNG state)", remedy);
     this.rng.state.set(new Uint32Array((rng.data as Int32Array).buffer.slice(0)));
     this.stepCount = Number(metadata.step);
     return metadata;

@@ -1,13 +1,12 @@
 // Tokenization with the `tokenizers` package (Rust, native) from a Hugging Face
-// tokenizer.json; WordPiece vocabularies trained on our own texts for the default teacher.
+// tokenizer.json; WordPiece vocabularies trained on our own texts (default teacher, students).
 import { ConfigError } from '../data/errors.js';
-import { readFileSync, existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import tokenizers from 'tokenizers';
 import { writeFileAtomicSync } from '../util/fs.js';
+import { learnWordPieceVocabulary } from './wordpiece-trainer.js';
 
 const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer, bertProcessing, wordPieceDecoder } = tokenizers;
 type NativeTokenizer = InstanceType<typeof Tokenizer>;
@@ -38,6 +37,8 @@ export interface SpecialTokens {
 }
 
 export const BERT_SPECIALS: SpecialTokens = { pad: '[PAD]', unk: '[UNK]', cls: '[CLS]', sep: '[SEP]', mask: '[MASK]' };
+
+const BERT_NORMALIZATION = { lowercase: true, stripAccents: true, cleanText: true, handleChineseChars: true };
 
 /**
  * A tokenizer.json (with its tokenizer_config.json) ready for batched, truncated encoding.
@@ -148,42 +149,41 @@ export class TextTokenizer {
   }
 
   /**
-   * Trains a lowercase BERT WordPiece vocabulary on `texts` with the `tokenizers` trainer
-   * (its JS binding trains 30,000 tokens and adds no special tokens), keeps the first
-   * `vocabSize` tokens (the alphabet, then merges in the order learned) and puts the special
-   * tokens first, so [PAD] = 0, [UNK] = 1, [CLS] = 2, [SEP] = 3, [MASK] = 4.
+   * Trains a lowercase BERT WordPiece vocabulary on `texts`: BERT normalization and
+   * pre-tokenization from the `tokenizers` package, merges learned by our deterministic
+   * trainer (see wordpiece-trainer.ts; the same texts give the same vocabulary, in any order),
+   * the special tokens first, so [PAD] = 0, [UNK] = 1, [CLS] = 2, [SEP] = 3, [MASK] = 4.
    */
   static trainWordPiece(texts: Iterable<string>, opts: { vocabSize: number; maxLength: number }): TextTokenizer {
-    const dir = mkdtempSync(join(tmpdir(), 'kd-vocab-'));
-    try {
-      const file = join(dir, 'texts.txt');
-      const lines: string[] = [];
-      for (const t of texts) lines.push(t.replace(/[\r\n]+/g, ' '));
-      writeFileSync(file, lines.join('\n'));
-      const vocabFile = join(dir, 'vocab.json');
-      const worker = fileURLToPath(new URL('./vocab-worker.js', import.meta.url));
-      const r = spawnSync(process.execPath, [worker, file, vocabFile], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`WordPiece training failed: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
-      const learned = Object.entries(JSON.parse(readFileSync(vocabFile, 'utf8')) as Record<string, number>).sort((a, b) => a[1] - b[1]);
-      const specials = Object.values(BERT_SPECIALS);
-      const vocab: Record<string, number> = {};
-      specials.forEach((s, i) => (vocab[s] = i));
-      let next = specials.length;
-      for (const [token] of learned) {
-        if (next >= opts.vocabSize) break;
-        if (!(token in vocab)) vocab[token] = next++;
-      }
-      const tok = new Tokenizer(WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }));
-      tok.setNormalizer(bertNormalizer({ lowercase: true, stripAccents: true, cleanText: true, handleChineseChars: true }));
-      tok.setPreTokenizer(bertPreTokenizer());
-      tok.setPostProcessor(bertProcessing([BERT_SPECIALS.sep, 3], [BERT_SPECIALS.cls, 2]));
-      tok.setDecoder(wordPieceDecoder('##', true));
-      tok.addSpecialTokens(specials);
-      const config = bertTokenizerConfig(opts.maxLength);
-      return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, config);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const normalizer = bertNormalizer(BERT_NORMALIZATION);
+    const preTokenizer = bertPreTokenizer();
+    // BERT normalization works character by character and turns every line break into a space,
+    // so texts are normalized 1,000 at a time, joined by newlines; the pre-tokenizer (whitespace,
+    // then punctuation) runs once per distinct space-separated chunk: 3x faster than per text,
+    // the same counts.
+    const chunkCounts = new Map<string, number>();
+    const batch: string[] = [];
+    const countChunks = () => {
+      for (const chunk of normalizer.normalizeString(batch.join('\n')).split(' ')) if (chunk) chunkCounts.set(chunk, (chunkCounts.get(chunk) ?? 0) + 1);
+      batch.length = 0;
+    };
+    for (const text of texts) if (batch.push(text) === 1000) countChunks();
+    countChunks();
+    const wordCounts = new Map<string, number>();
+    for (const [chunk, n] of chunkCounts) for (const [word] of preTokenizer.preTokenizeString(chunk)) wordCounts.set(word, (wordCounts.get(word) ?? 0) + n);
+    const specials = Object.values(BERT_SPECIALS);
+    const vocab: Record<string, number> = {};
+    specials.forEach((s, i) => (vocab[s] = i));
+    // The pre-tokenizer splits '[' and ']' off, so no learned token is a special token.
+    let next = specials.length;
+    for (const token of learnWordPieceVocabulary(wordCounts, { vocabSize: Math.max(0, opts.vocabSize - specials.length), continuingSubwordPrefix: '##' })) vocab[token] = next++;
+    const tok = new Tokenizer(WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }));
+    tok.setNormalizer(bertNormalizer(BERT_NORMALIZATION));
+    tok.setPreTokenizer(bertPreTokenizer());
+    tok.setPostProcessor(bertProcessing([BERT_SPECIALS.sep, 3], [BERT_SPECIALS.cls, 2]));
+    tok.setDecoder(wordPieceDecoder('##', true));
+    tok.addSpecialTokens(specials);
+    return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, bertTokenizerConfig(opts.maxLength));
   }
 
   /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and vocab.txt. */

@@ -2,7 +2,7 @@
 // for one or several seeds; the best checkpoint exported in a layout users can run.
 import { ConfigError } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CacheReader } from '../cache/reader.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
@@ -11,7 +11,9 @@ import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { MethodData } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
-import { loadSafetensors } from '../engine/safetensors.js';
+import { DamagedFileError, loadSafetensors } from '../engine/safetensors.js';
+import { OptionError } from '../errors.js';
+import { createHash } from 'node:crypto';
 import { ort, type Device } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
 import { DEFAULT_NGRAM_STUDENT, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../student/ngram.js';
@@ -23,7 +25,7 @@ import { tokenFeeds } from '../teacher/teacher.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { bucketedBatches, shuffledBatches } from '../engine/batches.js';
-import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
+import { assertSameRunConfig, checkResumable, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
 
 export interface StudentRunOptions {
   cache: string;
@@ -64,6 +66,8 @@ export interface StudentRunResult {
   parameters: number;
   model: string;
   trainRows: number;
+  /** The settings it was trained with (see StudentRunConfig); a resumed run must match them. */
+  runConfig?: StudentRunConfig;
 }
 
 interface Split {
@@ -107,8 +111,31 @@ function limitRows<T>(xs: T[], limit: number | undefined): T[] {
   return Array.from({ length: limit }, (_, i) => xs[Math.floor(i * step)]!);
 }
 
+/** sha256 over each example's id, text hash and label: the identity of a split, wherever its files live. */
+function splitDigest(examples: readonly Example[]): string {
+  const hash = createHash('sha256');
+  for (const e of examples) hash.update(`${e.id}\t${e.textHash}\t${e.label}\n`);
+  return hash.digest('hex');
+}
+
+/**
+ * Everything a run's result depends on, resolved (defaults filled in): stored in each checkpoint,
+ * in config.json and in result.json; `--resume` with any other value is refused naming the field.
+ * Left out, because a resumed run may change them: where it executes (device, threads,
+ * allowFallback), verification switches, log, and where the data and cache live (their contents
+ * are compared).
+ */
+export type StudentRunConfig = Record<string, unknown>;
+
 export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResult> {
   const log = o.log ?? (() => undefined);
+  const trainingDir = join(o.out, 'training');
+  const resultPath = join(o.out, 'result.json');
+  const tokenizerDir = join(o.out, 'tokenizer');
+  const modelDir = join(o.out, 'model');
+  refuseSymlinks(o.out, trainingDir, resultPath, join(o.out, 'config.json'), tokenizerDir, modelDir);
+  const started = existsSync(join(trainingDir, 'last.safetensors')) || existsSync(resultPath);
+  if (started && !o.resume) throw new OptionError(`${o.out} holds a previous run (${existsSync(resultPath) ? 'result.json' : 'training/last.safetensors'}): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`);
   const method = getMethod(o.loss);
   const options = parseMethodOptions(o.loss, o.lossOptions);
   const cache = CacheReader.open(o.cache);
@@ -125,6 +152,64 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     cached.labels.forEach((y, i) => {
       if (y !== train[i]!.label) throw new ConfigError(`${train[i]!.file}:${train[i]!.line}: label ${train[i]!.label} differs from the cache's ${y} for id ${train[i]!.id}`);
     });
+    const headSize = method.headSize(options, classes);
+
+    // The student's settings, and for the transformer its vocabulary: part of the run, so a
+    // resumed run reads the one saved in the run folder (ids must point at the same rows).
+    let studentConfig: NgramStudentConfig | TransformerStudentConfig;
+    let studentOptions: Record<string, unknown>;
+    let tokenizer: TextTokenizer | null = null;
+    let tokenizerSaved = false;
+    if (o.student === 'ngram') {
+      studentConfig = { ...DEFAULT_NGRAM_STUDENT, ...o.ngram, ngrams: { ...DEFAULT_NGRAM_STUDENT.ngrams, ...o.ngram?.ngrams } };
+      studentOptions = { ...studentConfig };
+    } else {
+      const base = { ...DEFAULT_TRANSFORMER_STUDENT, ...o.transformer };
+      const requestedVocab = o.transformer?.vocabSize ?? 8192;
+      if (o.resume && started) {
+        if (!existsSync(join(tokenizerDir, 'tokenizer.json'))) throw new DamagedFileError(join(tokenizerDir, 'tokenizer.json'), 'missing: the run has a checkpoint but not the vocabulary it was trained with', 'Delete the run folder and start the run anew without --resume');
+        tokenizer = TextTokenizer.fromFolder(tokenizerDir, { maxLength: base.maxLength });
+        tokenizerSaved = true;
+      } else {
+        tokenizer = o.tokenizer ? TextTokenizer.fromFolder(o.tokenizer, { maxLength: base.maxLength }) : TextTokenizer.trainWordPiece(train.map((e) => e.text), { vocabSize: requestedVocab, maxLength: base.maxLength });
+      }
+      studentConfig = { ...base, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize };
+      studentOptions = { ...base, vocabSize: o.tokenizer ? null : requestedVocab, tokenizer: o.tokenizer ? resolve(o.tokenizer) : 'trained' };
+    }
+    if (tokenizer && !tokenizerSaved) {
+      mkdirSync(tokenizerDir, { recursive: true });
+      tokenizer.save(tokenizerDir);
+    }
+    const runConfig: StudentRunConfig = {
+      student: o.student,
+      studentOptions,
+      vocabularySha256: tokenizer ? createHash('sha256').update(readFileSync(join(tokenizerDir, 'tokenizer.json'))).digest('hex') : null,
+      loss: o.loss,
+      lossOptions: options,
+      headSize,
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      weightDecay: o.weightDecay,
+      warmupRatio: o.warmupRatio,
+      evalEvery: o.evalEvery,
+      patience: o.patience,
+      seed: o.seed,
+      limit: o.limit ?? null,
+      data: { read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null }, train: { rows: train.length, sha256: splitDigest(train) }, dev: { rows: dev.length, sha256: splitDigest(dev) }, test: test ? { rows: test.length, sha256: splitDigest(test) } : null },
+      cache: { teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files, maxLength: cache.manifest.maxLength, embedding: cache.manifest.embedding, extrasSha256: cache.manifest.extras.sha256 },
+    };
+    // A finished seed is reused only when it was trained with exactly these settings.
+    if (o.resume && existsSync(resultPath)) {
+      const done = JSON.parse(readFileSync(resultPath, 'utf8')) as StudentRunResult;
+      if (done.runConfig === undefined) throw new DamagedFileError(resultPath, 'has no run config (written by an older kd), so it cannot be matched to this run', 'Delete the run folder and train again');
+      assertSameRunConfig(done.runConfig, runConfig, resultPath);
+      log(`${o.student}/${o.loss} seed ${o.seed}: finished earlier with the same settings (${resultPath})`);
+      return done;
+    }
+    // Before anything else is written: the checkpoint is intact and has these settings.
+    if (o.resume) checkResumable(trainingDir, runConfig);
+
     const extras = cache.extras();
     const data: MethodData = {
       classes,
@@ -138,18 +223,14 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       seed: o.seed,
     };
     const prepared = method.prepare(options, data);
-    const headSize = method.headSize(options, classes);
 
     // The student and its inputs.
     let model: ModelDefinition;
     let feedsFor: (examples: Example[], rows: ArrayLike<number>) => Record<string, ort.Tensor>;
     let lengths: number[] = [];
-    let tokenizer: TextTokenizer | null = null;
-    let studentConfig: NgramStudentConfig | TransformerStudentConfig;
     const featureCache = new Map<Example[], (Int32Array | Encoding)[]>();
     if (o.student === 'ngram') {
-      const cfg: NgramStudentConfig = { ...DEFAULT_NGRAM_STUDENT, ...o.ngram, ngrams: { ...DEFAULT_NGRAM_STUDENT.ngrams, ...o.ngram?.ngrams } };
-      studentConfig = cfg;
+      const cfg = studentConfig as NgramStudentConfig;
       model = ngramStudent(cfg, headSize);
       const features = (xs: Example[]) => {
         let f = featureCache.get(xs) as Int32Array[] | undefined;
@@ -158,12 +239,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       };
       feedsFor = (xs, r) => ngramFeeds(Array.from(r, (i) => features(xs)[i]!));
     } else {
-      const base = { ...DEFAULT_TRANSFORMER_STUDENT, ...o.transformer };
-      tokenizer = o.tokenizer ? TextTokenizer.fromFolder(o.tokenizer, { maxLength: base.maxLength }) : TextTokenizer.trainWordPiece(train.map((e) => e.text), { vocabSize: o.transformer?.vocabSize ?? 8192, maxLength: base.maxLength });
-      const cfg: TransformerStudentConfig = { ...base, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize };
-      studentConfig = cfg;
-      model = transformerStudent(cfg, headSize);
-      const tok = tokenizer;
+      model = transformerStudent(studentConfig as TransformerStudentConfig, headSize);
+      const tok = tokenizer!;
       const encoded = new Map<Example[], Encoding[]>();
       for (const xs of [train, dev, ...(test ? [test] : [])]) encoded.set(xs, await tok.encode(xs.map((e) => e.text)));
       lengths = encoded.get(train)!.map((e) => e.ids.length);
@@ -200,7 +277,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     mkdirSync(o.out, { recursive: true });
     writeFileAtomicSync(
       join(o.out, 'config.json'),
-      `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0, stepsPerCall: trainer.stepsPerCall }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, versions: runVersions() }, null, 2)}\n`,
+      `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0, stepsPerCall: trainer.stepsPerCall }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, runConfig, versions: runVersions() }, null, 2)}\n`,
     );
     const predict = async (xs: Example[]): Promise<Float32Array> => {
       const order = Int32Array.from({ length: xs.length }, (_, i) => i);
@@ -217,7 +294,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${train.length} training rows, ${trainer.store.count()} parameters`);
     const loop = await runTrainingLoop<Int32Array>({
       trainer,
-      outDir: join(o.out, 'training'),
+      outDir: trainingDir,
+      runConfig,
       epochs: o.epochs,
       seed: o.seed,
       batches: (_e, rng) => (o.student === 'transformer' ? bucketedBatches(lengths, o.batchSize, rng) : shuffledBatches(train.length, o.batchSize, rng)),
@@ -234,11 +312,10 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       label: `${o.student}/${o.loss} seed ${o.seed}`,
       log,
     });
-    const best = loadSafetensors(join(o.out, 'training', 'best.safetensors'));
+    const best = loadSafetensors(join(trainingDir, 'best.safetensors'), { requireChecksum: true, remedy: 'Delete the run folder and start the run anew' });
     for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
     const devReport = report(dev, await predict(dev));
     const testReport = test ? report(test, await predict(test)) : null;
-    const modelDir = join(o.out, 'model');
     exportStudent(modelDir, {
       kind: o.student,
       labels: [...labels],
@@ -247,8 +324,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       tokenizer,
       training: { loss: o.loss, lossOptions: options, seed: o.seed, devAccuracy: devReport.accuracy, testAccuracy: testReport?.accuracy ?? null, cacheTeacher: cache.manifest.teacher.fingerprint },
     });
-    const result: StudentRunResult = { seed: o.seed, loss: o.loss, student: o.student, dev: devReport, test: testReport, loop, parameters: trainer.store.count(), model: modelDir, trainRows: train.length };
-    writeFileAtomicSync(join(o.out, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
+    const result: StudentRunResult = { seed: o.seed, loss: o.loss, student: o.student, dev: devReport, test: testReport, loop, parameters: trainer.store.count(), model: modelDir, trainRows: train.length, runConfig };
+    writeFileAtomicSync(resultPath, `${JSON.stringify(result, null, 2)}\n`);
     await trainer.dispose();
     return result;
   } finally {
@@ -274,18 +351,25 @@ export function summarize(values: number[]): { mean: number; std: number; ci95: 
   return { mean, std, ci95: [mean - half, mean + half] };
 }
 
-/** Runs one student per seed in `<out>/seed-<seed>` and writes `<out>/summary.json`. */
+/** Seeds go into the host RNG as uint32 (and seed·1000003 + epoch must stay an exact double). */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** Refuses seeds that are not distinct integers in [0, MAX_SEED]: a repeat would train one folder twice. */
+export function checkSeeds(seeds: readonly number[]): void {
+  if (seeds.length === 0) throw new OptionError("'--seeds' must list at least one seed");
+  for (const seed of seeds) if (!(Number.isSafeInteger(seed) && seed >= 0 && seed <= MAX_SEED)) throw new OptionError(`'--seeds': ${seed} is not an integer in [0, ${MAX_SEED}]`);
+  const repeated = seeds.find((s, i) => seeds.indexOf(s) !== i);
+  if (repeated !== undefined) throw new OptionError(`'--seeds' lists ${repeated} twice: each seed is one run (in seed-${repeated}/); list distinct seeds`);
+}
+
+/**
+ * Runs one student per seed in `<out>/seed-<seed>` and writes `<out>/summary.json`. With
+ * `resume`, a finished seed is reused only when it was trained with the same settings.
+ */
 export async function trainStudentSeeds(o: StudentRunOptions, seeds: number[]): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
+  checkSeeds(seeds);
   const runs: StudentRunResult[] = [];
-  for (const seed of seeds) {
-    const dir = join(o.out, `seed-${seed}`);
-    const done = join(dir, 'result.json');
-    if (o.resume && existsSync(done)) {
-      runs.push(JSON.parse(readFileSync(done, 'utf8')) as StudentRunResult);
-      continue;
-    }
-    runs.push(await trainStudent({ ...o, seed, out: dir }));
-  }
+  for (const seed of seeds) runs.push(await trainStudent({ ...o, seed, out: join(o.out, `seed-${seed}`) }));
   const summary: SeedSummary = {
     seeds,
     dev: summarize(runs.map((r) => r.dev.accuracy)),

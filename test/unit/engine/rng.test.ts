@@ -22,6 +22,9 @@ test('host Rng is reproducible from a seed and from a saved state', () => {
   const mean = xs.reduce((s, v) => s + v, 0) / xs.length;
   const variance = xs.reduce((s, v) => s + (v - mean) ** 2, 0) / xs.length;
   assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `mean ${mean}, var ${variance}`);
+  // 2^53 + 1 is already 2^53 as a double: such a seed is refused, not silently merged with another.
+  assert.throws(() => new Rng(2 ** 53), RangeError);
+  assert.notEqual(new Rng(2 ** 32).uniform(), new Rng(0).uniform(), 'seeds above 32 bits still differ');
 });
 
 test('in-graph uniforms equal the host SplitMix64 twin; dropout keeps 1 - p of the units', async () => {
@@ -68,5 +71,5 @@ test('safetensors round-trips tensors and metadata; a truncated file names the t
   assert.deepEqual(Array.from(back.tensors.get('b')!.data as Float32Array), [1, 2, 3, 4]);
   assert.deepEqual(Array.from(back.tensors.get('a')!.data as BigInt64Array), [1n, -2n, 3n]);
   writeFileSync(path, bytes.subarray(0, bytes.length - 4));
-  assert.throws(() => loadSafetensors(path), { message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes)` });
+  assert.throws(() => loadSafetensors(path), { name: 'DamagedFileError', message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with the command that made it` });
 });
