@@ -83,6 +83,13 @@ const isDigest = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f
 /** The fields a reader acts on, checked before any is used: a hand-edited manifest fails here with the entry named. */
 function checkEntries(m: CacheManifest, path: string): void {
   const fail = (field: string, why: string) => new CacheMismatchError(`${path}: ${field} ${why}. Rebuild the cache (or rerun kd cache merge) rather than editing its manifest`);
+  const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
+  if (!isObject(m.teacher) || !isObject(m.teacher.fingerprint) || !isObject(m.teacher.classifier)) throw fail('teacher', 'must be { fingerprint, labels, modelType, classifier }');
+  if (!isObject(m.data) || !Array.isArray(m.data.files) || !Array.isArray(m.data.labels) || !m.data.labels.every((l) => typeof l === 'string') || !isCount(m.data.rows)) throw fail('data', 'must be { files, labels, rows, ... }');
+  if (!m.data.files.every((f) => isObject(f) && typeof f.path === 'string')) throw fail('data.files', 'must list { path, sha256, bytes }');
+  if (!isObject(m.embedding) || !isCount(m.embedding.dim) || !['float16', 'float32'].includes(m.embedding.dtype)) throw fail('embedding', 'must be { mode, dim, sourceDim, dtype: float16 | float32 }');
+  if (m.part !== null && !(isObject(m.part) && isCount(m.part.k) && isCount(m.part.n) && m.part.k < m.part.n)) throw fail('part', 'must be null or { k, n } with k < n');
+  if (!isCount(m.shardCount)) throw fail('shardCount', `must be a non-negative integer, got ${JSON.stringify(m.shardCount)}`);
   if (!Array.isArray(m.shards)) throw fail('shards', 'is not a list');
   m.shards.forEach((e, i) => {
     const at = `shards[${i}]`;

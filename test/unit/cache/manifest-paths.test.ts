@@ -148,6 +148,8 @@ test('a malformed manifest is a UserError naming the field, not a crash', () => 
   assert.throws(() => verifyCache(dir), /manifest\.json: shards\[0\]\.path must be a file name, got 7/);
   writeManifest(dir, { ...m, shards: [{ ...m.shards[0]!, bytes: -1 }] });
   assert.throws(() => verifyCache(dir), /shards\[0\]\.bytes must be a non-negative integer, got -1/);
+  writeManifest(dir, { ...m, data: undefined as unknown as CacheManifest['data'] });
+  assert.throws(() => CacheReader.open(dir), (e: Error) => e instanceof CacheMismatchError && /manifest\.json: data must be \{ files, labels, rows, \.\.\. \}/.test(e.message));
 });
 
 test('a merged manifest reads only from part folders that are kd caches, and only their own shards', () => {
