@@ -60,32 +60,21 @@ export class CacheReader {
       for (const entry of [...manifest.shards].sort((a, b) => a.index - b.index)) {
         const file = roots.open(entry.path, `shard ${entry.index}`, entry);
         if (!file) throw new CacheMismatchError(`${dir}: shard ${entry.path} is missing. ${rebuild}`);
-        try {
-          if (file.size !== entry.bytes) throw new CacheMismatchError(`${join(dir, entry.path)}: ${sizeProblem(file.size, entry.bytes)}. ${rebuild}`);
-          if (verify) {
-            // One sequential pass, cheap next to training, so damaged teacher outputs are never trained on.
-            const actual = hashOpenFile(file.fd, entry.bytes);
-            if (actual.sha256 !== entry.sha256) throw new CacheMismatchError(`${join(dir, entry.path)}: checksum differs from the manifest (damaged block(s) at ${damagedBlocks(entry, actual.blocks)}). ${rebuild}`);
-          }
-          const head = Buffer.alloc(HEADER_BYTES);
-          readSync(file.fd, head, 0, HEADER_BYTES, 0);
-          const layout = decodeHeader(head, file.size, entry.path);
-          if (layout.rows !== entry.rows) throw new CacheMismatchError(`${entry.path}: header says ${layout.rows} rows, the manifest ${entry.rows}`);
-          this.shards.push({ entry, fd: file.fd, layout, start });
-        } catch (e) {
+        // The checksum pass is one sequential read, cheap next to training, so damaged teacher
+        // outputs are never trained on.
+        const { problem, layout } = inspectShard(file, entry, verify);
+        if (problem || !layout) {
           closeSync(file.fd);
-          throw e;
+          throw new CacheMismatchError(`${join(dir, entry.path)}: ${problem}. ${rebuild}`);
         }
+        this.shards.push({ entry, fd: file.fd, layout, start });
         start += entry.rows;
       }
       const extras = roots.open(manifest.extras.path, 'extras');
       if (!extras) throw new CacheMismatchError(`${dir}: ${manifest.extras.path} (the teacher's classifier) is missing. ${rebuild}`);
-      try {
-        if (manifest.extras.bytes !== undefined && extras.size !== manifest.extras.bytes) throw new CacheMismatchError(`${join(dir, manifest.extras.path)}: ${sizeProblem(extras.size, manifest.extras.bytes)}. ${rebuild}`);
-        if (verify && hashOpenFile(extras.fd, extras.size).sha256 !== manifest.extras.sha256) throw new CacheMismatchError(`${join(dir, manifest.extras.path)}: checksum differs from the manifest. ${rebuild}`);
-      } finally {
-        closeSync(extras.fd);
-      }
+      const problem = inspectExtras(extras, manifest.extras, verify);
+      closeSync(extras.fd);
+      if (problem) throw new CacheMismatchError(`${join(dir, manifest.extras.path)}: ${problem}. ${rebuild}`);
       this.extrasPath = extras.path;
     } catch (e) {
       this.close();
@@ -284,12 +273,9 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
   const extras = roots.open(manifest.extras.path, 'extras');
   if (!extras) problems.push({ shard: manifest.extras.path, problem: 'missing' });
   else {
-    try {
-      if (manifest.extras.bytes !== undefined && extras.size !== manifest.extras.bytes) problems.push({ shard: manifest.extras.path, problem: sizeProblem(extras.size, manifest.extras.bytes) });
-      else if (hashOpenFile(extras.fd, extras.size).sha256 !== manifest.extras.sha256) problems.push({ shard: manifest.extras.path, problem: 'checksum differs from the manifest' });
-    } finally {
-      closeSync(extras.fd);
-    }
+    const problem = inspectExtras(extras, manifest.extras, true);
+    closeSync(extras.fd);
+    if (problem) problems.push({ shard: manifest.extras.path, problem });
   }
   for (const entry of manifest.shards) {
     const file = roots.open(entry.path, `shard ${entry.index}`, entry);
@@ -298,24 +284,9 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
       continue;
     }
     try {
-      // The size first: a file larger than the manifest says is never read.
-      if (file.size !== entry.bytes) {
-        problems.push({ shard: entry.path, problem: sizeProblem(file.size, entry.bytes) });
-        continue;
-      }
-      const actual = hashOpenFile(file.fd, entry.bytes);
-      if (actual.sha256 !== entry.sha256) {
-        problems.push({ shard: entry.path, problem: `altered: checksum differs; damaged block(s) at ${damagedBlocks(entry, actual.blocks)}` });
-        continue;
-      }
-      const head = Buffer.alloc(HEADER_BYTES);
-      readSync(file.fd, head, 0, Math.min(HEADER_BYTES, file.size), 0);
-      const layout = decodeHeader(head.subarray(0, Math.min(HEADER_BYTES, file.size)), file.size, entry.path);
-      if (layout.rows !== entry.rows) problems.push({ shard: entry.path, problem: `header says ${layout.rows} rows, the manifest ${entry.rows}` });
-      rows += layout.rows;
-    } catch (e) {
-      if (!(e instanceof UserError)) throw e;
-      problems.push({ shard: entry.path, problem: e.message });
+      const { problem, layout } = inspectShard(file, entry, true);
+      if (problem) problems.push({ shard: entry.path, problem });
+      else rows += layout!.rows;
     } finally {
       closeSync(file.fd);
     }
@@ -323,6 +294,36 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
   const expected = manifest.part ? manifest.shards.reduce((s, e) => s + e.rows, 0) : manifest.data.rows;
   if (problems.length === 0 && rows !== expected) problems.push({ shard: 'manifest.json', problem: `shards hold ${rows} rows, the manifest says ${expected}` });
   return { ok: problems.length === 0, shards: manifest.shards.length, rows, problems };
+}
+
+/**
+ * What is wrong with an open shard file against its manifest entry (null: nothing) and its
+ * layout. The size is checked first: a file larger than the manifest says is never read.
+ */
+function inspectShard(file: { fd: number; size: number }, entry: ShardEntry, checksum: boolean): { problem: string | null; layout: ShardLayout | null } {
+  if (file.size !== entry.bytes) return { problem: sizeProblem(file.size, entry.bytes), layout: null };
+  if (checksum) {
+    const actual = hashOpenFile(file.fd, entry.bytes);
+    if (actual.sha256 !== entry.sha256) return { problem: `altered: checksum differs; damaged block(s) at ${damagedBlocks(entry, actual.blocks)}`, layout: null };
+  }
+  const head = Buffer.alloc(HEADER_BYTES);
+  const got = readSync(file.fd, head, 0, HEADER_BYTES, 0);
+  let layout: ShardLayout;
+  try {
+    layout = decodeHeader(head.subarray(0, got), file.size, entry.path);
+  } catch (e) {
+    if (e instanceof UserError) return { problem: e.message, layout: null };
+    throw e;
+  }
+  if (layout.rows !== entry.rows) return { problem: `header says ${layout.rows} rows, the manifest ${entry.rows}`, layout };
+  return { problem: null, layout };
+}
+
+/** What is wrong with the open classifier file against the manifest (null: nothing). */
+function inspectExtras(file: { fd: number; size: number }, entry: CacheManifest['extras'], checksum: boolean): string | null {
+  if (entry.bytes !== undefined && file.size !== entry.bytes) return sizeProblem(file.size, entry.bytes);
+  if (checksum && hashOpenFile(file.fd, file.size).sha256 !== entry.sha256) return 'checksum differs from the manifest';
+  return null;
 }
 
 function sizeProblem(actual: number, expected: number): string {

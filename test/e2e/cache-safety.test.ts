@@ -46,7 +46,7 @@ test('a logit set to 1e30 in a shard: kd train and kd eval --cache refuse the ca
   bytes.writeFloatLE(1e30, layout.offsets.logits + 4 * layout.classes * 17); // row 17, class 0
   writeFileSync(shard, bytes);
   const bad = bytes.length;
-  const refusal = new RegExp(`^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: checksum differs from the manifest \\(damaged block\\(s\\) at offsets 0–${bad - 1}\\)\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build command that made it\\); kd cache verify .* lists every damaged file$`);
+  const refusal = new RegExp(`^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: altered: checksum differs; damaged block\\(s\\) at offsets 0–${bad - 1}\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build command that made it\\); kd cache verify .* lists every damaged file$`);
 
   const refused = train(damaged, join(root, 'run-refused'));
   assert.equal(refused.status, 2, refused.stderr);
