@@ -11,6 +11,8 @@ import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
 import type { Example } from '../data/example.js';
 import { saveSafetensors, type NamedTensor } from '../engine/safetensors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
+import { acquireFolderLock } from '../util/lock.js';
+import { hashFile } from './files.js';
 import { matrix, principalComponents } from '../engine/linalg.js';
 import { Progress } from '../util/progress.js';
 import { toolVersion } from '../util/versions.js';
@@ -93,12 +95,20 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   const shardRows = o.shardRows ?? 4096;
   if (!(shardRows >= 1)) throw new OptionError(`'--shard-rows' must be at least 1, got ${shardRows}`);
   const labels = LABEL_NAMES[o.read.classes];
-  const teacher = await Teacher.load(o.teacher, {
-    ...(o.device ? { device: o.device } : {}),
-    ...(o.allowFallback ? { allowFallback: true } : {}),
-    ...(o.threads ? { threads: o.threads } : {}),
-    ...(o.maxLength ? { maxLength: o.maxLength } : {}),
-  });
+  // Held for the whole build: two builds into one folder would interleave their shards.
+  const lock = acquireFolderLock(o.out, 'kd cache build', log);
+  let teacher: Teacher;
+  try {
+    teacher = await Teacher.load(o.teacher, {
+      ...(o.device ? { device: o.device } : {}),
+      ...(o.allowFallback ? { allowFallback: true } : {}),
+      ...(o.threads ? { threads: o.threads } : {}),
+      ...(o.maxLength ? { maxLength: o.maxLength } : {}),
+    });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
     const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
@@ -128,6 +138,9 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       progression = JSON.parse(readFileSync(progressPath, 'utf8')) as Progression;
       assertSameIdentity(progression.identity, identity, `the unfinished cache at ${o.out}`, fix);
     }
+    // The identity goes to disk before anything else, so a build that stops at any point leaves
+    // a folder that refuses a different teacher, data or settings.
+    writeFileAtomicSync(progressPath, JSON.stringify(progression));
 
     // W, b and the PCA projection, once.
     const extrasPath = 'classifier.safetensors';
@@ -170,7 +183,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       const rel = shardPath(index);
       const abs = join(o.out, rel);
       const recorded = progression.done[String(index)];
-      if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && createHash('sha256').update(readFileSync(abs)).digest('hex') === recorded.sha256) return;
+      if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && hashFile(abs).sha256 === recorded.sha256) return;
       const out = await teacher.predict(current.map((e) => e.text), { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) });
       let emb: Float32Array | null = null;
       if (mode === 'full') emb = out.embedding;
@@ -209,13 +222,14 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       shardCount,
       part: o.shard ?? null,
       shards: mine.map((i) => progression.done[String(i)]!),
-      extras: { path: extrasPath, sha256: createHash('sha256').update(readFileSync(join(o.out, extrasPath))).digest('hex') },
+      extras: { path: extrasPath, ...hashFile(join(o.out, extrasPath)) },
     };
     writeFileAtomicSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
     rmSync(progressPath, { force: true });
     return manifest;
   } finally {
     await teacher.dispose();
+    lock.release();
   }
 }
 

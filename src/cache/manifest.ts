@@ -44,8 +44,10 @@ export interface CacheManifest {
   /** This build's part of a sharded build, or null for a whole cache. */
   part: { k: number; n: number } | null;
   shards: ShardEntry[];
-  /** W, b (and the PCA projection) in safetensors. */
-  extras: { path: string; sha256: string };
+  /** W, b (and the PCA projection) in safetensors; `bytes` absent in caches built before it was recorded. */
+  extras: { path: string; sha256: string; bytes?: number };
+  /** A merge: the part folders (relative to this one) its shards live in; absent otherwise. */
+  parts?: string[];
 }
 
 export class CacheMismatchError extends UserError {
@@ -61,10 +63,46 @@ export function readManifest(dir: string): CacheManifest {
     const building = existsSync(join(dir, 'progress.json'));
     throw new CacheMismatchError(`${dir}: no manifest.json${building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'}`);
   }
-  const m = JSON.parse(readFileSync(path, 'utf8')) as CacheManifest;
+  let m: CacheManifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8')) as CacheManifest;
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new CacheMismatchError(`${path}: not valid JSON (${e.message}). Rebuild the cache`);
+    throw e;
+  }
+  if (m === null || typeof m !== 'object') throw new CacheMismatchError(`${path}: not a kd cache manifest (expected a JSON object). Rebuild the cache`);
   if (m.format !== CACHE_FORMAT) throw new CacheMismatchError(`${path}: format '${m.format}', expected '${CACHE_FORMAT}'`);
   if (m.version !== CACHE_VERSION) throw new CacheMismatchError(`${path}: cache version ${m.version}; this kd reads version ${CACHE_VERSION}. Rebuild the cache`);
+  checkEntries(m, path);
   return m;
+}
+
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const isDigest = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x);
+
+/** The fields a reader acts on, checked before any is used: a hand-edited manifest fails here with the entry named. */
+function checkEntries(m: CacheManifest, path: string): void {
+  const fail = (field: string, why: string) => new CacheMismatchError(`${path}: ${field} ${why}. Rebuild the cache (or rerun kd cache merge) rather than editing its manifest`);
+  const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
+  if (!isObject(m.teacher) || !isObject(m.teacher.fingerprint) || !isObject(m.teacher.classifier)) throw fail('teacher', 'must be { fingerprint, labels, modelType, classifier }');
+  if (!isObject(m.data) || !Array.isArray(m.data.files) || !Array.isArray(m.data.labels) || !m.data.labels.every((l) => typeof l === 'string') || !isCount(m.data.rows)) throw fail('data', 'must be { files, labels, rows, ... }');
+  if (!m.data.files.every((f) => isObject(f) && typeof f.path === 'string')) throw fail('data.files', 'must list { path, sha256, bytes }');
+  if (!isObject(m.embedding) || !isCount(m.embedding.dim) || !['float16', 'float32'].includes(m.embedding.dtype)) throw fail('embedding', 'must be { mode, dim, sourceDim, dtype: float16 | float32 }');
+  if (m.part !== null && !(isObject(m.part) && isCount(m.part.k) && isCount(m.part.n) && m.part.k < m.part.n)) throw fail('part', 'must be null or { k, n } with k < n');
+  if (!isCount(m.shardCount)) throw fail('shardCount', `must be a non-negative integer, got ${JSON.stringify(m.shardCount)}`);
+  if (!Array.isArray(m.shards)) throw fail('shards', 'is not a list');
+  m.shards.forEach((e, i) => {
+    const at = `shards[${i}]`;
+    if (e === null || typeof e !== 'object') throw fail(at, 'is not an object');
+    if (!isCount(e.index)) throw fail(`${at}.index`, `must be a non-negative integer, got ${JSON.stringify(e.index)}`);
+    if (typeof e.path !== 'string') throw fail(`${at}.path`, `must be a file name, got ${JSON.stringify(e.path)}`);
+    if (!isCount(e.rows)) throw fail(`${at}.rows`, `must be a non-negative integer, got ${JSON.stringify(e.rows)}`);
+    if (!isCount(e.bytes)) throw fail(`${at}.bytes`, `must be a non-negative integer, got ${JSON.stringify(e.bytes)}`);
+    if (!isDigest(e.sha256)) throw fail(`${at}.sha256`, 'must be 64 hex digits');
+    if (!Array.isArray(e.blocks) || e.blocks.length !== Math.ceil(e.bytes / BLOCK_BYTES) || !e.blocks.every(isDigest)) throw fail(`${at}.blocks`, `must list the SHA-256 of each of its ${Math.ceil(e.bytes / BLOCK_BYTES)} 1 MiB block(s)`);
+  });
+  if (m.extras === null || typeof m.extras !== 'object' || typeof m.extras.path !== 'string' || !isDigest(m.extras.sha256)) throw fail('extras', 'must be { path, sha256 }');
+  if (m.extras.bytes !== undefined && !isCount(m.extras.bytes)) throw fail('extras.bytes', `must be a non-negative integer, got ${JSON.stringify(m.extras.bytes)}`);
 }
 
 /** The fields that identify what a cache holds; two caches (or a cache and a rerun) must agree on all. */

@@ -1,14 +1,16 @@
 // Reading a cache without loading it: positioned reads of rows and batches from the shard
 // files, so a cache larger than memory trains fine. Also verification, info and merging.
-import { OptionError } from '../errors.js';
-import { closeSync, existsSync, fstatSync, openSync, readSync, statSync, readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { dirname, join, relative, resolve } from 'node:path';
+import { OptionError, UserError } from '../errors.js';
+import { closeSync, existsSync, readSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { acquireFolderLock } from '../util/lock.js';
+import type { Example } from '../data/example.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { argmaxRow } from '../util/stats.js';
 import { decodeHeader, HALF_TABLE, halvesToFloats, HEADER_BYTES, type ShardLayout } from './format.js';
-import { assertSameIdentity, BLOCK_BYTES, CacheMismatchError, identityOf, readManifest, type CacheManifest, type ShardEntry } from './manifest.js';
+import { CacheFileRoots, damagedBlocks, hashOpenFile } from './files.js';
+import { assertSameIdentity, CacheMismatchError, identityOf, readManifest, type CacheManifest, type ShardEntry } from './manifest.js';
 
 export interface CachedRows {
   labels: Int32Array;
@@ -40,26 +42,43 @@ export class CacheReader {
   readonly classes: number;
   readonly dim: number;
   private readonly starts: number[];
+  /** The checked location of the classifier file (manifest.extras.path). */
+  readonly extrasPath: string;
 
   private constructor(
     readonly dir: string,
     readonly manifest: CacheManifest,
+    verify: boolean,
   ) {
     if (manifest.part) {
       throw new CacheMismatchError(`${dir} is part ${manifest.part.k}/${manifest.part.n} of a sharded build; join the parts with kd cache merge before reading`);
     }
+    const roots = CacheFileRoots.of(dir, manifest);
+    const rebuild = `The cache is damaged: rebuild it (delete ${dir} and rerun the kd cache build command that made it); kd cache verify ${dir} lists every damaged file`;
     let start = 0;
-    for (const entry of [...manifest.shards].sort((a, b) => a.index - b.index)) {
-      const path = resolve(dir, entry.path);
-      if (!existsSync(path)) throw new CacheMismatchError(`${dir}: shard ${entry.path} is missing`);
-      const fd = openSync(path, 'r');
-      const size = fstatSync(fd).size;
-      const head = Buffer.alloc(HEADER_BYTES);
-      readSync(fd, head, 0, HEADER_BYTES, 0);
-      const layout = decodeHeader(head, size, entry.path);
-      if (layout.rows !== entry.rows) throw new CacheMismatchError(`${entry.path}: header says ${layout.rows} rows, the manifest ${entry.rows}`);
-      this.shards.push({ entry, fd, layout, start });
-      start += entry.rows;
+    try {
+      for (const entry of [...manifest.shards].sort((a, b) => a.index - b.index)) {
+        const file = roots.open(entry.path, `shard ${entry.index}`, entry);
+        if (!file) throw new CacheMismatchError(`${dir}: shard ${entry.path} is missing. ${rebuild}`);
+        // The checksum pass is one sequential read, cheap next to training, so damaged teacher
+        // outputs are never trained on.
+        const { problem, layout } = inspectShard(file, entry, verify);
+        if (problem || !layout) {
+          closeSync(file.fd);
+          throw new CacheMismatchError(`${join(dir, entry.path)}: ${problem}. ${rebuild}`);
+        }
+        this.shards.push({ entry, fd: file.fd, layout, start });
+        start += entry.rows;
+      }
+      const extras = roots.open(manifest.extras.path, 'extras');
+      if (!extras) throw new CacheMismatchError(`${dir}: ${manifest.extras.path} (the teacher's classifier) is missing. ${rebuild}`);
+      const problem = inspectExtras(extras, manifest.extras, verify);
+      closeSync(extras.fd);
+      if (problem) throw new CacheMismatchError(`${join(dir, manifest.extras.path)}: ${problem}. ${rebuild}`);
+      this.extrasPath = extras.path;
+    } catch (e) {
+      this.close();
+      throw e;
     }
     this.rows = start;
     this.starts = this.shards.map((s) => s.start);
@@ -67,7 +86,11 @@ export class CacheReader {
     this.dim = manifest.embedding.dim;
   }
 
-  static open(dir: string, opts: { teacherFingerprint?: Record<string, string> } = {}): CacheReader {
+  /**
+   * Opens a cache, checking every file the manifest names (inside the cache, regular, the right
+   * size) and, unless `verify` is false, every checksum.
+   */
+  static open(dir: string, opts: { teacherFingerprint?: Record<string, string>; verify?: boolean } = {}): CacheReader {
     const manifest = readManifest(dir);
     if (opts.teacherFingerprint) {
       assertSameIdentity(
@@ -77,7 +100,40 @@ export class CacheReader {
         'Rebuild the cache with this teacher.',
       );
     }
-    return new CacheReader(dir, manifest);
+    return new CacheReader(dir, manifest, opts.verify ?? true);
+  }
+
+  /** Throws, naming both label sets, the cache's data files and the fix, unless `labelNames` are the cache's classes. */
+  assertClasses(labelNames: readonly string[]): void {
+    const cached = this.manifest.data.labels;
+    if (JSON.stringify(cached) === JSON.stringify(labelNames)) return;
+    throw new CacheMismatchError(
+      `the cache ${this.dir} holds ${cached.length} classes (${cached.join(', ')}), built with --classes ${cached.length} from ${this.builtFrom()}; this run reads ${labelNames.length} (${labelNames.join(', ')}). Pass --classes ${cached.length} (and the --label-map the cache was built with), or rebuild the cache with --classes ${labelNames.length}`,
+    );
+  }
+
+  /**
+   * Throws at the first example whose label (an index into `labelNames`) differs from the cached
+   * row's, naming both labels, the file and line, how many rows differ, and the fix.
+   */
+  assertLabels(examples: readonly Example[], cachedLabels: Int32Array, labelNames: readonly string[]): void {
+    let first = -1;
+    let differ = 0;
+    examples.forEach((ex, i) => {
+      if (cachedLabels[i] === ex.label) return;
+      differ += 1;
+      if (first < 0) first = i;
+    });
+    if (first < 0) return;
+    const ex = examples[first]!;
+    const name = (names: readonly string[], k: number) => `'${names[k] ?? '?'}' (class ${k})`;
+    throw new CacheMismatchError(
+      `${ex.file}:${ex.line}: id ${ex.id} is labelled ${name(labelNames, ex.label)} here but ${name(this.manifest.data.labels, cachedLabels[first]!)} in the cache ${this.dir} (built from ${this.builtFrom()}); ${differ} of ${examples.length} rows differ. Read the data as the cache build did (the same --label-map and --classes), or rebuild the cache over these files`,
+    );
+  }
+
+  private builtFrom(): string {
+    return this.manifest.data.files.map((f) => f.path).join(', ') || 'no files';
   }
 
   private shardOf(row: number): OpenShard {
@@ -186,7 +242,7 @@ export class CacheReader {
 
   /** W [C, D], b [C] of the teacher's classifier, and the PCA projection if any. */
   extras(): { weight: Float32Array | null; bias: Float32Array | null; pca: { mean: Float32Array; components: Float32Array } | null } {
-    const { tensors } = loadSafetensors(join(this.dir, this.manifest.extras.path));
+    const { tensors } = loadSafetensors(this.extrasPath);
     const get = (name: string) => (tensors.get(name)?.data as Float32Array | undefined) ?? null;
     const mean = get('pca.mean');
     const components = get('pca.components');
@@ -204,40 +260,35 @@ export interface VerifyProblem {
   problem: string;
 }
 
-/** Checks every shard's size, checksum and header against the manifest; names what is wrong and where. */
+/**
+ * Checks every shard's size, checksum and header against the manifest; names what is wrong and
+ * where. A manifest naming a file outside the cache (or a link, device or FIFO) is refused with
+ * an {@link UnsafeCachePathError} before anything is read.
+ */
 export function verifyCache(dir: string): { ok: boolean; shards: number; rows: number; problems: VerifyProblem[] } {
   const manifest = readManifest(dir);
+  const roots = CacheFileRoots.of(dir, manifest);
   const problems: VerifyProblem[] = [];
   let rows = 0;
-  const extrasPath = join(dir, manifest.extras.path);
-  if (!existsSync(extrasPath)) problems.push({ shard: manifest.extras.path, problem: 'missing' });
-  else if (createHash('sha256').update(readFileSync(extrasPath)).digest('hex') !== manifest.extras.sha256) problems.push({ shard: manifest.extras.path, problem: 'checksum differs from the manifest' });
+  const extras = roots.open(manifest.extras.path, 'extras');
+  if (!extras) problems.push({ shard: manifest.extras.path, problem: 'missing' });
+  else {
+    const problem = inspectExtras(extras, manifest.extras, true);
+    closeSync(extras.fd);
+    if (problem) problems.push({ shard: manifest.extras.path, problem });
+  }
   for (const entry of manifest.shards) {
-    const path = resolve(dir, entry.path);
-    if (!existsSync(path)) {
+    const file = roots.open(entry.path, `shard ${entry.index}`, entry);
+    if (!file) {
       problems.push({ shard: entry.path, problem: 'missing' });
       continue;
     }
-    const bytes = readFileSync(path);
-    if (bytes.length !== entry.bytes) {
-      problems.push({ shard: entry.path, problem: bytes.length < entry.bytes ? `truncated at offset ${bytes.length} (expected ${entry.bytes} bytes)` : `has ${bytes.length - entry.bytes} extra bytes after offset ${entry.bytes}` });
-      continue;
-    }
-    if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) {
-      const bad: string[] = [];
-      for (let b = 0; b < entry.blocks.length; b++) {
-        const start = b * BLOCK_BYTES;
-        if (createHash('sha256').update(bytes.subarray(start, start + BLOCK_BYTES)).digest('hex') !== entry.blocks[b]) bad.push(`offsets ${start}–${Math.min(bytes.length, start + BLOCK_BYTES) - 1}`);
-      }
-      problems.push({ shard: entry.path, problem: `altered: checksum differs; damaged block(s) at ${bad.join(', ')}` });
-      continue;
-    }
     try {
-      const layout = decodeHeader(bytes.subarray(0, HEADER_BYTES), bytes.length, entry.path);
-      if (layout.rows !== entry.rows) problems.push({ shard: entry.path, problem: `header says ${layout.rows} rows, the manifest ${entry.rows}` });
-      rows += layout.rows;
-    } catch (e) {
-      problems.push({ shard: entry.path, problem: (e as Error).message });
+      const { problem, layout } = inspectShard(file, entry, true);
+      if (problem) problems.push({ shard: entry.path, problem });
+      else rows += layout!.rows;
+    } finally {
+      closeSync(file.fd);
     }
   }
   const expected = manifest.part ? manifest.shards.reduce((s, e) => s + e.rows, 0) : manifest.data.rows;
@@ -245,30 +296,85 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
   return { ok: problems.length === 0, shards: manifest.shards.length, rows, problems };
 }
 
+/**
+ * What is wrong with an open shard file against its manifest entry (null: nothing) and its
+ * layout. The size is checked first: a file larger than the manifest says is never read.
+ */
+function inspectShard(file: { fd: number; size: number }, entry: ShardEntry, checksum: boolean): { problem: string | null; layout: ShardLayout | null } {
+  if (file.size !== entry.bytes) return { problem: sizeProblem(file.size, entry.bytes), layout: null };
+  if (checksum) {
+    const actual = hashOpenFile(file.fd, entry.bytes);
+    if (actual.sha256 !== entry.sha256) return { problem: `altered: checksum differs; damaged block(s) at ${damagedBlocks(entry, actual.blocks)}`, layout: null };
+  }
+  const head = Buffer.alloc(HEADER_BYTES);
+  const got = readSync(file.fd, head, 0, HEADER_BYTES, 0);
+  let layout: ShardLayout;
+  try {
+    layout = decodeHeader(head.subarray(0, got), file.size, entry.path);
+  } catch (e) {
+    if (e instanceof UserError) return { problem: e.message, layout: null };
+    throw e;
+  }
+  if (layout.rows !== entry.rows) return { problem: `header says ${layout.rows} rows, the manifest ${entry.rows}`, layout };
+  return { problem: null, layout };
+}
+
+/** What is wrong with the open classifier file against the manifest (null: nothing). */
+function inspectExtras(file: { fd: number; size: number }, entry: CacheManifest['extras'], checksum: boolean): string | null {
+  if (entry.bytes !== undefined && file.size !== entry.bytes) return sizeProblem(file.size, entry.bytes);
+  if (checksum && hashOpenFile(file.fd, file.size).sha256 !== entry.sha256) return 'checksum differs from the manifest';
+  return null;
+}
+
+function sizeProblem(actual: number, expected: number): string {
+  return actual < expected ? `truncated at offset ${actual} (expected ${expected} bytes)` : `has ${actual - expected} extra bytes after offset ${expected}`;
+}
+
+/** `path` with every symbolic link resolved, also when its last components do not exist yet. */
+function canonicalPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (e) {
+    const parent = dirname(resolve(path));
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || parent === resolve(path)) throw e;
+    return join(canonicalPath(parent), basename(resolve(path)));
+  }
+}
+
 /** Joins the parts of a sharded build into one cache at `out` without copying shard data. */
 export function mergeCaches(out: string, parts: string[]): CacheManifest {
   if (parts.length === 0) throw new OptionError('kd cache merge needs at least one part');
   const manifests = parts.map((p) => readManifest(p));
+  // Compared by real path, so another spelling or a symbolic link of a part is caught too.
+  const outReal = canonicalPath(out);
+  const partReals = parts.map((p) => realpathSync(p));
+  const same = partReals.findIndex((p) => p === outReal);
+  if (same >= 0) throw new OptionError(`'--out' ${out} is the part ${parts[same]} (both are ${outReal}): the merged manifest would replace that part's own. Give a new folder, e.g. --out ${join(dirname(outReal), 'merged')}`);
+  if (existsSync(join(out, 'shards')) || existsSync(join(out, 'progress.json'))) throw new OptionError(`'--out' ${out} holds a cache of its own (a shards folder or an unfinished build): the merged manifest would orphan it. Give a new folder`);
   const first = manifests[0]!;
   manifests.forEach((m, i) => assertSameIdentity(identityOf(m), identityOf(first), `part ${parts[i]}`, 'Merge only parts built by the same command with different --shard.'));
   const n = first.part?.n ?? 1;
-  const byIndex = new Map<number, { entry: ShardEntry; dir: string }>();
+  const byIndex = new Map<number, { entry: ShardEntry; part: number }>();
   manifests.forEach((m, i) => {
     if (m.part && m.part.n !== n) throw new CacheMismatchError(`part ${parts[i]} is k/${m.part.n}, others are k/${n}`);
     for (const e of m.shards) {
-      if (byIndex.has(e.index)) throw new CacheMismatchError(`shard ${e.index} appears in two parts (${byIndex.get(e.index)!.dir} and ${parts[i]})`);
-      byIndex.set(e.index, { entry: e, dir: parts[i]! });
+      if (byIndex.has(e.index)) throw new CacheMismatchError(`shard ${e.index} appears in two parts (${parts[byIndex.get(e.index)!.part]} and ${parts[i]})`);
+      byIndex.set(e.index, { entry: e, part: i });
     }
   });
   const missing = Array.from({ length: first.shardCount }, (_, i) => i).filter((i) => !byIndex.has(i));
   if (missing.length) throw new CacheMismatchError(`the parts lack shard(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''} of ${first.shardCount}: a part is missing or unfinished`);
-  const shards = [...byIndex.values()]
-    .sort((a, b) => a.entry.index - b.entry.index)
-    .map(({ entry, dir }) => ({ ...entry, path: relative(resolve(out), resolve(dir, entry.path)) }));
-  const extrasDir = parts[0]!;
-  const merged: CacheManifest = { ...first, part: null, shards, extras: { ...first.extras, path: relative(resolve(out), resolve(extrasDir, first.extras.path)) } };
-  writeFileAtomicSync(join(out, 'manifest.json'), `${JSON.stringify(merged, null, 2)}\n`);
-  return merged;
+  const lock = acquireFolderLock(out, 'kd cache merge');
+  try {
+    // Relative to the real paths, as the reader resolves them (see CacheFileRoots).
+    const fromOut = (part: number, path: string) => relative(outReal, resolve(partReals[part]!, path));
+    const shards = [...byIndex.values()].sort((a, b) => a.entry.index - b.entry.index).map(({ entry, part }) => ({ ...entry, path: fromOut(part, entry.path) }));
+    const merged: CacheManifest = { ...first, part: null, shards, extras: { ...first.extras, path: fromOut(0, first.extras.path) }, parts: partReals.map((p) => relative(outReal, p)) };
+    writeFileAtomicSync(join(out, 'manifest.json'), `${JSON.stringify(merged, null, 2)}\n`);
+    return merged;
+  } finally {
+    lock.release();
+  }
 }
 
 /** Counts, dims, size on disk and the teacher's accuracy on the cached rows. */
@@ -285,7 +391,7 @@ export function cacheInfo(dir: string): Record<string, unknown> {
         if (argmaxRow(part.logits, i * C, C) === y) right += 1;
       });
     }
-    const bytes = m.shards.reduce((s, e) => s + e.bytes, 0) + statSync(join(dir, 'manifest.json')).size + statSync(resolve(dir, m.extras.path)).size;
+    const bytes = m.shards.reduce((s, e) => s + e.bytes, 0) + statSync(join(dir, 'manifest.json')).size + statSync(reader.extrasPath).size;
     return {
       dir,
       rows: reader.rows,

@@ -10,16 +10,17 @@ export function evalCommand(): Command {
     .requiredOption('--model <dir>', 'student folder (kd train) or HF-layout teacher folder')
     .requiredOption('--data <file...>', 'labelled data')
     .option('--cache <dir>', "teacher-output cache: adds agreement with the teacher, the deviation slope and gradient variance")
+    .option('--no-verify', 'with --cache: open it without checking its shard checksums')
     .option('--limit <n>', 'evaluate the first N rows')
     .option('--json', 'print the report as the last line of stdout');
   for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & { model: string; data: string[]; cache?: string; limit?: string; json?: boolean }) => {
+  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & { model: string; data: string[]; cache?: string; verify: boolean; limit?: string; json?: boolean }) => {
     const session = toSessionOptions(o);
     const r = await evaluateModel({
       model: o.model,
       data: o.data,
       read: toReadOptions(o),
-      ...(o.cache ? { cache: o.cache } : {}),
+      ...(o.cache ? { cache: o.cache, verifyCache: o.verify } : {}),
       ...(session.device ? { device: session.device } : {}),
       ...(o.limit ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
     });

@@ -45,6 +45,7 @@ export function trainCommand(): Command {
     .option('--patience <n>', 'stop after N evaluations without improvement', '3')
     .option('--limit <n>', 'use N training rows (spread over the file)')
     .option('--resume', 'continue from <out>/seed-*/training/last.safetensors')
+    .option('--no-verify', 'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)')
     .option('--dim <n>', 'ngram: embedding width', '32')
     .option('--ngram-hidden <n>', 'ngram: hidden layer width (0 = linear)', '0')
     .option('--buckets <n>', 'ngram: hash buckets', String(1 << 18))
@@ -92,6 +93,7 @@ export function trainCommand(): Command {
       seed: seeds[0]!,
       out: o.out as string,
       ...(o.resume ? { resume: true } : {}),
+      ...(o.verify === false ? { verifyCache: false } : {}),
       ...(o.limit !== undefined ? { limit: int('limit', o.limit, 1) } : {}),
       ...(session.device ? { device: session.device } : {}),
       ...(session.threads ? { threads: session.threads } : {}),

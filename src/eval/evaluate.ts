@@ -57,7 +57,7 @@ function parameterCount(onnxPath: string): number {
   return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
 }
 
-export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; device?: Device; limit?: number; seed?: number }): Promise<EvalReport> {
+export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; verifyCache?: boolean; device?: Device; limit?: number; seed?: number }): Promise<EvalReport> {
   const examples: Example[] = [];
   for await (const ex of new DatasetReader(o.data, { ...o.read, progress: false })) {
     examples.push(ex);
@@ -90,13 +90,15 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
     single.sort((a, b) => a - b);
     let teacher: EvalReport['teacher'] = null;
     if (o.cache) {
-      const cache = CacheReader.open(o.cache);
+      const cache = CacheReader.open(o.cache, { verify: o.verifyCache ?? true });
       try {
+        cache.assertClasses(labels);
         const { ids, textHashes } = cache.keys();
         const rowOf = new Map(ids.map((id, r) => [id, r] as const));
         const present = examples.map((e, i) => ({ i, r: rowOf.get(e.id) })).filter((x) => x.r !== undefined && textHashes[x.r] === examples[x.i]!.textHash) as { i: number; r: number }[];
         if (present.length === 0) throw new ConfigError(`none of the ${examples.length} rows is in the cache ${o.cache}`);
         const t = cache.read(Int32Array.from(present, (x) => x.r));
+        cache.assertLabels(present.map((x) => examples[x.i]!), t.labels, labels);
         const tp = softmaxRows(t.logits, present.length, C);
         const sp = new Float64Array(present.length * C);
         present.forEach((x, k) => sp.set(probs.subarray(x.i * C, (x.i + 1) * C), k * C));

@@ -50,6 +50,8 @@ export interface StudentRunOptions {
   seed: number;
   out: string;
   resume?: boolean;
+  /** false: open the cache without the checksum pass (`--no-verify`). */
+  verifyCache?: boolean;
   limit?: number;
   device?: Device;
   threads?: number;
@@ -138,20 +140,18 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
   if (started && !o.resume) throw new OptionError(`${o.out} holds a previous run (${existsSync(resultPath) ? 'result.json' : 'training/last.safetensors'}): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`);
   const method = getMethod(o.loss);
   const options = parseMethodOptions(o.loss, o.lossOptions);
-  const cache = CacheReader.open(o.cache);
+  const cache = CacheReader.open(o.cache, { verify: o.verifyCache ?? true });
   try {
     method.check?.(options, { embeddingMode: cache.manifest.embedding.mode, hasClassifier: cache.manifest.teacher.classifier.rows > 0 });
     const classes = cache.classes;
     const labels = LABEL_NAMES[o.read.classes];
-    if (labels.length !== classes) throw new ConfigError(`the cache has ${classes} classes, --classes ${o.read.classes} asks for ${labels.length}`);
+    cache.assertClasses(labels);
     const train = limitRows((await readSplit(o.train, o.read)).examples, o.limit);
     const dev = (await readSplit(o.dev, o.read)).examples;
     const test = o.test?.length ? (await readSplit(o.test, o.read)).examples : null;
     const rows = joinCache(cache, train, 'training');
     const cached = cache.read(rows);
-    cached.labels.forEach((y, i) => {
-      if (y !== train[i]!.label) throw new ConfigError(`${train[i]!.file}:${train[i]!.line}: label ${train[i]!.label} differs from the cache's ${y} for id ${train[i]!.id}`);
-    });
+    cache.assertLabels(train, cached.labels, labels);
     const headSize = method.headSize(options, classes);
 
     // The student's settings, and for the transformer its vocabulary: part of the run, so a
