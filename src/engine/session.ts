@@ -65,7 +65,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };
   const fallback = async (reason: string): Promise<SessionHandle> => {
-    if (!opts.allowFallback) throw new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or allow a CPU fallback.`);
+    if (!opts.allowFallback) throw new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning`);
     if (!warnedFallback.has(device)) {
       warnedFallback.add(device);
       (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: --device ${device} is not available (${reason}); running on CPU`);

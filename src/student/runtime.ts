@@ -16,15 +16,17 @@ export class Student {
     readonly card: StudentCard,
     readonly session: ort.InferenceSession,
     private readonly tokenizer: TextTokenizer | null,
+    /** Where the session runs: CPU after an allowed fallback. */
+    readonly device: Device,
   ) {}
 
   static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
     if (!existsSync(cardPath)) throw new ConfigError(`${dir}: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)`);
     const card = JSON.parse(readFileSync(cardPath, 'utf8')) as StudentCard;
-    const { session } = await createSession(join(dir, 'onnx', 'model.onnx'), opts);
+    const { session, device } = await createSession(join(dir, 'onnx', 'model.onnx'), opts);
     const tokenizer = card.kind === 'transformer' ? TextTokenizer.fromFolder(dir) : null;
-    return new Student(dir, card, session, tokenizer);
+    return new Student(dir, card, session, tokenizer, device);
   }
 
   get labels(): string[] {

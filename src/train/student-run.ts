@@ -50,6 +50,7 @@ export interface StudentRunOptions {
   resume?: boolean;
   limit?: number;
   device?: Device;
+  allowFallback?: boolean;
   threads?: number;
   log?: (line: string) => void;
 }
@@ -195,6 +196,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       stepsPerCall: 'auto',
       seed: o.seed,
       ...(o.device ? { device: o.device } : {}),
+      ...(o.allowFallback ? { allowFallback: true } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
     });
     mkdirSync(o.out, { recursive: true });
