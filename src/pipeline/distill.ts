@@ -3,7 +3,7 @@
 // settings (chained with the stages before it): done with the same settings, it is skipped;
 // killed, it resumes from its checkpoints; with other settings, it starts anew in a clean folder.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { splitDataset } from '../data/split.js';
 import { parseClassCount, type ClassCount } from '../data/labels.js';
@@ -16,7 +16,7 @@ import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '..
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { loadRecipe, planJobs, splitMethod } from './recipe.js';
-import type { Device } from '../engine/session.js';
+import { assertDeviceUsable, type Device } from '../engine/session.js';
 
 export interface DistillOptions {
   recipe: string;
@@ -91,9 +91,19 @@ function teacherFingerprint(dir: string): Record<string, string> {
   return Object.fromEntries(files.map((f) => [f, existsSync(join(dir, f)) ? createHash('sha256').update(readFileSync(join(dir, f))).digest('hex') : 'missing']));
 }
 
+/** Size and modification time of input files (as make does): a data file edited in place redoes what read it. */
+function fileStamps(files: readonly string[]): { file: string; bytes: number; mtimeMs: number }[] {
+  return files.map((file) => {
+    const st = statSync(file);
+    return { file, bytes: st.size, mtimeMs: st.mtimeMs };
+  });
+}
+
 export async function runDistill(o: DistillOptions): Promise<{ report: string; runs: string[] }> {
   const log = o.log ?? (() => undefined);
   const recipe = loadRecipe(o.recipe);
+  // A missing provider fails now, not after the split and the teacher's data are prepared.
+  assertDeviceUsable(o);
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
   const jobs = planJobs(recipe, Boolean(quick));
@@ -107,7 +117,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
 
   // 1. Split.
   const splitDir = join(out, 'data');
-  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes };
+  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes, inputs: fileStamps(recipe.data.split.files) };
   const splitKey = await stage(splitDir, splitSettings, log, 'split', () => splitDataset(recipe.data.split.files, { ...read, dev: recipe.data.split.dev, test: recipe.data.split.test, seed: recipe.data.split.seed, out: splitDir, ...(quick?.limit ? { limit: quick.limit } : {}) }), () => existsSync(join(splitDir, 'train.jsonl')));
   const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
   const trainFiles = [join(splitDir, 'train.jsonl'), ...extra];
@@ -121,14 +131,15 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     const preset = quick?.teacherPreset ?? recipe.teacher.preset!;
     const config = resolveTeacherConfig(preset, {});
     const teacherOut = teacherDir;
-    await stage(teacherDir, { preset, config, trainFiles, devFiles, split: splitKey }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
+    await stage(teacherDir, { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
   }
   const teacher = teacherFingerprint(teacherDir);
 
   // 3. Cache over every file a student reads.
   const cacheDir = join(out, 'cache');
   const cacheFiles = [...new Set([...trainFiles, ...devFiles, ...testFiles])];
-  const cacheKey = await stage(cacheDir, { teacherDir, teacher, split: splitKey, cacheFiles, cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...placement, ...threads, log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
+  const outsideFiles = cacheFiles.filter((f) => !f.startsWith(`${splitDir}/`));
+  const cacheKey = await stage(cacheDir, { teacherDir, teacher, split: splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...placement, ...threads, log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
 
   // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;

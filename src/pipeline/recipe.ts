@@ -4,9 +4,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../data/errors.js';
-import { METHODS, parseMethodOptions } from '../distill/registry.js';
+import { getMethod, METHODS, parseMethodOptions } from '../distill/registry.js';
 import { MethodOptionError } from '../distill/method.js';
-import { TEACHER_PRESETS } from '../teacher/default-teacher.js';
+import { resolveTeacherConfig, TEACHER_PRESETS } from '../teacher/default-teacher.js';
+import { parseEmbeddingMode } from '../cache/build.js';
+import { UserError } from '../errors.js';
 import { packageRoot } from '../util/versions.js';
 
 export type StudentKind = 'ngram' | 'transformer';
@@ -152,6 +154,13 @@ const seedList = list(int(), { min: 1, unique: true });
 const preset: Schema = (v, at) => {
   text(v, at);
   if (!((v as string) in TEACHER_PRESETS) && !existsSync(v as string)) throw new FieldError(at, `unknown teacher preset ${got(v)}; known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`);
+  // A JSON file of settings is read now too: a syntax error or a bad shape fails before any stage.
+  try {
+    resolveTeacherConfig(v as string, {});
+  } catch (e) {
+    if (e instanceof UserError || e instanceof SyntaxError) throw new FieldError(at, `${String(v)}: ${(e as Error).message}`);
+    throw e;
+  }
 };
 /** A swept value: a number, or a word for a method's choice option (lambdaSchedule: linear). */
 const sweepValue: Schema = (v, at) => {
@@ -259,8 +268,9 @@ function checkRuns(r: Recipe): void {
   for (const job of planJobs(r, false)) {
     const entry = job.field.replace(/\.(values|kdStart)\[\d+\]$/, '');
     const { loss, lossOptions, training } = splitMethod(job.method);
+    let options: unknown;
     try {
-      parseMethodOptions(loss, lossOptions);
+      options = parseMethodOptions(loss, lossOptions);
     } catch (e) {
       if (!(e instanceof MethodOptionError)) throw e;
       // The swept (or switched) value is the field at fault when it is the option that failed.
@@ -268,6 +278,13 @@ function checkRuns(r: Recipe): void {
       // A swept option the loss does not read at all is the sweep's `param`, not one of its values.
       const field = e.option === undefined ? entry : e.option === swept ? (e.unread && job.kind === 'sweep' ? `${entry}.param` : job.field) : `${entry}.${e.option}`;
       throw new FieldError(field, `${e.option === undefined ? e.message : e.problem} (run ${job.name})`);
+    }
+    // What the method needs of the cache (LELP: embeddings) is known from the recipe's cache section.
+    try {
+      getMethod(loss).check?.(options as never, { embeddingMode: parseEmbeddingMode(r.cache.embedding).mode, hasClassifier: true });
+    } catch (e) {
+      if (!(e instanceof MethodOptionError)) throw e;
+      throw new FieldError('cache.embedding', `${r.cache.embedding} cannot serve ${entry} (run ${job.name}): ${e.message}`);
     }
     // A swept training override (epochs, lr, batchSize) is checked like the method's own.
     for (const [k, v] of Object.entries(training)) {

@@ -101,6 +101,7 @@ test('every bad recipe value is refused when the recipe is read, naming the file
     ['a teacher with neither preset nor dir', (r) => (r.teacher = {}), 'teacher: needs preset (a teacher kd trains) or dir (a teacher folder)'],
     ['an unknown class count', (r) => (r.classes = 4), 'classes: unknown class count 4; known: 2, 3, 5'],
     ['a caveat that is not text', (r) => (r.caveats = [3]), 'caveats[0]: must be a non-empty string, got 3'],
+    ['LELP on a cache without embeddings', (r) => { r.cache.embedding = 'none'; r.runs.methods.push({ loss: 'lelp', subclasses: 4 }); }, "cache.embedding: none cannot serve runs.methods[2] (run ngram-lelp): '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)"],
   ];
   for (const [what, edit, message] of cases) {
     const path = crafted(edit);
@@ -119,6 +120,10 @@ test('an empty recipe, a YAML syntax error and a missing teacher folder are one-
   const duplicate = join(dir, 'duplicate.yaml');
   writeFileSync(duplicate, 'name: x\nname: y\n');
   assert.throws(() => loadRecipe(duplicate), { message: `${duplicate}:2:1: YAML syntax error: Map keys must be unique. Fix the recipe there` });
+  const presetFile = join(dir, 'preset.json');
+  writeFileSync(presetFile, '{ "layers": 2,');
+  const badPreset = crafted((r) => (r.quick.teacherPreset = presetFile));
+  assert.throws(() => loadRecipe(badPreset), (e: Error) => e.name === 'ConfigError' && e.message.startsWith(`${badPreset}: quick.teacherPreset: ${presetFile}: `) && /JSON/.test(e.message));
   const teacher = crafted((r) => (r.teacher = { dir: join(dir, 'no-such-teacher') }));
   assert.throws(() => loadRecipe(teacher), { message: `${teacher}: teacher.dir: ${join(dir, 'no-such-teacher')} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, onnx/model.onnx)` });
 });
