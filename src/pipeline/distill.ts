@@ -17,6 +17,7 @@ import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { loadRecipe, planJobs, splitMethod } from './recipe.js';
 import { assertDeviceUsable, type Device } from '../engine/session.js';
+import { ConfigError } from '../data/errors.js';
 
 export interface DistillOptions {
   recipe: string;
@@ -112,6 +113,10 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   // Where every stage runs; the fallback applies to each session (teacher, cache, trainer, eval).
   const placement = { ...(o.device ? { device: o.device } : {}), ...(o.allowFallback ? { allowFallback: true } : {}) };
   const threads = o.threads ? { threads: o.threads } : {};
+  // Stages remove their own folders when their settings change: only inside a folder kd distill made.
+  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
+    throw new ConfigError(`--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder`);
+  }
   mkdirSync(out, { recursive: true });
   writeFileAtomicSync(join(out, 'recipe.resolved.json'), `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`);
 

@@ -247,7 +247,7 @@ const RECIPE_SCHEMA = object({
             {
               extra: true,
               check: (s, at) => {
-                if (s.param === 'loss' || s.param === 'student') throw new FieldError(`${at}.param`, `cannot sweep ${got(s.param)}; sweep a loss option or epochs, lr, batchSize`);
+                if (['loss', 'student', 'param', 'values', 'seeds'].includes(s.param as string)) throw new FieldError(`${at}.param`, `cannot sweep ${got(s.param)}; sweep a loss option or epochs, lr, batchSize`);
               },
             },
           ),

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import { AMAZON_TRAIN, runKd, sharedPath, tempDir } from '../helpers.js';
@@ -90,7 +90,7 @@ function runs(out: string) {
   };
 }
 
-test('kd distill refuses a recipe with a YAML syntax error or an unknown student in one line, before any stage runs', () => {
+test('kd distill refuses a recipe with a YAML syntax error or an unknown student, or an --out it did not make, in one line before any stage runs', () => {
   const broken = join(root, 'broken.yaml');
   writeFileSync(broken, 'name: tiny\nruns:\n  seeds: [13, 14\n  students: [ngram]\n');
   const out = join(root, 'never');
@@ -101,4 +101,12 @@ test('kd distill refuses a recipe with a YAML syntax error or an unknown student
   assert.equal(cnn.status, 2, cnn.stderr);
   assert.equal(cnn.stderr, `kd: error: ${join(root, 'recipe.yaml')}: runs.students[0]: unknown student "cnn"; known: ngram, transformer\n`);
   assert.ok(!existsSync(out), 'nothing was run');
+  // An --out folder kd distill did not make is refused, since stages remove their folders in it.
+  const foreign = join(root, 'foreign');
+  mkdirSync(join(foreign, 'data'), { recursive: true });
+  writeFileSync(join(foreign, 'data', 'notes.txt'), 'mine');
+  const refused = runKd(['distill', '--recipe', recipe(), '--out', foreign]);
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.equal(refused.stderr, `kd: error: --out ${foreign}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder\n`);
+  assert.equal(readFileSync(join(foreign, 'data', 'notes.txt'), 'utf8'), 'mine');
 });
