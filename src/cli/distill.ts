@@ -22,6 +22,7 @@ export function distillCommand(): Command {
       ...(o.quick ? { quick: true } : {}),
       ...(o.teacher ? { teacher: o.teacher } : {}),
       ...(session.device ? { device: session.device } : {}),
+      ...(session.allowFallback ? { allowFallback: true } : {}),
       ...(session.threads ? { threads: session.threads } : {}),
       log: (l) => process.stderr.write(`${l}\n`),
     });

@@ -22,6 +22,7 @@ export function evalCommand(): Command {
       read: toReadOptions(o),
       ...(o.cache ? { cache: o.cache, verifyCache: o.verify } : {}),
       ...(session.device ? { device: session.device } : {}),
+      ...(session.allowFallback ? { allowFallback: true } : {}),
       ...(o.limit ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
     });
     const pct = (x: number) => (100 * x).toFixed(2);

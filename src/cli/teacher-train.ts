@@ -61,6 +61,7 @@ export function teacherTrainCommand(): Command {
       config,
       ...(o.resume ? { resume: true } : {}),
       ...(session.device ? { device: session.device } : {}),
+      ...(session.allowFallback ? { allowFallback: true } : {}),
       ...(session.threads ? { threads: session.threads } : {}),
       ...(typeof o.limit === 'string' ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
       ...(typeof o.maxSteps === 'string' ? { maxSteps: numberOption('max-steps', o.maxSteps, { integer: true, min: 1 }) } : {}),

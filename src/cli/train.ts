@@ -96,6 +96,7 @@ export function trainCommand(): Command {
       ...(o.verify === false ? { verifyCache: false } : {}),
       ...(o.limit !== undefined ? { limit: int('limit', o.limit, 1) } : {}),
       ...(session.device ? { device: session.device } : {}),
+      ...(session.allowFallback ? { allowFallback: true } : {}),
       ...(session.threads ? { threads: session.threads } : {}),
       log: (l) => process.stderr.write(`${l}\n`),
     };

@@ -60,9 +60,22 @@ export interface DistillMethod<O> {
 }
 
 export class MethodOptionError extends UserError {
-  constructor(message: string) {
+  /** The option at fault (its raw key, e.g. `lambdaSchedule`) and what is wrong with it, when it is one option. */
+  readonly option: string | undefined;
+  readonly problem: string;
+  /** True when the option is one the method does not read at all (rather than a bad value). */
+  readonly unread: boolean;
+  constructor(message: string, option?: string, problem?: string, unread = false) {
     super(message);
+    this.unread = unread;
     this.name = 'ConfigError';
+    this.option = option;
+    this.problem = problem ?? message;
+  }
+
+  /** `'--lambda-schedule' must be ...` on the command line; a recipe names its own field instead. */
+  static forOption(key: string, problem: string): MethodOptionError {
+    return new MethodOptionError(`'--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}' ${problem}`, key, problem);
   }
 }
 
@@ -70,7 +83,7 @@ export class MethodOptionError extends UserError {
 export function num(raw: Record<string, unknown>, key: string, fallback: number, range: [number, number] = [-Infinity, Infinity]): number {
   const v = raw[key];
   const n = v === undefined ? fallback : typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || n < range[0] || n > range[1]) throw new MethodOptionError(`'--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}' must be a number in [${range[0]}, ${range[1]}], got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n < range[0] || n > range[1]) throw MethodOptionError.forOption(key, `must be a number in [${range[0]}, ${range[1]}], got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -82,7 +95,7 @@ export interface LambdaSchedule {
 
 export function parseLambdaSchedule(raw: Record<string, unknown>): LambdaSchedule {
   const kind = String(raw.lambdaSchedule ?? 'constant');
-  if (kind !== 'constant' && kind !== 'linear') throw new MethodOptionError(`'--lambda-schedule' must be constant or linear, got ${JSON.stringify(kind)}`);
+  if (kind !== 'constant' && kind !== 'linear') throw MethodOptionError.forOption('lambdaSchedule', `must be constant or linear, got ${JSON.stringify(kind)}`);
   return { kind, rampFraction: num(raw, 'lambdaRamp', 0.5, [1e-9, 1]) };
 }
 

@@ -37,7 +37,14 @@ export function parseMethodOptions(name: string, raw: Record<string, unknown>): 
   const unused = Object.keys(raw).filter((k) => raw[k] !== undefined && !read.has(k));
   if (unused.length) {
     const flag = (k: string) => `'${k}' (--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)})`;
-    throw new MethodOptionError(`loss '${name}' does not use option${unused.length > 1 ? 's' : ''} ${unused.map(flag).join(', ')} with these settings; it reads ${[...read].sort().join(', ') || 'no options'}. Remove ${unused.length > 1 ? 'them' : 'it'} or pick the loss that takes ${unused.length > 1 ? 'them' : 'it'}`);
+    const reads = `it reads ${[...read].sort().join(', ') || 'no options'}`;
+    // A recipe names the first unused option as its field; the command line names every flag.
+    throw new MethodOptionError(
+      `loss '${name}' does not use option${unused.length > 1 ? 's' : ''} ${unused.map(flag).join(', ')} with these settings; ${reads}. Remove ${unused.length > 1 ? 'them' : 'it'} or pick the loss that takes ${unused.length > 1 ? 'them' : 'it'}`,
+      unused[0],
+      `loss '${name}' does not use this option with these settings; ${reads}. Remove it or pick the loss that takes it`,
+      true,
+    );
   }
   return options;
 }

@@ -59,6 +59,16 @@ export function deviceProblem(device: Device): string | null {
 
 let warnedFallback = new Set<Device>();
 
+function unavailable(device: Device, reason: string): DeviceError {
+  return new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning`);
+}
+
+/** Throws the error createSession would, before any work, when `device` cannot run here and no fallback is allowed. */
+export function assertDeviceUsable(opts: Pick<SessionOptions, 'device' | 'allowFallback'>): void {
+  const problem = opts.device && !opts.allowFallback ? deviceProblem(opts.device) : null;
+  if (problem) throw unavailable(opts.device!, problem);
+}
+
 /** Creates a session on `device`, failing clearly (or falling back to CPU when allowed). */
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<SessionHandle> {
   const device = opts.device ?? 'cpu';
@@ -71,7 +81,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     ...(opts.externalDataDir !== undefined ? externalDataOptions(opts.externalDataDir) : {}),
   };
   const fallback = async (reason: string): Promise<SessionHandle> => {
-    if (!opts.allowFallback) throw new DeviceError(`--device ${device}: ${reason}. Use --device cpu, or allow a CPU fallback.`);
+    if (!opts.allowFallback) throw unavailable(device, reason);
     if (!warnedFallback.has(device)) {
       warnedFallback.add(device);
       (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: --device ${device} is not available (${reason}); running on CPU`);

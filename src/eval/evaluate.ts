@@ -39,17 +39,19 @@ interface Classifier {
   kind: string;
   labels: string[];
   onnxPath: string;
+  /** The device the session runs on (CPU after an allowed fallback), reported with the latency. */
+  device: string;
   logits(texts: readonly string[]): Promise<Float32Array>;
   dispose(): Promise<void>;
 }
 
-async function loadClassifier(dir: string, device?: Device): Promise<Classifier> {
+async function loadClassifier(dir: string, placement: { device?: Device; allowFallback?: boolean }): Promise<Classifier> {
   if (existsSync(join(dir, 'kd-student.json'))) {
-    const s = await Student.load(dir, device ? { device } : {});
-    return { kind: `student:${s.card.kind}`, labels: s.labels, onnxPath: join(dir, 'onnx', 'model.onnx'), logits: (t) => s.logits(t), dispose: () => s.dispose() };
+    const s = await Student.load(dir, placement);
+    return { kind: `student:${s.card.kind}`, labels: s.labels, onnxPath: join(dir, 'onnx', 'model.onnx'), device: s.device, logits: (t) => s.logits(t), dispose: () => s.dispose() };
   }
-  const t = await Teacher.load(dir, { ...(device ? { device } : {}), warn: () => undefined });
-  return { kind: `teacher:${t.config.modelType}`, labels: t.labels, onnxPath: t.modelFile, logits: async (texts) => (await t.predict(texts)).logits, dispose: () => t.dispose() };
+  const t = await Teacher.load(dir, { ...placement, warn: () => undefined });
+  return { kind: `teacher:${t.config.modelType}`, labels: t.labels, onnxPath: t.modelFile, device: t.device, logits: async (texts) => (await t.predict(texts)).logits, dispose: () => t.dispose() };
 }
 
 function parameterCount(onnxPath: string): number {
@@ -57,7 +59,7 @@ function parameterCount(onnxPath: string): number {
   return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
 }
 
-export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; verifyCache?: boolean; device?: Device; limit?: number; seed?: number }): Promise<EvalReport> {
+export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; verifyCache?: boolean; device?: Device; allowFallback?: boolean; limit?: number; seed?: number }): Promise<EvalReport> {
   const examples: Example[] = [];
   for await (const ex of new DatasetReader(o.data, { ...o.read, progress: false })) {
     examples.push(ex);
@@ -65,7 +67,7 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
   }
   const labels = [...LABEL_NAMES[o.read.classes]];
   const C = labels.length;
-  const clf = await loadClassifier(o.model, o.device);
+  const clf = await loadClassifier(o.model, { ...(o.device ? { device: o.device } : {}), ...(o.allowFallback ? { allowFallback: true } : {}) });
   try {
     const lower = clf.labels.map((l) => l.toLowerCase());
     const map = labels.map((l, i) => (lower.includes(l) ? lower.indexOf(l) : i));
@@ -133,7 +135,7 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
       confidenceHistogram: cal.histogram,
       teacher,
       size: { parameters: parameterCount(clf.onnxPath), onnxBytes: statSync(clf.onnxPath).size },
-      latency: { batch1MsMedian: single[Math.floor(single.length / 2)] ?? NaN, batchedTextsPerSecond, device: o.device ?? 'cpu' },
+      latency: { batch1MsMedian: single[Math.floor(single.length / 2)] ?? NaN, batchedTextsPerSecond, device: clf.device },
     };
   } finally {
     await clf.dispose();

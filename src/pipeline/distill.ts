@@ -1,11 +1,10 @@
 // `kd distill --recipe FILE`: data → split → teacher (trained when the recipe names none) →
-// cache → students with each method → eval → report. Each stage writes a marker with the
-// hash of its settings and skips itself when that marker and its outputs are there, so a
-// killed run resumes where it stopped (the stages themselves resume from checkpoints).
+// cache → students with each method → eval → report. Each stage records the hash of its
+// settings (chained with the stages before it): done with the same settings, it is skipped;
+// killed, it resumes from its checkpoints; with other settings, it starts anew in a clean folder.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { splitDataset } from '../data/split.js';
 import { parseClassCount, type ClassCount } from '../data/labels.js';
 import { resolveTeacherConfig, trainDefaultTeacher } from '../teacher/default-teacher.js';
@@ -15,128 +14,10 @@ import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.
 import { evaluateModel } from '../eval/evaluate.js';
 import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '../eval/report.js';
 import { writeFileAtomicSync } from '../util/fs.js';
-import { packageRoot, runVersions } from '../util/versions.js';
+import { runVersions } from '../util/versions.js';
+import { loadRecipe, planJobs, splitMethod } from './recipe.js';
+import { assertDeviceUsable, type Device } from '../engine/session.js';
 import { ConfigError } from '../data/errors.js';
-import { parseMethodOptions } from '../distill/registry.js';
-import type { Device } from '../engine/session.js';
-
-type Method = { loss: string } & Record<string, unknown>;
-
-export interface Recipe {
-  name: string;
-  classes: number;
-  data: { split: { files: string[]; dev: number; test: number; seed: number }; extraTrain?: string[]; test?: string[] };
-  teacher: { preset?: string; dir?: string };
-  cache: { embedding: string; dtype: 'float16' | 'float32' };
-  students: { ngram?: Record<string, number>; transformer?: Record<string, number> };
-  runs: {
-    seeds: number[];
-    students: ('ngram' | 'transformer')[];
-    methods: Method[];
-    lateSwitch?: Method & { kdStart: number[]; students?: string[] };
-    /** One parameter varied around a method, e.g. { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }. */
-    sweeps?: (Method & { student: 'ngram' | 'transformer'; param: string; values: number[]; seeds?: number[] })[];
-  };
-  quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
-  caveats?: string[];
-}
-
-/** ${SHARED} in recipe paths: $KD_SHARED_DIR, or ../shared beside the package. */
-export function sharedRoot(): string {
-  return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'));
-}
-
-export type Job = { student: 'ngram' | 'transformer'; method: Method; name: string; kind: 'main' | 'late' | 'sweep'; seeds?: number[] };
-
-/** Training options a method entry may override for its runs (sweeps over `epochs`, `lr`, `batchSize`). */
-const TRAINING_OVERRIDES = ['epochs', 'lr', 'batchSize'] as const;
-
-function splitMethod(method: Method): { loss: string; lossOptions: Record<string, unknown>; training: { epochs?: number; lr?: number; batchSize?: number } } {
-  const { loss, ...rest } = method;
-  const training: Record<string, number> = {};
-  for (const k of TRAINING_OVERRIDES) {
-    if (rest[k] !== undefined) training[k] = rest[k] as number;
-    delete rest[k];
-  }
-  return { loss, lossOptions: rest, training };
-}
-
-/** Every run a recipe asks for: students × methods, the late switch, the sweeps. */
-export function planJobs(recipe: Recipe, quick: boolean): Job[] {
-  const jobs: Job[] = [];
-  for (const student of recipe.runs.students) {
-    for (const m of recipe.runs.methods) jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main' });
-    const ls = recipe.runs.lateSwitch;
-    if (ls && (!ls.students || ls.students.includes(student))) {
-      const { kdStart: _all, students: _s, ...rest } = ls;
-      for (const f of ls.kdStart) {
-        jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late' });
-      }
-    }
-  }
-  for (const sw of recipe.runs.sweeps ?? []) {
-    const { student, param, values, seeds: sweepSeeds, ...method } = sw;
-    for (const v of values) jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}`, kind: 'sweep', ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}) });
-  }
-  return jobs;
-}
-
-/** The fields a recipe may have, by section: anything else is a typo that would be ignored. */
-const RECIPE_FIELDS: Record<string, readonly string[]> = {
-  '': ['name', 'classes', 'data', 'teacher', 'cache', 'students', 'runs', 'quick', 'caveats'],
-  data: ['split', 'extraTrain', 'test'],
-  'data.split': ['files', 'dev', 'test', 'seed'],
-  teacher: ['preset', 'dir'],
-  cache: ['embedding', 'dtype'],
-  students: ['ngram', 'transformer'],
-  'students.ngram': ['dim', 'hidden', 'buckets', 'epochs', 'batchSize', 'lr'],
-  'students.transformer': ['layers', 'hidden', 'heads', 'intermediate', 'maxLength', 'vocabSize', 'epochs', 'batchSize', 'lr'],
-  runs: ['seeds', 'students', 'methods', 'lateSwitch', 'sweeps'],
-  quick: ['limit', 'extraTrain', 'teacherPreset', 'seeds', 'epochs'],
-};
-
-function checkRecipeFields(path: string, r: Recipe): void {
-  for (const [section, known] of Object.entries(RECIPE_FIELDS)) {
-    const value = section === '' ? r : section.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], r);
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) continue;
-    for (const k of Object.keys(value)) {
-      if (!known.includes(k)) throw new ConfigError(`${path}: unknown field '${section ? `${section}.` : ''}${k}'; ${section || 'the top level'} takes ${known.join(', ')}`);
-    }
-  }
-}
-
-export function loadRecipe(path: string): Recipe {
-  if (!existsSync(path)) throw new ConfigError(`--recipe ${path}: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)`);
-  const text = readFileSync(path, 'utf8').replace(/\$\{SHARED\}/g, sharedRoot());
-  const r = parseYaml(text) as Recipe;
-  const need = (cond: unknown, field: string) => {
-    if (!cond) throw new ConfigError(`${path}: '${field}' is missing or invalid`);
-  };
-  need(r?.name, 'name');
-  need(r.data?.split?.files?.length, 'data.split.files');
-  need(r.runs?.methods?.length, 'runs.methods');
-  need(r.runs?.seeds?.length, 'runs.seeds');
-  need(r.runs?.students?.length, 'runs.students');
-  need(r.teacher?.preset || r.teacher?.dir, 'teacher.preset or teacher.dir');
-  checkRecipeFields(path, r);
-  // Every run's loss options, checked now rather than when that run's turn comes hours later.
-  for (const job of planJobs(r, false)) {
-    const { loss, lossOptions } = splitMethod(job.method);
-    try {
-      parseMethodOptions(loss, lossOptions);
-    } catch (e) {
-      throw new ConfigError(`${path}: run ${job.name}: ${(e as Error).message}`);
-    }
-  }
-  const base = dirname(resolve(path));
-  const abs = (p: string) => resolve(base, '..', p);
-  r.data.split.files = r.data.split.files.map(abs);
-  r.data.extraTrain = (r.data.extraTrain ?? []).map(abs);
-  r.data.test = (r.data.test ?? []).map(abs);
-  if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
-  for (const f of [...r.data.split.files, ...r.data.extraTrain, ...r.data.test]) if (!existsSync(f)) throw new ConfigError(`${path}: data file ${f} does not exist (set KD_SHARED_DIR if ../shared is elsewhere)`);
-  return r;
-}
 
 export interface DistillOptions {
   recipe: string;
@@ -145,6 +26,8 @@ export interface DistillOptions {
   /** Use this teacher folder instead of the recipe's. */
   teacher?: string;
   device?: Device;
+  /** Run on CPU with a warning when `device` is not available (every stage's sessions). */
+  allowFallback?: boolean;
   threads?: number;
   log?: (line: string) => void;
 }
@@ -153,37 +36,94 @@ function hash(v: unknown): string {
   return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 }
 
-/** Runs `work` unless `<dir>/stage.json` records the same settings; records them after. */
-async function stage<T>(dir: string, settings: unknown, log: (l: string) => void, name: string, work: () => Promise<T>, valid: () => boolean = () => true): Promise<T | null> {
-  const marker = join(dir, 'stage.json');
-  const key = hash(settings);
-  if (existsSync(marker) && (JSON.parse(readFileSync(marker, 'utf8')) as { key: string }).key === key && valid()) {
-    log(`${name}: done before, skipped (${dir})`);
-    return null;
+/** What `<stage dir>/stage.json` records: written as `running` before the work, `done` after. */
+interface StageMarker {
+  key: string;
+  settings: unknown;
+  /** Absent in markers of older versions, which were only written when a stage was done. */
+  state?: 'running' | 'done';
+}
+
+/** Dotted paths at which two settings differ (`s.dim`, `cache`), for the log. */
+export function changedSettings(before: unknown, after: unknown, at = ''): string[] {
+  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isMap(before) && isMap(after)) {
+    return [...new Set([...Object.keys(before), ...Object.keys(after)])].flatMap((k) => changedSettings(before[k], after[k], at ? `${at}.${k}` : k));
+  }
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [at || 'all settings'];
+}
+
+/**
+ * Runs `work` in `dir` unless `<dir>/stage.json` records these settings as done (and `valid`).
+ * The same settings left `running` by a killed run resume in place (the stages resume from
+ * their checkpoints); other settings, or a folder with no record, are removed first, so a
+ * stage never mixes outputs of two settings. Returns the settings' key: downstream stages
+ * include it in theirs, so redoing a stage redoes everything after it.
+ */
+async function stage(dir: string, settings: unknown, log: (l: string) => void, name: string, work: () => Promise<unknown>, valid: () => boolean = () => true): Promise<string> {
+  const markerPath = join(dir, 'stage.json');
+  const recorded: unknown = JSON.parse(JSON.stringify(settings));
+  const key = hash(recorded);
+  const marker = existsSync(markerPath) ? (JSON.parse(readFileSync(markerPath, 'utf8')) as StageMarker) : null;
+  if (marker?.key === key) {
+    if ((marker.state ?? 'done') === 'done' && valid()) {
+      log(`${name}: done before, skipped (${dir})`);
+      return key;
+    }
+    log(`${name}: resuming with the same settings (${dir})`);
+  } else if (marker || (existsSync(dir) && readdirSync(dir).length > 0)) {
+    const what = marker ? `settings changed: ${changedSettings(marker.settings, recorded).slice(0, 8).join(', ')}` : `${dir} has no record of its settings`;
+    log(`${name}: ${what} — starting ${name} anew (removing ${dir})`);
+    rmSync(dir, { recursive: true, force: true });
   }
   mkdirSync(dir, { recursive: true });
+  const write = (extra: Record<string, unknown>) => writeFileAtomicSync(markerPath, `${JSON.stringify({ key, settings: recorded, ...extra, versions: runVersions() }, null, 2)}\n`);
+  write({ state: 'running' });
   log(`${name}: running`);
   const t0 = Date.now();
-  const result = await work();
-  writeFileAtomicSync(marker, `${JSON.stringify({ key, settings, seconds: (Date.now() - t0) / 1000, versions: runVersions() }, null, 2)}\n`);
-  return result;
+  await work();
+  write({ state: 'done', seconds: (Date.now() - t0) / 1000 });
+  return key;
+}
+
+/** SHA-256 over the files a teacher is (config, tokenizer, graph): a retrained or replaced teacher redoes the cache. */
+function teacherFingerprint(dir: string): Record<string, string> {
+  const files = ['config.json', 'tokenizer.json', join('onnx', 'model.onnx')];
+  return Object.fromEntries(files.map((f) => [f, existsSync(join(dir, f)) ? createHash('sha256').update(readFileSync(join(dir, f))).digest('hex') : 'missing']));
+}
+
+/** Size and modification time of input files (as make does): a data file edited in place redoes what read it. */
+function fileStamps(files: readonly string[]): { file: string; bytes: number; mtimeMs: number }[] {
+  return files.map((file) => {
+    const st = statSync(file);
+    return { file, bytes: st.size, mtimeMs: st.mtimeMs };
+  });
 }
 
 export async function runDistill(o: DistillOptions): Promise<{ report: string; runs: string[] }> {
   const log = o.log ?? (() => undefined);
   const recipe = loadRecipe(o.recipe);
+  // A missing provider fails now, not after the split and the teacher's data are prepared.
+  assertDeviceUsable(o);
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
   const jobs = planJobs(recipe, Boolean(quick));
   const read = { classes, progress: false };
   const out = o.out;
+  // Where every stage runs; the fallback applies to each session (teacher, cache, trainer, eval).
+  const placement = { ...(o.device ? { device: o.device } : {}), ...(o.allowFallback ? { allowFallback: true } : {}) };
+  const threads = o.threads ? { threads: o.threads } : {};
+  // Stages remove their own folders when their settings change: only inside a folder kd distill made.
+  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
+    throw new ConfigError(`--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder`);
+  }
   mkdirSync(out, { recursive: true });
   writeFileAtomicSync(join(out, 'recipe.resolved.json'), `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`);
 
   // 1. Split.
   const splitDir = join(out, 'data');
-  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes };
-  await stage(splitDir, splitSettings, log, 'split', () => splitDataset(recipe.data.split.files, { ...read, dev: recipe.data.split.dev, test: recipe.data.split.test, seed: recipe.data.split.seed, out: splitDir, ...(quick?.limit ? { limit: quick.limit } : {}) }), () => existsSync(join(splitDir, 'train.jsonl')));
+  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes, inputs: fileStamps(recipe.data.split.files) };
+  const splitKey = await stage(splitDir, splitSettings, log, 'split', () => splitDataset(recipe.data.split.files, { ...read, dev: recipe.data.split.dev, test: recipe.data.split.test, seed: recipe.data.split.seed, out: splitDir, ...(quick?.limit ? { limit: quick.limit } : {}) }), () => existsSync(join(splitDir, 'train.jsonl')));
   const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
   const trainFiles = [join(splitDir, 'train.jsonl'), ...extra];
   const devFiles = [join(splitDir, 'dev.jsonl')];
@@ -196,13 +136,15 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     const preset = quick?.teacherPreset ?? recipe.teacher.preset!;
     const config = resolveTeacherConfig(preset, {});
     const teacherOut = teacherDir;
-    await stage(teacherDir, { preset, config, trainFiles, devFiles }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...(o.device ? { device: o.device } : {}), ...(o.threads ? { threads: o.threads } : {}), log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
+    await stage(teacherDir, { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
   }
+  const teacher = teacherFingerprint(teacherDir);
 
   // 3. Cache over every file a student reads.
   const cacheDir = join(out, 'cache');
   const cacheFiles = [...new Set([...trainFiles, ...devFiles, ...testFiles])];
-  await stage(cacheDir, { teacherDir, cacheFiles, cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...(o.device ? { device: o.device } : {}), ...(o.threads ? { threads: o.threads } : {}), log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
+  const outsideFiles = cacheFiles.filter((f) => !f.startsWith(`${splitDir}/`));
+  const cacheKey = await stage(cacheDir, { teacherDir, teacher, split: splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...placement, ...threads, log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
 
   // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
@@ -234,20 +176,20 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       seed: seeds[0]!,
       out: dir,
       resume: true,
-      ...(o.device ? { device: o.device } : {}),
-      ...(o.threads ? { threads: o.threads } : {}),
+      ...placement,
+      ...threads,
       log,
     };
     const jobSeeds = job.seeds ?? seeds;
-    await stage(join(dir, 'stage'), { student: job.student, method: job.method, seeds: jobSeeds, cacheDir, s, quick }, log, `train ${job.name}`, async () => {
+    // The cache's key stands for the teacher and the split too: any of them changed redoes the run.
+    await stage(dir, { student: job.student, method: job.method, seeds: jobSeeds, cache: cacheKey, s, quick }, log, `train ${job.name}`, async () => {
       const r = await trainStudentSeeds({ ...options, seed: jobSeeds[0]! }, jobSeeds);
       writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`);
       const best = r.runs[0]!;
-      const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...(o.device ? { device: o.device } : {}) });
+      const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...placement });
       writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
-      const evTrain = await evaluateModel({ model: best.model, data: [trainFiles[0]!], read, cache: cacheDir, limit: 5000 });
+      const evTrain = await evaluateModel({ model: best.model, data: [trainFiles[0]!], read, cache: cacheDir, limit: 5000, ...placement });
       writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
-      return r;
     }, () => existsSync(join(dir, 'eval.json')));
     const meta = join(dir, 'run.json');
     if (existsSync(meta)) {
@@ -257,8 +199,9 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   }
 
   // 5. Teacher evaluation and the report.
-  const teacherEval = join(out, 'teacher-eval.json');
-  if (!existsSync(teacherEval)) writeFileAtomicSync(teacherEval, `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir }))}\n`);
+  const teacherEvalDir = join(out, 'teacher-eval');
+  const teacherEval = join(teacherEvalDir, 'eval.json');
+  await stage(teacherEvalDir, { teacher, testFiles, cache: cacheKey }, log, 'teacher eval', async () => writeFileAtomicSync(teacherEval, `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, ...placement }))}\n`), () => existsSync(teacherEval));
   const teacherConfig = existsSync(join(teacherDir, 'config.json')) ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } }) : {};
   const context: ReportContext = {
     dataset: recipe.name,

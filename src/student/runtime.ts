@@ -40,6 +40,8 @@ export class Student {
     readonly card: StudentCard,
     readonly session: ort.InferenceSession,
     private readonly tokenizer: TextTokenizer | null,
+    /** Where the session runs: CPU after an allowed fallback. */
+    readonly device: Device,
   ) {}
 
   static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
@@ -49,14 +51,15 @@ export class Student {
     const modelFile = join(dir, 'onnx', 'model.onnx');
     if (!existsSync(modelFile)) throw new ConfigError(`${dir}: no onnx/model.onnx beside kd-student.json; export the student again (kd train writes both)`);
     let session: ort.InferenceSession;
+    let device: Device;
     try {
-      ({ session } = await createSession(modelFile, opts));
+      ({ session, device } = await createSession(modelFile, opts));
     } catch (e) {
       if (e instanceof UserError) throw e;
       throw new FormatError(modelFile, `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the student again with kd train`);
     }
     const tokenizer = card.kind === 'transformer' ? TextTokenizer.fromFolder(dir) : null;
-    return new Student(dir, card, session, tokenizer);
+    return new Student(dir, card, session, tokenizer, device);
   }
 
   get labels(): string[] {

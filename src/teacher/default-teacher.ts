@@ -213,6 +213,8 @@ export interface TrainTeacherOptions {
   config: DefaultTeacherConfig;
   resume?: boolean;
   device?: Device;
+  /** Run on CPU with a warning when `device` is not available. */
+  allowFallback?: boolean;
   threads?: number;
   limit?: number;
   log?: (line: string) => void;
@@ -373,6 +375,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       outDir: join(work, 'pretrain'),
       ...(o.resume ? { resume: true } : {}),
       ...(o.device ? { device: o.device } : {}),
+      ...(o.allowFallback ? { allowFallback: true } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
       ...(o.log ? { log: o.log } : {}),
       bucketedBatches,
@@ -402,6 +405,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       stepsPerCall: 'auto',
       seed: m.seed,
       ...(o.device ? { device: o.device } : {}),
+      ...(o.allowFallback ? { allowFallback: true } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
     });
     log(`member ${k + 1}/${cfg.members.length}: ${m.layers > 0 ? `${m.layers}-layer encoder (hidden ${m.hidden})` : ''}${m.layers > 0 && m.wideDim > 0 ? ' + ' : ''}${m.wideDim > 0 ? `n-gram bag (${m.wideDim})` : ''}, ${trainer.store.count()} parameters`);

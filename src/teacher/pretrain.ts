@@ -104,6 +104,7 @@ export async function pretrainEncoder(o: {
   outDir: string;
   resume?: boolean;
   device?: Device;
+  allowFallback?: boolean;
   threads?: number;
   log?: (line: string) => void;
   bucketedBatches: (lengths: ArrayLike<number>, batchSize: number, rng: Rng) => Int32Array[];
@@ -118,6 +119,7 @@ export async function pretrainEncoder(o: {
     stepsPerCall: 'auto',
     seed: c.seed,
     ...(o.device ? { device: o.device } : {}),
+    ...(o.allowFallback ? { allowFallback: true } : {}),
     ...(o.threads ? { threads: o.threads } : {}),
   });
   const lengths = o.texts.map((e) => e.ids.length);

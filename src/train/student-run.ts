@@ -54,6 +54,7 @@ export interface StudentRunOptions {
   verifyCache?: boolean;
   limit?: number;
   device?: Device;
+  allowFallback?: boolean;
   threads?: number;
   log?: (line: string) => void;
 }
@@ -272,6 +273,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       stepsPerCall: 'auto',
       seed: o.seed,
       ...(o.device ? { device: o.device } : {}),
+      ...(o.allowFallback ? { allowFallback: true } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
     });
     mkdirSync(o.out, { recursive: true });

@@ -56,7 +56,7 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
       const text = await page.locator(`td[data-key="${key}"]`).textContent();
       assert.equal(text, (100 * summary.summary.test.mean).toFixed(2));
     }
-    const teacherEval = JSON.parse(readFileSync(join(out, 'teacher-eval.json'), 'utf8'));
+    const teacherEval = JSON.parse(readFileSync(join(out, 'teacher-eval', 'eval.json'), 'utf8'));
     assert.equal(Number(await page.locator('td[data-key="Sentiment140|teacher|test-mean"]').getAttribute('data-value')), teacherEval.accuracy);
     assert.match((await page.locator('#caveats').textContent()) ?? '', /head\/tail slices/);
     const shots = join(repoRoot, 'test-output');

@@ -45,7 +45,7 @@ export const dtkd: DistillMethod<DtkdOptions> = {
   summary: 'dynamic-temperature KD: CE + w·(α·L_dt + β·τ²·KL), per-sample temperatures from max logits',
   parse: (raw) => {
     const guard = String(raw.dtkdGuard ?? 'clamp');
-    if (guard !== 'clamp' && guard !== 'fallback') throw new MethodOptionError(`'--dtkd-guard' must be clamp or fallback, got ${JSON.stringify(guard)}`);
+    if (guard !== 'clamp' && guard !== 'fallback') throw MethodOptionError.forOption('dtkdGuard', `must be clamp or fallback, got ${JSON.stringify(guard)}`);
     return { alpha: num(raw, 'alpha', 3, [0, 100]), beta: num(raw, 'beta', 1, [0, 100]), tau: num(raw, 'tau', 4, [1e-3, 100]), warmupEpochs: num(raw, 'warmupEpochs', 20, [0, 1e6]), guard, kdStart: num(raw, 'kdStart', 0, [0, 1]) };
   },
   headSize: (_o, classes) => classes,

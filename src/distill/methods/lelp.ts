@@ -45,11 +45,11 @@ export const lelp: DistillMethod<LelpOptions> = {
   summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
   parse: (raw) => {
     const variant = String(raw.lelpVariant ?? 'lelp') as LelpVariant;
-    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant)) throw new MethodOptionError(`'--lelp-variant' must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
+    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant)) throw MethodOptionError.forOption('lelpVariant', `must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
     const groupBy = String(raw.groupBy ?? 'gold');
-    if (groupBy !== 'gold' && groupBy !== 'teacher') throw new MethodOptionError(`'--group-by' must be gold or teacher, got ${JSON.stringify(groupBy)}`);
+    if (groupBy !== 'gold' && groupBy !== 'teacher') throw MethodOptionError.forOption('groupBy', `must be gold or teacher, got ${JSON.stringify(groupBy)}`);
     const subclasses = num(raw, 'subclasses', 4, [1, 256]);
-    if (!Number.isInteger(subclasses)) throw new MethodOptionError(`'--subclasses' must be an integer, got ${subclasses}`);
+    if (!Number.isInteger(subclasses)) throw MethodOptionError.forOption('subclasses', `must be an integer, got ${subclasses}`);
     return {
       subclasses,
       beta: num(raw, 'beta', 1, [1e-6, 1e12]),

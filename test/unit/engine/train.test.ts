@@ -298,7 +298,7 @@ test('resident memory stays flat over 2,000 steps', async () => {
 test('a missing execution provider is a clear error, or a warned CPU fallback when allowed', async () => {
   const bytes = exportModel(mlp('float32'), (await Trainer.create({ model: mlp('float32'), loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1 })).store);
   if (deviceProblem('cuda') !== null) {
-    await assert.rejects(createSession(bytes, { device: 'cuda' }), (e: Error) => e instanceof DeviceError && /^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js`\. Use --device cpu, or allow a CPU fallback\.$/.test(e.message));
+    await assert.rejects(createSession(bytes, { device: 'cuda' }), (e: Error) => e instanceof DeviceError && /^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js`\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/.test(e.message));
     resetFallbackWarnings();
     const warnings: string[] = [];
     const h = await createSession(bytes, { device: 'cuda', allowFallback: true, warn: (m) => warnings.push(m) });
