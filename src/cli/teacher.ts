@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { Teacher, softmaxRow, type TeacherOptions } from '../teacher/teacher.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
+import { ConfigError } from '../data/errors.js';
 import { accuracyReport, argmaxRow } from '../train/metrics.js';
 import { DEVICES, type Device } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
@@ -98,7 +99,7 @@ export function classMapping(teacherLabels: readonly string[], datasetLabels: re
   const map = datasetLabels.map((d) => lower.indexOf(d.toLowerCase()));
   if (map.every((m) => m >= 0)) return { map, byName: true };
   if (teacherLabels.length !== datasetLabels.length) {
-    throw new Error(`the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count`);
+    throw new ConfigError(`the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count: use a teacher trained for these classes, or pick --classes / --label-map to match its id2label`);
   }
   return { map: datasetLabels.map((_, i) => i), byName: false };
 }

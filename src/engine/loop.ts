@@ -66,6 +66,8 @@ interface LoopState {
   done: boolean;
   /** Lines of metrics.jsonl at this checkpoint: a resumed run cuts the log back to them. */
   metricsLines: number;
+  /** Step of the last dev evaluation (-1: none yet). */
+  lastEvalStep: number;
 }
 
 /** The first place two JSON values differ, as a field path and both values; null when equal. */
@@ -163,13 +165,13 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
   const metricsPath = join(o.outDir, 'metrics.jsonl');
   const log = o.log ?? (() => undefined);
   refuseSymlinks(o.outDir, lastPath, bestPath, metricsPath);
-  let state: LoopState = { epoch: 0, batchIndex: 0, bestScore: -Infinity, bestStep: -1, badEvals: 0, done: false, metricsLines: 0 };
+  let state: LoopState = { epoch: 0, batchIndex: 0, bestScore: -Infinity, bestStep: -1, badEvals: 0, done: false, metricsLines: 0, lastEvalStep: -1 };
   if (o.resume && checkResumable(o.outDir, o.runConfig)) {
     const meta = o.trainer.load(lastPath);
     const saved = JSON.parse(meta.loop ?? 'null') as LoopState | null;
     if (!saved || typeof saved.metricsLines !== 'number') throw new DamagedFileError(lastPath, 'no loop state in the checkpoint (written by an older kd)', checkpointRemedy(o.outDir));
     // JSON has no -Infinity: a checkpoint before the first evaluation stores null.
-    state = { ...saved, bestScore: saved.bestScore ?? -Infinity };
+    state = { ...saved, bestScore: saved.bestScore ?? -Infinity, lastEvalStep: saved.lastEvalStep ?? -1 };
     truncateMetrics(metricsPath, state.metricsLines, o.outDir);
     log(`resumed from ${lastPath} at step ${o.trainer.stepCount} (epoch ${state.epoch + 1}, batch ${state.batchIndex})`);
   } else {
@@ -183,6 +185,7 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
   let lossCount = 0;
   const evaluate = async (epoch: number): Promise<void> => {
     const dev = await o.evaluate();
+    state.lastEvalStep = o.trainer.stepCount;
     const improved = dev.score > state.bestScore;
     if (improved) {
       state.bestScore = dev.score;
@@ -230,6 +233,9 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
       }
     }
     progress.finish();
+    // A step limit can stop between evaluations: the parameters it stops at are evaluated too,
+    // so there is always a best checkpoint to restore.
+    if (stepLimitReached() && !state.done && state.lastEvalStep !== o.trainer.stepCount) await evaluate(state.epoch);
     if (state.done || stepLimitReached()) break;
     if (!o.evalEvery) await evaluate(state.epoch);
     state.epoch += 1;

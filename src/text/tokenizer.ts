@@ -1,6 +1,6 @@
 // Tokenization with the `tokenizers` package (Rust, native) from a Hugging Face
 // tokenizer.json; WordPiece vocabularies trained on our own texts (default teacher, students).
-import { ConfigError } from '../data/errors.js';
+import { ConfigError, FormatError } from '../data/errors.js';
 import { readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -74,7 +74,7 @@ export class TextTokenizer {
     const file = join(dir, 'tokenizer.json');
     if (!existsSync(file)) throw new ConfigError(`${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`);
     const configPath = join(dir, 'tokenizer_config.json');
-    const config = existsSync(configPath) ? (JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>) : {};
+    const config = existsSync(configPath) ? readJsonObject(configPath) : {};
     const tokenName = (key: string, fallback: string): string => {
       const v = config[key];
       if (typeof v === 'string') return v;
@@ -90,7 +90,13 @@ export class TextTokenizer {
     };
     const modelMax = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : 512;
     const maxLength = Math.min(opts.maxLength ?? modelMax, modelMax);
-    return new TextTokenizer(Tokenizer.fromFile(file), maxLength, specials, config);
+    let native: NativeTokenizer;
+    try {
+      native = Tokenizer.fromFile(file);
+    } catch (e) {
+      throw new FormatError(file, `not a tokenizer the tokenizers library can read (${(e as Error).message.split('\n')[0]}); export the tokenizer again (tokenizer.save_pretrained writes tokenizer.json)`);
+    }
+    return new TextTokenizer(native, maxLength, specials, config);
   }
 
   get vocabSize(): number {
@@ -99,7 +105,7 @@ export class TextTokenizer {
 
   tokenId(token: string): number {
     const id = this.native.tokenToId(token);
-    if (id === null || id === undefined) throw new Error(`token '${token}' is not in the vocabulary`);
+    if (id === null || id === undefined) throw new ConfigError(`token '${token}' is not in the tokenizer's vocabulary; name a token it has in tokenizer_config.json (e.g. "unk_token")`);
     return id;
   }
 
@@ -220,4 +226,16 @@ export function bertTokenizerConfig(maxLength: number): Record<string, unknown> 
     sep_token: BERT_SPECIALS.sep,
     unk_token: BERT_SPECIALS.unk,
   };
+}
+
+/** A JSON file that must hold an object: a damaged one names the file instead of a parser trace. */
+function readJsonObject(file: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new FormatError(file, `not valid JSON (${(e as Error).message}); fix or re-export it`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FormatError(file, 'must hold a JSON object; fix or re-export it');
+  return value as Record<string, unknown>;
 }

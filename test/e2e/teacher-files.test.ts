@@ -81,3 +81,18 @@ test('kd predict on a damaged kd-student.json or student model names the file', 
   const dir = studentFolder(JSON.stringify(NGRAM_CARD), teacherModel.subarray(0, 200_000));
   assertUserError(['predict', '--model', dir, '--text', 'hi'], join(dir, 'onnx', 'model.onnx'), /ONNX Runtime could not load the student \(.*\); the file is damaged: export the student again with kd train/);
 });
+
+test('kd teacher predict on a damaged tokenizer.json or tokenizer_config.json names the file', () => {
+  const dir = copyFixture();
+  const predict = ['teacher', 'predict', '--model', dir, '--text', 'hi'];
+  const tokenizer = join(dir, 'tokenizer.json');
+  const good = readFileSync(tokenizer, 'utf8');
+  writeFileSync(tokenizer, good.slice(0, 300));
+  assertUserError(predict, tokenizer, /not a tokenizer the tokenizers library can read \(.*\); export the tokenizer again/);
+  writeFileSync(tokenizer, good);
+  const config = join(dir, 'tokenizer_config.json');
+  writeFileSync(config, '{"pad_token": ');
+  assertUserError(predict, config, /not valid JSON \(.*\); fix or re-export it/);
+  writeFileSync(config, 'null');
+  assertUserError(predict, config, /must hold a JSON object; fix or re-export it/);
+});

@@ -179,3 +179,20 @@ test('divergence is the user\'s to fix: an OptionError naming the step and the l
   assert.ok(!existsSync(join(dir, 'last.safetensors')), 'no checkpoint of a diverged state');
   await trainer.dispose();
 });
+
+test('a step limit between evaluations still evaluates where it stops, so there is a best checkpoint to restore', async () => {
+  const dir = tempDir();
+  const trainer = await Trainer.create(trainerOptions());
+  // Stops at step 2, before the first evaluation (every 4 steps); before, no best.safetensors was written.
+  const result = await runTrainingLoop(loopOptions(trainer, dir, { maxSteps: 2 }));
+  assert.equal(result.steps, 2);
+  assert.equal(result.bestStep, 2);
+  const best = loadSafetensors(join(dir, 'best.safetensors'));
+  assert.equal(best.metadata.step, '2');
+  const rows = withoutSeconds(join(dir, 'metrics.jsonl'));
+  assert.deepEqual(rows.map((r) => r.step), [2]);
+  // A limit on an evaluation step is not evaluated twice.
+  const dir2 = tempDir();
+  await runTrainingLoop(loopOptions(await Trainer.create(trainerOptions()), dir2, { maxSteps: 4 }));
+  assert.deepEqual(withoutSeconds(join(dir2, 'metrics.jsonl')).map((r) => r.step), [4]);
+});
