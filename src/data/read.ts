@@ -5,7 +5,7 @@ import type { Example } from './example.js';
 import { resolveFormat } from './detect.js';
 import { LABEL_NAMES, type ClassCount } from './labels.js';
 import { readLines, type LineReaderStats } from './lines.js';
-import { checkAmazonClasses, parseAmazonCsvLine, parseAmazonFastTextLine } from './formats/amazon.js';
+import { AmazonCsvParser, checkAmazonClasses, parseAmazonFastTextLine } from './formats/amazon.js';
 import { CsvRecordParser } from './formats/csv-records.js';
 import { readParquetRows } from './formats/parquet.js';
 import { JsonlParser } from './formats/records.js';
@@ -64,8 +64,10 @@ function lineParser(format: Exclude<Format, 'parquet'>, ctx: ParseContext): { pa
   switch (format) {
     case 'sentiment140':
       return { parse: (l, n) => parseSentiment140Line(l, n, ctx) };
-    case 'amazon-csv':
-      return { parse: (l, n) => parseAmazonCsvLine(l, n, ctx) };
+    case 'amazon-csv': {
+      const p = new AmazonCsvParser(ctx);
+      return { parse: (l, n) => p.push(l, n), finish: () => p.finish() };
+    }
     case 'amazon-fasttext':
       return { parse: (l, n) => parseAmazonFastTextLine(l, n, ctx) };
     case 'jsonl': {
