@@ -51,10 +51,10 @@ export interface ReadSummary {
   files: FileSummary[];
 }
 
-function checkClasses(format: Format, classes: ClassCount): void {
-  if (format === 'amazon-csv' || format === 'amazon-fasttext') checkAmazonClasses(classes);
+function checkClasses(file: string, format: Format, classes: ClassCount): void {
+  if (format === 'amazon-csv' || format === 'amazon-fasttext') checkAmazonClasses(file, classes);
   if (format === 'sentiment140' && classes === 5) {
-    throw new ConfigError("'--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)");
+    throw new ConfigError(`${file}: '--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)`);
   }
 }
 
@@ -117,7 +117,7 @@ export class DatasetReader implements AsyncIterable<Example> {
     const formats: Format[] = [];
     for (const file of this.files) {
       formats.push(await resolveFormat(file, this.options.format ?? 'auto'));
-      checkClasses(formats.at(-1)!, this.classes);
+      checkClasses(file, formats.at(-1)!, this.classes);
     }
     this.summary.format = new Set(formats).size === 1 ? formats[0]! : 'mixed';
     const totalBytes = this.files.reduce((sum, f) => sum + statSync(f).size, 0);

@@ -9,9 +9,9 @@ import type { ClassCount } from '../labels.js';
 import { shortHash } from '../../util/hash.js';
 import type { ParseContext, RowEvent } from './types.js';
 
-export function checkAmazonClasses(classes: ClassCount): void {
+export function checkAmazonClasses(file: string, classes: ClassCount): void {
   if (classes === 3) {
-    throw new ConfigError("'--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)");
+    throw new ConfigError(`${file}: '--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)`);
   }
 }
 

@@ -111,6 +111,17 @@ export function recordToRow(record: Record<string, unknown>, fields: ResolvedFie
   return { kind: 'example', example: title !== undefined ? { ...example, title, body } : example };
 }
 
+/** What a parsed JSON value is, for "expected an object, got …": null, an array, a number 42, … */
+function describeJsonValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  const shown = JSON.stringify(value);
+  const short = shown.length > 40 ? `${shown.slice(0, 40)}…` : shown;
+  if (typeof value === 'string') return `a string ${short}`;
+  if (typeof value === 'number') return `a number ${short}`;
+  return `a ${typeof value} ${short}`;
+}
+
 /** Parses a JSONL line; resolves field names from the first object seen. */
 export class JsonlParser {
   private fields: ResolvedFields | null = null;
@@ -125,7 +136,7 @@ export class JsonlParser {
       return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected one JSON object per line: ${(e as Error).message}`, raw: truncateRaw(line) } };
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object, got ${Array.isArray(record) ? 'an array' : typeof record}`, raw: truncateRaw(line) } };
+      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`, raw: truncateRaw(line) } };
     }
     const obj = record as Record<string, unknown>;
     this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, this.ctx.file);
