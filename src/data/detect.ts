@@ -134,6 +134,7 @@ export async function resolveFormat(file: string, claimed: Format | 'auto'): Pro
   const binary = binaryVerdict(file, bytes);
   if (binary) throw new FormatError(file, binary);
   const lines = firstLines(head, 5);
+  if (lines.length === 0) throw new FormatError(file, `holds only blank lines${head.complete ? '' : ' in its first 64 KiB'}`);
   const guessed = guess(lines);
   if (claimed === 'auto') {
     if (guessed === null) {

@@ -46,9 +46,13 @@ export function looksLikeAmazonFastText(line: string): boolean {
  * or a quoted field going on past a newline), so the fields seen may be fewer than 3.
  */
 export function looksLikeAmazonCsv(line: string, cut = false): boolean {
-  const fields = cut ? parseCsvPrefix(line) : (() => { const p = parseCsvRecord(line); return p.ok ? p.fields : null; })();
-  if (fields === null || !line.startsWith('"') || !/^[1-5]$/.test(fields[0]!)) return false;
-  return cut ? fields.length >= 2 && fields.length <= 3 : fields.length === 3;
+  if (!line.startsWith('"')) return false;
+  if (cut) {
+    const fields = parseCsvPrefix(line);
+    return fields !== null && fields.length >= 2 && fields.length <= 3 && /^[1-5]$/.test(fields[0]!);
+  }
+  const parsed = parseCsvRecord(line);
+  return parsed.ok && parsed.fields.length === 3 && /^[1-5]$/.test(parsed.fields[0]!);
 }
 
 /**

@@ -60,7 +60,7 @@ export class CsvRecordParser {
     if (!this.header) {
       if (!parsed.ok) throw new FormatError(this.ctx.file, `line ${lineNo}: the header row is not valid CSV (${parsed.error.replace('_', ' ')} in column ${parsed.column})`);
       this.header = parsed.fields.map((f) => f.trim());
-      this.fields = resolveFields(this.header, this.ctx.fields, this.ctx.file);
+      this.fields = resolveFields(this.header, this.ctx.fields, `${this.ctx.file}:${lineNo} (header)`);
       return;
     }
     const where = { file: this.ctx.file, line: lineNo, raw: truncateRaw(text) };

@@ -13,10 +13,10 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   try {
     metadata = await parquetMetadataAsync(file);
   } catch (e) {
-    throw new FormatError(ctx.file, `not a readable Parquet file: ${(e as Error).message}`);
+    throw new FormatError(ctx.file, `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download or export it again`);
   }
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
-  const fields = resolveFields(columns, ctx.fields, ctx.file);
+  const fields = resolveFields(columns, ctx.fields, `${ctx.file} (Parquet schema)`);
   const wanted = [...new Set([fields.text, fields.label, fields.title, fields.id].filter((f): f is string => f !== undefined))];
   let rowStart = 0;
   for (const [g, group] of metadata.row_groups.entries()) {

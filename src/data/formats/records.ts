@@ -28,19 +28,20 @@ export interface ResolvedFields {
 
 /**
  * Resolves field names against the names a file has. Explicit options win and must
- * exist; otherwise the first common name present is used.
+ * exist; otherwise the first common name present is used. `where` names the file and the
+ * line the names came from (`train.csv:1` for a header, the first object's line for JSONL).
  */
-export function resolveFields(available: readonly string[], mapping: FieldMapping, file: string): ResolvedFields {
+export function resolveFields(available: readonly string[], mapping: FieldMapping, where: string): ResolvedFields {
   const has = new Set(available);
   const list = available.join(', ');
   const pick = (explicit: string | undefined, candidates: string[], option: string, what: string): string => {
     if (explicit !== undefined) {
-      if (!has.has(explicit)) throw new ConfigError(`${file}: ${option} ${explicit}: no such field (fields present: ${list})`);
+      if (!has.has(explicit)) throw new ConfigError(`${where}: ${option} ${explicit}: no such field (fields present: ${list})`);
       return explicit;
     }
     const found = candidates.find((c) => has.has(c));
     if (found === undefined) {
-      throw new ConfigError(`${file}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`);
+      throw new ConfigError(`${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`);
     }
     return found;
   };
@@ -139,7 +140,7 @@ export class JsonlParser {
       return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`, raw: truncateRaw(line) } };
     }
     const obj = record as Record<string, unknown>;
-    this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, this.ctx.file);
+    this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, `${this.ctx.file}:${lineNo}`);
     return recordToRow(obj, this.fields, this.ctx, lineNo, line);
   }
 }

@@ -89,7 +89,7 @@ test('Amazon fastText: title split at the first ": ", same id and hash as the CS
 
 test('generic CSV: named fields, multi-line quoted field, neutral and bad rows', async () => {
   const file = fixturePath('data', 'generic.csv');
-  await assert.rejects(read(file), { name: 'ConfigError', message: `${file}: cannot tell which field holds the text (looked for text, content, sentence, review, body; fields present: review_id, stars, comment). Name it with --text-field` });
+  await assert.rejects(read(file), { name: 'ConfigError', message: `${file}:1 (header): cannot tell which field holds the text (looked for text, content, sentence, review, body; fields present: review_id, stars, comment). Name it with --text-field` });
   const { examples, summary, rejects } = await read(file, { textField: 'comment', labelField: 'stars', idField: 'review_id' });
   assert.deepEqual(examples.map((e) => [e.id, e.label, e.text, e.line]), [
     ['r1', 1, 'good, really good', 2],
