@@ -109,10 +109,9 @@ function guess(lines: SniffedLine[]): Format | null {
   return null;
 }
 
-/** How line 1 starts, for an error message. */
-function showLine1(lines: SniffedLine[]): string {
-  if (lines.length === 0) return 'it has no non-blank line';
-  return `line 1 ${lines[0]!.cut ? 'starts' : 'is'} ${JSON.stringify(lines[0]!.text.slice(0, 80))}${lines[0]!.text.length > 80 ? '…' : ''}`;
+/** How the first non-blank line reads, for an error message (a cut one only "starts"). */
+function showLine1(first: SniffedLine): string {
+  return `line 1 ${first.cut ? 'starts' : 'is'} ${JSON.stringify(first.text.slice(0, 80))}${first.text.length > 80 ? '…' : ''}`;
 }
 
 /**
@@ -138,7 +137,7 @@ export async function resolveFormat(file: string, claimed: Format | 'auto'): Pro
   const guessed = guess(lines);
   if (claimed === 'auto') {
     if (guessed === null) {
-      throw new FormatError(file, `is not a format kd reads: ${showLine1(lines)}. Known: ${FORMATS.map((f) => describeFormat(f)).join('; ')}`);
+      throw new FormatError(file, `is not a format kd reads: ${showLine1(lines[0]!)}. Known: ${FORMATS.map((f) => describeFormat(f)).join('; ')}`);
     }
     return guessed;
   }
@@ -152,6 +151,6 @@ export async function resolveFormat(file: string, claimed: Format | 'auto'): Pro
     }
     return claimed;
   }
-  const looks = guessed ? `it looks like ${describeFormat(guessed)}. Use --format ${guessed} (or auto)` : showLine1(lines);
+  const looks = guessed ? `it looks like ${describeFormat(guessed)}. Use --format ${guessed} (or auto)` : showLine1(lines[0]!);
   throw new FormatError(file, `does not look like ${describeFormat(claimed)}: none of its first ${lines.length} lines fits; ${looks}`);
 }
