@@ -1,6 +1,9 @@
 // Streaming line reader over bytes: bounded memory, any line ending, robust decoding.
 import { createReadStream } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FormatError } from './errors.js';
 
 /** A run of consecutive lines; `firstLine` is the 1-based number of `lines[0]`. */
 export interface LineBatch {
@@ -42,36 +45,47 @@ export async function* readLines(
   stats: LineReaderStats,
   onBytes?: (bytesRead: number) => void,
 ): AsyncGenerator<LineBatch> {
-  let carry: Buffer | null = null;
+  // The unfinished line so far, as the chunks it spans: joined once, when its newline comes,
+  // so a line of any length costs one copy (not one per chunk).
+  let carry: Buffer[] = [];
   let lineNo = 1;
   let first = true;
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     stats.bytesRead += chunk.length;
     onBytes?.(stats.bytesRead);
-    let buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-    carry = null;
     let start = 0;
     if (first) {
       first = false;
-      if (buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) start = 3;
+      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) start = 3;
     }
     const lines: string[] = [];
     const firstLine = lineNo;
-    for (;;) {
-      const nl = buf.indexOf(10, start);
-      if (nl < 0) break;
-      lines.push(decodeLine(buf, start, nl, stats));
+    let nl = chunk.indexOf(10, start);
+    if (nl >= 0 && carry.length > 0) {
+      const joined = Buffer.concat([...carry, chunk.subarray(start, nl)]);
+      carry = [];
+      lines.push(decodeLine(joined, 0, joined.length, stats));
       start = nl + 1;
+      nl = chunk.indexOf(10, start);
+    }
+    while (nl >= 0) {
+      lines.push(decodeLine(chunk, start, nl, stats));
+      start = nl + 1;
+      nl = chunk.indexOf(10, start);
     }
     lineNo += lines.length;
-    if (start < buf.length) carry = buf.subarray(start);
-    // Copy a small remainder so the 1 MiB chunk it points into can be freed.
-    if (carry && carry.length < buf.length / 4) carry = Buffer.from(carry);
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      // Copy a small remainder so the 1 MiB chunk it points into can be freed.
+      carry.push(rest.length < chunk.length / 4 ? Buffer.from(rest) : rest);
+    }
     if (lines.length > 0) yield { lines, firstLine };
-    buf = Buffer.alloc(0);
   }
-  if (carry && carry.length > 0) yield { lines: [decodeLine(carry, 0, carry.length, stats)], firstLine: lineNo };
+  if (carry.length > 0) {
+    const last = Buffer.concat(carry);
+    if (last.length > 0) yield { lines: [decodeLine(last, 0, last.length, stats)], firstLine: lineNo };
+  }
 }
 
 function decodeLine(buf: Buffer, start: number, end: number, stats: LineReaderStats): string {
@@ -85,14 +99,22 @@ function decodeLine(buf: Buffer, start: number, end: number, stats: LineReaderSt
   return decodeCp1252(bytes);
 }
 
-/** The first `maxBytes` of a file, for format sniffing. */
-export async function readHead(file: string, maxBytes = 65536): Promise<Buffer> {
-  const { open } = await import('node:fs/promises');
+/** The start of a file, for format sniffing; `complete` when it is the whole file. */
+export interface FileHead {
+  bytes: Buffer;
+  complete: boolean;
+}
+
+/** The first `maxBytes` of a file, for format sniffing. A folder is refused by name. */
+export async function readHead(file: string, maxBytes = 65536): Promise<FileHead> {
   const handle = await open(file, 'r');
   try {
+    // open() succeeds on a folder; the read would fail with an EISDIR that names no path.
+    if ((await handle.stat()).isDirectory()) throw new FormatError(file, `is a directory, expected a data file: name the files inside it (e.g. ${join(file, '*')})`);
     const buf = Buffer.alloc(maxBytes);
     const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
-    return buf.subarray(0, bytesRead);
+    const size = (await handle.stat()).size;
+    return { bytes: buf.subarray(0, bytesRead), complete: bytesRead >= size };
   } finally {
     await handle.close();
   }

@@ -5,7 +5,7 @@ import type { Example } from './example.js';
 import { resolveFormat } from './detect.js';
 import { LABEL_NAMES, type ClassCount } from './labels.js';
 import { readLines, type LineReaderStats } from './lines.js';
-import { checkAmazonClasses, parseAmazonCsvLine, parseAmazonFastTextLine } from './formats/amazon.js';
+import { AmazonCsvParser, checkAmazonClasses, parseAmazonFastTextLine } from './formats/amazon.js';
 import { CsvRecordParser } from './formats/csv-records.js';
 import { readParquetRows } from './formats/parquet.js';
 import { JsonlParser } from './formats/records.js';
@@ -51,10 +51,10 @@ export interface ReadSummary {
   files: FileSummary[];
 }
 
-function checkClasses(format: Format, classes: ClassCount): void {
-  if (format === 'amazon-csv' || format === 'amazon-fasttext') checkAmazonClasses(classes);
+function checkClasses(file: string, format: Format, classes: ClassCount): void {
+  if (format === 'amazon-csv' || format === 'amazon-fasttext') checkAmazonClasses(file, classes);
   if (format === 'sentiment140' && classes === 5) {
-    throw new ConfigError("'--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)");
+    throw new ConfigError(`${file}: '--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)`);
   }
 }
 
@@ -64,8 +64,10 @@ function lineParser(format: Exclude<Format, 'parquet'>, ctx: ParseContext): { pa
   switch (format) {
     case 'sentiment140':
       return { parse: (l, n) => parseSentiment140Line(l, n, ctx) };
-    case 'amazon-csv':
-      return { parse: (l, n) => parseAmazonCsvLine(l, n, ctx) };
+    case 'amazon-csv': {
+      const p = new AmazonCsvParser(ctx);
+      return { parse: (l, n) => p.push(l, n), finish: () => p.finish() };
+    }
     case 'amazon-fasttext':
       return { parse: (l, n) => parseAmazonFastTextLine(l, n, ctx) };
     case 'jsonl': {
@@ -115,7 +117,7 @@ export class DatasetReader implements AsyncIterable<Example> {
     const formats: Format[] = [];
     for (const file of this.files) {
       formats.push(await resolveFormat(file, this.options.format ?? 'auto'));
-      checkClasses(formats.at(-1)!, this.classes);
+      checkClasses(file, formats.at(-1)!, this.classes);
     }
     this.summary.format = new Set(formats).size === 1 ? formats[0]! : 'mixed';
     const totalBytes = this.files.reduce((sum, f) => sum + statSync(f).size, 0);

@@ -1,13 +1,14 @@
 // Deterministic, stratified train/dev/test splits by id hash and seed, with duplicate ids
 // removed across all inputs. Two streaming passes: the first decides, the second writes.
-import { OptionError } from '../errors.js';
+import { existsSync, statSync } from 'node:fs';
+import { OptionError, UserError } from '../errors.js';
 import { join } from 'node:path';
 import type { Example } from './example.js';
 import type { Reject } from './errors.js';
 import { LABEL_NAMES } from './labels.js';
 import { DatasetReader, type ReadOptions, type ReadSummary } from './read.js';
 import { unitHash } from '../util/hash.js';
-import { AtomicFileWriter, writeFileAtomicSync } from '../util/fs.js';
+import { AtomicFileWriter, ensureFolder, writeFileAtomicSync } from '../util/fs.js';
 import { runVersions, type RunVersions } from '../util/versions.js';
 
 export const SPLIT_NAMES = ['train', 'dev', 'test'] as const;
@@ -75,6 +76,11 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   checkFraction('test', options.test);
   if (options.dev + options.test >= 1) throw new OptionError(`'--dev' + '--test' must be below 1, got ${options.dev + options.test}`);
   if (!Number.isInteger(options.seed)) throw new OptionError(`'--seed' must be an integer, got ${options.seed}`);
+  // Before the first pass (which may read millions of rows), so a wrong --out fails at once.
+  if (existsSync(options.out) && !statSync(options.out).isDirectory()) {
+    throw new OptionError(`'--out' ${options.out} is a file; it names the folder the split is written into (${SPLIT_NAMES.map((n) => `${n}.jsonl`).join(', ')}, rejects.jsonl, split.json): give a folder path`);
+  }
+  ensureFolder(options.out);
   const limit = options.limit ?? Infinity;
   const classes = options.classes ?? 2;
   const labelNames = LABEL_NAMES[classes];
@@ -141,7 +147,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
       await writers[s]!.write(`${exampleToJsonl(ex, labelNames)}\n`);
     }
-    if (k !== unique) throw new Error(`the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second)`);
+    if (k !== unique) throw new UserError(`${files.join(', ')}: the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second); nothing was written: run again once no other process writes these files`);
     await Promise.all(writers.map((w) => w.commit()));
   } catch (e) {
     await Promise.all(writers.map((w) => w.abort()));

@@ -1,16 +1,17 @@
 // Amazon Reviews polarity / full (Zhang, Zhao & LeCun 2015): the official CSV
 // "label","title","text" and the fastText form `__label__2 Title: text`.
 // Labels: 1 = negative, 2 = positive (polarity); 1..5 stars (full, --classes 5).
-import { parseCsvRecord } from '../csv.js';
+import { CsvRecordSplitter, parseCsvPrefix, parseCsvRecord, type CsvParse, type CsvSplit } from '../csv.js';
+import { unclosedQuoteReject } from './csv-records.js';
 import { ConfigError, truncateRaw } from '../errors.js';
 import { contentId, joinTitleAndBody } from '../example.js';
 import type { ClassCount } from '../labels.js';
 import { shortHash } from '../../util/hash.js';
 import type { ParseContext, RowEvent } from './types.js';
 
-export function checkAmazonClasses(classes: ClassCount): void {
+export function checkAmazonClasses(file: string, classes: ClassCount): void {
   if (classes === 3) {
-    throw new ConfigError("'--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)");
+    throw new ConfigError(`${file}: '--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)`);
   }
 }
 
@@ -40,9 +41,18 @@ export function looksLikeAmazonFastText(line: string): boolean {
   return /^__label__[1-5]\s/.test(line);
 }
 
-export function looksLikeAmazonCsv(line: string): boolean {
+/**
+ * Format sniffing. `cut`: the line is only the start of a record (cut at the sniffing limit,
+ * or a quoted field going on past a newline), so the fields seen may be fewer than 3.
+ */
+export function looksLikeAmazonCsv(line: string, cut = false): boolean {
+  if (!line.startsWith('"')) return false;
+  if (cut) {
+    const fields = parseCsvPrefix(line);
+    return fields !== null && fields.length >= 2 && fields.length <= 3 && /^[1-5]$/.test(fields[0]!);
+  }
   const parsed = parseCsvRecord(line);
-  return parsed.ok && parsed.fields.length === 3 && /^[1-5]$/.test(parsed.fields[0]!) && line.startsWith('"');
+  return parsed.ok && parsed.fields.length === 3 && /^[1-5]$/.test(parsed.fields[0]!);
 }
 
 /**
@@ -76,16 +86,45 @@ export function parseAmazonFastTextLine(line: string, lineNo: number, ctx: Parse
   return amazonExample(title, body, label, ctx.file, lineNo);
 }
 
-export function parseAmazonCsvLine(line: string, lineNo: number, ctx: ParseContext): RowEvent | null {
-  if (line.trim() === '') return null;
-  const where = { file: ctx.file, line: lineNo, raw: truncateRaw(line) };
-  const parsed = parseCsvRecord(line);
+const CSV_COLUMNS = ['label', 'title', 'text'] as const;
+
+/**
+ * The official CSV, one record at a time from the shared {@link CsvRecordSplitter}: a quoted
+ * title or text may hold a line break (RFC 4180), and a row's `line` is the line it starts on.
+ */
+export class AmazonCsvParser {
+  private readonly records = new CsvRecordSplitter();
+
+  constructor(private readonly ctx: ParseContext) {}
+
+  /** Feeds one physical line; returns the rows it completes. */
+  push(line: string, lineNo: number): RowEvent[] {
+    return this.handle(this.records.push(line, lineNo));
+  }
+
+  /** Ends the file: a quote still open is reported where it opened, the lines after it re-read. */
+  finish(): RowEvent[] {
+    return this.handle(this.records.finish());
+  }
+
+  private handle(splits: CsvSplit[]): RowEvent[] {
+    return splits.map((split): RowEvent => {
+      if (split.kind === 'record') return parseAmazonCsvRecord(split.text, split.line, this.ctx, split.parsed);
+      const reject = unclosedQuoteReject(this.ctx.file, split, CSV_COLUMNS);
+      return { kind: 'malformed', reject: { ...reject, message: `${reject.message} (expected 3 quoted columns "label","title","text")` } };
+    });
+  }
+}
+
+/** One whole record (its physical lines joined with '\n'), starting on line `lineNo`. */
+export function parseAmazonCsvRecord(record: string, lineNo: number, ctx: ParseContext, parsed: CsvParse = parseCsvRecord(record)): RowEvent {
+  const where = { file: ctx.file, line: lineNo, raw: truncateRaw(record) };
   if (!parsed.ok) {
     const message =
       parsed.error === 'unclosed_quote'
-        ? `the quoted field in column ${parsed.column} is not closed by the end of the line (expected 3 quoted columns "label","title","text")`
+        ? `the quoted field in column ${parsed.column} is not closed by the end of the record (expected 3 quoted columns "label","title","text")`
         : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")`;
-    return { kind: 'malformed', reject: { ...where, reason: parsed.error, message } };
+    return { kind: 'malformed', reject: { ...where, reason: parsed.error, field: `'${CSV_COLUMNS[parsed.column - 1] ?? `column ${parsed.column}`}' (column ${parsed.column})`, message } };
   }
   if (parsed.fields.length !== 3) {
     return { kind: 'malformed', reject: { ...where, reason: 'wrong_column_count', message: `expected 3 columns ("label","title","text"), got ${parsed.fields.length}` } };

@@ -1,71 +1,66 @@
-// Generic CSV with a header row. Quoted fields may span lines (RFC 4180); a quote left
-// open for too long is reported at the line it opened on and reading resumes after it.
-import { endsInsideQuotes, parseCsvRecord } from '../csv.js';
-import { FormatError, truncateRaw } from '../errors.js';
+// Generic CSV with a header row. Records come from the shared CsvRecordSplitter (quoted
+// fields may span lines, RFC 4180); a quote left open is reported where it opened.
+import { CsvRecordSplitter, MAX_RECORD_LINES, parseCsvRecord, type CsvParse, type CsvSplit, type UnclosedCause } from '../csv.js';
+import { FormatError, truncateRaw, type Reject } from '../errors.js';
 import { recordToRow, resolveFields, type ResolvedFields } from './records.js';
 import type { ParseContext, RowEvent } from './types.js';
 
-/** A record may span at most this many physical lines before its open quote is an error. */
-const MAX_RECORD_LINES = 200;
+const UNCLOSED_WHY: Record<UnclosedCause, string> = {
+  end_of_file: 'before the end of the file',
+  line_limit: `within ${MAX_RECORD_LINES} lines`,
+  invalid_continuation: 'on this line, and the lines after it do not continue it as valid CSV',
+};
 
+/**
+ * The reject for a quote that never closed, named by the column it opened in (`columns`:
+ * the header, or a format's fixed column names; null before a header is read).
+ */
+export function unclosedQuoteReject(file: string, split: Extract<CsvSplit, { kind: 'unclosed' }>, columns: readonly string[] | null): Reject {
+  const parsed = parseCsvRecord(split.text);
+  const column = parsed.ok ? 1 : parsed.column;
+  const name = columns?.[column - 1];
+  return {
+    file,
+    line: split.line,
+    reason: 'unclosed_quote',
+    field: columns ? `'${name ?? `column ${column}`}' (column ${column})` : `column ${column}`,
+    message: `the quoted field opened on this line is not closed ${UNCLOSED_WHY[split.cause]}`,
+    raw: truncateRaw(split.text),
+  };
+}
+
+/** CSV with a header row: field names come from the header, records from {@link CsvRecordSplitter}. */
 export class CsvRecordParser {
   private header: string[] | null = null;
   private fields: ResolvedFields | null = null;
-  private pending: string[] = [];
-  private pendingStart = 0;
+  private readonly records = new CsvRecordSplitter();
 
   constructor(private readonly ctx: ParseContext) {}
 
   /** Feeds one physical line; returns the rows it completes. */
   push(line: string, lineNo: number): RowEvent[] {
-    const out: RowEvent[] = [];
-    if (this.pending.length === 0) {
-      if (line.trim() === '') return out;
-      this.pendingStart = lineNo;
-    }
-    this.pending.push(line);
-    const joined = this.pending.join('\n');
-    if (endsInsideQuotes(joined) && this.pending.length < MAX_RECORD_LINES) return out;
-    if (endsInsideQuotes(joined)) this.giveUp(out);
-    else this.complete(joined, out);
-    return out;
+    return this.handle(this.records.push(line, lineNo));
   }
 
   /** Ends the file: a record still open is reported, and the lines after its start re-read. */
   finish(): RowEvent[] {
+    return this.handle(this.records.finish());
+  }
+
+  private handle(splits: CsvSplit[]): RowEvent[] {
     const out: RowEvent[] = [];
-    while (this.pending.length > 0) this.giveUp(out);
+    for (const split of splits) {
+      if (split.kind === 'record') this.complete(split.text, split.line, split.parsed, out);
+      else out.push({ kind: 'malformed', reject: unclosedQuoteReject(this.ctx.file, split, this.header) });
+    }
     return out;
   }
 
-  private giveUp(out: RowEvent[]): void {
-    const [first, ...rest] = this.pending;
-    const start = this.pendingStart;
-    this.pending = [];
-    const parsed = parseCsvRecord(first!);
-    const column = parsed.ok ? 1 : parsed.column;
-    out.push({
-      kind: 'malformed',
-      reject: {
-        file: this.ctx.file,
-        line: start,
-        reason: 'unclosed_quote',
-        field: this.header ? `'${this.header[column - 1] ?? `column ${column}`}' (column ${column})` : `column ${column}`,
-        message: `the quoted field opened on this line is not closed ${rest.length + 1 >= MAX_RECORD_LINES ? `within ${MAX_RECORD_LINES} lines` : 'before the end of the file'}`,
-        raw: truncateRaw(first!),
-      },
-    });
-    rest.forEach((l, i) => out.push(...this.push(l, start + 1 + i)));
-  }
-
-  private complete(text: string, out: RowEvent[]): void {
-    const lineNo = this.pendingStart;
-    this.pending = [];
-    const parsed = parseCsvRecord(text);
+  private complete(text: string, lineNo: number, parsed: CsvParse, out: RowEvent[]): void {
     if (!this.header) {
       if (!parsed.ok) throw new FormatError(this.ctx.file, `line ${lineNo}: the header row is not valid CSV (${parsed.error.replace('_', ' ')} in column ${parsed.column})`);
       this.header = parsed.fields.map((f) => f.trim());
-      this.fields = resolveFields(this.header, this.ctx.fields, this.ctx.file);
+      this.fields = resolveFields(this.header, this.ctx.fields, `${this.ctx.file}:${lineNo} (header)`);
       return;
     }
     const where = { file: this.ctx.file, line: lineNo, raw: truncateRaw(text) };

@@ -28,19 +28,20 @@ export interface ResolvedFields {
 
 /**
  * Resolves field names against the names a file has. Explicit options win and must
- * exist; otherwise the first common name present is used.
+ * exist; otherwise the first common name present is used. `where` names the file and the
+ * line the names came from (`train.csv:1` for a header, the first object's line for JSONL).
  */
-export function resolveFields(available: readonly string[], mapping: FieldMapping, file: string): ResolvedFields {
+export function resolveFields(available: readonly string[], mapping: FieldMapping, where: string): ResolvedFields {
   const has = new Set(available);
   const list = available.join(', ');
   const pick = (explicit: string | undefined, candidates: string[], option: string, what: string): string => {
     if (explicit !== undefined) {
-      if (!has.has(explicit)) throw new ConfigError(`${file}: ${option} ${explicit}: no such field (fields present: ${list})`);
+      if (!has.has(explicit)) throw new ConfigError(`${where}: ${option} ${explicit}: no such field (fields present: ${list})`);
       return explicit;
     }
     const found = candidates.find((c) => has.has(c));
     if (found === undefined) {
-      throw new ConfigError(`${file}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`);
+      throw new ConfigError(`${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`);
     }
     return found;
   };
@@ -111,6 +112,17 @@ export function recordToRow(record: Record<string, unknown>, fields: ResolvedFie
   return { kind: 'example', example: title !== undefined ? { ...example, title, body } : example };
 }
 
+/** What a parsed JSON value is, for "expected an object, got …": null, an array, a number 42, … */
+function describeJsonValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  const shown = JSON.stringify(value);
+  const short = shown.length > 40 ? `${shown.slice(0, 40)}…` : shown;
+  if (typeof value === 'string') return `a string ${short}`;
+  if (typeof value === 'number') return `a number ${short}`;
+  return `a ${typeof value} ${short}`;
+}
+
 /** Parses a JSONL line; resolves field names from the first object seen. */
 export class JsonlParser {
   private fields: ResolvedFields | null = null;
@@ -125,10 +137,10 @@ export class JsonlParser {
       return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected one JSON object per line: ${(e as Error).message}`, raw: truncateRaw(line) } };
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object, got ${Array.isArray(record) ? 'an array' : typeof record}`, raw: truncateRaw(line) } };
+      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`, raw: truncateRaw(line) } };
     }
     const obj = record as Record<string, unknown>;
-    this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, this.ctx.file);
+    this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, `${this.ctx.file}:${lineNo}`);
     return recordToRow(obj, this.fields, this.ctx, lineNo, line);
   }
 }

@@ -1,6 +1,6 @@
 // Sentiment140 (Go, Bhayani & Huang 2009): 6 quoted columns polarity,id,date,query,user,text,
 // no header; polarity 0 = negative, 2 = neutral, 4 = positive.
-import { parseCsvRecord } from '../csv.js';
+import { parseCsvPrefix, parseCsvRecord } from '../csv.js';
 import { truncateRaw } from '../errors.js';
 import { resolveLabel } from '../labels.js';
 import { shortHash } from '../../util/hash.js';
@@ -13,10 +13,21 @@ const POLARITY = new Map([
 ]);
 const COLUMNS = 'polarity,id,date,query,user,text';
 
-/** Cheap check used by format detection: a 6-column row whose polarity is 0, 2 or 4. */
-export function looksLikeSentiment140(line: string): boolean {
-  const fields = splitSentiment140(line);
+/**
+ * Cheap check used by format detection: a 6-column row whose polarity is 0, 2 or 4 and whose
+ * id is a number. `cut`: the line is only the start of a row (cut at the sniffing limit), so
+ * it needs polarity and id whole and at most 6 fields.
+ */
+export function looksLikeSentiment140(line: string, cut = false): boolean {
+  const fields = cut ? splitSentiment140Prefix(line) : splitSentiment140(line);
   return fields !== null && POLARITY.has(fields[0]!) && /^\d+$/.test(fields[1]!);
+}
+
+function splitSentiment140Prefix(line: string): string[] | null {
+  let fields = parseCsvPrefix(line);
+  // As in splitSentiment140: raw, undoubled quotes in a tweet.
+  if (fields === null && line.startsWith('"')) fields = line.slice(1).split('","');
+  return fields !== null && fields.length >= 3 && fields.length <= 6 ? fields : null;
 }
 
 /**

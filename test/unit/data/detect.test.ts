@@ -42,3 +42,18 @@ test('binary, compressed and empty files are refused with what they are', async 
   await assert.rejects(resolveFormat(empty, 'auto'), { message: `${empty}: is empty` });
   await assert.rejects(resolveFormat(empty, 'xml' as never), { name: 'OptionError', message: /Unknown format 'xml'. Known: auto, sentiment140/ });
 });
+
+test('a first record longer than the sniffed 64 KiB, or running past a newline, is sniffed from its start', async () => {
+  const dir = tempDir();
+  const write = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+  const long = 'z'.repeat(100 * 1024);
+  assert.equal(await resolveFormat(write('a.csv', `"2","${long}","${long}"\n`), 'auto'), 'amazon-csv');
+  assert.equal(await resolveFormat(write('b.csv', `"2","title ${long}`), 'amazon-csv'), 'amazon-csv');
+  assert.equal(await resolveFormat(write('c.jsonl', `{"text":"${long}","label":1}\n`), 'auto'), 'jsonl');
+  assert.equal(await resolveFormat(write('d.csv', '"2","Title","first line\nsecond line"\n'), 'auto'), 'amazon-csv');
+  const blank = write('e.txt', '\n  \n');
+  await assert.rejects(resolveFormat(blank, 'auto'), { name: 'FormatError', message: `${blank}: holds only blank lines` });
+});

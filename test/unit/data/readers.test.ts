@@ -70,6 +70,18 @@ test('Amazon CSV: doubled quotes, title and text kept apart, bad rows by reason'
   assert.equal(rejects[2]!.message, 'a quote inside the quoted field in column 2 is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")');
 });
 
+test('Amazon CSV: a line break inside a quoted field is one record; an unclosed quote costs only its own line', async () => {
+  const file = join(tempDir(), 'amazon.csv');
+  writeFileSync(file, '"2","Two","lines\nof text"\n"1","Open title,"x\n"1","Next","row"\n"2","Never closed\nstill open\n');
+  const { examples, rejects } = await read(file, { format: 'amazon-csv' });
+  assert.deepEqual(examples.map((e) => [e.line, e.title, e.body]), [[1, 'Two', 'lines\nof text'], [4, 'Next', 'row']]);
+  assert.deepEqual(rejects.map((r) => [r.line, r.reason, r.field, r.message]), [
+    [3, 'stray_quote', "'title' (column 2)", 'a quote inside the quoted field in column 2 is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")'],
+    [5, 'unclosed_quote', "'title' (column 2)", 'the quoted field opened on this line is not closed before the end of the file (expected 3 quoted columns "label","title","text")'],
+    [6, 'wrong_column_count', undefined, 'expected 3 columns ("label","title","text"), got 1'],
+  ]);
+});
+
 test('Amazon Full with --classes 5 maps stars 1-5; --classes 3 is refused', async () => {
   const { examples } = await read(fixturePath('data', 'amazon_full.csv'), { classes: 5 });
   assert.deepEqual(examples.map((e) => e.label), [4, 3, 2, 1, 0]);
@@ -89,7 +101,7 @@ test('Amazon fastText: title split at the first ": ", same id and hash as the CS
 
 test('generic CSV: named fields, multi-line quoted field, neutral and bad rows', async () => {
   const file = fixturePath('data', 'generic.csv');
-  await assert.rejects(read(file), { name: 'ConfigError', message: `${file}: cannot tell which field holds the text (looked for text, content, sentence, review, body; fields present: review_id, stars, comment). Name it with --text-field` });
+  await assert.rejects(read(file), { name: 'ConfigError', message: `${file}:1 (header): cannot tell which field holds the text (looked for text, content, sentence, review, body; fields present: review_id, stars, comment). Name it with --text-field` });
   const { examples, summary, rejects } = await read(file, { textField: 'comment', labelField: 'stars', idField: 'review_id' });
   assert.deepEqual(examples.map((e) => [e.id, e.label, e.text, e.line]), [
     ['r1', 1, 'good, really good', 2],
