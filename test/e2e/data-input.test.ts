@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parquetMetadata } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { parquetHeader } from 'hyparquet/src/column.js';
 import { repoRoot, runKd, tempDir } from '../helpers.js';
 
 const STRICT_FIX = 'Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).';
@@ -63,6 +64,43 @@ test('a Parquet file with a damaged page is a FormatError naming the file, colum
   const r = runKd(['data', 'stats', file]);
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, new RegExp(`^kd: error: ${file}: column 'text', row group 1 of 2 \\(rows 1-2\\): the file is damaged \\(.+\\); download or export it again\\n$`));
+});
+
+test('a damaged Parquet page header (negative level length, missing size) is refused before decoding, not decoded forever', () => {
+  const file = join(tempDir(), 'reviews.parquet');
+  const bytes = Buffer.from(parquetWriteBuffer({
+    columnData: [
+      { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
+      { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
+    ],
+    rowGroupSize: 2,
+  }));
+  const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
+  const label = parquetMetadata(ab).row_groups[0]!.columns.find((c) => c.meta_data?.path_in_schema[0] === 'label')!.meta_data!;
+  const pageStart = Number(label.data_page_offset);
+  // The byte whose damage makes the v2 header's definition-level length negative: hyparquet 1.33
+  // then moves its reader backwards and decodes the same bytes forever.
+  const negative = Array.from({ length: 24 }, (_, k) => pageStart + k).find((at) => {
+    const d = Buffer.from(bytes);
+    d[at] = 0xff;
+    try {
+      const h = parquetHeader({ view: new DataView(d.buffer, d.byteOffset, d.length), offset: pageStart });
+      return (h.data_page_header_v2?.definition_levels_byte_length ?? 0) < 0;
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(negative !== undefined, 'no header byte gives a negative level length');
+  for (const [at, value, why] of [[negative, 0xff, /impossible level lengths \(definition -\d+/], [pageStart + 2, 0x00, /the page at byte \d+ (has no compressed size|claims -?\d+ bytes)|cannot be read/]] as const) {
+    const damaged = Buffer.from(bytes);
+    damaged[at] = value;
+    writeFileSync(file, damaged);
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'kd.js'), 'data', 'stats', file], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.signal, null, `kd data stats did not finish on a header damaged at byte ${at}`);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^kd: error: ${file}: column 'label', row group 1 of 2 \\(rows 1-2\\): the file is damaged \\(`));
+    assert.match(r.stderr, why);
+  }
 });
 
 test('UTF-16 input (with or without a byte-order mark) is named as UTF-16 with the iconv fix', () => {

@@ -1,8 +1,8 @@
 // Amazon Reviews polarity / full (Zhang, Zhao & LeCun 2015): the official CSV
 // "label","title","text" and the fastText form `__label__2 Title: text`.
 // Labels: 1 = negative, 2 = positive (polarity); 1..5 stars (full, --classes 5).
-import { CsvRecordSplitter, parseCsvPrefix, parseCsvRecord, type CsvParse, type CsvSplit } from '../csv.js';
-import { unclosedQuoteReject } from './csv-records.js';
+import { parseCsvPrefix, parseCsvRecord, type CsvParse, type CsvSplit } from '../csv.js';
+import { CsvLineParser, unclosedQuoteReject } from './csv-records.js';
 import { ConfigError, truncateRaw } from '../errors.js';
 import { contentId, joinTitleAndBody } from '../example.js';
 import type { ClassCount } from '../labels.js';
@@ -92,22 +92,8 @@ const CSV_COLUMNS = ['label', 'title', 'text'] as const;
  * The official CSV, one record at a time from the shared {@link CsvRecordSplitter}: a quoted
  * title or text may hold a line break (RFC 4180), and a row's `line` is the line it starts on.
  */
-export class AmazonCsvParser {
-  private readonly records = new CsvRecordSplitter();
-
-  constructor(private readonly ctx: ParseContext) {}
-
-  /** Feeds one physical line; returns the rows it completes. */
-  push(line: string, lineNo: number): RowEvent[] {
-    return this.handle(this.records.push(line, lineNo));
-  }
-
-  /** Ends the file: a quote still open is reported where it opened, the lines after it re-read. */
-  finish(): RowEvent[] {
-    return this.handle(this.records.finish());
-  }
-
-  private handle(splits: CsvSplit[]): RowEvent[] {
+export class AmazonCsvParser extends CsvLineParser {
+  protected handle(splits: CsvSplit[]): RowEvent[] {
     return splits.map((split): RowEvent => {
       if (split.kind === 'record') return parseAmazonCsvRecord(split.text, split.line, this.ctx, split.parsed);
       const reject = unclosedQuoteReject(this.ctx.file, split, CSV_COLUMNS);

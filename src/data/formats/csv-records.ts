@@ -29,25 +29,31 @@ export function unclosedQuoteReject(file: string, split: Extract<CsvSplit, { kin
   };
 }
 
-/** CSV with a header row: field names come from the header, records from {@link CsvRecordSplitter}. */
-export class CsvRecordParser {
-  private header: string[] | null = null;
-  private fields: ResolvedFields | null = null;
+/** A CSV reader fed physical lines: one {@link CsvRecordSplitter} joins them into records for `handle`. */
+export abstract class CsvLineParser {
   private readonly records = new CsvRecordSplitter();
 
-  constructor(private readonly ctx: ParseContext) {}
+  constructor(protected readonly ctx: ParseContext) {}
 
   /** Feeds one physical line; returns the rows it completes. */
   push(line: string, lineNo: number): RowEvent[] {
     return this.handle(this.records.push(line, lineNo));
   }
 
-  /** Ends the file: a record still open is reported, and the lines after its start re-read. */
+  /** Ends the file: a quote still open is reported where it opened, the lines after it re-read. */
   finish(): RowEvent[] {
     return this.handle(this.records.finish());
   }
 
-  private handle(splits: CsvSplit[]): RowEvent[] {
+  protected abstract handle(splits: CsvSplit[]): RowEvent[];
+}
+
+/** CSV with a header row: field names come from the header, records from {@link CsvRecordSplitter}. */
+export class CsvRecordParser extends CsvLineParser {
+  private header: string[] | null = null;
+  private fields: ResolvedFields | null = null;
+
+  protected handle(splits: CsvSplit[]): RowEvent[] {
     const out: RowEvent[] = [];
     for (const split of splits) {
       if (split.kind === 'record') this.complete(split.text, split.line, split.parsed, out);

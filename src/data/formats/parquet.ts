@@ -1,6 +1,7 @@
 // Parquet as the Hugging Face datasets ship it, read one row group at a time with
 // hyparquet (snappy built in; gzip, zstd and brotli from hyparquet-compressors).
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type ColumnMetaData, type PageHeader } from 'hyparquet';
+import { parquetHeader } from 'hyparquet/src/column.js';
 import { compressors } from 'hyparquet-compressors';
 import { FormatError } from '../errors.js';
 import { recordToRow, resolveFields } from './records.js';
@@ -22,6 +23,10 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   for (const [g, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
     const read = (columns: string[]) => parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors }) as Promise<Record<string, unknown>[]>;
+    const where = (column?: string) => `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ${rowStart + 1}-${rowEnd})`;
+    const damaged = (column: string | undefined, why: string) => new FormatError(ctx.file, `${where(column)}: the file is damaged (${why}); download or export it again`);
+    const headerProblem = (await Promise.all(metadata.row_groups[g]!.columns.map((c) => pageHeaderProblem(file, c.meta_data, wanted)))).find((p) => p !== null);
+    if (headerProblem) throw damaged(headerProblem.column, headerProblem.why);
     let rows: Record<string, unknown>[];
     try {
       rows = await read(wanted);
@@ -35,12 +40,70 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
           break;
         }
       }
-      const where = `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ${rowStart + 1}-${rowEnd})`;
-      throw new FormatError(ctx.file, `${where}: the file is damaged (${(e as Error).message}); download or export it again`);
+      throw damaged(column, (e as Error).message);
     }
     const events = rows.map((record, i) => recordToRow(record, fields, ctx, rowStart + i + 1, JSON.stringify(record, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))));
     rowStart = rowEnd;
     onBytes?.(Math.round((file.byteLength * rowStart) / Math.max(1, Number(metadata.num_rows))));
     yield events;
   }
+}
+
+/** Bytes read at a time while walking page headers (a header with large statistics may need more). */
+const HEADER_READ = 64 * 1024;
+
+interface PageHeaderProblem {
+  column: string;
+  why: string;
+}
+
+/**
+ * Walks the page headers of one column chunk (when its column is one of `columns`) and returns
+ * sizes and counts that cannot be right (negative, past the chunk, more values than the chunk
+ * holds). A damaged header can send hyparquet's decoders into loops that never end (a negative
+ * level length moves its reader backwards), so it is caught here, before any page is decoded.
+ */
+async function pageHeaderProblem(file: AsyncBuffer, meta: ColumnMetaData | undefined, columns: readonly string[]): Promise<PageHeaderProblem | null> {
+  if (!meta || !columns.includes(meta.path_in_schema[0]!)) return null;
+  const column = meta.path_in_schema[0]!;
+  const bad = (why: string): PageHeaderProblem => ({ column, why });
+  const start = Number(meta.dictionary_page_offset ?? meta.data_page_offset);
+  const end = start + Number(meta.total_compressed_size);
+  if (!(start >= 0 && end <= file.byteLength && end > start)) return bad(`its chunk (bytes ${start}-${end}) lies outside the file (${file.byteLength} bytes)`);
+  const chunkValues = Number(meta.num_values);
+  let values = 0;
+  let offset = start;
+  while (offset < end && values < chunkValues) {
+    let header: PageHeader | undefined;
+    let headerBytes = 0;
+    for (let span = Math.min(HEADER_READ, end - offset); header === undefined; span = Math.min(span * 4, end - offset)) {
+      const reader = { view: new DataView(await file.slice(offset, offset + span)), offset: 0 };
+      try {
+        header = parquetHeader(reader);
+        headerBytes = reader.offset;
+      } catch (e) {
+        if (span >= end - offset) return bad(`the page header at byte ${offset} cannot be read (${(e as Error).message})`);
+      }
+    }
+    const compressed = header.compressed_page_size;
+    const uncompressed = header.uncompressed_page_size;
+    if (!(Number.isInteger(compressed) && compressed >= 0 && offset + headerBytes + compressed <= end)) return bad(compressed === undefined ? `the page at byte ${offset} has no compressed size` : `the page at byte ${offset} claims ${compressed} bytes, past the end of its chunk (byte ${end})`);
+    if (!(Number.isInteger(uncompressed) && uncompressed >= 0)) return bad(`the page at byte ${offset} claims an uncompressed size of ${uncompressed ?? 'nothing'}`);
+    const v2 = header.data_page_header_v2;
+    const pageValues = header.data_page_header?.num_values ?? v2?.num_values;
+    if (pageValues !== undefined) {
+      if (!(Number.isInteger(pageValues) && pageValues >= 0 && values + pageValues <= chunkValues)) return bad(`the page at byte ${offset} claims ${pageValues} values, more than the ${chunkValues} its chunk holds`);
+      values += pageValues;
+    }
+    if (v2) {
+      const def = v2.definition_levels_byte_length ?? 0;
+      const rep = v2.repetition_levels_byte_length ?? 0;
+      const counts = [def, rep, v2.num_nulls ?? 0];
+      if (!counts.every((n) => Number.isInteger(n) && n >= 0) || def + rep > Math.min(compressed, uncompressed)) {
+        return bad(`the page at byte ${offset} has impossible level lengths (definition ${def}, repetition ${rep}, nulls ${v2.num_nulls})`);
+      }
+    }
+    offset += headerBytes + compressed;
+  }
+  return null;
 }
