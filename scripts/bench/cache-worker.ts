@@ -25,15 +25,44 @@ if (mode === 'write') {
     const n = Math.min(SHARD, rows - start);
     const ids = Array.from({ length: n }, (_, i) => String(1_000_000_000 + start + i));
     const textHashes = ids.map((id) => (Number(id) * 2654435761).toString(16).padStart(16, '0').slice(-16));
-    shards.push(writeShard(out, index, { ids, textHashes, labels: labels.subarray(0, n), logits: logits.subarray(0, n * 2), classes: 2, embedding: embedding ? embedding.subarray(0, n * dim) : null, dim }, 'float16'));
+    shards.push(
+      writeShard(
+        out,
+        index,
+        {
+          ids,
+          textHashes,
+          labels: labels.subarray(0, n),
+          logits: logits.subarray(0, n * 2),
+          classes: 2,
+          embedding: embedding ? embedding.subarray(0, n * dim) : null,
+          dim,
+        },
+        'float16',
+      ),
+    );
   }
   saveSafetensors(join(out, 'classifier.safetensors'), new Map());
   const manifest: CacheManifest = {
     format: CACHE_FORMAT,
     version: CACHE_VERSION,
     tool: { name: 'kd-toolkit', version: 'bench' },
-    teacher: { fingerprint: { model: 'bench', tokenizer: 'bench', config: 'bench' }, labels: ['negative', 'positive'], modelType: 'bench', classifier: { rows: 2, cols: dim, found: 'bench' } },
-    data: { files: [], format: 'bench', classes: 2, labels: ['negative', 'positive'], rows, duplicatesRemoved: 0, skippedMalformed: 0, skippedNeutral: 0 },
+    teacher: {
+      fingerprint: { model: 'bench', tokenizer: 'bench', config: 'bench' },
+      labels: ['negative', 'positive'],
+      modelType: 'bench',
+      classifier: { rows: 2, cols: dim, found: 'bench' },
+    },
+    data: {
+      files: [],
+      format: 'bench',
+      classes: 2,
+      labels: ['negative', 'positive'],
+      rows,
+      duplicatesRemoved: 0,
+      skippedMalformed: 0,
+      skippedNeutral: 0,
+    },
     maxLength: 128,
     embedding: { mode: dim ? 'full' : 'none', dim, sourceDim: dim, dtype: 'float16' },
     shardRows: SHARD,
@@ -84,5 +113,7 @@ if (mode === 'write') {
   }
   const shuffledSeconds = (performance.now() - t0) / 1000;
   reader.close();
-  process.stdout.write(`${JSON.stringify({ rawBytes, rawSeconds, storedBytes, storedSeconds, sequentialBytes, sequentialSeconds, shuffledRows, shuffledSeconds, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ rawBytes, rawSeconds, storedBytes, storedSeconds, sequentialBytes, sequentialSeconds, shuffledRows, shuffledSeconds, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`,
+  );
 }

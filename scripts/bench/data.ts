@@ -7,14 +7,17 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { flag, log, runNodeChild } from './util.js';
 
-const WORDS = 'the quality sound great terrible works broke after week love hate recommend would not buy again fast shipping cheap plastic battery screen book movie album story characters'.split(' ');
+const WORDS =
+  'the quality sound great terrible works broke after week love hate recommend would not buy again fast shipping cheap plastic battery screen book movie album story characters'.split(
+    ' ',
+  );
 
 async function generate(path: string, megabytes: number): Promise<number> {
   const out = createWriteStream(path);
   let bytes = 0;
   let rows = 0;
   let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296;
   const target = megabytes * 1e6;
   while (bytes < target) {
     const parts: string[] = [];
@@ -63,7 +66,11 @@ export async function benchData(args: string[]): Promise<Record<string, unknown>
     readline_peak_rss_mb: Math.round(peer.peakRssMb),
     ratio_vs_readline: Number((peerSeconds / oursSeconds).toFixed(2)),
   };
-  log(`kd reader: ${summary.rows} rows, ${summary.file_mb} MB in ${summary.seconds}s = ${summary.rows_per_s} rows/s, ${summary.mb_per_s} MB/s, peak RSS ${summary.peak_rss_mb} MB (target < 300)`);
-  log(`readline (split lines only): ${summary.readline_mb_per_s} MB/s, peak RSS ${summary.readline_peak_rss_mb} MB; kd/readline speed ratio ${summary.ratio_vs_readline}`);
+  log(
+    `kd reader: ${summary.rows} rows, ${summary.file_mb} MB in ${summary.seconds}s = ${summary.rows_per_s} rows/s, ${summary.mb_per_s} MB/s, peak RSS ${summary.peak_rss_mb} MB (target < 300)`,
+  );
+  log(
+    `readline (split lines only): ${summary.readline_mb_per_s} MB/s, peak RSS ${summary.readline_peak_rss_mb} MB; kd/readline speed ratio ${summary.ratio_vs_readline}`,
+  );
   return summary;
 }

@@ -7,7 +7,17 @@ import { normal } from '../../src/engine/params.js';
 import * as op from '../../src/engine/ops.js';
 
 export const MLP = { input: 768, hidden: 256, classes: 2, batch: 256 };
-export const TRANSFORMER = { vocab: 8192, hidden: 128, layers: 2, heads: 2, intermediate: 512, seq: 64, batch: 32, classes: 2, dropout: 0.1 };
+export const TRANSFORMER = {
+  vocab: 8192,
+  hidden: 128,
+  layers: 2,
+  heads: 2,
+  intermediate: 512,
+  seq: 64,
+  batch: 32,
+  classes: 2,
+  dropout: 0.1,
+};
 export const NGRAM = { dim: 64, batch: 256, length: 64, classes: 2 };
 
 export const ceLoss: LossDefinition = {
@@ -34,7 +44,23 @@ export const transformerModel: ModelDefinition = {
   inputs: { input_ids: { dtype: 'int64', shape: ['B', 'T'] }, attention_mask: { dtype: 'int64', shape: ['B', 'T'] } },
   forward(ctx, { input_ids, attention_mask }) {
     const t = TRANSFORMER;
-    const h = bertEncoder(ctx, { vocabSize: t.vocab, hidden: t.hidden, layers: t.layers, heads: t.heads, intermediate: t.intermediate, maxPositions: t.seq, typeVocabSize: 0, dropout: t.dropout, attentionDropout: t.dropout, layerNormEps: 1e-12 }, input_ids!, attention_mask!);
+    const h = bertEncoder(
+      ctx,
+      {
+        vocabSize: t.vocab,
+        hidden: t.hidden,
+        layers: t.layers,
+        heads: t.heads,
+        intermediate: t.intermediate,
+        maxPositions: t.seq,
+        typeVocabSize: 0,
+        dropout: t.dropout,
+        attentionDropout: t.dropout,
+        layerNormEps: 1e-12,
+      },
+      input_ids!,
+      attention_mask!,
+    );
     const cls = op.squeeze(op.slice(h, [0], [1], [1]), [1]);
     const pooled = op.tanh(linear(ctx, cls, t.hidden, t.hidden, 'pooler.dense'));
     return { logits: linear(ctx, ctx.dropout(pooled, t.dropout), t.hidden, t.classes, 'classifier') };

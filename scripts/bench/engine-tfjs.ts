@@ -41,7 +41,15 @@ function mlp(steps: number): Promise<number> {
   const x = tf.randomNormal([MLP.batch, MLP.input]);
   const y = tf.oneHot(tf.randomUniform([MLP.batch], 0, MLP.classes, 'int32'), MLP.classes);
   const opt = tf.train.adam(1e-3);
-  return timeSteps(() => opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(x, w1), b1)), w2), b2)) as tf.Scalar, true)!, 5, steps);
+  return timeSteps(
+    () =>
+      opt.minimize(
+        () => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(x, w1), b1)), w2), b2)) as tf.Scalar,
+        true,
+      )!,
+    5,
+    steps,
+  );
 }
 
 function layerNorm(x: tf.Tensor, g: tf.Variable, b: tf.Variable): tf.Tensor {
@@ -49,7 +57,17 @@ function layerNorm(x: tf.Tensor, g: tf.Variable, b: tf.Variable): tf.Tensor {
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-12))), g), b);
 }
 
-export interface TfTransformerConfig { vocab: number; hidden: number; layers: number; heads: number; intermediate: number; seq: number; batch: number; classes: number; dropout: number }
+export interface TfTransformerConfig {
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  intermediate: number;
+  seq: number;
+  batch: number;
+  classes: number;
+  dropout: number;
+}
 
 function transformer(steps: number, t: TfTransformerConfig = TRANSFORMER, kdTau = 0): Promise<number> {
   const v = (shape: number[]) => tf.variable(tf.randomNormal(shape, 0, 0.02));
@@ -60,9 +78,22 @@ function transformer(steps: number, t: TfTransformerConfig = TRANSFORMER, kdTau 
   const embG = o(t.hidden);
   const embB = z(t.hidden);
   const layers = Array.from({ length: t.layers }, () => ({
-    wq: v([t.hidden, t.hidden]), bq: z(t.hidden), wk: v([t.hidden, t.hidden]), bk: z(t.hidden), wv: v([t.hidden, t.hidden]), bv: z(t.hidden),
-    wo: v([t.hidden, t.hidden]), bo: z(t.hidden), g1: o(t.hidden), b1: z(t.hidden),
-    wi: v([t.hidden, t.intermediate]), bi: z(t.intermediate), wf: v([t.intermediate, t.hidden]), bf: z(t.hidden), g2: o(t.hidden), b2: z(t.hidden),
+    wq: v([t.hidden, t.hidden]),
+    bq: z(t.hidden),
+    wk: v([t.hidden, t.hidden]),
+    bk: z(t.hidden),
+    wv: v([t.hidden, t.hidden]),
+    bv: z(t.hidden),
+    wo: v([t.hidden, t.hidden]),
+    bo: z(t.hidden),
+    g1: o(t.hidden),
+    b1: z(t.hidden),
+    wi: v([t.hidden, t.intermediate]),
+    bi: z(t.intermediate),
+    wf: v([t.intermediate, t.hidden]),
+    bf: z(t.hidden),
+    g2: o(t.hidden),
+    b2: z(t.hidden),
   }));
   const wp = v([t.hidden, t.hidden]);
   const bp = z(t.hidden);
@@ -73,7 +104,8 @@ function transformer(steps: number, t: TfTransformerConfig = TRANSFORMER, kdTau 
   const y = tf.oneHot(tf.randomUniform([t.batch], 0, t.classes, 'int32'), t.classes);
   const hd = t.hidden / t.heads;
   const opt = tf.train.adam(1e-3);
-  const dense = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.add(tf.matMul(x.reshape([-1, w.shape[0]!]), w).reshape([t.batch, t.seq, w.shape[1]!]), b);
+  const dense = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+    tf.add(tf.matMul(x.reshape([-1, w.shape[0]!]), w).reshape([t.batch, t.seq, w.shape[1]!]), b);
   const heads = (x: tf.Tensor) => x.reshape([t.batch, t.seq, t.heads, hd]).transpose([0, 2, 1, 3]);
   // The wasm backend lacks UnsortedSegmentSum (the gradient tfjs gives tf.gather), so the
   // lookup's gradient is written with ScatterNd, which it has (duplicates are summed).
@@ -82,7 +114,10 @@ function transformer(steps: number, t: TfTransformerConfig = TRANSFORMER, kdTau 
     save([index]);
     return {
       value: tf.gather(table, index),
-      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.scatterND(saved[0]!.reshape([-1, 1]), (dy as tf.Tensor).reshape([-1, t.hidden]), table.shape), tf.zerosLike(saved[0]!)],
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [
+        tf.scatterND(saved[0]!.reshape([-1, 1]), (dy as tf.Tensor).reshape([-1, t.hidden]), table.shape),
+        tf.zerosLike(saved[0]!),
+      ],
     };
   });
   const forward = () => {
@@ -120,14 +155,26 @@ function kdLoss(logits: tf.Tensor, y: tf.Tensor, teacher: tf.Tensor, tau: number
 
 /** The hashed n-gram student with KD on real feature batches (ids, mask, labels, teacher logits). */
 function ngramKd(steps: number, batchesFile: string): Promise<number> {
-  const spec = JSON.parse(readFileSync(batchesFile, 'utf8')) as { buckets: number; dim: number; classes: number; tau: number; batches: { ids: number[]; mask: number[]; width: number; labels: number[]; teacher: number[] }[] };
+  const spec = JSON.parse(readFileSync(batchesFile, 'utf8')) as {
+    buckets: number;
+    dim: number;
+    classes: number;
+    tau: number;
+    batches: { ids: number[]; mask: number[]; width: number; labels: number[]; teacher: number[] }[];
+  };
   const table = tf.variable(tf.randomUniform([spec.buckets, spec.dim], -1 / spec.dim, 1 / spec.dim));
   const w = tf.variable(tf.randomNormal([spec.dim, spec.classes], 0, 0.02));
   const b = tf.variable(tf.zeros([spec.classes]));
   const lookup = tf.customGrad((...args: unknown[]) => {
     const [tbl, index, save] = args as [tf.Tensor, tf.Tensor, (ts: tf.Tensor[]) => void];
     save([index]);
-    return { value: tf.gather(tbl, index), gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [tf.scatterND(saved[0]!.reshape([-1, 1]), (dy as tf.Tensor).reshape([-1, spec.dim]), tbl.shape), tf.zerosLike(saved[0]!)] };
+    return {
+      value: tf.gather(tbl, index),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => [
+        tf.scatterND(saved[0]!.reshape([-1, 1]), (dy as tf.Tensor).reshape([-1, spec.dim]), tbl.shape),
+        tf.zerosLike(saved[0]!),
+      ],
+    };
   });
   const batches = spec.batches.map((x) => ({
     ids: tf.tensor2d(x.ids, [x.labels.length, x.width], 'int32'),
@@ -137,19 +184,29 @@ function ngramKd(steps: number, batchesFile: string): Promise<number> {
   }));
   const opt = tf.train.adam(5e-3);
   let k = 0;
-  return timeSteps(() => {
-    const x = batches[k++ % batches.length]!;
-    return opt.minimize(() => {
-      const e = lookup(table, x.ids) as tf.Tensor;
-      const pooled = tf.div(tf.sum(tf.mul(e, x.mask), 1), tf.maximum(tf.sum(x.mask, 1), 1));
-      return kdLoss(tf.add(tf.matMul(pooled, w), b), x.y, x.teacher, spec.tau) as tf.Scalar;
-    }, true)!;
-  }, 3, steps);
+  return timeSteps(
+    () => {
+      const x = batches[k++ % batches.length]!;
+      return opt.minimize(() => {
+        const e = lookup(table, x.ids) as tf.Tensor;
+        const pooled = tf.div(tf.sum(tf.mul(e, x.mask), 1), tf.maximum(tf.sum(x.mask, 1), 1));
+        return kdLoss(tf.add(tf.matMul(pooled, w), b), x.y, x.teacher, spec.tau) as tf.Scalar;
+      }, true)!;
+    },
+    3,
+    steps,
+  );
 }
 
 const [which, stepsArg, extra] = process.argv.slice(2);
 const backend = await useFastestBackend();
 const steps = Number(stepsArg);
 const secondsPerStep =
-  which === 'mlp' ? await mlp(steps) : which === 'ngram-kd' ? await ngramKd(steps, extra!) : which === 'transformer-kd' ? await transformer(steps, JSON.parse(extra!) as TfTransformerConfig, 2) : await transformer(steps);
+  which === 'mlp'
+    ? await mlp(steps)
+    : which === 'ngram-kd'
+      ? await ngramKd(steps, extra!)
+      : which === 'transformer-kd'
+        ? await transformer(steps, JSON.parse(extra!) as TfTransformerConfig, 2)
+        : await transformer(steps);
 process.stdout.write(`${JSON.stringify({ backend, secondsPerStep, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);

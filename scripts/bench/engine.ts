@@ -16,7 +16,18 @@ export async function matmulGflops(m: number, k: number, n: number, reps: number
   const b = g.input('b', 'float32', [k, n]);
   const { session } = await createSession(g.serialize({ outputs: [{ name: 'c', value: op.matmul(a, b) }] }));
   const rng = new Rng(1);
-  const feeds = { a: new ort.Tensor('float32', Float32Array.from({ length: m * k }, () => rng.normal()), [m, k]), b: new ort.Tensor('float32', Float32Array.from({ length: k * n }, () => rng.normal()), [k, n]) };
+  const feeds = {
+    a: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: m * k }, () => rng.normal()),
+      [m, k],
+    ),
+    b: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: k * n }, () => rng.normal()),
+      [k, n],
+    ),
+  };
   for (let i = 0; i < 3; i++) await session.run(feeds);
   let best = Infinity;
   for (let r = 0; r < 3; r++) {
@@ -44,8 +55,15 @@ async function oursMlp(steps: number, stepsPerCall = 1): Promise<number> {
   const trainer = await Trainer.create({ model: mlpModel, loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1, stepsPerCall });
   const rng = new Rng(2);
   const batches = Array.from({ length: stepsPerCall }, () => ({
-    x: new ort.Tensor('float32', Float32Array.from({ length: MLP.batch * MLP.input }, () => rng.normal()), [MLP.batch, MLP.input]),
-    labels: int64(Array.from({ length: MLP.batch }, () => rng.int(2)), [MLP.batch]),
+    x: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: MLP.batch * MLP.input }, () => rng.normal()),
+      [MLP.batch, MLP.input],
+    ),
+    labels: int64(
+      Array.from({ length: MLP.batch }, () => rng.int(2)),
+      [MLP.batch],
+    ),
   }));
   const calls = Math.max(1, Math.round(steps / stepsPerCall));
   for (let i = 0; i < Math.max(2, Math.round(10 / stepsPerCall)); i++) await trainer.steps(batches);
@@ -66,9 +84,15 @@ async function oursTransformer(steps: number): Promise<number> {
   const t = TRANSFORMER;
   const trainer = await Trainer.create({ model: transformerModel, loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1 });
   const rng = new Rng(3);
-  const ids = int64(Array.from({ length: t.batch * t.seq }, () => rng.int(t.vocab)), [t.batch, t.seq]);
+  const ids = int64(
+    Array.from({ length: t.batch * t.seq }, () => rng.int(t.vocab)),
+    [t.batch, t.seq],
+  );
   const mask = int64(new Array(t.batch * t.seq).fill(1), [t.batch, t.seq]);
-  const labels = int64(Array.from({ length: t.batch }, () => rng.int(2)), [t.batch]);
+  const labels = int64(
+    Array.from({ length: t.batch }, () => rng.int(2)),
+    [t.batch],
+  );
   const s = await timeTrainer(trainer, () => ({ input_ids: ids, attention_mask: mask, labels }), 3, steps);
   await trainer.dispose();
   return s;
@@ -81,9 +105,18 @@ async function oursNgram(log2Rows: number, steps: number, sparse = true): Promis
   const n = NGRAM.batch * NGRAM.length;
   const batches = Array.from({ length: 8 }, () => ({
     // 40 n-grams per example, padding (id 0, masked) after them.
-    ids: int64(Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? rng.int(rows) : 0)), [NGRAM.batch, NGRAM.length]),
-    mask: int64(Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? 1 : 0)), [NGRAM.batch, NGRAM.length]),
-    labels: int64(Array.from({ length: NGRAM.batch }, () => rng.int(2)), [NGRAM.batch]),
+    ids: int64(
+      Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? rng.int(rows) : 0)),
+      [NGRAM.batch, NGRAM.length],
+    ),
+    mask: int64(
+      Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? 1 : 0)),
+      [NGRAM.batch, NGRAM.length],
+    ),
+    labels: int64(
+      Array.from({ length: NGRAM.batch }, () => rng.int(2)),
+      [NGRAM.batch],
+    ),
   }));
   let k = 0;
   const s = await timeTrainer(trainer, () => batches[k++ % batches.length]!, 5, steps);
@@ -100,9 +133,15 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   const mlpSteps = flag(args, 'mlp-steps', quick ? 30 : 200);
   const trSteps = flag(args, 'transformer-steps', quick ? 3 : 20);
 
-  const peaks = { mlp_shape: await matmulGflops(MLP.batch, MLP.input, MLP.hidden, 50), square_1024: await matmulGflops(1024, 1024, 1024, 5), wide: await matmulGflops(2048, 768, 768, 5) };
+  const peaks = {
+    mlp_shape: await matmulGflops(MLP.batch, MLP.input, MLP.hidden, 50),
+    square_1024: await matmulGflops(1024, 1024, 1024, 5),
+    wide: await matmulGflops(2048, 768, 768, 5),
+  };
   const peak = Math.max(...Object.values(peaks));
-  log(`ORT MatMul GFLOP/s: 256x768x256 ${peaks.mlp_shape.toFixed(1)}, 1024^3 ${peaks.square_1024.toFixed(1)}, 2048x768x768 ${peaks.wide.toFixed(1)} → peak ${peak.toFixed(1)}`);
+  log(
+    `ORT MatMul GFLOP/s: 256x768x256 ${peaks.mlp_shape.toFixed(1)}, 1024^3 ${peaks.square_1024.toFixed(1)}, 2048x768x768 ${peaks.wide.toFixed(1)} → peak ${peak.toFixed(1)}`,
+  );
 
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
   const mlpSingle = await oursMlp(mlpSteps);
@@ -111,19 +150,25 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   const mlpTorch = torchPeer('mlp', mlpSteps);
   const mlpGflops = mlpStepFlops(MLP.batch) / mlpOurs / 1e9;
   const eps = (s: number, b: number) => b / s;
-  log(`MLP 768→256→2, batch 256, AdamW: kd ${eps(mlpOurs, MLP.batch).toFixed(0)} ex/s with ${MLP_STEPS_PER_CALL} steps per call (${mlpGflops.toFixed(1)} GFLOP/s, ${((100 * mlpGflops) / peak).toFixed(0)}% of MatMul peak), ${eps(mlpSingle, MLP.batch).toFixed(0)} ex/s with 1 (${((100 * mlpStepFlops(MLP.batch)) / mlpSingle / 1e9 / peak).toFixed(0)}%); tfjs-${mlpTfjs.result.backend} ${eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch).toFixed(0)} ex/s; ${'skipped' in mlpTorch ? `PyTorch skipped: ${mlpTorch.skipped}` : `PyTorch ${mlpTorch.torch} ${eps(mlpTorch.secondsPerStep, MLP.batch).toFixed(0)} ex/s`}`);
+  log(
+    `MLP 768→256→2, batch 256, AdamW: kd ${eps(mlpOurs, MLP.batch).toFixed(0)} ex/s with ${MLP_STEPS_PER_CALL} steps per call (${mlpGflops.toFixed(1)} GFLOP/s, ${((100 * mlpGflops) / peak).toFixed(0)}% of MatMul peak), ${eps(mlpSingle, MLP.batch).toFixed(0)} ex/s with 1 (${((100 * mlpStepFlops(MLP.batch)) / mlpSingle / 1e9 / peak).toFixed(0)}%); tfjs-${mlpTfjs.result.backend} ${eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch).toFixed(0)} ex/s; ${'skipped' in mlpTorch ? `PyTorch skipped: ${mlpTorch.skipped}` : `PyTorch ${mlpTorch.torch} ${eps(mlpTorch.secondsPerStep, MLP.batch).toFixed(0)} ex/s`}`,
+  );
 
   const trOurs = await oursTransformer(trSteps);
   const trTfjs = await runNodeChild(worker, ['transformer', String(Math.max(2, Math.round(trSteps / 4)))]);
   const trTorch = torchPeer('transformer', trSteps);
-  log(`Transformer (2 layers, hidden 128, 2 heads, seq 64, batch 32): kd ${eps(trOurs, TRANSFORMER.batch).toFixed(1)} ex/s; tfjs-${trTfjs.result.backend} ${eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch).toFixed(1)} ex/s; ${'skipped' in trTorch ? `PyTorch skipped: ${trTorch.skipped}` : `PyTorch ${eps(trTorch.secondsPerStep, TRANSFORMER.batch).toFixed(1)} ex/s`}`);
+  log(
+    `Transformer (2 layers, hidden 128, 2 heads, seq 64, batch 32): kd ${eps(trOurs, TRANSFORMER.batch).toFixed(1)} ex/s; tfjs-${trTfjs.result.backend} ${eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch).toFixed(1)} ex/s; ${'skipped' in trTorch ? `PyTorch skipped: ${trTorch.skipped}` : `PyTorch ${eps(trTorch.secondsPerStep, TRANSFORMER.batch).toFixed(1)} ex/s`}`,
+  );
 
   const sizes = quick ? [16, 20] : [16, 18, 20, 22];
   const ngram: Record<string, number> = {};
   for (const s of sizes) {
     const sec = await oursNgram(s, quick ? 20 : 100);
     ngram[`2^${s}`] = sec;
-    log(`hashed n-gram student, table 2^${s} x ${NGRAM.dim}, batch ${NGRAM.batch}: ${(sec * 1000).toFixed(2)} ms/step, ${eps(sec, NGRAM.batch).toFixed(0)} ex/s`);
+    log(
+      `hashed n-gram student, table 2^${s} x ${NGRAM.dim}, batch ${NGRAM.batch}: ${(sec * 1000).toFixed(2)} ms/step, ${eps(sec, NGRAM.batch).toFixed(0)} ex/s`,
+    );
   }
   const ngramTimes = Object.values(ngram);
   // The same student with a dense table: every step reads and writes the whole table.
@@ -155,7 +200,9 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
     tfjs_backend: mlpTfjs.result.backend,
     pytorch: 'skipped' in mlpTorch ? mlpTorch.skipped : mlpTorch.torch,
   };
-  log(`targets: MLP ≥ 25× tfjs (${result.mlp_ratio_vs_tfjs}× with ${MLP_STEPS_PER_CALL} steps per call, ${result.mlp_one_step_per_call_ratio_vs_tfjs}× with 1), ≥ 40% of MatMul peak (${(100 * result.mlp_frac_of_matmul_peak).toFixed(0)}%); transformer ≥ 10× tfjs (${result.transformer_ratio_vs_tfjs}×); n-gram step time across table sizes within ${result.ngram_step_time_spread}×`);
+  log(
+    `targets: MLP ≥ 25× tfjs (${result.mlp_ratio_vs_tfjs}× with ${MLP_STEPS_PER_CALL} steps per call, ${result.mlp_one_step_per_call_ratio_vs_tfjs}× with 1), ≥ 40% of MatMul peak (${(100 * result.mlp_frac_of_matmul_peak).toFixed(0)}%); transformer ≥ 10× tfjs (${result.transformer_ratio_vs_tfjs}×); n-gram step time across table sizes within ${result.ngram_step_time_spread}×`,
+  );
   return result;
 }
 

@@ -24,7 +24,9 @@ async function untrainedBaseTeacher(texts: string[]): Promise<string> {
   const store = new ParameterStore('float32');
   const model = ensembleModel(cfg, 2);
   store.initialize(modelParamSpecs(model), new Rng(1));
-  exportTeacherFolder(dir, cfg, tokenizer, ['negative', 'positive'], exportModel(model, store, { outputs: ['logits'] }), { note: 'random weights, for benchmarks' });
+  exportTeacherFolder(dir, cfg, tokenizer, ['negative', 'positive'], exportModel(model, store, { outputs: ['logits'] }), {
+    note: 'random weights, for benchmarks',
+  });
   return dir;
 }
 
@@ -64,10 +66,15 @@ async function transformersJsPeer(dir: string, texts: string[]): Promise<Record<
 export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
   const n = flag(args, 'texts', 2000);
   const modelArg = args.find((a) => a.startsWith('--model='))?.slice('--model='.length);
-  const dataset = args.includes('--amazon') ? join(sharedDatasets(), 'amazon_polarity', 'test_random_sample_6814.ft.txt') : join(sharedDatasets(), 'sentiment140', 'train_random_sample_33477.csv');
+  const dataset = args.includes('--amazon')
+    ? join(sharedDatasets(), 'amazon_polarity', 'test_random_sample_6814.ft.txt')
+    : join(sharedDatasets(), 'sentiment140', 'train_random_sample_33477.csv');
   const { examples } = await readAllExamples([dataset], { progress: false });
   const step = Math.max(1, Math.floor(examples.length / n));
-  const texts = examples.filter((_, i) => i % step === 0).slice(0, n).map((e) => e.text);
+  const texts = examples
+    .filter((_, i) => i % step === 0)
+    .slice(0, n)
+    .map((e) => e.text);
   const dir = modelArg && existsSync(modelArg) ? modelArg : await untrainedBaseTeacher(examples.map((e) => e.text));
   log(`teacher ${dir}, ${texts.length} texts from ${basename(dataset)}`);
 
@@ -79,10 +86,17 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   await teacher.predict(texts.slice(0, 64));
   let flops = 0;
   let modelFlops = 0;
-  const lastLayer = teacher.optimization.includes('single-query') ? 'folded' : teacher.optimization.includes('position 0 only') ? 'pruned' : 'full';
+  const lastLayer = teacher.optimization.includes('single-query')
+    ? 'folded'
+    : teacher.optimization.includes('position 0 only')
+      ? 'pruned'
+      : 'full';
   log(`kd: ${teacher.optimization}`);
   const t0 = performance.now();
-  for await (const b of teacher.stream(texts, args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {})) {
+  for await (const b of teacher.stream(
+    texts,
+    args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {},
+  )) {
     const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
     for (const e of encoders) {
       flops += encoderFlops(e, b.indices.length, len, lastLayer);
@@ -114,7 +128,9 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
     matmul_peak_gflops: round(peak),
     frac_of_matmul_peak: round(flops / ours / 1e9 / peak, 3),
   };
-  log(`kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} GFLOP/s counting the unoptimized model's FLOPs); ${best ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)` : 'transformers.js skipped'}`);
+  log(
+    `kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} GFLOP/s counting the unoptimized model's FLOPs); ${best ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)` : 'transformers.js skipped'}`,
+  );
   return result;
 }
 
@@ -136,7 +152,16 @@ interface HfConfig {
 /** The encoders a teacher runs: each member of a kd ensemble (bags count ~0), or the one config.json describes. */
 function encodersOf(config: HfConfig): Encoder[] {
   const members = config.kd?.members?.filter((m) => m.layers > 0);
-  return members?.length ? members : [{ hidden: config.hidden_size, layers: config.num_hidden_layers, heads: config.num_attention_heads, intermediate: config.intermediate_size }];
+  return members?.length
+    ? members
+    : [
+        {
+          hidden: config.hidden_size,
+          layers: config.num_hidden_layers,
+          heads: config.num_attention_heads,
+          intermediate: config.intermediate_size,
+        },
+      ];
 }
 
 /**
@@ -147,8 +172,14 @@ function encodersOf(config: HfConfig): Encoder[] {
  */
 function encoderFlops(e: Encoder, batch: number, len: number, lastLayer: 'full' | 'pruned' | 'folded' = 'full'): number {
   const h = e.hidden;
-  const layer = (positions: number, queries: number) => queries * (2 * 2 * h * h + 2 * 2 * h * e.intermediate) + positions * 2 * 2 * h * h + 2 * 2 * queries * len * h;
-  const last = lastLayer === 'full' ? layer(len, len) : lastLayer === 'pruned' ? layer(len, 1) : 8 * h * h + 4 * h * e.intermediate + 4 * e.heads * h * len;
+  const layer = (positions: number, queries: number) =>
+    queries * (2 * 2 * h * h + 2 * 2 * h * e.intermediate) + positions * 2 * 2 * h * h + 2 * 2 * queries * len * h;
+  const last =
+    lastLayer === 'full'
+      ? layer(len, len)
+      : lastLayer === 'pruned'
+        ? layer(len, 1)
+        : 8 * h * h + 4 * h * e.intermediate + 4 * e.heads * h * len;
   return batch * ((e.layers - 1) * layer(len, len) + last);
 }
 

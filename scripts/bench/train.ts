@@ -27,7 +27,11 @@ function shared(...p: string[]): string {
 }
 
 /** The PyTorch peer (scripts/bench/train_torch.py); skipped with a note when python3-torch is missing. */
-function torchPeer(which: 'ngram-kd' | 'transformer-kd', steps: number, arg: string): { secondsPerStep: number; batch: number; torch: string } | { skipped: string } {
+function torchPeer(
+  which: 'ngram-kd' | 'transformer-kd',
+  steps: number,
+  arg: string,
+): { secondsPerStep: number; batch: number; torch: string } | { skipped: string } {
   return runTorchPeer('train_torch.py', [which, String(steps), arg]);
 }
 
@@ -37,14 +41,46 @@ function torchPeer(which: 'ngram-kd' | 'transformer-kd', steps: number, arg: str
  * soft-target loss, so it trains with cross-entropy; the time includes reading the file and
  * building its dictionary. Skipped with a note when the binary is missing.
  */
-function fasttextPeer(texts: readonly string[], labels: readonly number[], dir: string): { examplesPerS: number; seconds: number; epochs: number } | { skipped: string } {
+function fasttextPeer(
+  texts: readonly string[],
+  labels: readonly number[],
+  dir: string,
+): { examplesPerS: number; seconds: number; epochs: number } | { skipped: string } {
   const input = join(dir, 'fasttext-train.txt');
   writeFileSync(input, texts.map((t, i) => `__label__${labels[i]} ${t.replace(/\s+/g, ' ').toLowerCase()}`).join('\n') + '\n');
   const epochs = 5;
   const t0 = performance.now();
-  const r = spawnSync('fasttext', ['supervised', '-input', input, '-output', join(dir, 'fasttext-model'), '-dim', '32', '-wordNgrams', '2', '-bucket', String(1 << 18), '-epoch', String(epochs), '-thread', '2', '-minCount', '1', '-verbose', '0'], { encoding: 'utf8' });
+  const r = spawnSync(
+    'fasttext',
+    [
+      'supervised',
+      '-input',
+      input,
+      '-output',
+      join(dir, 'fasttext-model'),
+      '-dim',
+      '32',
+      '-wordNgrams',
+      '2',
+      '-bucket',
+      String(1 << 18),
+      '-epoch',
+      String(epochs),
+      '-thread',
+      '2',
+      '-minCount',
+      '1',
+      '-verbose',
+      '0',
+    ],
+    { encoding: 'utf8' },
+  );
   const seconds = (performance.now() - t0) / 1000;
-  if (r.error) return { skipped: (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'fasttext is not installed (apt-get install fasttext)' : r.error.message };
+  if (r.error)
+    return {
+      skipped:
+        (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'fasttext is not installed (apt-get install fasttext)' : r.error.message,
+    };
   if (r.status !== 0) return { skipped: r.stderr.trim().split('\n').at(-1) ?? 'failed' };
   return { examplesPerS: (texts.length * epochs) / seconds, seconds, epochs };
 }
@@ -54,7 +90,13 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const file = shared('datasets', 'sentiment140', 'train_random_sample_33477.csv');
   const dir = mkdtempSync(join(tmpdir(), 'kd-bench-train-'));
   const cacheDir = join(dir, 'cache');
-  await buildCache({ teacher: shared('fixtures', 'hf', 'tiny-random-bert'), data: [file], read: { classes: 2, progress: false }, out: cacheDir, embedding: 'none' });
+  await buildCache({
+    teacher: shared('fixtures', 'hf', 'tiny-random-bert'),
+    data: [file],
+    read: { classes: 2, progress: false },
+    out: cacheDir,
+    embedding: 'none',
+  });
   const { examples } = await readAllExamples([file], { progress: false });
   const cache = CacheReader.open(cacheDir);
   const rng = new Rng(1);
@@ -76,7 +118,20 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     const r0 = performance.now();
     const cached = cache.read(rows);
     readSeconds += (performance.now() - r0) / 1000;
-    return { rows, cached, feeds: { ...ngramFeeds(Array.from(rows, (r) => features[r]!)), labels: new ort.Tensor('int64', BigInt64Array.from(cached.labels, (l) => BigInt(l)), [size]), teacher_logits: new ort.Tensor('float32', cached.logits, [size, 2]), kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []) } };
+    return {
+      rows,
+      cached,
+      feeds: {
+        ...ngramFeeds(Array.from(rows, (r) => features[r]!)),
+        labels: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(cached.labels, (l) => BigInt(l)),
+          [size],
+        ),
+        teacher_logits: new ort.Tensor('float32', cached.logits, [size, 2]),
+        kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []),
+      },
+    };
   };
   for (let i = 0; i < 10; i++) await ngTrainer.step(ngBatch(64).feeds);
   readSeconds = 0;
@@ -100,14 +155,27 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
   const ngPeer = await runNodeChild(worker, ['ngram-kd', String(Math.max(5, Math.round(steps / 10))), batchesFile]);
   const ngTorch = torchPeer('ngram-kd', Math.max(20, Math.round(steps / 2)), batchesFile);
-  const ft = fasttextPeer(examples.map((e) => e.text), examples.map((e) => e.label), dir);
+  const ft = fasttextPeer(
+    examples.map((e) => e.text),
+    examples.map((e) => e.label),
+    dir,
+  );
 
   // Transformer student (1 layer, hidden 64), batch 32, tweets padded per batch.
-  const tok = TextTokenizer.trainWordPiece(examples.map((e) => e.text), { vocabSize: 8192, maxLength: 64 });
+  const tok = TextTokenizer.trainWordPiece(
+    examples.map((e) => e.text),
+    { vocabSize: 8192, maxLength: 64 },
+  );
   const enc = await tok.encode(examples.map((e) => e.text));
   const trCfg = { layers: 1, hidden: 64, heads: 2, intermediate: 256, maxLength: 64, vocabSize: tok.vocabSize, dropout: 0.1 };
   // As `kd train` runs it: several optimizer steps per ONNX Runtime call ('auto').
-  const trTrainer = await Trainer.create({ model: transformerStudent(trCfg, 2), loss: loss(), optimizer: { kind: 'adamw', lr: 1e-3 }, seed: 1, stepsPerCall: 'auto' });
+  const trTrainer = await Trainer.create({
+    model: transformerStudent(trCfg, 2),
+    loss: loss(),
+    optimizer: { kind: 'adamw', lr: 1e-3 },
+    seed: 1,
+    stepsPerCall: 'auto',
+  });
   const perCall = trTrainer.stepsPerCall;
   const trGroup = () => Array.from({ length: perCall }, trBatch);
   let tokens = 0;
@@ -118,7 +186,16 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     readSeconds += (performance.now() - r0) / 1000;
     const b = tok.pad(Array.from(rows, (r) => enc[r]!));
     tokens += b.length;
-    return { ...tokenFeeds(b), labels: new ort.Tensor('int64', BigInt64Array.from(cached.labels, (l) => BigInt(l)), [32]), teacher_logits: new ort.Tensor('float32', cached.logits, [32, 2]), kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []) };
+    return {
+      ...tokenFeeds(b),
+      labels: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(cached.labels, (l) => BigInt(l)),
+        [32],
+      ),
+      teacher_logits: new ort.Tensor('float32', cached.logits, [32, 2]),
+      kd_lambda: new ort.Tensor('float32', Float32Array.of(0.5), []),
+    };
   };
   for (let i = 0; i < 2; i++) await trTrainer.steps(trGroup());
   readSeconds = 0;
@@ -132,7 +209,17 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   await trTrainer.dispose();
   cache.close();
   const meanLen = Math.round(tokens / trSteps);
-  const trPeerConfig = JSON.stringify({ vocab: tok.vocabSize, hidden: 64, layers: 1, heads: 2, intermediate: 256, seq: meanLen, batch: 32, classes: 2, dropout: 0.1 });
+  const trPeerConfig = JSON.stringify({
+    vocab: tok.vocabSize,
+    hidden: 64,
+    layers: 1,
+    heads: 2,
+    intermediate: 256,
+    seq: meanLen,
+    batch: 32,
+    classes: 2,
+    dropout: 0.1,
+  });
   const trPeer = await runNodeChild(worker, ['transformer-kd', String(Math.max(3, Math.round(trSteps / 5))), trPeerConfig]);
   const trTorch = torchPeer('transformer-kd', Math.max(10, Math.round(trSteps / 2)), trPeerConfig);
 
@@ -158,11 +245,16 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     pytorch: 'skipped' in ngTorch ? `skipped: ${ngTorch.skipped}` : ngTorch.torch,
     ngram_fasttext_examples_per_s: 'skipped' in ft ? null : Math.round(ft.examplesPerS),
     ngram_ratio_vs_fasttext: 'skipped' in ft ? null : Number((ngEps / ft.examplesPerS).toFixed(2)),
-    fasttext: 'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
+    fasttext:
+      'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
-  log(`n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ${'skipped' in ft ? `fastText skipped (${ft.skipped})` : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`);
+  log(
+    `n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ${'skipped' in ft ? `fastText skipped (${ft.skipped})` : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`,
+  );
   rmSync(dir, { recursive: true, force: true });
-  log(`transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens, ${perCall} steps per call): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`);
+  log(
+    `transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens, ${perCall} steps per call): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`,
+  );
   return result;
 }
 

@@ -48,7 +48,11 @@ export function runTorchPeer<T>(script: string, args: string[], input?: string):
   const path = fileURLToPath(new URL(`../../../scripts/bench/${script}`, import.meta.url));
   const r = spawnSync('/usr/bin/python3', [path, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
   if (r.error || r.status !== 0) {
-    const why = r.error ? r.error.message : r.stderr.includes('No module named') ? 'python3-torch is not installed (apt-get install python3-torch)' : r.stderr.trim().split('\n').at(-1);
+    const why = r.error
+      ? r.error.message
+      : r.stderr.includes('No module named')
+        ? 'python3-torch is not installed (apt-get install python3-torch)'
+        : r.stderr.trim().split('\n').at(-1);
     return { skipped: why ?? 'failed' };
   }
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as T;

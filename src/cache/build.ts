@@ -17,7 +17,16 @@ import { matrix, principalComponents } from '../engine/linalg.js';
 import { Progress } from '../util/progress.js';
 import { toolVersion } from '../util/versions.js';
 import { encodeShard, type EmbeddingDType, type ShardRows } from './format.js';
-import { assertSameIdentity, BLOCK_BYTES, CACHE_FORMAT, CACHE_VERSION, identityOf, type CacheManifest, type EmbeddingSpec, type ShardEntry } from './manifest.js';
+import {
+  assertSameIdentity,
+  BLOCK_BYTES,
+  CACHE_FORMAT,
+  CACHE_VERSION,
+  identityOf,
+  type CacheManifest,
+  type EmbeddingSpec,
+  type ShardEntry,
+} from './manifest.js';
 import type { Device } from '../engine/session.js';
 
 export interface BuildOptions {
@@ -68,7 +77,12 @@ async function fileSha256(path: string): Promise<string> {
 
 export function blockHashes(bytes: Uint8Array): string[] {
   const out: string[] = [];
-  for (let s = 0; s < bytes.length; s += BLOCK_BYTES) out.push(createHash('sha256').update(bytes.subarray(s, s + BLOCK_BYTES)).digest('hex'));
+  for (let s = 0; s < bytes.length; s += BLOCK_BYTES)
+    out.push(
+      createHash('sha256')
+        .update(bytes.subarray(s, s + BLOCK_BYTES))
+        .digest('hex'),
+    );
   return out;
 }
 
@@ -84,7 +98,14 @@ export function writeShard(out: string, index: number, rows: ShardRows, dtype: E
   const rel = shardPath(index);
   const bytes = encodeShard(rows, dtype);
   writeFileAtomicSync(join(out, rel), bytes);
-  return { index, path: rel, rows: rows.ids.length, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), blocks: blockHashes(bytes) };
+  return {
+    index,
+    path: rel,
+    rows: rows.ids.length,
+    bytes: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    blocks: blockHashes(bytes),
+  };
 }
 
 /** Builds (or resumes) a cache. Returns its manifest. */
@@ -112,18 +133,31 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
     const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
-    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0) throw new OptionError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
+    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0)
+      throw new OptionError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
     const sourceDim = teacher.head.cols;
-    const embedding: EmbeddingSpec = { mode, dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0, sourceDim, dtype, ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}) };
+    const embedding: EmbeddingSpec = {
+      mode,
+      dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0,
+      sourceDim,
+      dtype,
+      ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}),
+    };
     const base = {
-      teacher: { fingerprint: teacher.fingerprint(), labels: teacher.labels, modelType: teacher.config.modelType, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description } },
+      teacher: {
+        fingerprint: teacher.fingerprint(),
+        labels: teacher.labels,
+        modelType: teacher.config.modelType,
+        classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
+      },
       maxLength: teacher.tokenizer.maxLength,
       embedding,
       shardRows,
     };
     mkdirSync(join(o.out, 'shards'), { recursive: true });
     // Leftovers of a killed run: temporary files are never part of the cache.
-    for (const dir of [o.out, join(o.out, 'shards')]) for (const f of readdirSync(dir)) if (f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
+    for (const dir of [o.out, join(o.out, 'shards')])
+      for (const f of readdirSync(dir)) if (f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
 
     const identity = identityOf({ ...base, data: { files, classes: o.read.classes } as CacheManifest['data'] });
     const progressPath = join(o.out, 'progress.json');
@@ -158,7 +192,9 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       extras.set('pca.mean', { dtype: 'float32', shape: [sourceDim], data: Float32Array.from(fit.mean) });
       extras.set('pca.components', { dtype: 'float32', shape: [pcaK, sourceDim], data: Float32Array.from(fit.componentsRowMajor) });
       extras.set('pca.variances', { dtype: 'float32', shape: [pcaK], data: Float32Array.from(fit.variances) });
-      log(`PCA: ${pcaK} of ${sourceDim} dimensions fitted on ${fit.rows} rows of ${fitFile} (${(100 * fit.explained).toFixed(1)}% of the variance)`);
+      log(
+        `PCA: ${pcaK} of ${sourceDim} dimensions fitted on ${fit.rows} rows of ${fitFile} (${(100 * fit.explained).toFixed(1)}% of the variance)`,
+      );
     }
     saveSafetensors(join(o.out, extrasPath), extras, { format: 'kd-cache-extras' });
 
@@ -184,14 +220,25 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       const abs = join(o.out, rel);
       const recorded = progression.done[String(index)];
       if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && hashFile(abs).sha256 === recorded.sha256) return;
-      const out = await teacher.predict(current.map((e) => e.text), { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) });
+      const out = await teacher.predict(
+        current.map((e) => e.text),
+        { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) },
+      );
       let emb: Float32Array | null = null;
       if (mode === 'full') emb = out.embedding;
       else if (projection) emb = project(out.embedding, out.dim, projection);
       progression.done[String(index)] = writeShard(
         o.out,
         index,
-        { ids: current.map((e) => e.id), textHashes: current.map((e) => e.textHash), labels: Int32Array.from(current, (e) => e.label), logits: out.logits, classes: out.classes, embedding: emb, dim: embedding.dim },
+        {
+          ids: current.map((e) => e.id),
+          textHashes: current.map((e) => e.textHash),
+          labels: Int32Array.from(current, (e) => e.label),
+          logits: out.logits,
+          classes: out.classes,
+          embedding: emb,
+          dim: embedding.dim,
+        },
         dtype,
       );
       writeFileAtomicSync(progressPath, JSON.stringify(progression));
@@ -218,7 +265,16 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       version: CACHE_VERSION,
       tool: { name: 'kd-toolkit', version: toolVersion },
       ...base,
-      data: { files, format: reader.summary.format, classes: o.read.classes, labels: [...labels], rows, duplicatesRemoved: duplicates, skippedMalformed: reader.summary.skipped.malformed, skippedNeutral: reader.summary.skipped.neutral },
+      data: {
+        files,
+        format: reader.summary.format,
+        classes: o.read.classes,
+        labels: [...labels],
+        rows,
+        duplicatesRemoved: duplicates,
+        skippedMalformed: reader.summary.skipped.malformed,
+        skippedNeutral: reader.summary.skipped.neutral,
+      },
       shardCount,
       part: o.shard ?? null,
       shards: mine.map((i) => progression.done[String(i)]!),
@@ -257,11 +313,19 @@ async function fitProjection(teacher: Teacher, file: string, read: ReadOptions, 
   const total = all.variances.reduce((a, b) => a + b, 0);
   const components = new Float64Array(out.dim * k);
   const rowMajor = new Float64Array(k * out.dim);
-  for (let d = 0; d < out.dim; d++) for (let j = 0; j < k; j++) {
-    const v = all.components.data[d * out.dim + j]!;
-    components[d * k + j] = v;
-    rowMajor[j * out.dim + d] = v;
-  }
+  for (let d = 0; d < out.dim; d++)
+    for (let j = 0; j < k; j++) {
+      const v = all.components.data[d * out.dim + j]!;
+      components[d * k + j] = v;
+      rowMajor[j * out.dim + d] = v;
+    }
   const variances = all.variances.slice(0, k);
-  return { rows: texts.length, mean: all.mean, components, componentsRowMajor: rowMajor, variances, explained: variances.reduce((a, b) => a + b, 0) / total };
+  return {
+    rows: texts.length,
+    mean: all.mean,
+    components,
+    componentsRowMajor: rowMajor,
+    variances,
+    explained: variances.reduce((a, b) => a + b, 0) / total,
+  };
 }

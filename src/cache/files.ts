@@ -46,10 +46,15 @@ export class CacheFileRoots {
       try {
         partManifest = readManifest(partDir);
       } catch (e) {
-        throw new UnsafeCachePathError(`${where}: part ${JSON.stringify(part)} is not a kd cache (${(e as Error).message}). Rerun kd cache merge with the part folders`);
+        throw new UnsafeCachePathError(
+          `${where}: part ${JSON.stringify(part)} is not a kd cache (${(e as Error).message}). Rerun kd cache merge with the part folders`,
+        );
       }
       const same = JSON.stringify(identityOf(partManifest)) === JSON.stringify(identityOf(manifest));
-      if (!same) throw new UnsafeCachePathError(`${where}: part ${JSON.stringify(part)} holds a different cache (teacher, data or settings) than the merge. Rerun kd cache merge with the right parts`);
+      if (!same)
+        throw new UnsafeCachePathError(
+          `${where}: part ${JSON.stringify(part)} holds a different cache (teacher, data or settings) than the merge. Rerun kd cache merge with the right parts`,
+        );
       roots.push({ real: realpathSync(partDir), manifest: partManifest, name: part });
     }
     return new CacheFileRoots(dir, base, roots);
@@ -62,7 +67,10 @@ export class CacheFileRoots {
    */
   open(rel: unknown, field: string, entry?: ShardEntry): { fd: number; path: string; size: number } | null {
     const where = `${join(this.dir, 'manifest.json')}: ${field}`;
-    const refuse = (why: string) => new UnsafeCachePathError(`${where} ${JSON.stringify(rel)} ${why}; a cache reads only regular files inside its folder (or, for a merge, its parts). Rebuild or re-merge the cache rather than editing its manifest`);
+    const refuse = (why: string) =>
+      new UnsafeCachePathError(
+        `${where} ${JSON.stringify(rel)} ${why}; a cache reads only regular files inside its folder (or, for a merge, its parts). Rebuild or re-merge the cache rather than editing its manifest`,
+      );
     if (typeof rel !== 'string' || rel === '' || rel.includes('\0')) throw refuse('is not a file name');
     if (isAbsolute(rel)) throw refuse('is an absolute path');
     const lexical = resolve(this.base, rel);
@@ -81,7 +89,9 @@ export class CacheFileRoots {
       // (or a path swapped to another of its files) is caught here, before any read.
       const own = root.manifest.shards.find((s) => s.index === entry.index);
       if (!own || resolve(this.base, root.name, own.path) !== lexical || own.sha256 !== entry.sha256 || own.bytes !== entry.bytes) {
-        throw new CacheMismatchError(`${where} ${JSON.stringify(rel)} is not shard ${entry.index} of part ${root.name} as that part's manifest lists it (the part was rebuilt or changed after the merge). Rerun kd cache merge`);
+        throw new CacheMismatchError(
+          `${where} ${JSON.stringify(rel)} is not shard ${entry.index} of part ${root.name} as that part's manifest lists it (the part was rebuilt or changed after the merge). Rerun kd cache merge`,
+        );
       }
     }
     const fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -104,7 +114,10 @@ export function hashOpenFile(fd: number, bytes: number): { sha256: string; block
     let got = 0;
     while (got < want) {
       const n = readSync(fd, buf, got, want - got, at + got);
-      if (n === 0) throw new CacheMismatchError(`file ended at offset ${at + got} while hashing (expected ${bytes} bytes): it changed while being read`);
+      if (n === 0)
+        throw new CacheMismatchError(
+          `file ended at offset ${at + got} while hashing (expected ${bytes} bytes): it changed while being read`,
+        );
       got += n;
     }
     const block = buf.subarray(0, want);

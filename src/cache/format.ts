@@ -155,7 +155,8 @@ export function encodeShard(rows: ShardRows, dtype: EmbeddingDType): Uint8Array 
   Buffer.from(rows.labels.buffer, rows.labels.byteOffset, rows.labels.byteLength).copy(buf, offsets.labels);
   Buffer.from(rows.logits.buffer, rows.logits.byteOffset, rows.logits.byteLength).copy(buf, offsets.logits);
   if (rows.embedding) {
-    if (dtype === 'float32') Buffer.from(rows.embedding.buffer, rows.embedding.byteOffset, rows.embedding.byteLength).copy(buf, offsets.embedding);
+    if (dtype === 'float32')
+      Buffer.from(rows.embedding.buffer, rows.embedding.byteOffset, rows.embedding.byteLength).copy(buf, offsets.embedding);
     else {
       floatsToHalves(rows.embedding, new Uint16Array(buf.buffer, buf.byteOffset + offsets.embedding, rows.embedding.length));
     }
@@ -173,7 +174,8 @@ export class ShardFormatError extends UserError {
 /** Parses a shard header; `size` is the file size, checked against the sections. */
 export function decodeHeader(head: Uint8Array, size: number, name: string): ShardLayout {
   const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
-  if (b.length < HEADER_BYTES || b.toString('latin1', 0, 8) !== MAGIC) throw new ShardFormatError(`${name}: not a kd cache shard (bad magic at offset 0)`);
+  if (b.length < HEADER_BYTES || b.toString('latin1', 0, 8) !== MAGIC)
+    throw new ShardFormatError(`${name}: not a kd cache shard (bad magic at offset 0)`);
   const version = b.readUInt32LE(8);
   if (version !== SHARD_VERSION) throw new ShardFormatError(`${name}: shard format version ${version}, this kd reads ${SHARD_VERSION}`);
   const code = b.readUInt32LE(24);
@@ -184,7 +186,10 @@ export function decodeHeader(head: Uint8Array, size: number, name: string): Shar
   SECTIONS.forEach((s, i) => {
     offsets[s] = Number(b.readBigUInt64LE(32 + 8 * i));
     lengths[s] = Number(b.readBigUInt64LE(80 + 8 * i));
-    if (offsets[s] + lengths[s] > size) throw new ShardFormatError(`${name}: truncated: section ${s} ends at offset ${offsets[s] + lengths[s]} but the file has ${size} bytes`);
+    if (offsets[s] + lengths[s] > size)
+      throw new ShardFormatError(
+        `${name}: truncated: section ${s} ends at offset ${offsets[s] + lengths[s]} but the file has ${size} bytes`,
+      );
   });
   return { rows: b.readUInt32LE(12), classes: b.readUInt32LE(16), dim: b.readUInt32LE(20), dtype, offsets, lengths };
 }

@@ -35,8 +35,22 @@ export interface CacheManifest {
   format: typeof CACHE_FORMAT;
   version: number;
   tool: { name: string; version: string };
-  teacher: { fingerprint: Record<string, string>; labels: string[]; modelType: string; classifier: { rows: number; cols: number; found: string } };
-  data: { files: { path: string; sha256: string; bytes: number }[]; format: string; classes: number; labels: string[]; rows: number; duplicatesRemoved: number; skippedMalformed: number; skippedNeutral: number };
+  teacher: {
+    fingerprint: Record<string, string>;
+    labels: string[];
+    modelType: string;
+    classifier: { rows: number; cols: number; found: string };
+  };
+  data: {
+    files: { path: string; sha256: string; bytes: number }[];
+    format: string;
+    classes: number;
+    labels: string[];
+    rows: number;
+    duplicatesRemoved: number;
+    skippedMalformed: number;
+    skippedNeutral: number;
+  };
   maxLength: number;
   embedding: EmbeddingSpec;
   shardRows: number;
@@ -61,7 +75,9 @@ export function readManifest(dir: string): CacheManifest {
   const path = join(dir, 'manifest.json');
   if (!existsSync(path)) {
     const building = existsSync(join(dir, 'progress.json'));
-    throw new CacheMismatchError(`${dir}: no manifest.json${building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'}`);
+    throw new CacheMismatchError(
+      `${dir}: no manifest.json${building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'}`,
+    );
   }
   let m: CacheManifest;
   try {
@@ -70,9 +86,11 @@ export function readManifest(dir: string): CacheManifest {
     if (e instanceof SyntaxError) throw new CacheMismatchError(`${path}: not valid JSON (${e.message}). Rebuild the cache`);
     throw e;
   }
-  if (m === null || typeof m !== 'object') throw new CacheMismatchError(`${path}: not a kd cache manifest (expected a JSON object). Rebuild the cache`);
+  if (m === null || typeof m !== 'object')
+    throw new CacheMismatchError(`${path}: not a kd cache manifest (expected a JSON object). Rebuild the cache`);
   if (m.format !== CACHE_FORMAT) throw new CacheMismatchError(`${path}: format '${m.format}', expected '${CACHE_FORMAT}'`);
-  if (m.version !== CACHE_VERSION) throw new CacheMismatchError(`${path}: cache version ${m.version}; this kd reads version ${CACHE_VERSION}. Rebuild the cache`);
+  if (m.version !== CACHE_VERSION)
+    throw new CacheMismatchError(`${path}: cache version ${m.version}; this kd reads version ${CACHE_VERSION}. Rebuild the cache`);
   checkEntries(m, path);
   return m;
 }
@@ -82,13 +100,24 @@ const isDigest = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f
 
 /** The fields a reader acts on, checked before any is used: a hand-edited manifest fails here with the entry named. */
 function checkEntries(m: CacheManifest, path: string): void {
-  const fail = (field: string, why: string) => new CacheMismatchError(`${path}: ${field} ${why}. Rebuild the cache (or rerun kd cache merge) rather than editing its manifest`);
+  const fail = (field: string, why: string) =>
+    new CacheMismatchError(`${path}: ${field} ${why}. Rebuild the cache (or rerun kd cache merge) rather than editing its manifest`);
   const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
-  if (!isObject(m.teacher) || !isObject(m.teacher.fingerprint) || !isObject(m.teacher.classifier)) throw fail('teacher', 'must be { fingerprint, labels, modelType, classifier }');
-  if (!isObject(m.data) || !Array.isArray(m.data.files) || !Array.isArray(m.data.labels) || !m.data.labels.every((l) => typeof l === 'string') || !isCount(m.data.rows)) throw fail('data', 'must be { files, labels, rows, ... }');
+  if (!isObject(m.teacher) || !isObject(m.teacher.fingerprint) || !isObject(m.teacher.classifier))
+    throw fail('teacher', 'must be { fingerprint, labels, modelType, classifier }');
+  if (
+    !isObject(m.data) ||
+    !Array.isArray(m.data.files) ||
+    !Array.isArray(m.data.labels) ||
+    !m.data.labels.every((l) => typeof l === 'string') ||
+    !isCount(m.data.rows)
+  )
+    throw fail('data', 'must be { files, labels, rows, ... }');
   if (!m.data.files.every((f) => isObject(f) && typeof f.path === 'string')) throw fail('data.files', 'must list { path, sha256, bytes }');
-  if (!isObject(m.embedding) || !isCount(m.embedding.dim) || !['float16', 'float32'].includes(m.embedding.dtype)) throw fail('embedding', 'must be { mode, dim, sourceDim, dtype: float16 | float32 }');
-  if (m.part !== null && !(isObject(m.part) && isCount(m.part.k) && isCount(m.part.n) && m.part.k < m.part.n)) throw fail('part', 'must be null or { k, n } with k < n');
+  if (!isObject(m.embedding) || !isCount(m.embedding.dim) || !['float16', 'float32'].includes(m.embedding.dtype))
+    throw fail('embedding', 'must be { mode, dim, sourceDim, dtype: float16 | float32 }');
+  if (m.part !== null && !(isObject(m.part) && isCount(m.part.k) && isCount(m.part.n) && m.part.k < m.part.n))
+    throw fail('part', 'must be null or { k, n } with k < n');
   if (!isCount(m.shardCount)) throw fail('shardCount', `must be a non-negative integer, got ${JSON.stringify(m.shardCount)}`);
   if (!Array.isArray(m.shards)) throw fail('shards', 'is not a list');
   m.shards.forEach((e, i) => {
@@ -99,10 +128,13 @@ function checkEntries(m: CacheManifest, path: string): void {
     if (!isCount(e.rows)) throw fail(`${at}.rows`, `must be a non-negative integer, got ${JSON.stringify(e.rows)}`);
     if (!isCount(e.bytes)) throw fail(`${at}.bytes`, `must be a non-negative integer, got ${JSON.stringify(e.bytes)}`);
     if (!isDigest(e.sha256)) throw fail(`${at}.sha256`, 'must be 64 hex digits');
-    if (!Array.isArray(e.blocks) || e.blocks.length !== Math.ceil(e.bytes / BLOCK_BYTES) || !e.blocks.every(isDigest)) throw fail(`${at}.blocks`, `must list the SHA-256 of each of its ${Math.ceil(e.bytes / BLOCK_BYTES)} 1 MiB block(s)`);
+    if (!Array.isArray(e.blocks) || e.blocks.length !== Math.ceil(e.bytes / BLOCK_BYTES) || !e.blocks.every(isDigest))
+      throw fail(`${at}.blocks`, `must list the SHA-256 of each of its ${Math.ceil(e.bytes / BLOCK_BYTES)} 1 MiB block(s)`);
   });
-  if (m.extras === null || typeof m.extras !== 'object' || typeof m.extras.path !== 'string' || !isDigest(m.extras.sha256)) throw fail('extras', 'must be { path, sha256 }');
-  if (m.extras.bytes !== undefined && !isCount(m.extras.bytes)) throw fail('extras.bytes', `must be a non-negative integer, got ${JSON.stringify(m.extras.bytes)}`);
+  if (m.extras === null || typeof m.extras !== 'object' || typeof m.extras.path !== 'string' || !isDigest(m.extras.sha256))
+    throw fail('extras', 'must be { path, sha256 }');
+  if (m.extras.bytes !== undefined && !isCount(m.extras.bytes))
+    throw fail('extras.bytes', `must be a non-negative integer, got ${JSON.stringify(m.extras.bytes)}`);
 }
 
 /** The fields that identify what a cache holds; two caches (or a cache and a rerun) must agree on all. */
@@ -125,7 +157,9 @@ export function identityOf(m: Pick<CacheManifest, 'teacher' | 'data' | 'maxLengt
 export function assertSameIdentity(existing: Record<string, unknown>, wanted: Record<string, unknown>, where: string, fix: string): void {
   for (const [field, value] of Object.entries(wanted)) {
     if (JSON.stringify(existing[field]) !== JSON.stringify(value)) {
-      throw new CacheMismatchError(`${where} was built with a different ${field.split('.')[0]}: ${field} is ${JSON.stringify(existing[field])}, this run has ${JSON.stringify(value)}. ${fix}`);
+      throw new CacheMismatchError(
+        `${where} was built with a different ${field.split('.')[0]}: ${field} is ${JSON.stringify(existing[field])}, this run has ${JSON.stringify(value)}. ${fix}`,
+      );
     }
   }
 }

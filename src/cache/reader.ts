@@ -51,7 +51,9 @@ export class CacheReader {
     verify: boolean,
   ) {
     if (manifest.part) {
-      throw new CacheMismatchError(`${dir} is part ${manifest.part.k}/${manifest.part.n} of a sharded build; join the parts with kd cache merge before reading`);
+      throw new CacheMismatchError(
+        `${dir} is part ${manifest.part.k}/${manifest.part.n} of a sharded build; join the parts with kd cache merge before reading`,
+      );
     }
     const roots = CacheFileRoots.of(dir, manifest);
     const rebuild = `The cache is damaged: rebuild it (delete ${dir} and rerun the kd cache build command that made it); kd cache verify ${dir} lists every damaged file`;
@@ -94,7 +96,11 @@ export class CacheReader {
     const manifest = readManifest(dir);
     if (opts.teacherFingerprint) {
       assertSameIdentity(
-        { model: manifest.teacher.fingerprint.model, tokenizer: manifest.teacher.fingerprint.tokenizer, config: manifest.teacher.fingerprint.config },
+        {
+          model: manifest.teacher.fingerprint.model,
+          tokenizer: manifest.teacher.fingerprint.tokenizer,
+          config: manifest.teacher.fingerprint.config,
+        },
         opts.teacherFingerprint,
         `the cache at ${dir}`,
         'Rebuild the cache with this teacher.',
@@ -190,7 +196,12 @@ export class CacheReader {
       readSync(s.fd, hashes, 0, hashes.length, L.offsets.textHashes);
       for (let r = 0; r < L.rows; r++) {
         ids.push(bytes.toString('utf8', offsets.readUInt32LE(4 * r), offsets.readUInt32LE(4 * r + 4)));
-        textHashes.push(hashes.readBigUInt64LE(8 * r).toString(16).padStart(16, '0'));
+        textHashes.push(
+          hashes
+            .readBigUInt64LE(8 * r)
+            .toString(16)
+            .padStart(16, '0'),
+        );
       }
     }
     return { ids, textHashes };
@@ -292,7 +303,8 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
     }
   }
   const expected = manifest.part ? manifest.shards.reduce((s, e) => s + e.rows, 0) : manifest.data.rows;
-  if (problems.length === 0 && rows !== expected) problems.push({ shard: 'manifest.json', problem: `shards hold ${rows} rows, the manifest says ${expected}` });
+  if (problems.length === 0 && rows !== expected)
+    problems.push({ shard: 'manifest.json', problem: `shards hold ${rows} rows, the manifest says ${expected}` });
   return { ok: problems.length === 0, shards: manifest.shards.length, rows, problems };
 }
 
@@ -300,11 +312,16 @@ export function verifyCache(dir: string): { ok: boolean; shards: number; rows: n
  * What is wrong with an open shard file against its manifest entry (null: nothing) and its
  * layout. The size is checked first: a file larger than the manifest says is never read.
  */
-function inspectShard(file: { fd: number; size: number }, entry: ShardEntry, checksum: boolean): { problem: string | null; layout: ShardLayout | null } {
+function inspectShard(
+  file: { fd: number; size: number },
+  entry: ShardEntry,
+  checksum: boolean,
+): { problem: string | null; layout: ShardLayout | null } {
   if (file.size !== entry.bytes) return { problem: sizeProblem(file.size, entry.bytes), layout: null };
   if (checksum) {
     const actual = hashOpenFile(file.fd, entry.bytes);
-    if (actual.sha256 !== entry.sha256) return { problem: `altered: checksum differs; damaged block(s) at ${damagedBlocks(entry, actual.blocks)}`, layout: null };
+    if (actual.sha256 !== entry.sha256)
+      return { problem: `altered: checksum differs; damaged block(s) at ${damagedBlocks(entry, actual.blocks)}`, layout: null };
   }
   const head = Buffer.alloc(HEADER_BYTES);
   const got = readSync(file.fd, head, 0, HEADER_BYTES, 0);
@@ -327,7 +344,9 @@ function inspectExtras(file: { fd: number; size: number }, entry: CacheManifest[
 }
 
 function sizeProblem(actual: number, expected: number): string {
-  return actual < expected ? `truncated at offset ${actual} (expected ${expected} bytes)` : `has ${actual - expected} extra bytes after offset ${expected}`;
+  return actual < expected
+    ? `truncated at offset ${actual} (expected ${expected} bytes)`
+    : `has ${actual - expected} extra bytes after offset ${expected}`;
 }
 
 /** `path` with every symbolic link resolved, also when its last components do not exist yet. */
@@ -349,27 +368,52 @@ export function mergeCaches(out: string, parts: string[]): CacheManifest {
   const outReal = canonicalPath(out);
   const partReals = parts.map((p) => realpathSync(p));
   const same = partReals.findIndex((p) => p === outReal);
-  if (same >= 0) throw new OptionError(`'--out' ${out} is the part ${parts[same]} (both are ${outReal}): the merged manifest would replace that part's own. Give a new folder, e.g. --out ${join(dirname(outReal), 'merged')}`);
-  if (existsSync(join(out, 'shards')) || existsSync(join(out, 'progress.json'))) throw new OptionError(`'--out' ${out} holds a cache of its own (a shards folder or an unfinished build): the merged manifest would orphan it. Give a new folder`);
+  if (same >= 0)
+    throw new OptionError(
+      `'--out' ${out} is the part ${parts[same]} (both are ${outReal}): the merged manifest would replace that part's own. Give a new folder, e.g. --out ${join(dirname(outReal), 'merged')}`,
+    );
+  if (existsSync(join(out, 'shards')) || existsSync(join(out, 'progress.json')))
+    throw new OptionError(
+      `'--out' ${out} holds a cache of its own (a shards folder or an unfinished build): the merged manifest would orphan it. Give a new folder`,
+    );
   const first = manifests[0]!;
-  manifests.forEach((m, i) => assertSameIdentity(identityOf(m), identityOf(first), `part ${parts[i]}`, 'Merge only parts built by the same command with different --shard.'));
+  manifests.forEach((m, i) =>
+    assertSameIdentity(
+      identityOf(m),
+      identityOf(first),
+      `part ${parts[i]}`,
+      'Merge only parts built by the same command with different --shard.',
+    ),
+  );
   const n = first.part?.n ?? 1;
   const byIndex = new Map<number, { entry: ShardEntry; part: number }>();
   manifests.forEach((m, i) => {
     if (m.part && m.part.n !== n) throw new CacheMismatchError(`part ${parts[i]} is k/${m.part.n}, others are k/${n}`);
     for (const e of m.shards) {
-      if (byIndex.has(e.index)) throw new CacheMismatchError(`shard ${e.index} appears in two parts (${parts[byIndex.get(e.index)!.part]} and ${parts[i]})`);
+      if (byIndex.has(e.index))
+        throw new CacheMismatchError(`shard ${e.index} appears in two parts (${parts[byIndex.get(e.index)!.part]} and ${parts[i]})`);
       byIndex.set(e.index, { entry: e, part: i });
     }
   });
   const missing = Array.from({ length: first.shardCount }, (_, i) => i).filter((i) => !byIndex.has(i));
-  if (missing.length) throw new CacheMismatchError(`the parts lack shard(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''} of ${first.shardCount}: a part is missing or unfinished`);
+  if (missing.length)
+    throw new CacheMismatchError(
+      `the parts lack shard(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''} of ${first.shardCount}: a part is missing or unfinished`,
+    );
   const lock = acquireFolderLock(out, 'kd cache merge');
   try {
     // Relative to the real paths, as the reader resolves them (see CacheFileRoots).
     const fromOut = (part: number, path: string) => relative(outReal, resolve(partReals[part]!, path));
-    const shards = [...byIndex.values()].sort((a, b) => a.entry.index - b.entry.index).map(({ entry, part }) => ({ ...entry, path: fromOut(part, entry.path) }));
-    const merged: CacheManifest = { ...first, part: null, shards, extras: { ...first.extras, path: fromOut(0, first.extras.path) }, parts: partReals.map((p) => relative(outReal, p)) };
+    const shards = [...byIndex.values()]
+      .sort((a, b) => a.entry.index - b.entry.index)
+      .map(({ entry, part }) => ({ ...entry, path: fromOut(part, entry.path) }));
+    const merged: CacheManifest = {
+      ...first,
+      part: null,
+      shards,
+      extras: { ...first.extras, path: fromOut(0, first.extras.path) },
+      parts: partReals.map((p) => relative(outReal, p)),
+    };
     writeFileAtomicSync(join(out, 'manifest.json'), `${JSON.stringify(merged, null, 2)}\n`);
     return merged;
   } finally {

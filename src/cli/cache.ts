@@ -20,30 +20,58 @@ function buildCommand(): Command {
     .option('--max-length <n>', 'truncate inputs to this many tokens')
     .option('--json', 'print the manifest summary as the last line of stdout');
   for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & { teacher: string; data: string[]; out: string; dtype: 'float16' | 'float32'; embedding: string; pcaFit?: string; shard?: string; shardRows: string; batchTokens?: string; maxLength?: string; json?: boolean }) => {
-    const session = toSessionOptions(o);
-    const manifest = await buildCache({
-      teacher: o.teacher,
-      data: o.data,
-      read: toReadOptions(o),
-      out: o.out,
-      dtype: o.dtype,
-      embedding: o.embedding,
-      ...(o.pcaFit ? { pcaFit: o.pcaFit } : {}),
-      ...(o.shard ? { shard: parseShard(o.shard) } : {}),
-      shardRows: numberOption('shard-rows', o.shardRows, { integer: true, min: 1 }),
-      ...batchTokensOption(o.batchTokens),
-      ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
-      ...(session.device ? { device: session.device } : {}),
-      ...(session.allowFallback ? { allowFallback: true } : {}),
-      ...(session.threads ? { threads: session.threads } : {}),
-      ...(process.env.KD_CACHE_STOP_AFTER_SHARDS ? { stopAfterShards: Number(process.env.KD_CACHE_STOP_AFTER_SHARDS) } : {}),
-      log: (l) => process.stderr.write(`${l}\n`),
-    });
-    const rows = manifest.shards.reduce((s, e) => s + e.rows, 0);
-    process.stdout.write(`cache ${o.out}: ${rows} rows in ${manifest.shards.length} shard(s)${manifest.part ? ` (part ${manifest.part.k}/${manifest.part.n} of ${manifest.shardCount} shards)` : ''}, embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}\n`);
-    if (o.json) printJsonLine({ out: o.out, rows, shards: manifest.shards.length, shardCount: manifest.shardCount, part: manifest.part, embedding: manifest.embedding, teacher: manifest.teacher.fingerprint });
-  });
+  return cmd.action(
+    async (
+      o: DataCliOptions &
+        DeviceCliOptions & {
+          teacher: string;
+          data: string[];
+          out: string;
+          dtype: 'float16' | 'float32';
+          embedding: string;
+          pcaFit?: string;
+          shard?: string;
+          shardRows: string;
+          batchTokens?: string;
+          maxLength?: string;
+          json?: boolean;
+        },
+    ) => {
+      const session = toSessionOptions(o);
+      const manifest = await buildCache({
+        teacher: o.teacher,
+        data: o.data,
+        read: toReadOptions(o),
+        out: o.out,
+        dtype: o.dtype,
+        embedding: o.embedding,
+        ...(o.pcaFit ? { pcaFit: o.pcaFit } : {}),
+        ...(o.shard ? { shard: parseShard(o.shard) } : {}),
+        shardRows: numberOption('shard-rows', o.shardRows, { integer: true, min: 1 }),
+        ...batchTokensOption(o.batchTokens),
+        ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
+        ...(session.device ? { device: session.device } : {}),
+        ...(session.allowFallback ? { allowFallback: true } : {}),
+        ...(session.threads ? { threads: session.threads } : {}),
+        ...(process.env.KD_CACHE_STOP_AFTER_SHARDS ? { stopAfterShards: Number(process.env.KD_CACHE_STOP_AFTER_SHARDS) } : {}),
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
+      const rows = manifest.shards.reduce((s, e) => s + e.rows, 0);
+      process.stdout.write(
+        `cache ${o.out}: ${rows} rows in ${manifest.shards.length} shard(s)${manifest.part ? ` (part ${manifest.part.k}/${manifest.part.n} of ${manifest.shardCount} shards)` : ''}, embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}\n`,
+      );
+      if (o.json)
+        printJsonLine({
+          out: o.out,
+          rows,
+          shards: manifest.shards.length,
+          shardCount: manifest.shardCount,
+          part: manifest.part,
+          embedding: manifest.embedding,
+          teacher: manifest.teacher.fingerprint,
+        });
+    },
+  );
 }
 
 function verifyCommand(): Command {
@@ -67,7 +95,9 @@ function infoCommand(): Command {
     .option('--json', 'print the info as the last line of stdout')
     .action((dir: string, o: { json?: boolean }) => {
       const info = cacheInfo(dir);
-      process.stdout.write(`${info.rows} rows, ${info.shards} shard(s), embedding ${JSON.stringify(info.embedding)}, ${((info.sizeOnDiskBytes as number) / 1e6).toFixed(1)} MB, teacher accuracy ${(100 * (info.teacherAccuracy as number)).toFixed(2)}%\n`);
+      process.stdout.write(
+        `${info.rows} rows, ${info.shards} shard(s), embedding ${JSON.stringify(info.embedding)}, ${((info.sizeOnDiskBytes as number) / 1e6).toFixed(1)} MB, teacher accuracy ${(100 * (info.teacherAccuracy as number)).toFixed(2)}%\n`,
+      );
       if (o.json) printJsonLine(info);
     });
 }

@@ -20,7 +20,9 @@ export interface DataCliOptions {
 export function dataOptions(): Option[] {
   return [
     new Option('--format <format>', 'input format').choices(['auto', ...FORMATS]).default('auto'),
-    new Option('--classes <n>', 'number of classes: 2 (neutral skipped), 3 (neutral kept), 5 (Amazon Full)').choices(['2', '3', '5']).default('2'),
+    new Option('--classes <n>', 'number of classes: 2 (neutral skipped), 3 (neutral kept), 5 (Amazon Full)')
+      .choices(['2', '3', '5'])
+      .default('2'),
     new Option('--text-field <name>', 'JSONL/CSV/Parquet: field holding the text'),
     new Option('--label-field <name>', 'JSONL/CSV/Parquet: field holding the label'),
     new Option('--title-field <name>', 'JSONL/CSV/Parquet: field holding a title joined before the text'),

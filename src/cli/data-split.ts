@@ -14,19 +14,29 @@ export function dataSplitCommand(): Command {
     .option('--limit <n>', 'keep a seeded random subset of N unique examples (quick runs)')
     .option('--json', 'print the split manifest as the last line of stdout');
   for (const o of dataOptions()) cmd.addOption(o);
-  return cmd.action(async (files: string[], opts: DataCliOptions & { out: string; dev: string; test: string; seed: string; limit?: string; json?: boolean }) => {
-    const manifest = await splitDataset(files, {
-      ...toReadOptions(opts),
-      out: opts.out,
-      dev: numberOption('dev', opts.dev, { min: 0, max: 1 }),
-      test: numberOption('test', opts.test, { min: 0, max: 1 }),
-      seed: numberOption('seed', opts.seed, { integer: true }),
-      ...(opts.limit !== undefined ? { limit: numberOption('limit', opts.limit, { integer: true, min: 1 }) } : {}),
-    });
-    const lines = SPLIT_NAMES.map((s) => `${s}: ${Object.values(manifest.counts[s]).reduce((a, b) => a + b, 0)} (${Object.entries(manifest.counts[s]).map(([k, v]) => `${k} ${v}`).join(', ')})`);
-    process.stdout.write(
-      `${manifest.unique} unique examples from ${files.length} file(s); ${manifest.duplicatesRemoved} duplicate ids removed; ${manifest.read.skipped.malformed} malformed rows in ${opts.out}/rejects.jsonl\n${lines.join('\n')}\nwritten to ${opts.out}\n`,
-    );
-    if (opts.json) printJsonLine(manifest);
-  });
+  return cmd.action(
+    async (
+      files: string[],
+      opts: DataCliOptions & { out: string; dev: string; test: string; seed: string; limit?: string; json?: boolean },
+    ) => {
+      const manifest = await splitDataset(files, {
+        ...toReadOptions(opts),
+        out: opts.out,
+        dev: numberOption('dev', opts.dev, { min: 0, max: 1 }),
+        test: numberOption('test', opts.test, { min: 0, max: 1 }),
+        seed: numberOption('seed', opts.seed, { integer: true }),
+        ...(opts.limit !== undefined ? { limit: numberOption('limit', opts.limit, { integer: true, min: 1 }) } : {}),
+      });
+      const lines = SPLIT_NAMES.map(
+        (s) =>
+          `${s}: ${Object.values(manifest.counts[s]).reduce((a, b) => a + b, 0)} (${Object.entries(manifest.counts[s])
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`,
+      );
+      process.stdout.write(
+        `${manifest.unique} unique examples from ${files.length} file(s); ${manifest.duplicatesRemoved} duplicate ids removed; ${manifest.read.skipped.malformed} malformed rows in ${opts.out}/rejects.jsonl\n${lines.join('\n')}\nwritten to ${opts.out}\n`,
+      );
+      if (opts.json) printJsonLine(manifest);
+    },
+  );
 }

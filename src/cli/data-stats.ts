@@ -32,7 +32,11 @@ export function dataStatsCommand(): Command {
       words.push(countWords(ex.text));
     }
     const { files: perFile, ...summary } = reader.summary;
-    const stats: DataStats = { ...summary, textLength: { chars: distribution(chars.view()), words: distribution(words.view()) }, files: perFile };
+    const stats: DataStats = {
+      ...summary,
+      textLength: { chars: distribution(chars.view()), words: distribution(words.view()) },
+      files: perFile,
+    };
     if (opts.rejects) writeFileAtomicSync(opts.rejects, rejects.map((r) => `${JSON.stringify(r)}\n`).join(''));
     else reportRejectsOnStderr(rejects);
     printHuman(stats, opts.rejects);
@@ -54,7 +58,8 @@ function countWords(text: string): number {
 
 function reportRejectsOnStderr(rejects: Reject[]): void {
   for (const r of rejects.slice(0, REJECTS_SHOWN)) process.stderr.write(`skipped ${formatWhere(r)}: ${r.reason}: ${r.message}\n`);
-  if (rejects.length > REJECTS_SHOWN) process.stderr.write(`… and ${rejects.length - REJECTS_SHOWN} more malformed rows; pass --rejects FILE to write them all\n`);
+  if (rejects.length > REJECTS_SHOWN)
+    process.stderr.write(`… and ${rejects.length - REJECTS_SHOWN} more malformed rows; pass --rejects FILE to write them all\n`);
 }
 
 function printHuman(s: DataStats, rejectsFile: string | undefined): void {
@@ -62,12 +67,24 @@ function printHuman(s: DataStats, rejectsFile: string | undefined): void {
   const lines = [
     `format: ${s.format}`,
     `rows read: ${s.rows}`,
-    `labels: ${Object.entries(s.labels).map(([name, n]) => `${name} ${n} (${pct(n)}%)`).join(', ')}`,
-    `skipped: neutral ${s.skipped.neutral}, malformed ${s.skipped.malformed}${Object.keys(s.malformed).length ? ` (${Object.entries(s.malformed).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}${rejectsFile && s.skipped.malformed ? `; written to ${rejectsFile}` : ''}`,
+    `labels: ${Object.entries(s.labels)
+      .map(([name, n]) => `${name} ${n} (${pct(n)}%)`)
+      .join(', ')}`,
+    `skipped: neutral ${s.skipped.neutral}, malformed ${s.skipped.malformed}${
+      Object.keys(s.malformed).length
+        ? ` (${Object.entries(s.malformed)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`
+        : ''
+    }${rejectsFile && s.skipped.malformed ? `; written to ${rejectsFile}` : ''}`,
     `decoded as Latin-1 (invalid UTF-8): ${s.latin1Lines} lines`,
     `text length, characters: mean ${s.textLength.chars.mean.toFixed(1)}, p50 ${s.textLength.chars.p50}, p90 ${s.textLength.chars.p90}, p99 ${s.textLength.chars.p99}, max ${s.textLength.chars.max}`,
     `text length, words:      mean ${s.textLength.words.mean.toFixed(1)}, p50 ${s.textLength.words.p50}, p90 ${s.textLength.words.p90}, p99 ${s.textLength.words.p99}, max ${s.textLength.words.max}`,
   ];
-  if (s.files.length > 1) for (const f of s.files) lines.push(`  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}], neutral ${f.neutral}, malformed ${Object.values(f.malformed).reduce((a, b) => a + (b ?? 0), 0)}`);
+  if (s.files.length > 1)
+    for (const f of s.files)
+      lines.push(
+        `  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}], neutral ${f.neutral}, malformed ${Object.values(f.malformed).reduce((a, b) => a + (b ?? 0), 0)}`,
+      );
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -49,7 +49,10 @@ function teacherOptions(cmd: Command): Command {
     .option('--embedding-output <name>', 'tensor to expose as the embedding when it cannot be found automatically')
     .option('--max-length <n>', 'truncate inputs to this many tokens')
     .option('--batch-tokens <n>', 'tokens per batch (batch size × padded length; default 2048 on CPU, 16384 on a GPU)')
-    .option('--no-graph-optimization', 'run the graph as exported (default: compute only what the logits and embedding need, checked against the original)');
+    .option(
+      '--no-graph-optimization',
+      'run the graph as exported (default: compute only what the logits and embedding need, checked against the original)',
+    );
   for (const o of deviceOptions()) cmd.addOption(o);
   return cmd;
 }
@@ -85,7 +88,15 @@ function predictCommand(): Command {
           process.stdout.write(`${teacher.labels[k]} ${probs[k]!.toFixed(4)}\t${text}\n`);
         });
         if (o.json) {
-          printJsonLine({ labels, scores, logits, embeddingDim: out.dim, classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description }, device: teacher.device, graphOptimization: teacher.optimization });
+          printJsonLine({
+            labels,
+            scores,
+            logits,
+            embeddingDim: out.dim,
+            classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
+            device: teacher.device,
+            graphOptimization: teacher.optimization,
+          });
         }
       } finally {
         await teacher.dispose();
@@ -99,7 +110,9 @@ export function classMapping(teacherLabels: readonly string[], datasetLabels: re
   const map = datasetLabels.map((d) => lower.indexOf(d.toLowerCase()));
   if (map.every((m) => m >= 0)) return { map, byName: true };
   if (teacherLabels.length !== datasetLabels.length) {
-    throw new ConfigError(`the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count: use a teacher trained for these classes, or pick --classes / --label-map to match its id2label`);
+    throw new ConfigError(
+      `the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count: use a teacher trained for these classes, or pick --classes / --label-map to match its id2label`,
+    );
   }
   return { map: datasetLabels.map((_, i) => i), byName: false };
 }
@@ -125,7 +138,8 @@ function evalCommand(): Command {
     try {
       const datasetLabels = LABEL_NAMES[read.classes];
       const { map, byName } = classMapping(teacher.labels, datasetLabels);
-      if (!byName) process.stderr.write(`warning: teacher labels ${teacher.labels.join(', ')} matched to ${datasetLabels.join(', ')} by position\n`);
+      if (!byName)
+        process.stderr.write(`warning: teacher labels ${teacher.labels.join(', ')} matched to ${datasetLabels.join(', ')} by position\n`);
       const progress = new Progress('teacher', { unit: 'texts', total: texts.length });
       const t0 = performance.now();
       const out = await teacher.predict(texts, { ...batchTokensOption(o.batchTokens), onProgress: (d) => progress.update(d) });
@@ -141,7 +155,16 @@ function evalCommand(): Command {
       process.stdout.write(
         `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
       );
-      if (o.json) printJsonLine({ model: o.model, data: o.data, ...report, labels: datasetLabels, textsPerSecond: texts.length / seconds, device: teacher.device, graphOptimization: teacher.optimization });
+      if (o.json)
+        printJsonLine({
+          model: o.model,
+          data: o.data,
+          ...report,
+          labels: datasetLabels,
+          textsPerSecond: texts.length / seconds,
+          device: teacher.device,
+          graphOptimization: teacher.optimization,
+        });
     } finally {
       await teacher.dispose();
     }

@@ -45,7 +45,10 @@ export function trainCommand(): Command {
     .option('--patience <n>', 'stop after N evaluations without improvement', '3')
     .option('--limit <n>', 'use N training rows (spread over the file)')
     .option('--resume', 'continue from <out>/seed-*/training/last.safetensors')
-    .option('--no-verify', 'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)')
+    .option(
+      '--no-verify',
+      'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)',
+    )
     .option('--dim <n>', 'ngram: embedding width', '32')
     .option('--ngram-hidden <n>', 'ngram: hidden layer width (0 = linear)', '0')
     .option('--buckets <n>', 'ngram: hash buckets', String(1 << 18))
@@ -69,7 +72,9 @@ export function trainCommand(): Command {
       if (v !== undefined) lossOptions[key] = v;
     }
     if (o.center === false) lossOptions.center = false;
-    const seeds = String(o.seeds).split(',').map((s) => numberOption('seeds', s.trim(), { integer: true }));
+    const seeds = String(o.seeds)
+      .split(',')
+      .map((s) => numberOption('seeds', s.trim(), { integer: true }));
     const session = toSessionOptions(o);
     const run: StudentRunOptions = {
       cache: o.cache as string,
@@ -78,8 +83,21 @@ export function trainCommand(): Command {
       ...(o.test ? { test: o.test as string[] } : {}),
       read: toReadOptions(o),
       student,
-      ngram: { dim: int('dim', o.dim, 1), hidden: int('ngram-hidden', o.ngramHidden), ngrams: { buckets: int('buckets', o.buckets, 2), maxN: 2, maxFeatures: 256 }, dropout: 0 },
-      transformer: { layers: int('layers', o.layers, 1), hidden: int('hidden', o.hidden, 1), heads: int('heads', o.heads, 1), intermediate: int('intermediate', o.intermediate, 1), maxLength: int('max-length', o.maxLength, 4), vocabSize: int('vocab-size', o.vocabSize, 16), dropout: 0.1 },
+      ngram: {
+        dim: int('dim', o.dim, 1),
+        hidden: int('ngram-hidden', o.ngramHidden),
+        ngrams: { buckets: int('buckets', o.buckets, 2), maxN: 2, maxFeatures: 256 },
+        dropout: 0,
+      },
+      transformer: {
+        layers: int('layers', o.layers, 1),
+        hidden: int('hidden', o.hidden, 1),
+        heads: int('heads', o.heads, 1),
+        intermediate: int('intermediate', o.intermediate, 1),
+        maxLength: int('max-length', o.maxLength, 4),
+        vocabSize: int('vocab-size', o.vocabSize, 16),
+        dropout: 0.1,
+      },
       ...(o.tokenizer ? { tokenizer: o.tokenizer as string } : {}),
       loss: o.loss as string,
       lossOptions,
@@ -102,10 +120,22 @@ export function trainCommand(): Command {
     };
     const { runs, summary } = await trainStudentSeeds(run, seeds);
     const pct = (x: number) => (100 * x).toFixed(2);
-    for (const r of runs) process.stdout.write(`seed ${r.seed}: dev ${pct(r.dev.accuracy)}%${r.test ? `, test ${pct(r.test.accuracy)}% (95% CI ${pct(r.test.interval95.low)}–${pct(r.test.interval95.high)})` : ''}, ${r.loop.steps} steps\n`);
+    for (const r of runs)
+      process.stdout.write(
+        `seed ${r.seed}: dev ${pct(r.dev.accuracy)}%${r.test ? `, test ${pct(r.test.accuracy)}% (95% CI ${pct(r.test.interval95.low)}–${pct(r.test.interval95.high)})` : ''}, ${r.loop.steps} steps\n`,
+      );
     const s = summary.test ?? summary.dev;
-    process.stdout.write(`${student}/${run.loss} over ${seeds.length} seed(s): ${summary.test ? 'test' : 'dev'} ${pct(s.mean)} ± ${pct(s.std)}% (95% CI of the mean ${pct(s.ci95[0])}–${pct(s.ci95[1])}); models in ${run.out}/seed-*/model\n`);
-    if (o.json) printJsonLine({ student, loss: run.loss, lossOptions, summary, runs: runs.map((r) => ({ seed: r.seed, dev: r.dev.accuracy, test: r.test?.accuracy ?? null, model: r.model })) });
+    process.stdout.write(
+      `${student}/${run.loss} over ${seeds.length} seed(s): ${summary.test ? 'test' : 'dev'} ${pct(s.mean)} ± ${pct(s.std)}% (95% CI of the mean ${pct(s.ci95[0])}–${pct(s.ci95[1])}); models in ${run.out}/seed-*/model\n`,
+    );
+    if (o.json)
+      printJsonLine({
+        student,
+        loss: run.loss,
+        lossOptions,
+        summary,
+        runs: runs.map((r) => ({ seed: r.seed, dev: r.dev.accuracy, test: r.test?.accuracy ?? null, model: r.model })),
+      });
   });
 }
 
@@ -130,7 +160,13 @@ export function predictCommand(): Command {
         scores.push(p[k]!);
         process.stdout.write(`${student.labels[k]} ${p[k]!.toFixed(4)}\t${t}\n`);
       });
-      if (o.json) printJsonLine({ labels, scores, logits: o.text.map((_, i) => Array.from(logits.subarray(i * C, (i + 1) * C))), kind: student.card.kind });
+      if (o.json)
+        printJsonLine({
+          labels,
+          scores,
+          logits: o.text.map((_, i) => Array.from(logits.subarray(i * C, (i + 1) * C))),
+          kind: student.card.kind,
+        });
     } finally {
       await student.dispose();
     }

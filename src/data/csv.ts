@@ -2,9 +2,7 @@
 // bad row can be skipped and the rest of the file still read. (csv-parse stops the stream
 // at an unclosed quote and loses every row after it; these files need row-level recovery.)
 
-export type CsvParse =
-  | { ok: true; fields: string[] }
-  | { ok: false; error: 'unclosed_quote' | 'stray_quote'; column: number };
+export type CsvParse = { ok: true; fields: string[] } | { ok: false; error: 'unclosed_quote' | 'stray_quote'; column: number };
 
 /**
  * Parses one record. Quoted fields may contain commas, doubled quotes and (when the
@@ -62,8 +60,7 @@ export const MAX_RECORD_LINES = 200;
  * why it was given up on), with that line's text.
  */
 export type CsvSplit =
-  | { kind: 'record'; text: string; line: number; parsed: CsvParse }
-  | { kind: 'unclosed'; text: string; line: number; cause: UnclosedCause };
+  { kind: 'record'; text: string; line: number; parsed: CsvParse } | { kind: 'unclosed'; text: string; line: number; cause: UnclosedCause };
 
 /** Why an open quote was given up on: the file ended, the line limit was hit, or the lines after it made no valid record. */
 export type UnclosedCause = 'end_of_file' | 'line_limit' | 'invalid_continuation';

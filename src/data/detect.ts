@@ -25,8 +25,10 @@ export function describeFormat(format: Format): string {
 function utf16Verdict(file: string, head: Buffer): string | null {
   const { dir, name, ext } = parse(file);
   const convert = `kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 ${file} > ${join(dir, `${name}.utf8${ext}`)}`;
-  if (head.length >= 2 && head[0] === 0xff && head[1] === 0xfe) return `is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; ${convert}`;
-  if (head.length >= 2 && head[0] === 0xfe && head[1] === 0xff) return `is UTF-16 (big-endian, with a byte-order mark) text, not UTF-8; ${convert}`;
+  if (head.length >= 2 && head[0] === 0xff && head[1] === 0xfe)
+    return `is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; ${convert}`;
+  if (head.length >= 2 && head[0] === 0xfe && head[1] === 0xff)
+    return `is UTF-16 (big-endian, with a byte-order mark) text, not UTF-8; ${convert}`;
   const pairs = Math.floor(Math.min(head.length, 4096) / 2);
   if (pairs < 2) return null;
   let evenNul = 0;
@@ -36,15 +38,19 @@ function utf16Verdict(file: string, head: Buffer): string | null {
     if (head[2 * i + 1] === 0) oddNul += 1;
   }
   // ASCII in UTF-16 puts a NUL in every other byte; binary data has no such rhythm.
-  if (oddNul >= 0.9 * pairs && evenNul <= 0.1 * pairs) return `looks like UTF-16 (little-endian) text, not UTF-8: every other byte is NUL; ${convert}`;
-  if (evenNul >= 0.9 * pairs && oddNul <= 0.1 * pairs) return `looks like UTF-16 (big-endian) text, not UTF-8: every other byte is NUL; ${convert}`;
+  if (oddNul >= 0.9 * pairs && evenNul <= 0.1 * pairs)
+    return `looks like UTF-16 (little-endian) text, not UTF-8: every other byte is NUL; ${convert}`;
+  if (evenNul >= 0.9 * pairs && oddNul <= 0.1 * pairs)
+    return `looks like UTF-16 (big-endian) text, not UTF-8: every other byte is NUL; ${convert}`;
   return null;
 }
 
 /** Why the bytes are not text at all, or null when they look like text. */
 function binaryVerdict(file: string, head: Buffer): string | null {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'is gzip-compressed: decompress it first (gunzip, or tar -xzf for a .tgz)';
-  if (head.length >= 4 && head.readUInt32BE(0) === 0x504b0304) return 'is a zip archive: extract it first (e.g. unzip trainingandtestdata.zip)';
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b)
+    return 'is gzip-compressed: decompress it first (gunzip, or tar -xzf for a .tgz)';
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x504b0304)
+    return 'is a zip archive: extract it first (e.g. unzip trainingandtestdata.zip)';
   if (head.length >= 3 && head.toString('latin1', 0, 3) === 'BZh') return 'is bzip2-compressed: decompress it first (bunzip2)';
   if (head.length >= 6 && head.readUInt32BE(0) === 0xfd377a58) return 'is xz-compressed: decompress it first (unxz)';
   const utf16 = utf16Verdict(file, head);
@@ -137,12 +143,18 @@ export async function resolveFormat(file: string, claimed: Format | 'auto'): Pro
   const guessed = guess(lines);
   if (claimed === 'auto') {
     if (guessed === null) {
-      throw new FormatError(file, `is not a format kd reads: ${showLine1(lines[0]!)}. Known: ${FORMATS.map((f) => describeFormat(f)).join('; ')}`);
+      throw new FormatError(
+        file,
+        `is not a format kd reads: ${showLine1(lines[0]!)}. Known: ${FORMATS.map((f) => describeFormat(f)).join('; ')}`,
+      );
     }
     return guessed;
   }
   if (claimed === 'parquet') {
-    throw new FormatError(file, `does not look like Parquet (no PAR1 magic bytes)${guessed ? `: it looks like ${describeFormat(guessed)}. Use --format ${guessed}` : ''}`);
+    throw new FormatError(
+      file,
+      `does not look like Parquet (no PAR1 magic bytes)${guessed ? `: it looks like ${describeFormat(guessed)}. Use --format ${guessed}` : ''}`,
+    );
   }
   if (lines.some((l) => matches(claimed, l))) {
     // A generic CSV claim over a known headerless format is allowed but almost surely wrong.

@@ -37,7 +37,12 @@ export type LabelResolution = { kind: 'class'; index: number } | { kind: 'neutra
  */
 export function resolveLabel(raw: unknown, classes: ClassCount, labelMap?: ReadonlyMap<string, string>): LabelResolution {
   if (raw === null || raw === undefined) return { kind: 'unknown' };
-  let key = typeof raw === 'string' ? raw.trim() : typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean' ? String(raw) : '';
+  let key =
+    typeof raw === 'string'
+      ? raw.trim()
+      : typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean'
+        ? String(raw)
+        : '';
   if (key === '') return { kind: 'unknown' };
   if (labelMap) {
     const mapped = labelMap.get(key);

@@ -20,8 +20,8 @@ export interface LineReaderStats {
 // Windows-1252 differs from Latin-1 in 0x80-0x9F (curly quotes, dashes, €). Node's
 // TextDecoder('windows-1252') decodes that range as Latin-1 control codes, so map it here.
 const CP1252_HIGH = [
-  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
-  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f, 0x90, 0x2018, 0x2019,
+  0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
 ];
 
 export function decodeCp1252(bytes: Uint8Array): string {
@@ -40,11 +40,7 @@ export function decodeCp1252(bytes: Uint8Array): string {
  * A final line without a newline is still a line; `\r\n` endings and a UTF-8 BOM are
  * removed.
  */
-export async function* readLines(
-  file: string,
-  stats: LineReaderStats,
-  onBytes?: (bytesRead: number) => void,
-): AsyncGenerator<LineBatch> {
+export async function* readLines(file: string, stats: LineReaderStats, onBytes?: (bytesRead: number) => void): AsyncGenerator<LineBatch> {
   // The unfinished line so far, as the chunks it spans: joined once, when its newline comes,
   // so a line of any length costs one copy (not one per chunk).
   let carry: Buffer[] = [];
@@ -110,7 +106,8 @@ export async function readHead(file: string, maxBytes = 65536): Promise<FileHead
   const handle = await open(file, 'r');
   try {
     // open() succeeds on a folder; the read would fail with an EISDIR that names no path.
-    if ((await handle.stat()).isDirectory()) throw new FormatError(file, `is a directory, expected a data file: name the files inside it (e.g. ${join(file, '*')})`);
+    if ((await handle.stat()).isDirectory())
+      throw new FormatError(file, `is a directory, expected a data file: name the files inside it (e.g. ${join(file, '*')})`);
     const buf = Buffer.alloc(maxBytes);
     const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
     const size = (await handle.stat()).size;

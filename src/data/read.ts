@@ -54,7 +54,9 @@ export interface ReadSummary {
 function checkClasses(file: string, format: Format, classes: ClassCount): void {
   if (format === 'amazon-csv' || format === 'amazon-fasttext') checkAmazonClasses(file, classes);
   if (format === 'sentiment140' && classes === 5) {
-    throw new ConfigError(`${file}: '--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)`);
+    throw new ConfigError(
+      `${file}: '--classes 5' does not fit Sentiment140: its polarity is 0, 2 or 4; use 2 (neutral rows skipped) or 3 (neutral kept)`,
+    );
   }
 }
 
@@ -121,11 +123,24 @@ export class DatasetReader implements AsyncIterable<Example> {
     }
     this.summary.format = new Set(formats).size === 1 ? formats[0]! : 'mixed';
     const totalBytes = this.files.reduce((sum, f) => sum + statSync(f).size, 0);
-    const progress = new Progress('reading', { unit: 'MB', total: totalBytes / 1e6, ...(this.options.progress === false ? { enabled: false } : {}) });
+    const progress = new Progress('reading', {
+      unit: 'MB',
+      total: totalBytes / 1e6,
+      ...(this.options.progress === false ? { enabled: false } : {}),
+    });
     let bytesBefore = 0;
     for (const [i, file] of this.files.entries()) {
       const format = formats[i]!;
-      const fileSummary: FileSummary = { file, format, bytes: statSync(file).size, rows: 0, labelCounts: new Array<number>(this.classes).fill(0), neutral: 0, malformed: {}, latin1Lines: 0 };
+      const fileSummary: FileSummary = {
+        file,
+        format,
+        bytes: statSync(file).size,
+        rows: 0,
+        labelCounts: new Array<number>(this.classes).fill(0),
+        neutral: 0,
+        malformed: {},
+        latin1Lines: 0,
+      };
       this.summary.files.push(fileSummary);
       const ctx: ParseContext = { file, classes: this.classes, fields: this.options };
       const onBytes = (b: number) => progress.update((bytesBefore + b) / 1e6, `${this.summary.rows} rows`);
@@ -190,7 +205,10 @@ export class DatasetReader implements AsyncIterable<Example> {
 }
 
 /** Reads everything into memory (small files, tests). */
-export async function readAllExamples(files: readonly string[], options: ReadOptions = {}): Promise<{ examples: Example[]; summary: ReadSummary }> {
+export async function readAllExamples(
+  files: readonly string[],
+  options: ReadOptions = {},
+): Promise<{ examples: Example[]; summary: ReadSummary }> {
   const reader = new DatasetReader(files, options);
   const examples: Example[] = [];
   for await (const ex of reader) examples.push(ex);

@@ -78,7 +78,9 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   if (!Number.isInteger(options.seed)) throw new OptionError(`'--seed' must be an integer, got ${options.seed}`);
   // Before the first pass (which may read millions of rows), so a wrong --out fails at once.
   if (existsSync(options.out) && !statSync(options.out).isDirectory()) {
-    throw new OptionError(`'--out' ${options.out} is a file; it names the folder the split is written into (${SPLIT_NAMES.map((n) => `${n}.jsonl`).join(', ')}, rejects.jsonl, split.json): give a folder path`);
+    throw new OptionError(
+      `'--out' ${options.out} is a file; it names the folder the split is written into (${SPLIT_NAMES.map((n) => `${n}.jsonl`).join(', ')}, rejects.jsonl, split.json): give a folder path`,
+    );
   }
   ensureFolder(options.out);
   const limit = options.limit ?? Infinity;
@@ -127,13 +129,21 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   }
   const keptIndex: number[] = [];
   for (let k = 0; k < unique; k++) if (kept[k]) keptIndex.push(k);
-  const keptSplit = assignSplits(Float64Array.from(keptIndex, (k) => keys[k]!), Uint8Array.from(keptIndex, (k) => labels[k]!), classes, options.dev, options.test);
+  const keptSplit = assignSplits(
+    Float64Array.from(keptIndex, (k) => keys[k]!),
+    Uint8Array.from(keptIndex, (k) => labels[k]!),
+    classes,
+    options.dev,
+    options.test,
+  );
   const split = new Uint8Array(unique).fill(255);
   keptIndex.forEach((k, i) => (split[k] = keptSplit[i]!));
 
   // Pass 2: write each unique example to its split.
   const writers = await Promise.all(SPLIT_NAMES.map((name) => AtomicFileWriter.create(join(options.out, `${name}.jsonl`))));
-  const counts = Object.fromEntries(SPLIT_NAMES.map((s) => [s, Object.fromEntries(labelNames.map((n) => [n, 0]))])) as SplitManifest['counts'];
+  const counts = Object.fromEntries(
+    SPLIT_NAMES.map((s) => [s, Object.fromEntries(labelNames.map((n) => [n, 0]))]),
+  ) as SplitManifest['counts'];
   try {
     const seen = new Set<string>();
     let k = 0;
@@ -147,7 +157,10 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
       await writers[s]!.write(`${exampleToJsonl(ex, labelNames)}\n`);
     }
-    if (k !== unique) throw new UserError(`${files.join(', ')}: the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second); nothing was written: run again once no other process writes these files`);
+    if (k !== unique)
+      throw new UserError(
+        `${files.join(', ')}: the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second); nothing was written: run again once no other process writes these files`,
+      );
     await Promise.all(writers.map((w) => w.commit()));
   } catch (e) {
     await Promise.all(writers.map((w) => w.abort()));
@@ -157,7 +170,15 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   const manifest: SplitManifest = {
     kind: 'kd-split',
     version: 1,
-    config: { files: [...files], format: first.summary.format, classes, dev: options.dev, test: options.test, seed: options.seed, limit: options.limit ?? null },
+    config: {
+      files: [...files],
+      format: first.summary.format,
+      classes,
+      dev: options.dev,
+      test: options.test,
+      seed: options.seed,
+      limit: options.limit ?? null,
+    },
     counts,
     unique: keptIndex.length,
     duplicatesRemoved: duplicates,

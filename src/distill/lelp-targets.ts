@@ -3,7 +3,16 @@
 // principal directions of H·P, rotate them by a seeded random orthogonal S×S matrix, and
 // split the teacher's class probability over subclasses by a softmax of the projections.
 import { OptionError } from '../errors.js';
-import { inverse, matrix, multiply, orthonormalColumns, principalComponents, randomOrthogonal, transpose, type Matrix } from '../engine/linalg.js';
+import {
+  inverse,
+  matrix,
+  multiply,
+  orthonormalColumns,
+  principalComponents,
+  randomOrthogonal,
+  transpose,
+  type Matrix,
+} from '../engine/linalg.js';
 import { Rng } from '../engine/rng.js';
 
 export type LelpVariant = 'lelp' | 'pca' | 'random' | 'kmeans';
@@ -84,9 +93,9 @@ export function kmeans(x: Matrix, k: number, seed: number, iterations = 50): Mat
       let bd = Infinity;
       for (let j = 0; j < k; j++) {
         const dd = dist2(i, centroids, j);
-        if (dd < bd) (bd = dd), (bj = j);
+        if (dd < bd) ((bd = dd), (bj = j));
       }
-      if (assign[i] !== bj) (assign[i] = bj), (changed = true);
+      if (assign[i] !== bj) ((assign[i] = bj), (changed = true));
     }
     const sums = new Float64Array(k * d);
     const counts = new Int32Array(k);
@@ -101,7 +110,15 @@ export function kmeans(x: Matrix, k: number, seed: number, iterations = 50): Mat
 }
 
 /** U_c per class (or centroids, for k-means) from training embeddings. */
-export function lelpDirections(h: Float64Array, n: number, d: number, groups: Int32Array, classes: number, w: Float64Array | null, cfg: LelpConfig): LelpDirections {
+export function lelpDirections(
+  h: Float64Array,
+  n: number,
+  d: number,
+  groups: Int32Array,
+  classes: number,
+  w: Float64Array | null,
+  cfg: LelpConfig,
+): LelpDirections {
   const useNull = cfg.variant !== 'pca';
   if (useNull && !w) throw new OptionError("LELP needs the teacher's classifier W (the cache has none); use --lelp-variant pca");
   const h0 = useNull ? projectOutClassifier(h, n, d, w!, classes) : h;
@@ -110,7 +127,8 @@ export function lelpDirections(h: Float64Array, n: number, d: number, groups: In
   for (let c = 0; c < classes; c++) {
     const members: number[] = [];
     for (let i = 0; i < n; i++) if (groups[i] === c) members.push(i);
-    if (members.length <= cfg.subclasses) throw new OptionError(`LELP: class ${c} has ${members.length} training rows, fewer than S + 1 = ${cfg.subclasses + 1}`);
+    if (members.length <= cfg.subclasses)
+      throw new OptionError(`LELP: class ${c} has ${members.length} training rows, fewer than S + 1 = ${cfg.subclasses + 1}`);
     const x = rowsOf(h0, d, members);
     if (cfg.variant === 'kmeans') {
       centroids.push(kmeans(x, cfg.subclasses, cfg.seed * 31 + c));
@@ -118,7 +136,13 @@ export function lelpDirections(h: Float64Array, n: number, d: number, groups: In
     }
     if (cfg.variant === 'random') {
       const rng = new Rng(cfg.seed * 31 + c);
-      let r = orthonormalColumns(matrix(d, cfg.subclasses, Array.from({ length: d * cfg.subclasses }, () => rng.normal())));
+      let r = orthonormalColumns(
+        matrix(
+          d,
+          cfg.subclasses,
+          Array.from({ length: d * cfg.subclasses }, () => rng.normal()),
+        ),
+      );
       if (w) {
         // Keep the random directions inside the classifier's null space too.
         const projected = projectOutClassifier(transpose(r).data, cfg.subclasses, d, w, classes);
@@ -137,7 +161,16 @@ export function lelpDirections(h: Float64Array, n: number, d: number, groups: In
  * Targets q [n, C·S] (index c·S + s): q[c][s] = softmax(zt/τ)[c] · softmax_s(z[c][:]/β)[s],
  * with z[c][s] = ⟨h·P, U_c[:, s]⟩ (k-means: z[c][s] = −‖h·P − μ_{c,s}‖²).
  */
-export function lelpTargets(h: Float64Array, n: number, d: number, teacherLogits: Float32Array, classes: number, w: Float64Array | null, dirs: LelpDirections, cfg: LelpConfig): Float32Array {
+export function lelpTargets(
+  h: Float64Array,
+  n: number,
+  d: number,
+  teacherLogits: Float32Array,
+  classes: number,
+  w: Float64Array | null,
+  dirs: LelpDirections,
+  cfg: LelpConfig,
+): Float32Array {
   const S = cfg.subclasses;
   const h0 = dirs.nullSpace ? projectOutClassifier(h, n, d, w!, classes) : h;
   const q = new Float32Array(n * classes * S);
@@ -147,7 +180,7 @@ export function lelpTargets(h: Float64Array, n: number, d: number, teacherLogits
     for (let c = 0; c < classes; c++) max = Math.max(max, teacherLogits[i * classes + c]! / cfg.tau);
     let sum = 0;
     const pt = new Float64Array(classes);
-    for (let c = 0; c < classes; c++) sum += (pt[c] = Math.exp(teacherLogits[i * classes + c]! / cfg.tau - max));
+    for (let c = 0; c < classes; c++) sum += pt[c] = Math.exp(teacherLogits[i * classes + c]! / cfg.tau - max);
     for (let c = 0; c < classes; c++) {
       pt[c]! /= sum;
       for (let s = 0; s < S; s++) {

@@ -83,7 +83,8 @@ export class MethodOptionError extends UserError {
 export function num(raw: Record<string, unknown>, key: string, fallback: number, range: [number, number] = [-Infinity, Infinity]): number {
   const v = raw[key];
   const n = v === undefined ? fallback : typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || n < range[0] || n > range[1]) throw MethodOptionError.forOption(key, `must be a number in [${range[0]}, ${range[1]}], got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n < range[0] || n > range[1])
+    throw MethodOptionError.forOption(key, `must be a number in [${range[0]}, ${range[1]}], got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -95,7 +96,8 @@ export interface LambdaSchedule {
 
 export function parseLambdaSchedule(raw: Record<string, unknown>): LambdaSchedule {
   const kind = String(raw.lambdaSchedule ?? 'constant');
-  if (kind !== 'constant' && kind !== 'linear') throw MethodOptionError.forOption('lambdaSchedule', `must be constant or linear, got ${JSON.stringify(kind)}`);
+  if (kind !== 'constant' && kind !== 'linear')
+    throw MethodOptionError.forOption('lambdaSchedule', `must be constant or linear, got ${JSON.stringify(kind)}`);
   return { kind, rampFraction: num(raw, 'lambdaRamp', 0.5, [1e-9, 1]) };
 }
 
@@ -122,4 +124,9 @@ export function rowsFeed(data: Float32Array, width: number, rows: ArrayLike<numb
 }
 
 /** Mean over the batch. */
-export const mean = (v: Value): Value => op.reduceMean(v, v.shape.map((_, i) => i), false);
+export const mean = (v: Value): Value =>
+  op.reduceMean(
+    v,
+    v.shape.map((_, i) => i),
+    false,
+  );

@@ -14,7 +14,12 @@ export function unbroadcast(grad: Value, input: Value): Value {
   const { leading, kept } = broadcastAxes(input.shape, grad.shape);
   let r = grad;
   if (leading.length) r = op.reduceSum(r, leading, false);
-  if (kept.length) r = op.reduceSum(r, kept.map((k) => k - leading.length), true);
+  if (kept.length)
+    r = op.reduceSum(
+      r,
+      kept.map((k) => k - leading.length),
+      true,
+    );
   return r;
 }
 
@@ -193,7 +198,10 @@ const RULES: Record<string, GradRule> = {
     const xhat = op.mul(op.sub(x, mean), invStd);
     const dxhat = op.mul(dy, gamma);
     const dx = needs[0]
-      ? op.mul(invStd, op.sub(op.sub(dxhat, op.reduceMean(dxhat, [-1], true)), op.mul(xhat, op.reduceMean(op.mul(dxhat, xhat), [-1], true))))
+      ? op.mul(
+          invStd,
+          op.sub(op.sub(dxhat, op.reduceMean(dxhat, [-1], true)), op.mul(xhat, op.reduceMean(op.mul(dxhat, xhat), [-1], true))),
+        )
       : null;
     return [dx, needs[1] ? unbroadcast(op.mul(dy, xhat), gamma) : null, needs[2] ? unbroadcast(dy, beta) : null];
   },
@@ -207,7 +215,9 @@ const RULES: Record<string, GradRule> = {
     const [, indices] = n.inputs as [Value, Value, Value];
     const reduction = (n.attrs.reduction as { value: string } | undefined)?.value ?? 'none';
     if (reduction !== 'add') throw new Error(`ScatterND: gradient supports reduction "add" only, got "${reduction}"`);
-    const dUpdates = needs[2] ? n.inputs[0]!.graph.addNode('GatherND', [dy!, indices], {}, [{ dtype: dy!.dtype, shape: n.inputs[2]!.shape }])[0]! : null;
+    const dUpdates = needs[2]
+      ? n.inputs[0]!.graph.addNode('GatherND', [dy!, indices], {}, [{ dtype: dy!.dtype, shape: n.inputs[2]!.shape }])[0]!
+      : null;
     return [needs[0] ? dy! : null, null, dUpdates];
   },
   ReduceSum: (n, [dy]) => {
@@ -263,7 +273,25 @@ function minMaxGrad(n: GraphNode, dy: Value, needs: readonly boolean[], wins: (a
 }
 
 /** Op types without a gradient: integer, boolean and shape computations. */
-const NON_DIFFERENTIABLE = new Set(['Shape', 'Equal', 'Greater', 'Less', 'LessOrEqual', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Range', 'BitShift', 'BitwiseXor', 'ReduceProd', 'Sign', 'ArgMax', 'OneHot', 'GatherND']);
+const NON_DIFFERENTIABLE = new Set([
+  'Shape',
+  'Equal',
+  'Greater',
+  'Less',
+  'LessOrEqual',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Range',
+  'BitShift',
+  'BitwiseXor',
+  'ReduceProd',
+  'Sign',
+  'ArgMax',
+  'OneHot',
+  'GatherND',
+]);
 
 export function hasGradRule(opType: string): boolean {
   return opType in RULES;
@@ -310,7 +338,10 @@ export function gradients(loss: Value, wrt: readonly Value[]): Map<Value, Value>
     if (!needs.some(Boolean)) continue;
     if (NON_DIFFERENTIABLE.has(node.opType)) continue;
     const rule = RULES[node.opType];
-    if (!rule) throw new Error(`gradients: no gradient rule for op ${node.opType} (node ${node.opType}_${node.id}). Known: ${differentiableOps().join(', ')}`);
+    if (!rule)
+      throw new Error(
+        `gradients: no gradient rule for op ${node.opType} (node ${node.opType}_${node.id}). Known: ${differentiableOps().join(', ')}`,
+      );
     // Outputs without a gradient count as zero; rules that read dOut[0] need it present.
     const filled = dOut.map((d, i) => (d === null && i === 0 && isFloat(node.outputs[0]!.dtype) ? op.zerosLike(node.outputs[0]!) : d));
     const dIn = rule(node, filled, needs);
@@ -323,4 +354,3 @@ export function gradients(loss: Value, wrt: readonly Value[]): Map<Value, Value>
   for (const w of wrt) result.set(w, total(w) ?? op.zerosLike(w));
   return result;
 }
-

@@ -86,7 +86,8 @@ export class ModelContext {
   private declare(spec: ParamSpec): { spec: ParamSpec; value: Value } {
     const existing = this.params.get(spec.name);
     if (existing) {
-      if (existing.spec.shape.join(',') !== spec.shape.join(',')) throw new Error(`parameter '${spec.name}' declared with shapes [${existing.spec.shape}] and [${spec.shape}]`);
+      if (existing.spec.shape.join(',') !== spec.shape.join(','))
+        throw new Error(`parameter '${spec.name}' declared with shapes [${existing.spec.shape}] and [${spec.shape}]`);
       return existing;
     }
     let value: Value;
@@ -112,7 +113,13 @@ export class ModelContext {
     name = this.prefix + name;
     const sparse = Boolean(opts.sparse) && this.mode === 'train';
     if (!sparse) {
-      const table = this.declare({ name, shape: [rows, dim], init: opts.init, decay: opts.decay ?? false, sparse: Boolean(opts.sparse) }).value;
+      const table = this.declare({
+        name,
+        shape: [rows, dim],
+        init: opts.init,
+        decay: opts.decay ?? false,
+        sparse: Boolean(opts.sparse),
+      }).value;
       return op.gather(table, ids);
     }
     if (ids.producer !== null) throw new Error(`sparse embedding '${name}': ids must be a batch input, got ${ids}`);

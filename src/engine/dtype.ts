@@ -28,7 +28,16 @@ export function dtypeFromOnnx(code: number): DType {
   return d;
 }
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, uint64: 8, uint8: 1, bool: 1 };
+export const BYTES_PER_ELEMENT: Record<DType, number> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  int64: 8,
+  int32: 4,
+  uint64: 8,
+  uint8: 1,
+  bool: 1,
+};
 
 export function isFloat(d: DType): d is FloatDType | 'float16' {
   return d === 'float32' || d === 'float64' || d === 'float16';

@@ -111,7 +111,8 @@ export class Graph {
   constant(data: TypedArray | readonly number[], dtype: DType, shape: readonly number[], hint = 'const'): Value {
     const values = ArrayBuffer.isView(data) ? (data as TypedArray) : fromNumbers(dtype, data as readonly number[]);
     const expected = shape.reduce((a, b) => a * b, 1);
-    if (values.length !== expected) throw new RangeError(`constant '${hint}': ${values.length} values for shape ${formatShape(shape)} (${expected})`);
+    if (values.length !== expected)
+      throw new RangeError(`constant '${hint}': ${values.length} values for shape ${formatShape(shape)} (${expected})`);
     const name = this.uniqueName(hint);
     this.initializers.set(name, { dtype, shape: [...shape], data: values });
     const v = new Value(this, name, dtype, [...shape], null);
@@ -146,13 +147,20 @@ export class Graph {
   }
 
   /** Appends a node; output shapes and types come from the caller's inference. */
-  addNode(opType: string, inputs: readonly (Value | null)[], attrs: Record<string, Attr>, outputs: readonly OutputSpec[], domain = ''): Value[] {
+  addNode(
+    opType: string,
+    inputs: readonly (Value | null)[],
+    attrs: Record<string, Attr>,
+    outputs: readonly OutputSpec[],
+    domain = '',
+  ): Value[] {
     for (const i of inputs) {
       if (i && i.graph !== this) throw new Error(`${opType}: input ${i.name} belongs to another graph`);
     }
     const outs: Value[] = [];
     const node: GraphNode = { id: this.nodes.length, opType, domain, inputs: [...inputs], outputs: outs, attrs: { ...attrs } };
-    for (const spec of outputs) outs.push(new Value(this, this.uniqueName(spec.name ?? opType.toLowerCase()), spec.dtype, [...spec.shape], node));
+    for (const spec of outputs)
+      outs.push(new Value(this, this.uniqueName(spec.name ?? opType.toLowerCase()), spec.dtype, [...spec.shape], node));
     this.nodes.push(node);
     return outs;
   }
@@ -214,9 +222,7 @@ export class Graph {
       }
       outputProtos.push(valueInfo(o.name, o.value.dtype, o.value.shape));
     }
-    const initializers = [...this.initializers.entries()]
-      .filter(([name]) => used.has(name))
-      .map(([name, init]) => tensorProto(name, init));
+    const initializers = [...this.initializers.entries()].filter(([name]) => used.has(name)).map(([name, init]) => tensorProto(name, init));
     const graph = onnx.GraphProto.create({
       name: this.name,
       node: nodeProtos,
@@ -242,7 +248,12 @@ export class Graph {
 function valueInfo(name: string, dtype: DType, shape: Shape) {
   return onnx.ValueInfoProto.create({
     name,
-    type: { tensorType: { elemType: ONNX_DTYPE[dtype], shape: { dim: shape.map((d: Dim) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: {
+      tensorType: {
+        elemType: ONNX_DTYPE[dtype],
+        shape: { dim: shape.map((d: Dim) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
   });
 }
 

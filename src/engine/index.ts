@@ -3,7 +3,16 @@
 export { Graph, Value, OPSET, IR_VERSION, int, float, str, ints, floats, type Attr, type GraphNode } from './graph.js';
 export * as op from './ops.js';
 export { gradients, unbroadcast, differentiableOps, hasGradRule } from './autodiff.js';
-export { ModelContext, declareInputs, modelParamSpecs, PARAM_PREFIX, type ModelDefinition, type BuildMode, type InputSpecs, type ParamOptions } from './context.js';
+export {
+  ModelContext,
+  declareInputs,
+  modelParamSpecs,
+  PARAM_PREFIX,
+  type ModelDefinition,
+  type BuildMode,
+  type InputSpecs,
+  type ParamOptions,
+} from './context.js';
 export * as layers from './layers.js';
 export * as losses from './losses.js';
 export { learningRate, hyperValues, stateSlots, type OptimizerConfig, type ScheduleConfig } from './optim.js';
@@ -11,6 +20,14 @@ export { ParameterStore, normal, uniform, xavier, zeros, ones, type Init, type P
 export { Rng, graphUniform, splitMix64 } from './rng.js';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
 export { createSession, deviceProblem, DeviceError, DEVICES, ort, type Device, type SessionOptions } from './session.js';
-export { Trainer, buildTrainStep, exportModel, type LossDefinition, type TrainStepSpec, type TrainerOptions, type StepResult } from './train-step.js';
+export {
+  Trainer,
+  buildTrainStep,
+  exportModel,
+  type LossDefinition,
+  type TrainStepSpec,
+  type TrainerOptions,
+  type StepResult,
+} from './train-step.js';
 export type { DType, FloatDType } from './dtype.js';
 export type { Dim, Shape } from './shape.js';

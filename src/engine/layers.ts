@@ -6,7 +6,14 @@ import * as op from './ops.js';
 import { normal, ones, zeros, type Init } from './params.js';
 
 /** y = x·W + b with W stored [in, out]. */
-export function linear(ctx: ModelContext, x: Value, inDim: number, outDim: number, name: string, opts: { bias?: boolean; init?: Init } = {}): Value {
+export function linear(
+  ctx: ModelContext,
+  x: Value,
+  inDim: number,
+  outDim: number,
+  name: string,
+  opts: { bias?: boolean; init?: Init } = {},
+): Value {
   const w = ctx.param(`${name}.weight`, [inDim, outDim], { init: opts.init ?? normal(0.02) });
   const y = op.matmul(x, w);
   if (opts.bias === false) return y;
@@ -88,7 +95,10 @@ export interface EncoderConfig {
 
 /** BERT-style encoder (post-LayerNorm): token + position (+ type) embeddings, N blocks. */
 export function bertEncoder(ctx: ModelContext, cfg: EncoderConfig, inputIds: Value, attentionMask: Value, tokenTypeIds?: Value): Value {
-  const words = ctx.embedding('embeddings.word_embeddings', cfg.vocabSize, cfg.hidden, inputIds, { init: normal(0.02), sparse: cfg.sparseEmbeddings ?? false });
+  const words = ctx.embedding('embeddings.word_embeddings', cfg.vocabSize, cfg.hidden, inputIds, {
+    init: normal(0.02),
+    sparse: cfg.sparseEmbeddings ?? false,
+  });
   const seqLen = op.dimSize(inputIds, 1);
   const positions = op.range(seqLen, inputIds.shape[1]!);
   const posTable = ctx.param('embeddings.position_embeddings', [cfg.maxPositions, cfg.hidden], { init: normal(0.02), decay: false });
@@ -103,7 +113,13 @@ export function bertEncoder(ctx: ModelContext, cfg: EncoderConfig, inputIds: Val
     const p = `encoder.layer.${l}`;
     const a = selfAttention(ctx, h, bias, { hidden: cfg.hidden, heads: cfg.heads, dropout: cfg.attentionDropout }, `${p}.attention`);
     h = layerNorm(ctx, op.add(h, ctx.dropout(a, cfg.dropout)), cfg.hidden, `${p}.attention.LayerNorm`, cfg.layerNormEps);
-    const f = linear(ctx, gelu(linear(ctx, h, cfg.hidden, cfg.intermediate, `${p}.intermediate`)), cfg.intermediate, cfg.hidden, `${p}.output`);
+    const f = linear(
+      ctx,
+      gelu(linear(ctx, h, cfg.hidden, cfg.intermediate, `${p}.intermediate`)),
+      cfg.intermediate,
+      cfg.hidden,
+      `${p}.output`,
+    );
     h = layerNorm(ctx, op.add(h, ctx.dropout(f, cfg.dropout)), cfg.hidden, `${p}.output.LayerNorm`, cfg.layerNormEps);
   }
   return h;

@@ -58,7 +58,8 @@ export function inverse(a: Matrix): Matrix {
     let p = c;
     for (let r = c + 1; r < n; r++) if (Math.abs(m.data[r * 2 * n + c]!) > Math.abs(m.data[p * 2 * n + c]!)) p = r;
     if (Math.abs(m.data[p * 2 * n + c]!) < 1e-12) throw new RangeError('inverse: matrix is singular');
-    if (p !== c) for (let j = 0; j < 2 * n; j++) [m.data[p * 2 * n + j], m.data[c * 2 * n + j]] = [m.data[c * 2 * n + j]!, m.data[p * 2 * n + j]!];
+    if (p !== c)
+      for (let j = 0; j < 2 * n; j++) [m.data[p * 2 * n + j], m.data[c * 2 * n + j]] = [m.data[c * 2 * n + j]!, m.data[p * 2 * n + j]!];
     const pivot = m.data[c * 2 * n + c]!;
     for (let j = 0; j < 2 * n; j++) m.data[c * 2 * n + j]! /= pivot;
     for (let r = 0; r < n; r++) {
@@ -96,11 +97,20 @@ export function orthonormalColumns(a: Matrix): Matrix {
 /** A seeded random orthogonal n×n matrix (QR of a Gaussian matrix, Haar-distributed). */
 export function randomOrthogonal(n: number, seed: number): Matrix {
   const rng = new Rng(seed);
-  return orthonormalColumns(matrix(n, n, Array.from({ length: n * n }, () => rng.normal())));
+  return orthonormalColumns(
+    matrix(
+      n,
+      n,
+      Array.from({ length: n * n }, () => rng.normal()),
+    ),
+  );
 }
 
 /** Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: values descending, vectors as columns. */
-export function symmetricEigen(a: Matrix, opts: { maxSweeps?: number; tolerance?: number } = {}): { values: Float64Array; vectors: Matrix } {
+export function symmetricEigen(
+  a: Matrix,
+  opts: { maxSweeps?: number; tolerance?: number } = {},
+): { values: Float64Array; vectors: Matrix } {
   const n = a.rows;
   const m = matrix(n, n, a.data);
   const v = identity(n);
@@ -157,7 +167,11 @@ export function symmetricEigen(a: Matrix, opts: { maxSweeps?: number; tolerance?
  * Top-k principal directions of the rows of `x` (n×d), centred unless `center` is false:
  * the mean and a d×k matrix of orthonormal columns, with the variance along each.
  */
-export function principalComponents(x: Matrix, k: number, center = true): { mean: Float64Array; components: Matrix; variances: Float64Array } {
+export function principalComponents(
+  x: Matrix,
+  k: number,
+  center = true,
+): { mean: Float64Array; components: Matrix; variances: Float64Array } {
   const { rows: n, cols: d } = x;
   const mean = new Float64Array(d);
   if (center) {
@@ -174,11 +188,12 @@ export function principalComponents(x: Matrix, k: number, center = true): { mean
       for (let b = a; b < d; b++) cov.data[a * d + b]! += ra * row[b]!;
     }
   }
-  for (let a = 0; a < d; a++) for (let b = a; b < d; b++) {
-    const v = cov.data[a * d + b]! / Math.max(1, n - (center ? 1 : 0));
-    cov.data[a * d + b] = v;
-    cov.data[b * d + a] = v;
-  }
+  for (let a = 0; a < d; a++)
+    for (let b = a; b < d; b++) {
+      const v = cov.data[a * d + b]! / Math.max(1, n - (center ? 1 : 0));
+      cov.data[a * d + b] = v;
+      cov.data[b * d + a] = v;
+    }
   const { values, vectors } = symmetricEigen(cov);
   const kk = Math.min(k, d);
   const components = matrix(d, kk);

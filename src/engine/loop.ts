@@ -96,7 +96,9 @@ export function assertSameRunConfig(stored: unknown, current: Record<string, unk
   const d = firstDifference(stored, JSON.parse(JSON.stringify(current)));
   if (!d) return;
   const show = (v: unknown) => (v === undefined ? '(not set)' : JSON.stringify(v));
-  throw new OptionError(`${where} was trained with ${d.field} = ${show(d.stored)}; this run asks for ${show(d.current)}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`);
+  throw new OptionError(
+    `${where} was trained with ${d.field} = ${show(d.stored)}; this run asks for ${show(d.current)}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+  );
 }
 
 /** Refuses to write through a symbolic link inside a run folder: it could point at any file. */
@@ -108,7 +110,10 @@ export function refuseSymlinks(...paths: string[]): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    if (link) throw new UserError(`${p} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, or choose another --out`);
+    if (link)
+      throw new UserError(
+        `${p} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, or choose another --out`,
+      );
   }
 }
 
@@ -125,7 +130,8 @@ export function checkResumable(outDir: string, runConfig: Record<string, unknown
   if (!existsSync(lastPath)) return null;
   const { metadata } = loadSafetensors(lastPath, { requireChecksum: true, remedy: checkpointRemedy(outDir) });
   if (runConfig) {
-    if (metadata.runConfig === undefined) throw new DamagedFileError(lastPath, 'has no run config stored in it (written by an older kd)', checkpointRemedy(outDir));
+    if (metadata.runConfig === undefined)
+      throw new DamagedFileError(lastPath, 'has no run config stored in it (written by an older kd)', checkpointRemedy(outDir));
     assertSameRunConfig(JSON.parse(metadata.runConfig), runConfig, lastPath);
   }
   return { step: Number(metadata.step) };
@@ -147,14 +153,26 @@ function truncateMetrics(path: string, lines: number, outDir: string): void {
   refuseSymlinks(path);
   const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
   const rows = text.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
-  if (rows.length < lines) throw new DamagedFileError(path, `has ${rows.length} lines, the checkpoint was written after ${lines}: the log was cut or replaced`, checkpointRemedy(outDir));
-  writeFileAtomicSync(path, rows.slice(0, lines).map((l) => `${l}\n`).join(''));
+  if (rows.length < lines)
+    throw new DamagedFileError(
+      path,
+      `has ${rows.length} lines, the checkpoint was written after ${lines}: the log was cut or replaced`,
+      checkpointRemedy(outDir),
+    );
+  writeFileAtomicSync(
+    path,
+    rows
+      .slice(0, lines)
+      .map((l) => `${l}\n`)
+      .join(''),
+  );
 }
 
 /** Writes the current parameters as `path` (safetensors, atomic). */
 export function saveParameters(trainer: Trainer, path: string, metadata: Record<string, string> = {}): void {
   const tensors = new Map<string, NamedTensor>();
-  for (const spec of trainer.store.specs) tensors.set(spec.name, { dtype: trainer.store.dtype, shape: spec.shape, data: trainer.store.get(spec.name) });
+  for (const spec of trainer.store.specs)
+    tensors.set(spec.name, { dtype: trainer.store.dtype, shape: spec.shape, data: trainer.store.get(spec.name) });
   saveSafetensors(path, tensors, metadata, { checksum: true });
 }
 
@@ -165,11 +183,21 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
   const metricsPath = join(o.outDir, 'metrics.jsonl');
   const log = o.log ?? (() => undefined);
   refuseSymlinks(o.outDir, lastPath, bestPath, metricsPath);
-  let state: LoopState = { epoch: 0, batchIndex: 0, bestScore: -Infinity, bestStep: -1, badEvals: 0, done: false, metricsLines: 0, lastEvalStep: -1 };
+  let state: LoopState = {
+    epoch: 0,
+    batchIndex: 0,
+    bestScore: -Infinity,
+    bestStep: -1,
+    badEvals: 0,
+    done: false,
+    metricsLines: 0,
+    lastEvalStep: -1,
+  };
   if (o.resume && checkResumable(o.outDir, o.runConfig)) {
     const meta = o.trainer.load(lastPath);
     const saved = JSON.parse(meta.loop ?? 'null') as LoopState | null;
-    if (!saved || typeof saved.metricsLines !== 'number') throw new DamagedFileError(lastPath, 'no loop state in the checkpoint (written by an older kd)', checkpointRemedy(o.outDir));
+    if (!saved || typeof saved.metricsLines !== 'number')
+      throw new DamagedFileError(lastPath, 'no loop state in the checkpoint (written by an older kd)', checkpointRemedy(o.outDir));
     // JSON has no -Infinity: a checkpoint before the first evaluation stores null.
     state = { ...saved, bestScore: saved.bestScore ?? -Infinity, lastEvalStep: saved.lastEvalStep ?? -1 };
     truncateMetrics(metricsPath, state.metricsLines, o.outDir);
@@ -178,7 +206,8 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
     // A fresh run starts its log anew: rows of an earlier run in this folder are not its own.
     writeFileAtomicSync(metricsPath, '');
   }
-  const checkpoint = () => o.trainer.save(lastPath, { loop: JSON.stringify(state), ...(o.runConfig ? { runConfig: JSON.stringify(o.runConfig) } : {}) });
+  const checkpoint = () =>
+    o.trainer.save(lastPath, { loop: JSON.stringify(state), ...(o.runConfig ? { runConfig: JSON.stringify(o.runConfig) } : {}) });
   const started = performance.now();
   let lastLoss = NaN;
   let lossSum = 0;
@@ -195,10 +224,20 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
     } else {
       state.badEvals += 1;
     }
-    const row = { step: o.trainer.stepCount, epoch: epoch + 1, trainLoss: lossCount ? lossSum / lossCount : null, dev: dev.score, ...dev.details, best: state.bestScore, seconds: (performance.now() - started) / 1000 };
+    const row = {
+      step: o.trainer.stepCount,
+      epoch: epoch + 1,
+      trainLoss: lossCount ? lossSum / lossCount : null,
+      dev: dev.score,
+      ...dev.details,
+      best: state.bestScore,
+      seconds: (performance.now() - started) / 1000,
+    };
     appendMetricsLine(metricsPath, `${JSON.stringify(row)}\n`);
     state.metricsLines += 1;
-    log(`step ${row.step} epoch ${row.epoch}: train loss ${row.trainLoss?.toFixed(4) ?? '-'}, dev ${dev.score.toFixed(4)}${improved ? ' (best)' : ''}`);
+    log(
+      `step ${row.step} epoch ${row.epoch}: train loss ${row.trainLoss?.toFixed(4) ?? '-'}, dev ${dev.score.toFixed(4)}${improved ? ' (best)' : ''}`,
+    );
     lossSum = 0;
     lossCount = 0;
     if (o.patience !== undefined && state.badEvals >= o.patience) state.done = true;
@@ -212,11 +251,20 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
       // Up to stepsPerCall batches per call, never across an evaluation, checkpoint, epoch end
       // or step limit: the same groups on a resumed run as on an uninterrupted one.
       const untilMultiple = (every: number | undefined) => (every ? every - (o.trainer.stepCount % every) : Infinity);
-      const n = Math.min(o.trainer.stepsPerCall, batches.length - state.batchIndex, untilMultiple(o.evalEvery), untilMultiple(o.checkpointEvery), o.maxSteps === undefined ? Infinity : o.maxSteps - steps);
+      const n = Math.min(
+        o.trainer.stepsPerCall,
+        batches.length - state.batchIndex,
+        untilMultiple(o.evalEvery),
+        untilMultiple(o.checkpointEvery),
+        o.maxSteps === undefined ? Infinity : o.maxSteps - steps,
+      );
       const first = o.trainer.stepCount;
       const results: StepResult[] = await o.trainer.steps(batches.slice(state.batchIndex, state.batchIndex + n).map((b) => o.feed(b)));
       results.forEach((result, k) => {
-        if (!Number.isFinite(result.loss)) throw new OptionError(`training diverged at step ${first + k + 1}: loss ${result.loss} (learning rate ${result.lr.toExponential(2)} at that step). Lower the learning rate (--lr) and start a new run in another --out (or delete the run folder): a checkpoint resumes only with the settings it was trained with`);
+        if (!Number.isFinite(result.loss))
+          throw new OptionError(
+            `training diverged at step ${first + k + 1}: loss ${result.loss} (learning rate ${result.lr.toExponential(2)} at that step). Lower the learning rate (--lr) and start a new run in another --out (or delete the run folder): a checkpoint resumes only with the settings it was trained with`,
+          );
         lossSum += result.loss;
         lossCount += 1;
       });

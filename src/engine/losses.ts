@@ -7,7 +7,10 @@ import * as op from './ops.js';
 /** One-hot [B, C] of int64 labels [B]. */
 export function oneHot(labels: Value, classes: number, dtype: Value['dtype']): Value {
   const g = labels.graph;
-  const classIds = g.int64s(Array.from({ length: classes }, (_, i) => i), 'class_ids');
+  const classIds = g.int64s(
+    Array.from({ length: classes }, (_, i) => i),
+    'class_ids',
+  );
   return op.cast(op.equal(op.unsqueeze(labels, [1]), classIds), dtype);
 }
 
@@ -27,7 +30,12 @@ export function softCrossEntropy(logits: Value, targets: Value): Value {
  * KL(softmax(zt/τt) ‖ softmax(zs/τs)) summed over classes, per example. `tauTeacher` and
  * `tauStudent` are numbers or values broadcastable to [B, 1].
  */
-export function klDivergence(teacherLogits: Value, studentLogits: Value, tauTeacher: Value | number, tauStudent: Value | number = tauTeacher): Value {
+export function klDivergence(
+  teacherLogits: Value,
+  studentLogits: Value,
+  tauTeacher: Value | number,
+  tauStudent: Value | number = tauTeacher,
+): Value {
   const logPt = op.logSoftmax(op.div(teacherLogits, tauTeacher), -1);
   const logPs = op.logSoftmax(op.div(studentLogits, tauStudent), -1);
   return op.reduceSum(op.mul(op.exp(logPt), op.sub(logPt, logPs)), [-1], false);
@@ -35,12 +43,21 @@ export function klDivergence(teacherLogits: Value, studentLogits: Value, tauTeac
 
 /** Mean over the batch (a scalar). */
 export function batchMean(perExample: Value): Value {
-  return op.reduceMean(perExample, perExample.shape.map((_, i) => i), false);
+  return op.reduceMean(
+    perExample,
+    perExample.shape.map((_, i) => i),
+    false,
+  );
 }
 
 /** 1 where argmax(logits) equals the label, else 0 (ties count as correct for the first max). */
 export function correct(logits: Value, labels: Value): Value {
   const g = logits.graph;
-  const pred = g.addNode('ArgMax', [logits], { axis: { kind: 'int', value: -1 }, keepdims: { kind: 'int', value: 0 }, select_last_index: { kind: 'int', value: 0 } }, [{ dtype: 'int64', shape: logits.shape.slice(0, -1) }])[0]!;
+  const pred = g.addNode(
+    'ArgMax',
+    [logits],
+    { axis: { kind: 'int', value: -1 }, keepdims: { kind: 'int', value: 0 }, select_last_index: { kind: 'int', value: 0 } },
+    [{ dtype: 'int64', shape: logits.shape.slice(0, -1) }],
+  )[0]!;
   return op.cast(op.equal(pred, labels), logits.dtype);
 }

@@ -23,7 +23,8 @@ function lift(x: Operand, g: Graph, dtype: DType): Value {
 
 function checkSameType(op: string, values: Value[]): void {
   const d = values[0]!.dtype;
-  for (const v of values) if (v.dtype !== d) throw new TypeError(`${op}: operand types differ (${values.map((x) => x.toString()).join(', ')})`);
+  for (const v of values)
+    if (v.dtype !== d) throw new TypeError(`${op}: operand types differ (${values.map((x) => x.toString()).join(', ')})`);
 }
 
 function binary(op: string, a: Operand, b: Operand, outDtype?: DType): Value {
@@ -95,13 +96,23 @@ export function matmul(a: Value, b: Value): Value {
 }
 
 /** Gemm: alpha·op(A)·op(B) + beta·C on 2-D operands. */
-export function gemm(a: Value, b: Value, c: Value | null, opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}): Value {
+export function gemm(
+  a: Value,
+  b: Value,
+  c: Value | null,
+  opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
+): Value {
   if (a.rank !== 2 || b.rank !== 2) throw new RangeError(`Gemm: operands must be 2-D, got ${a} and ${b}`);
   const [m, ka] = opts.transA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
   const [kb, n] = opts.transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
   if (!sameDim(ka, kb)) throw new RangeError(`Gemm: inner dims differ: ${a} × ${b}`);
   if (c) broadcastShapes(c.shape, [m, n], 'Gemm bias');
-  const attrs = { transA: int(opts.transA ? 1 : 0), transB: int(opts.transB ? 1 : 0), alpha: float(opts.alpha ?? 1), beta: float(opts.beta ?? 1) };
+  const attrs = {
+    transA: int(opts.transA ? 1 : 0),
+    transB: int(opts.transB ? 1 : 0),
+    alpha: float(opts.alpha ?? 1),
+    beta: float(opts.beta ?? 1),
+  };
   return a.graph.addNode('Gemm', c ? [a, b, c] : [a, b], attrs, [{ dtype: a.dtype, shape: [m, n] }])[0]!;
 }
 
@@ -131,7 +142,9 @@ export function layerNorm(x: Value, scale: Value, bias: Value, epsilon = 1e-12):
 /** Gather rows (axis 0): out shape = indices.shape ++ data.shape[1:]. */
 export function gather(data: Value, indices: Value): Value {
   if (indices.dtype !== 'int64' && indices.dtype !== 'int32') throw new TypeError(`Gather: indices must be int64 or int32, got ${indices}`);
-  return data.graph.addNode('Gather', [data, indices], { axis: int(0) }, [{ dtype: data.dtype, shape: [...indices.shape, ...data.shape.slice(1)] }])[0]!;
+  return data.graph.addNode('Gather', [data, indices], { axis: int(0) }, [
+    { dtype: data.dtype, shape: [...indices.shape, ...data.shape.slice(1)] },
+  ])[0]!;
 }
 
 function reduce(op: string, x: Value, axes: readonly number[], keepdims: boolean): Value {
@@ -149,7 +162,12 @@ export const reduceMean = (x: Value, axes: readonly number[], keepdims = false) 
 export const reduceMax = (x: Value, axes: readonly number[], keepdims = false) => reduce('ReduceMax', x, axes, keepdims);
 
 /** Sum of all elements, as a scalar. */
-export const sumAll = (x: Value) => reduceSum(x, x.shape.map((_, i) => i), false);
+export const sumAll = (x: Value) =>
+  reduceSum(
+    x,
+    x.shape.map((_, i) => i),
+    false,
+  );
 
 /**
  * Reshape to a static target: entries are sizes, 0 (copy the input dim) or -1 (infer one
@@ -177,7 +195,9 @@ function divideDims(total: Dim, known: Dim, x: Value, target: readonly number[])
   const knownParts = String(known).split('*');
   let num = 1;
   const syms: string[] = [];
-  for (const p of totalParts) if (/^\d+$/.test(p)) num *= Number(p); else syms.push(p);
+  for (const p of totalParts)
+    if (/^\d+$/.test(p)) num *= Number(p);
+    else syms.push(p);
   let knownNum = 1;
   for (const p of knownParts) {
     if (/^\d+$/.test(p)) knownNum *= Number(p);
@@ -202,7 +222,8 @@ export function shapeOf(x: Value): Value {
 }
 
 export function transpose(x: Value, perm: readonly number[]): Value {
-  if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i)) throw new RangeError(`Transpose: perm ${formatShape(perm)} does not fit ${x}`);
+  if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i))
+    throw new RangeError(`Transpose: perm ${formatShape(perm)} does not fit ${x}`);
   return x.graph.addNode('Transpose', [x], { perm: ints(perm) }, [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }])[0]!;
 }
 
@@ -214,7 +235,8 @@ export function concat(xs: readonly Value[], axis: number): Value {
   const parts: Dim[] = xs.map((x) => x.shape[a]!);
   shape[a] = sumDims(parts);
   for (const x of xs) {
-    if (x.rank !== rank || x.shape.some((d, i) => i !== a && !sameDim(d, xs[0]!.shape[i]!))) throw new RangeError(`Concat: ${xs.map(String).join(', ')} differ off axis ${axis}`);
+    if (x.rank !== rank || x.shape.some((d, i) => i !== a && !sameDim(d, xs[0]!.shape[i]!)))
+      throw new RangeError(`Concat: ${xs.map(String).join(', ')} differ off axis ${axis}`);
   }
   return xs[0]!.graph.addNode('Concat', xs, { axis: int(a) }, [{ dtype: xs[0]!.dtype, shape }])[0]!;
 }
@@ -253,7 +275,20 @@ export function slice(x: Value, starts: readonly number[], ends: readonly number
     else shape[a] = typeof d === 'number' ? Math.max(0, Math.min(d, e) - s) : e - s;
   });
   const g = x.graph;
-  return g.addNode('Slice', [x, g.int64s(starts, 'starts'), g.int64s(ends, 'ends'), g.int64s(axes.map((a) => normalizeAxis(a, x.rank)), 'axes')], {}, [{ dtype: x.dtype, shape }])[0]!;
+  return g.addNode(
+    'Slice',
+    [
+      x,
+      g.int64s(starts, 'starts'),
+      g.int64s(ends, 'ends'),
+      g.int64s(
+        axes.map((a) => normalizeAxis(a, x.rank)),
+        'axes',
+      ),
+    ],
+    {},
+    [{ dtype: x.dtype, shape }],
+  )[0]!;
 }
 
 export function unsqueeze(x: Value, axes: readonly number[]): Value {
@@ -268,7 +303,9 @@ export function unsqueeze(x: Value, axes: readonly number[]): Value {
 export function squeeze(x: Value, axes: readonly number[]): Value {
   const norm = axes.map((a) => normalizeAxis(a, x.rank));
   for (const a of norm) if (x.shape[a] !== 1) throw new RangeError(`Squeeze: axis ${a} of ${x} is not 1`);
-  return x.graph.addNode('Squeeze', [x, x.graph.int64s(norm, 'axes')], {}, [{ dtype: x.dtype, shape: x.shape.filter((_, i) => !norm.includes(i)) }])[0]!;
+  return x.graph.addNode('Squeeze', [x, x.graph.int64s(norm, 'axes')], {}, [
+    { dtype: x.dtype, shape: x.shape.filter((_, i) => !norm.includes(i)) },
+  ])[0]!;
 }
 
 /** Broadcast `x` to the run-time shape of `like`. */
@@ -300,7 +337,9 @@ export const onesLike = (x: Value) => constantOfShape(shapeOf(x), x.shape, 1, x.
 
 /** ScatterND with reduction "add": data[indices[i]] += updates[i]. */
 export function scatterNDAdd(data: Value, indices: Value, updates: Value): Value {
-  return data.graph.addNode('ScatterND', [data, indices, updates], { reduction: str('add') }, [{ dtype: data.dtype, shape: data.shape }])[0]!;
+  return data.graph.addNode('ScatterND', [data, indices, updates], { reduction: str('add') }, [
+    { dtype: data.dtype, shape: data.shape },
+  ])[0]!;
 }
 
 /** 0..n-1 as int64, n an int64 scalar value. */

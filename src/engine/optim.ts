@@ -48,7 +48,8 @@ export function learningRate(baseLr: number, schedule: ScheduleConfig | undefine
   const warmup = schedule.warmupSteps ?? 0;
   if (step < warmup) return (baseLr * (step + 1)) / warmup;
   const total = schedule.totalSteps;
-  if (total === undefined || total <= warmup) throw new RangeError(`schedule '${schedule.kind}' needs totalSteps > warmupSteps, got ${total}`);
+  if (total === undefined || total <= warmup)
+    throw new RangeError(`schedule '${schedule.kind}' needs totalSteps > warmupSteps, got ${total}`);
   const minLr = baseLr * (schedule.minLrRatio ?? 0);
   const progress = Math.min(1, (step - warmup) / (total - warmup));
   const factor = schedule.kind === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress));

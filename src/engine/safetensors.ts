@@ -7,7 +7,16 @@ import { UserError } from '../errors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { allocate, BYTES_PER_ELEMENT, bytesOf, type DType, type TypedArray } from './dtype.js';
 
-const CODES: Record<DType, string> = { float32: 'F32', float64: 'F64', float16: 'F16', int64: 'I64', int32: 'I32', uint64: 'U64', uint8: 'U8', bool: 'BOOL' };
+const CODES: Record<DType, string> = {
+  float32: 'F32',
+  float64: 'F64',
+  float16: 'F16',
+  int64: 'I64',
+  int32: 'I32',
+  uint64: 'U64',
+  uint8: 'U8',
+  bool: 'BOOL',
+};
 const FROM_CODE = new Map(Object.entries(CODES).map(([k, v]) => [v, k as DType]));
 
 export interface NamedTensor {
@@ -53,10 +62,15 @@ export interface SafetensorsReadOptions {
 }
 
 /** Serializes tensors (sorted by name) and string metadata. */
-export function encodeSafetensors(tensors: ReadonlyMap<string, NamedTensor>, metadata: Record<string, string> = {}, opts: SafetensorsWriteOptions = {}): Uint8Array[] {
+export function encodeSafetensors(
+  tensors: ReadonlyMap<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+  opts: SafetensorsWriteOptions = {},
+): Uint8Array[] {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
-  if (opts.checksum && CHECKSUM_KEY in metadata) throw new RangeError(`safetensors: metadata key '${CHECKSUM_KEY}' is reserved for the checksum`);
+  if (opts.checksum && CHECKSUM_KEY in metadata)
+    throw new RangeError(`safetensors: metadata key '${CHECKSUM_KEY}' is reserved for the checksum`);
   if (Object.keys(metadata).length || opts.checksum) header.__metadata__ = { ...metadata };
   let offset = 0;
   for (const name of names) {
@@ -84,7 +98,12 @@ function checksumOf(headerJson: string, data: readonly Uint8Array[]): string {
 }
 
 /** Writes a safetensors file atomically (temp file, fsync, rename). */
-export function saveSafetensors(path: string, tensors: ReadonlyMap<string, NamedTensor>, metadata: Record<string, string> = {}, opts: SafetensorsWriteOptions = {}): void {
+export function saveSafetensors(
+  path: string,
+  tensors: ReadonlyMap<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+  opts: SafetensorsWriteOptions = {},
+): void {
   writeFileAtomicSync(path, Buffer.concat(encodeSafetensors(tensors, metadata, opts)));
 }
 
@@ -97,7 +116,8 @@ export function loadSafetensors(path: string, opts: SafetensorsReadOptions = {})
     const lenBuf = Buffer.alloc(8);
     if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) throw damaged('not a safetensors file (shorter than 8 bytes)');
     const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen <= 0 || 8 + headerLen > size) throw damaged(`not a safetensors file or truncated (header length ${headerLen}, file ${size} bytes)`);
+    if (headerLen <= 0 || 8 + headerLen > size)
+      throw damaged(`not a safetensors file or truncated (header length ${headerLen}, file ${size} bytes)`);
     const headerBuf = Buffer.alloc(headerLen);
     readSync(fd, headerBuf, 0, headerLen, 8);
     let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
@@ -135,8 +155,14 @@ export function loadSafetensors(path: string, opts: SafetensorsReadOptions = {})
       const { [CHECKSUM_KEY]: _, ...rest } = metadata;
       header.__metadata__ = rest;
       inFileOrder.sort((a, b) => a.start - b.start);
-      const actual = checksumOf(JSON.stringify(header), inFileOrder.map((t) => t.data));
-      if (actual !== stored) throw damaged(`damaged: its contents do not match the sha256 kd stored in it (stored ${stored.slice(0, 12)}…, computed ${actual.slice(0, 12)}…), so the file changed after it was written`);
+      const actual = checksumOf(
+        JSON.stringify(header),
+        inFileOrder.map((t) => t.data),
+      );
+      if (actual !== stored)
+        throw damaged(
+          `damaged: its contents do not match the sha256 kd stored in it (stored ${stored.slice(0, 12)}…, computed ${actual.slice(0, 12)}…), so the file changed after it was written`,
+        );
       metadata = rest;
     }
     return { tensors, metadata };

@@ -84,7 +84,9 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     if (!opts.allowFallback) throw unavailable(device, reason);
     if (!warnedFallback.has(device)) {
       warnedFallback.add(device);
-      (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(`warning: --device ${device} is not available (${reason}); running on CPU`);
+      (opts.warn ?? ((m: string) => process.stderr.write(`${m}\n`)))(
+        `warning: --device ${device} is not available (${reason}); running on CPU`,
+      );
     }
     return { session: await create(model, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
   };

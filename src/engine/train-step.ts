@@ -7,7 +7,19 @@ import { Graph, type Value } from './graph.js';
 import { gradients } from './autodiff.js';
 import { declareInputs, ModelContext, PARAM_PREFIX, type InputSpecs, type ModelDefinition } from './context.js';
 import type { FloatDType } from './dtype.js';
-import { clipByGlobalNorm, declareHyperInputs, hyperValues, learningRate, stateSlots, updateParameter, updateRowsInPlace, validateOptimizer, type HyperValues, type OptimizerConfig, type ScheduleConfig } from './optim.js';
+import {
+  clipByGlobalNorm,
+  declareHyperInputs,
+  hyperValues,
+  learningRate,
+  stateSlots,
+  updateParameter,
+  updateRowsInPlace,
+  validateOptimizer,
+  type HyperValues,
+  type OptimizerConfig,
+  type ScheduleConfig,
+} from './optim.js';
 import { numelOf, ParameterStore, type FloatArray, type ParamSpec } from './params.js';
 import { Rng } from './rng.js';
 import { DamagedFileError, loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
@@ -77,7 +89,10 @@ function decayOf(g: Graph, o: OptimizerConfig, specs: readonly ParamSpec[], dtyp
   const wd = o.weightDecay ?? 0;
   if (wd === 0 || specs.every((s) => !s.decay)) return 0;
   if (specs.every((s) => s.decay)) return wd;
-  const mask = dtype === 'float64' ? new Float64Array(specs.reduce((n, s) => n + numelOf(s.shape), 0)) : new Float32Array(specs.reduce((n, s) => n + numelOf(s.shape), 0));
+  const mask =
+    dtype === 'float64'
+      ? new Float64Array(specs.reduce((n, s) => n + numelOf(s.shape), 0))
+      : new Float32Array(specs.reduce((n, s) => n + numelOf(s.shape), 0));
   let offset = 0;
   for (const s of specs) {
     const n = numelOf(s.shape);
@@ -124,14 +139,29 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraph {
   for (const [name, value] of Object.entries(metrics)) g.output(value, `metric/${name}`);
   const steps = spec.stepsPerCall ?? 1;
   if (!(Number.isInteger(steps) && steps >= 1)) throw new RangeError(`stepsPerCall must be a positive integer, got ${steps}`);
-  if (steps > 1 && (sparse.length > 0 || !denseGrad)) throw new Error('stepsPerCall > 1 needs a model whose parameters are all dense (sparse table rows are updated on the host between steps)');
+  if (steps > 1 && (sparse.length > 0 || !denseGrad))
+    throw new Error(
+      'stepsPerCall > 1 needs a model whose parameters are all dense (sparse table rows are updated on the host between steps)',
+    );
   if (denseGrad) {
     const flat = g.input(FLAT_PARAMS, dtype, [total]);
     const state = Object.fromEntries(slots.map((s) => [s, g.input(flatState(s), dtype, [total])]));
-    const decay = decayOf(g, spec.optimizer, dense.map((p) => p.spec), dtype);
+    const decay = decayOf(
+      g,
+      spec.optimizer,
+      dense.map((p) => p.spec),
+      dtype,
+    );
     let upd = updateParameter(spec.optimizer, flat, clipped[0]!, state, hyper, decay);
     for (let k = 1; k < steps; k++) {
-      const next = laterStep(spec, g, dtype, dense.map((p) => p.spec), upd.param, k);
+      const next = laterStep(
+        spec,
+        g,
+        dtype,
+        dense.map((p) => p.spec),
+        upd.param,
+        k,
+      );
       if (next.norm) g.output(next.norm, stepName('grad_norm', k));
       upd = updateParameter(spec.optimizer, upd.param, next.grad, upd.state, declareHyperInputs(g, dtype, `@${k}`), decay);
     }
@@ -165,7 +195,14 @@ export function buildTrainStep(spec: TrainStepSpec): TrainStepGraph {
  * Step `k` (≥ 1) of a graph of several steps: the forward pass and loss on step k's inputs with
  * parameters sliced from `flat` (the previous step's update), and the clipped flat gradient.
  */
-function laterStep(spec: TrainStepSpec, g: Graph, dtype: FloatDType, dense: readonly ParamSpec[], flat: Value, k: number): { grad: Value; norm: Value | null } {
+function laterStep(
+  spec: TrainStepSpec,
+  g: Graph,
+  dtype: FloatDType,
+  dense: readonly ParamSpec[],
+  flat: Value,
+  k: number,
+): { grad: Value; norm: Value | null } {
   const offsets = new Map<string, number>();
   let offset = 0;
   for (const p of dense) {
@@ -188,7 +225,10 @@ function laterStep(spec: TrainStepSpec, g: Graph, dtype: FloatDType, dense: read
   const { loss, metrics = {} } = spec.loss.build(outputs, inputs, ctx);
   const params = [...ctx.params.values()];
   if (params.length !== dense.length) throw new Error(`step ${k} declares ${params.length} parameters, step 0 declared ${dense.length}`);
-  const grads = gradients(loss, params.map((p) => p.value));
+  const grads = gradients(
+    loss,
+    params.map((p) => p.value),
+  );
   const byName = new Map(params.map((p) => [p.spec.name, grads.get(p.value)!]));
   const flatGrads = dense.map((p) => op.reshape(byName.get(p.name)!, [-1]));
   const grad = flatGrads.length === 1 ? flatGrads[0]! : op.concat(flatGrads, 0);
@@ -343,15 +383,33 @@ export class Trainer {
       store.values.set(spec.name, buffers[0].subarray(offset, offset + length));
       offset += length;
     }
-    const flat = total > 0 ? { cur: buffers[0], next: buffers[1], curTensor: tensorOf(dtype, buffers[0], [total]), nextTensor: tensorOf(dtype, buffers[1], [total]) } : null;
+    const flat =
+      total > 0
+        ? {
+            cur: buffers[0],
+            next: buffers[1],
+            curTensor: tensorOf(dtype, buffers[0], [total]),
+            nextTensor: tensorOf(dtype, buffers[1], [total]),
+          }
+        : null;
     const states = new Map<string, Buffered>();
     if (total > 0) for (const slot of built.slots) states.set(flatState(slot), buffered(dtype, zerosOf(dtype, total)));
     const sparse = built.sparse.map((info): SparseRuntime => {
       const [rows, dim] = info.spec.shape as [number, number];
-      return { info, dim, slotOf: new Int32Array(rows).fill(-1), states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])), scratch: zerosOf(dtype, 0) };
+      return {
+        info,
+        dim,
+        slotOf: new Int32Array(rows).fill(-1),
+        states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
+        scratch: zerosOf(dtype, 0),
+      };
     });
     const trainer = new Trainer(options, built, store, rng, session, device, flat, total > 0 ? buffers : null, denseSlots, states, sparse);
-    if (multi) trainer.multi = { built: multi, session: (await createSession(multi.bytes, { device, ...(options.threads ? { threads: options.threads } : {}) })).session };
+    if (multi)
+      trainer.multi = {
+        built: multi,
+        session: (await createSession(multi.bytes, { device, ...(options.threads ? { threads: options.threads } : {}) })).session,
+      };
     return trainer;
   }
 
@@ -373,7 +431,8 @@ export class Trainer {
     const results: StepResult[] = [];
     const K = this.stepsPerCall;
     let i = 0;
-    for (; this.multi && i + K <= batches.length; i += K) results.push(...(await this.call(this.multi.built, this.multi.session, batches.slice(i, i + K))));
+    for (; this.multi && i + K <= batches.length; i += K)
+      results.push(...(await this.call(this.multi.built, this.multi.session, batches.slice(i, i + K))));
     for (; i < batches.length; i++) results.push(await this.step(batches[i]!));
     return results;
   }
@@ -447,7 +506,8 @@ export class Trainer {
     const localWords = ids.type === 'int64' ? new Int32Array(local.buffer, 0, raw.length * 2) : null;
     for (let i = 0; i < raw.length; i++) {
       const id = words ? (words[2 * i + 1] === 0 ? words[2 * i]! : -1) : (raw as Int32Array)[i]!;
-      if (!(id >= 0 && id < rowsTotal)) throw new RangeError(`sparse table '${name}': id ${Number(raw[i]!)} at position ${i} is outside [0, ${rowsTotal})`);
+      if (!(id >= 0 && id < rowsTotal))
+        throw new RangeError(`sparse table '${name}': id ${Number(raw[i]!)} at position ${i} is outside [0, ${rowsTotal})`);
       let slot = s.slotOf[id]!;
       if (slot < 0) {
         slot = order.length;
@@ -474,7 +534,16 @@ export class Trainer {
     const spec = s.info.spec;
     const grad = out[sparseGradOutput(spec.name)]!.data as FloatArray;
     const weightDecay = spec.decay ? (this.options.optimizer.weightDecay ?? 0) : 0;
-    updateRowsInPlace(this.options.optimizer, this.store.get(spec.name), Object.fromEntries(s.states), touched, s.dim, grad, hyper, weightDecay);
+    updateRowsInPlace(
+      this.options.optimizer,
+      this.store.get(spec.name),
+      Object.fromEntries(s.states),
+      touched,
+      s.dim,
+      grad,
+      hyper,
+      weightDecay,
+    );
   }
 
   /** Runs the model in evaluation mode (no dropout) with the current parameters. */
@@ -485,7 +554,9 @@ export class Trainer {
       const outs = this.options.model.forward(ctx, declareInputs(g, this.options.model.inputs));
       this.evalOutputs = Object.keys(outs);
       const bytes = g.serialize({ outputs: Object.entries(outs).map(([name, value]) => ({ name, value })) });
-      this.evalSession = (await createSession(bytes, { device: this.device, ...(this.options.threads ? { threads: this.options.threads } : {}) })).session;
+      this.evalSession = (
+        await createSession(bytes, { device: this.device, ...(this.options.threads ? { threads: this.options.threads } : {}) })
+      ).session;
     }
     const feeds: Feeds = {};
     for (const name of this.evalSession.inputNames) {
@@ -509,19 +580,32 @@ export class Trainer {
     for (const spec of this.store.specs) tensors.set(`param/${spec.name}`, { dtype, shape: spec.shape, data: this.store.get(spec.name) });
     for (const slot of this.built.slots) {
       const state = this.states.get(flatState(slot));
-      if (state) for (const d of this.denseSlots) tensors.set(stateInput(slot, d.spec.name), { dtype, shape: d.spec.shape, data: state.cur.subarray(d.offset, d.offset + d.length) });
+      if (state)
+        for (const d of this.denseSlots)
+          tensors.set(stateInput(slot, d.spec.name), {
+            dtype,
+            shape: d.spec.shape,
+            data: state.cur.subarray(d.offset, d.offset + d.length),
+          });
     }
-    for (const s of this.sparse) for (const [slot, table] of s.states) tensors.set(stateInput(slot, s.info.spec.name), { dtype, shape: s.info.spec.shape, data: table });
+    for (const s of this.sparse)
+      for (const [slot, table] of s.states)
+        tensors.set(stateInput(slot, s.info.spec.name), { dtype, shape: s.info.spec.shape, data: table });
     tensors.set('trainer/rng', { dtype: 'int32', shape: [4], data: new Int32Array(this.rng.state.buffer.slice(0)) });
-    saveSafetensors(path, tensors, {
-      ...metadata,
-      format: 'kd-checkpoint',
-      version: '1',
-      step: String(this.stepCount),
-      dtype,
-      optimizer: JSON.stringify(this.options.optimizer),
-      schedule: JSON.stringify(this.options.schedule ?? null),
-    }, { checksum: true });
+    saveSafetensors(
+      path,
+      tensors,
+      {
+        ...metadata,
+        format: 'kd-checkpoint',
+        version: '1',
+        step: String(this.stepCount),
+        dtype,
+        optimizer: JSON.stringify(this.options.optimizer),
+        schedule: JSON.stringify(this.options.schedule ?? null),
+      },
+      { checksum: true },
+    );
   }
 
   /**
@@ -531,14 +615,21 @@ export class Trainer {
   load(path: string): Record<string, string> {
     const remedy = `Delete the run folder (or ${dirname(path)}) and start the run anew without --resume`;
     const { tensors, metadata } = loadSafetensors(path, { requireChecksum: true, remedy });
-    if (metadata.format !== 'kd-checkpoint') throw new DamagedFileError(path, `not a kd checkpoint (format ${metadata.format ?? 'missing'})`, remedy);
-    const changed = (what: string) => new OptionError(`${path}: ${what}. Resume with the options the run was started with, or start a new run in another folder`);
-    if (metadata.optimizer !== JSON.stringify(this.options.optimizer)) throw changed(`saved with optimizer ${metadata.optimizer}, this run asks for ${JSON.stringify(this.options.optimizer)}`);
-    if (metadata.schedule !== JSON.stringify(this.options.schedule ?? null)) throw changed(`saved with learning-rate schedule ${metadata.schedule}, this run asks for ${JSON.stringify(this.options.schedule ?? null)}`);
+    if (metadata.format !== 'kd-checkpoint')
+      throw new DamagedFileError(path, `not a kd checkpoint (format ${metadata.format ?? 'missing'})`, remedy);
+    const changed = (what: string) =>
+      new OptionError(`${path}: ${what}. Resume with the options the run was started with, or start a new run in another folder`);
+    if (metadata.optimizer !== JSON.stringify(this.options.optimizer))
+      throw changed(`saved with optimizer ${metadata.optimizer}, this run asks for ${JSON.stringify(this.options.optimizer)}`);
+    if (metadata.schedule !== JSON.stringify(this.options.schedule ?? null))
+      throw changed(
+        `saved with learning-rate schedule ${metadata.schedule}, this run asks for ${JSON.stringify(this.options.schedule ?? null)}`,
+      );
     const take = (key: string, into: FloatArray) => {
       const t = tensors.get(key);
       if (!t) throw changed(`the checkpoint has no tensor '${key}': it was saved from another model`);
-      if (t.data.length !== into.length || t.dtype !== this.built.dtype) throw changed(`tensor '${key}' has ${t.data.length} ${t.dtype} values, this model has ${into.length} ${this.built.dtype}`);
+      if (t.data.length !== into.length || t.dtype !== this.built.dtype)
+        throw changed(`tensor '${key}' has ${t.data.length} ${t.dtype} values, this model has ${into.length} ${this.built.dtype}`);
       into.set(t.data as FloatArray);
     };
     for (const spec of this.store.specs) take(`param/${spec.name}`, this.store.get(spec.name));
@@ -571,12 +662,19 @@ function zerosOf(dtype: FloatDType, n: number): FloatArray {
 }
 
 /** Builds the inference subgraph of `model` with `store`'s values baked in. */
-export function exportModel(model: ModelDefinition, store: ParameterStore, opts: { outputs?: readonly string[]; metadata?: Record<string, string>; rename?: Record<string, string> } = {}): Uint8Array {
+export function exportModel(
+  model: ModelDefinition,
+  store: ParameterStore,
+  opts: { outputs?: readonly string[]; metadata?: Record<string, string>; rename?: Record<string, string> } = {},
+): Uint8Array {
   const g = new Graph('model');
   const ctx = new ModelContext(g, store.dtype, 'export', store);
   const outs = model.forward(ctx, declareInputs(g, model.inputs));
   const names = opts.outputs ?? Object.keys(outs);
-  for (const n of names) if (!outs[n]) throw new Error(`exportModel: the model has no output '${n}'. Known: ${Object.keys(outs).join(', ')}`);
-  return g.serialize({ outputs: names.map((name) => ({ name: opts.rename?.[name] ?? name, value: outs[name]! })), ...(opts.metadata ? { metadata: opts.metadata } : {}) });
+  for (const n of names)
+    if (!outs[n]) throw new Error(`exportModel: the model has no output '${n}'. Known: ${Object.keys(outs).join(', ')}`);
+  return g.serialize({
+    outputs: names.map((name) => ({ name: opts.rename?.[name] ?? name, value: outs[name]! })),
+    ...(opts.metadata ? { metadata: opts.metadata } : {}),
+  });
 }
-

@@ -9,7 +9,7 @@ export function softmaxRows(logits: ArrayLike<number>, n: number, classes: numbe
     let max = -Infinity;
     for (let c = 0; c < classes; c++) max = Math.max(max, logits[i * classes + c]!);
     let s = 0;
-    for (let c = 0; c < classes; c++) s += (p[i * classes + c] = Math.exp(logits[i * classes + c]! - max));
+    for (let c = 0; c < classes; c++) s += p[i * classes + c] = Math.exp(logits[i * classes + c]! - max);
     for (let c = 0; c < classes; c++) p[i * classes + c]! /= s;
   }
   return p;
@@ -24,9 +24,20 @@ export interface ReliabilityBin {
 }
 
 /** Expected calibration error over equal-width confidence bins, and the bins themselves. */
-export function calibration(probs: Float64Array, labels: ArrayLike<number>, classes: number, bins = 15): { ece: number; nll: number; bins: ReliabilityBin[]; histogram: number[] } {
+export function calibration(
+  probs: Float64Array,
+  labels: ArrayLike<number>,
+  classes: number,
+  bins = 15,
+): { ece: number; nll: number; bins: ReliabilityBin[]; histogram: number[] } {
   const n = labels.length;
-  const b: ReliabilityBin[] = Array.from({ length: bins }, (_, k) => ({ low: k / bins, high: (k + 1) / bins, count: 0, confidence: 0, accuracy: 0 }));
+  const b: ReliabilityBin[] = Array.from({ length: bins }, (_, k) => ({
+    low: k / bins,
+    high: (k + 1) / bins,
+    count: 0,
+    confidence: 0,
+    accuracy: 0,
+  }));
   let nll = 0;
   for (let i = 0; i < n; i++) {
     const k = argmaxRow(probs, i * classes, classes);
@@ -66,7 +77,7 @@ const logit = (p: number) => {
 function ols(u: Float64Array, v: Float64Array, idx: ArrayLike<number>): { a: number; c: number } {
   let su = 0;
   let sv = 0;
-  for (let k = 0; k < idx.length; k++) (su += u[idx[k]!]!), (sv += v[idx[k]!]!);
+  for (let k = 0; k < idx.length; k++) ((su += u[idx[k]!]!), (sv += v[idx[k]!]!));
   const mu = su / idx.length;
   const mv = sv / idx.length;
   let cov = 0;
@@ -81,7 +92,14 @@ function ols(u: Float64Array, v: Float64Array, idx: ArrayLike<number>): { a: num
 }
 
 /** The student–teacher deviation diagnostic on the teacher's top class, with a bootstrap 95% interval. */
-export function deviationSlope(teacherProbs: Float64Array, studentProbs: Float64Array, n: number, classes: number, seed = 13, resamples = 1000): DeviationFit {
+export function deviationSlope(
+  teacherProbs: Float64Array,
+  studentProbs: Float64Array,
+  n: number,
+  classes: number,
+  seed = 13,
+  resamples = 1000,
+): DeviationFit {
   const u = new Float64Array(n);
   const v = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -105,7 +123,12 @@ export function deviationSlope(teacherProbs: Float64Array, studentProbs: Float64
   const binned: DeviationFit['binned'] = [];
   for (let b = 0; b < 10; b++) {
     const part = order.slice(Math.floor((b * n) / 10), Math.floor(((b + 1) * n) / 10));
-    if (part.length) binned.push({ u: part.reduce((s, i) => s + u[i]!, 0) / part.length, v: part.reduce((s, i) => s + v[i]!, 0) / part.length, count: part.length });
+    if (part.length)
+      binned.push({
+        u: part.reduce((s, i) => s + u[i]!, 0) / part.length,
+        v: part.reduce((s, i) => s + v[i]!, 0) / part.length,
+        count: part.length,
+      });
   }
   return { slope: a, intercept: c, slopeCi95: [q(0.025), q(0.975)], n, binned };
 }
@@ -115,27 +138,35 @@ export function deviationSlope(teacherProbs: Float64Array, studentProbs: Float64
  * L = (1−λ)CE + λ·KL at τ = 1: g_i = (p_s − y) − λ(p_t − y) (METHODS.md §4), and the
  * variance-minimizing λ* = E⟨p_s − y, p_t − y⟩ / E‖p_t − y‖².
  */
-export function gradientVariance(studentProbs: Float64Array, teacherProbs: Float64Array, labels: ArrayLike<number>, classes: number, lambdas: number[]): { lambdaStar: number; variance: Record<string, number> } {
+export function gradientVariance(
+  studentProbs: Float64Array,
+  teacherProbs: Float64Array,
+  labels: ArrayLike<number>,
+  classes: number,
+  lambdas: number[],
+): { lambdaStar: number; variance: Record<string, number> } {
   const n = labels.length;
   let dot = 0;
   let tt = 0;
-  for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) {
-    const y = labels[i] === c ? 1 : 0;
-    const gs = studentProbs[i * classes + c]! - y;
-    const gt = teacherProbs[i * classes + c]! - y;
-    dot += gs * gt;
-    tt += gt * gt;
-  }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < classes; c++) {
+      const y = labels[i] === c ? 1 : 0;
+      const gs = studentProbs[i * classes + c]! - y;
+      const gt = teacherProbs[i * classes + c]! - y;
+      dot += gs * gt;
+      tt += gt * gt;
+    }
   const lambdaStar = tt > 0 ? dot / tt : 0;
   const variance: Record<string, number> = {};
   for (const lambda of [...lambdas, lambdaStar]) {
     const mean = new Float64Array(classes);
     const g = new Float64Array(n * classes);
-    for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) {
-      const y = labels[i] === c ? 1 : 0;
-      g[i * classes + c] = studentProbs[i * classes + c]! - y - lambda * (teacherProbs[i * classes + c]! - y);
-      mean[c]! += g[i * classes + c]! / n;
-    }
+    for (let i = 0; i < n; i++)
+      for (let c = 0; c < classes; c++) {
+        const y = labels[i] === c ? 1 : 0;
+        g[i * classes + c] = studentProbs[i * classes + c]! - y - lambda * (teacherProbs[i * classes + c]! - y);
+        mean[c]! += g[i * classes + c]! / n;
+      }
     let v = 0;
     for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) v += (g[i * classes + c]! - mean[c]!) ** 2;
     variance[lambda === lambdaStar && !lambdas.includes(lambda) ? 'lambdaStar' : String(lambda)] = v / n;

@@ -48,10 +48,24 @@ interface Classifier {
 async function loadClassifier(dir: string, placement: { device?: Device; allowFallback?: boolean }): Promise<Classifier> {
   if (existsSync(join(dir, 'kd-student.json'))) {
     const s = await Student.load(dir, placement);
-    return { kind: `student:${s.card.kind}`, labels: s.labels, onnxPath: join(dir, 'onnx', 'model.onnx'), device: s.device, logits: (t) => s.logits(t), dispose: () => s.dispose() };
+    return {
+      kind: `student:${s.card.kind}`,
+      labels: s.labels,
+      onnxPath: join(dir, 'onnx', 'model.onnx'),
+      device: s.device,
+      logits: (t) => s.logits(t),
+      dispose: () => s.dispose(),
+    };
   }
   const t = await Teacher.load(dir, { ...placement, warn: () => undefined });
-  return { kind: `teacher:${t.config.modelType}`, labels: t.labels, onnxPath: t.modelFile, device: t.device, logits: async (texts) => (await t.predict(texts)).logits, dispose: () => t.dispose() };
+  return {
+    kind: `teacher:${t.config.modelType}`,
+    labels: t.labels,
+    onnxPath: t.modelFile,
+    device: t.device,
+    logits: async (texts) => (await t.predict(texts)).logits,
+    dispose: () => t.dispose(),
+  };
 }
 
 function parameterCount(onnxPath: string): number {
@@ -59,7 +73,17 @@ function parameterCount(onnxPath: string): number {
   return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
 }
 
-export async function evaluateModel(o: { model: string; data: string[]; read: ReadOptions & { classes: ClassCount }; cache?: string; verifyCache?: boolean; device?: Device; allowFallback?: boolean; limit?: number; seed?: number }): Promise<EvalReport> {
+export async function evaluateModel(o: {
+  model: string;
+  data: string[];
+  read: ReadOptions & { classes: ClassCount };
+  cache?: string;
+  verifyCache?: boolean;
+  device?: Device;
+  allowFallback?: boolean;
+  limit?: number;
+  seed?: number;
+}): Promise<EvalReport> {
   const examples: Example[] = [];
   for await (const ex of new DatasetReader(o.data, { ...o.read, progress: false })) {
     examples.push(ex);
@@ -67,7 +91,10 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
   }
   const labels = [...LABEL_NAMES[o.read.classes]];
   const C = labels.length;
-  const clf = await loadClassifier(o.model, { ...(o.device ? { device: o.device } : {}), ...(o.allowFallback ? { allowFallback: true } : {}) });
+  const clf = await loadClassifier(o.model, {
+    ...(o.device ? { device: o.device } : {}),
+    ...(o.allowFallback ? { allowFallback: true } : {}),
+  });
   try {
     const lower = clf.labels.map((l) => l.toLowerCase());
     const map = labels.map((l, i) => (lower.includes(l) ? lower.indexOf(l) : i));
@@ -97,10 +124,16 @@ export async function evaluateModel(o: { model: string; data: string[]; read: Re
         cache.assertClasses(labels);
         const { ids, textHashes } = cache.keys();
         const rowOf = new Map(ids.map((id, r) => [id, r] as const));
-        const present = examples.map((e, i) => ({ i, r: rowOf.get(e.id) })).filter((x) => x.r !== undefined && textHashes[x.r] === examples[x.i]!.textHash) as { i: number; r: number }[];
+        const present = examples
+          .map((e, i) => ({ i, r: rowOf.get(e.id) }))
+          .filter((x) => x.r !== undefined && textHashes[x.r] === examples[x.i]!.textHash) as { i: number; r: number }[];
         if (present.length === 0) throw new ConfigError(`none of the ${examples.length} rows is in the cache ${o.cache}`);
         const t = cache.read(Int32Array.from(present, (x) => x.r));
-        cache.assertLabels(present.map((x) => examples[x.i]!), t.labels, labels);
+        cache.assertLabels(
+          present.map((x) => examples[x.i]!),
+          t.labels,
+          labels,
+        );
         const tp = softmaxRows(t.logits, present.length, C);
         const sp = new Float64Array(present.length * C);
         present.forEach((x, k) => sp.set(probs.subarray(x.i * C, (x.i + 1) * C), k * C));

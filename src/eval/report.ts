@@ -60,7 +60,9 @@ export function loadRun(dir: string): ReportRun {
   const summary = readJson<Summary>(join(dir, 'summary.json'));
   if (!summary) throw new ConfigError(`${dir}: no summary.json (a run folder of kd train)`);
   const meta = readJson<{ dataset?: string; label?: string; kind?: ReportRun['kind'] }>(join(dir, 'run.json')) ?? {};
-  const seedDirs = readdirSync(dir).filter((d) => d.startsWith('seed-')).sort();
+  const seedDirs = readdirSync(dir)
+    .filter((d) => d.startsWith('seed-'))
+    .sort();
   const config = seedDirs.length ? readJson<{ cache?: { data?: { path: string }[] } }>(join(dir, seedDirs[0]!, 'config.json')) : null;
   const curves = seedDirs.map((d) => {
     const path = join(dir, d, 'training', 'metrics.jsonl');
@@ -89,7 +91,8 @@ export function loadRun(dir: string): ReportRun {
   };
 }
 
-const pct = (x: number | null | undefined, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(digits));
+const pct = (x: number | null | undefined, digits = 2) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(digits);
 
 function cell(key: string, value: number | null | undefined, text?: string): string {
   return `<td data-key="${escapeXml(key)}" data-value="${value ?? ''}">${text ?? pct(value)}</td>`;
@@ -111,24 +114,37 @@ function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
  * `kdStart` is the f = 0 point of its sweep.
  */
 function sweeps(runs: ReportRun[], param: string): { key: string; runs: ReportRun[] }[] {
-  const withDefault = runs.map((r) => (param === 'kdStart' && r.options.kdStart === undefined && r.loss !== 'ce' ? { ...r, options: { ...r.options, kdStart: 0 } } : r));
+  const withDefault = runs.map((r) =>
+    param === 'kdStart' && r.options.kdStart === undefined && r.loss !== 'ce' ? { ...r, options: { ...r.options, kdStart: 0 } } : r,
+  );
   const groups = groupBy(
     withDefault.filter((r) => r.options[param] !== undefined),
-    (r) => `${r.dataset}|${r.student}|${r.loss}|${JSON.stringify(Object.fromEntries(Object.entries(r.options).filter(([k]) => k !== param)))}`,
+    (r) =>
+      `${r.dataset}|${r.student}|${r.loss}|${JSON.stringify(Object.fromEntries(Object.entries(r.options).filter(([k]) => k !== param)))}`,
   );
-  return [...groups.entries()].filter(([, rs]) => new Set(rs.map((r) => String(r.options[param]))).size >= 2).map(([key, rs]) => ({ key, runs: rs.sort((a, b) => Number(a.options[param]) - Number(b.options[param])) }));
+  return [...groups.entries()]
+    .filter(([, rs]) => new Set(rs.map((r) => String(r.options[param]))).size >= 2)
+    .map(([key, rs]) => ({ key, runs: rs.sort((a, b) => Number(a.options[param]) - Number(b.options[param])) }));
 }
 
 /** The comparison table in Markdown (for READMEs and notes). */
 export function buildMarkdownTable(runs: ReportRun[], contexts: ReportContext[]): string {
-  const lines = ['| dataset | student | method | test accuracy % (mean ± std) | 95% CI of the mean | dev % | seeds |', '|---|---|---|---|---|---|---|'];
+  const lines = [
+    '| dataset | student | method | test accuracy % (mean ± std) | 95% CI of the mean | dev % | seeds |',
+    '|---|---|---|---|---|---|---|',
+  ];
   const datasets = [...new Set([...contexts.map((c) => c.dataset), ...runs.map((r) => r.dataset)])];
   for (const ds of datasets) {
     const t = contexts.find((c) => c.dataset === ds)?.teacher?.eval;
-    if (t) lines.push(`| ${ds} | teacher | ${basename(contexts.find((c) => c.dataset === ds)!.teacher!.dir)} | ${pct(t.accuracy)} | ${pct(t.interval95.low)}–${pct(t.interval95.high)} (Wilson) | ${pct(contexts.find((c) => c.dataset === ds)!.teacher!.devAccuracy)} | – |`);
+    if (t)
+      lines.push(
+        `| ${ds} | teacher | ${basename(contexts.find((c) => c.dataset === ds)!.teacher!.dir)} | ${pct(t.accuracy)} | ${pct(t.interval95.low)}–${pct(t.interval95.high)} (Wilson) | ${pct(contexts.find((c) => c.dataset === ds)!.teacher!.devAccuracy)} | – |`,
+      );
     for (const r of runs.filter((x) => x.dataset === ds)) {
       const test = r.summary.summary.test;
-      lines.push(`| ${ds} | ${r.student} | ${r.label} | ${test ? `${pct(test.mean)} ± ${pct(test.std)}` : '–'} | ${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'} | ${pct(r.summary.summary.dev.mean)} | ${r.summary.summary.seeds.length} |`);
+      lines.push(
+        `| ${ds} | ${r.student} | ${r.label} | ${test ? `${pct(test.mean)} ± ${pct(test.std)}` : '–'} | ${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'} | ${pct(r.summary.summary.dev.mean)} | ${r.summary.summary.seeds.length} |`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;
@@ -145,10 +161,14 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
     const ctx = contexts.find((c) => c.dataset === ds);
     if (ctx?.teacher?.eval) {
       const t = ctx.teacher.eval;
-      rows.push(`<tr class="teacher"><td>${escapeXml(ds)}</td><td>teacher</td><td>${escapeXml(basename(ctx.teacher.dir))}</td>${cell(`${ds}|teacher|test-mean`, t.accuracy)}<td>–</td><td>${pct(t.interval95.low)}–${pct(t.interval95.high)}</td>${cell(`${ds}|teacher|dev-mean`, ctx.teacher.devAccuracy ?? null)}<td>1</td></tr>`);
+      rows.push(
+        `<tr class="teacher"><td>${escapeXml(ds)}</td><td>teacher</td><td>${escapeXml(basename(ctx.teacher.dir))}</td>${cell(`${ds}|teacher|test-mean`, t.accuracy)}<td>–</td><td>${pct(t.interval95.low)}–${pct(t.interval95.high)}</td>${cell(`${ds}|teacher|dev-mean`, ctx.teacher.devAccuracy ?? null)}<td>1</td></tr>`,
+      );
     }
     for (const b of ctx?.baselines ?? []) {
-      rows.push(`<tr class="baseline"><td>${escapeXml(ds)}</td><td>baseline</td><td>${escapeXml(b.name)}</td>${cell(`${ds}|baseline|${b.name}|test-mean`, b.accuracy)}<td>–</td><td>${b.interval95 ? `${pct(b.interval95[0])}–${pct(b.interval95[1])}` : '–'}</td><td>–</td><td>${escapeXml(b.note ?? '')}</td></tr>`);
+      rows.push(
+        `<tr class="baseline"><td>${escapeXml(ds)}</td><td>baseline</td><td>${escapeXml(b.name)}</td>${cell(`${ds}|baseline|${b.name}|test-mean`, b.accuracy)}<td>–</td><td>${b.interval95 ? `${pct(b.interval95[0])}–${pct(b.interval95[1])}` : '–'}</td><td>–</td><td>${escapeXml(b.note ?? '')}</td></tr>`,
+      );
     }
     for (const r of runs.filter((x) => x.dataset === ds)) {
       const s = score(r);
@@ -190,10 +210,25 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
 
   // 3. Late switch and sweeps.
   const sweepSections: string[] = [];
-  for (const [param, name] of [['kdStart', 'late switch (fraction trained with CE first)'], ['lambda', 'λ'], ['tau', 'τ'], ['subclasses', 'S (LELP subclasses)']] as const) {
+  for (const [param, name] of [
+    ['kdStart', 'late switch (fraction trained with CE first)'],
+    ['lambda', 'λ'],
+    ['tau', 'τ'],
+    ['subclasses', 'S (LELP subclasses)'],
+  ] as const) {
     for (const sw of sweeps(runs, param)) {
       const first = sw.runs[0]!;
-      const series: Series[] = [{ name: `${first.dataset}/${first.student}/${first.loss}`, points: sw.runs.map((r) => ({ x: Number(r.options[param]), y: score(r).mean, lo: score(r).mean - score(r).std, hi: score(r).mean + score(r).std })) }];
+      const series: Series[] = [
+        {
+          name: `${first.dataset}/${first.student}/${first.loss}`,
+          points: sw.runs.map((r) => ({
+            x: Number(r.options[param]),
+            y: score(r).mean,
+            lo: score(r).mean - score(r).std,
+            hi: score(r).mean + score(r).std,
+          })),
+        },
+      ];
       let extra = '';
       if (param === 'kdStart') {
         const ce = runs.find((r) => r.dataset === first.dataset && r.student === first.student && r.loss === 'ce');
@@ -208,7 +243,9 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
             .join('')}</tbody></table>`;
         }
       }
-      sweepSections.push(`<h3>${escapeXml(name)}: ${escapeXml(series[0]!.name)}</h3>${lineChart(`sweep-${param}-${sw.key}`, `${name} sweep`, series, param, 'accuracy')}${extra}`);
+      sweepSections.push(
+        `<h3>${escapeXml(name)}: ${escapeXml(series[0]!.name)}</h3>${lineChart(`sweep-${param}-${sw.key}`, `${name} sweep`, series, param, 'accuracy')}${extra}`,
+      );
     }
   }
   if (sweepSections.length) sections.push(`<section id="sweeps"><h2>Late switch and sweeps</h2>${sweepSections.join('')}</section>`);
@@ -216,7 +253,9 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
   // 4. Learning curves (first seed of each run), per dataset and student.
   const curvePlots: string[] = [];
   for (const [key, rs] of groupBy(main, (r) => `${r.dataset}|${r.student}`)) {
-    const series = rs.map((r) => ({ name: r.label, points: (r.curves[0]?.points ?? []).map((p) => ({ x: p.step, y: p.dev })) })).filter((s) => s.points.length);
+    const series = rs
+      .map((r) => ({ name: r.label, points: (r.curves[0]?.points ?? []).map((p) => ({ x: p.step, y: p.dev })) }))
+      .filter((s) => s.points.length);
     if (series.length) curvePlots.push(lineChart(`curves-${key}`, `${key}: dev accuracy while training`, series, 'step', 'dev accuracy'));
   }
   if (curvePlots.length) sections.push(`<section id="curves"><h2>Learning curves</h2>${curvePlots.join('')}</section>`);
@@ -226,23 +265,64 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
   if (evaluated.length) {
     const calPlots: string[] = [];
     for (const [key, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
-      calPlots.push(lineChart(`reliability-${key}`, `${key}: reliability`, rs.map((r) => ({ name: r.label, points: r.eval!.reliability.filter((b) => b.count > 0).map((b) => ({ x: b.confidence, y: b.accuracy })) })), 'confidence', 'accuracy', { diagonal: true }));
+      calPlots.push(
+        lineChart(
+          `reliability-${key}`,
+          `${key}: reliability`,
+          rs.map((r) => ({
+            name: r.label,
+            points: r.eval!.reliability.filter((b) => b.count > 0).map((b) => ({ x: b.confidence, y: b.accuracy })),
+          })),
+          'confidence',
+          'accuracy',
+          { diagonal: true },
+        ),
+      );
       const first = rs[0]!.eval!;
       const bins = first.confidenceHistogram.map((_, i) => `${(i / first.confidenceHistogram.length).toFixed(2)}`);
       const hist: { name: string; values: (number | null)[]; errors: (number | null)[] }[] = [];
-      if (first.teacher) hist.push({ name: 'teacher', values: first.teacher.confidenceHistogram.map((c) => c / first.n), errors: first.teacher.confidenceHistogram.map(() => null) });
-      for (const r of rs) hist.push({ name: r.label, values: r.eval!.confidenceHistogram.map((c) => c / r.eval!.n), errors: r.eval!.confidenceHistogram.map(() => null) });
-      calPlots.push(barChart(`confidence-${key}`, `${key}: confidence histograms`, bins, hist, 'share of examples', [0, Math.max(...hist.flatMap((h) => h.values as number[])) * 1.05]));
+      if (first.teacher)
+        hist.push({
+          name: 'teacher',
+          values: first.teacher.confidenceHistogram.map((c) => c / first.n),
+          errors: first.teacher.confidenceHistogram.map(() => null),
+        });
+      for (const r of rs)
+        hist.push({
+          name: r.label,
+          values: r.eval!.confidenceHistogram.map((c) => c / r.eval!.n),
+          errors: r.eval!.confidenceHistogram.map(() => null),
+        });
+      calPlots.push(
+        barChart(`confidence-${key}`, `${key}: confidence histograms`, bins, hist, 'share of examples', [
+          0,
+          Math.max(...hist.flatMap((h) => h.values as number[])) * 1.05,
+        ]),
+      );
     }
-    const calTable = evaluated.map((r) => `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${r.dataset}|${r.student}|${r.label}|eval-accuracy`, r.eval!.accuracy)}<td>${r.eval!.nll.toFixed(4)}</td><td data-value="${r.eval!.ece}">${r.eval!.ece.toFixed(4)}</td><td>${r.eval!.macroF1.toFixed(4)}</td><td>${r.eval!.teacher ? pct(r.eval!.teacher.agreement) : '–'}</td></tr>`);
-    sections.push(`<section id="calibration"><h2>Calibration and agreement</h2><table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>accuracy %</th><th>NLL</th><th>ECE</th><th>macro-F1</th><th>agreement with teacher %</th></tr></thead><tbody>${calTable.join('')}</tbody></table>${calPlots.join('')}</section>`);
+    const calTable = evaluated.map(
+      (r) =>
+        `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${r.dataset}|${r.student}|${r.label}|eval-accuracy`, r.eval!.accuracy)}<td>${r.eval!.nll.toFixed(4)}</td><td data-value="${r.eval!.ece}">${r.eval!.ece.toFixed(4)}</td><td>${r.eval!.macroF1.toFixed(4)}</td><td>${r.eval!.teacher ? pct(r.eval!.teacher.agreement) : '–'}</td></tr>`,
+    );
+    sections.push(
+      `<section id="calibration"><h2>Calibration and agreement</h2><table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>accuracy %</th><th>NLL</th><th>ECE</th><th>macro-F1</th><th>agreement with teacher %</th></tr></thead><tbody>${calTable.join('')}</tbody></table>${calPlots.join('')}</section>`,
+    );
 
     // 6. Deviation diagnostic and gradient variance.
     const dev = evaluated.filter((r) => r.eval!.teacher);
     if (dev.length) {
       const devPlots: string[] = [];
       for (const [key, rs] of groupBy(dev, (r) => `${r.dataset}|${r.student}`)) {
-        devPlots.push(lineChart(`deviation-${key}`, `${key}: logit of the student vs the teacher on the teacher's top class (binned means)`, rs.map((r) => ({ name: r.label, points: r.eval!.teacher!.deviation.binned.map((b) => ({ x: b.u, y: b.v })) })), 'logit p_teacher(k)', 'logit p_student(k)', { diagonal: true }));
+        devPlots.push(
+          lineChart(
+            `deviation-${key}`,
+            `${key}: logit of the student vs the teacher on the teacher's top class (binned means)`,
+            rs.map((r) => ({ name: r.label, points: r.eval!.teacher!.deviation.binned.map((b) => ({ x: b.u, y: b.v })) })),
+            'logit p_teacher(k)',
+            'logit p_student(k)',
+            { diagonal: true },
+          ),
+        );
       }
       const devRows = dev.map((r) => {
         const d = r.eval!.teacher!.deviation;
@@ -258,13 +338,20 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
     const sizeRows: string[] = [];
     for (const ctx of contexts) {
       const t = ctx.teacher?.eval;
-      if (t) sizeRows.push(`<tr><td>${escapeXml(ctx.dataset)}</td><td>teacher</td><td>${t.size.parameters.toLocaleString('en-US')}</td><td>${(t.size.onnxBytes / 1e6).toFixed(1)}</td><td>${t.latency.batch1MsMedian.toFixed(2)}</td><td>${t.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`);
+      if (t)
+        sizeRows.push(
+          `<tr><td>${escapeXml(ctx.dataset)}</td><td>teacher</td><td>${t.size.parameters.toLocaleString('en-US')}</td><td>${(t.size.onnxBytes / 1e6).toFixed(1)}</td><td>${t.latency.batch1MsMedian.toFixed(2)}</td><td>${t.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
+        );
     }
     for (const [, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
       const r = rs[0]!;
-      sizeRows.push(`<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)} student</td><td data-value="${r.eval!.size.parameters}">${r.eval!.size.parameters.toLocaleString('en-US')}</td><td>${(r.eval!.size.onnxBytes / 1e6).toFixed(1)}</td><td>${r.eval!.latency.batch1MsMedian.toFixed(2)}</td><td>${r.eval!.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`);
+      sizeRows.push(
+        `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)} student</td><td data-value="${r.eval!.size.parameters}">${r.eval!.size.parameters.toLocaleString('en-US')}</td><td>${(r.eval!.size.onnxBytes / 1e6).toFixed(1)}</td><td>${r.eval!.latency.batch1MsMedian.toFixed(2)}</td><td>${r.eval!.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
+      );
     }
-    sections.push(`<section id="size"><h2>Teacher and student size and speed</h2><table><thead><tr><th>dataset</th><th>model</th><th>parameters</th><th>ONNX MB</th><th>ms/example, batch 1</th><th>texts/s, batched</th></tr></thead><tbody>${sizeRows.join('')}</tbody></table></section>`);
+    sections.push(
+      `<section id="size"><h2>Teacher and student size and speed</h2><table><thead><tr><th>dataset</th><th>model</th><th>parameters</th><th>ONNX MB</th><th>ms/example, batch 1</th><th>texts/s, batched</th></tr></thead><tbody>${sizeRows.join('')}</tbody></table></section>`,
+    );
   }
 
   // 8. Caveats.

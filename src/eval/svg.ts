@@ -34,20 +34,31 @@ function ticks(min: number, max: number, count = 5): number[] {
   return out;
 }
 
-function frame(f: Frame, xLabel: string, yLabel: string, xTicks?: { v: number; label: string }[]): { sx: (x: number) => number; sy: (y: number) => number; axes: string } {
+function frame(
+  f: Frame,
+  xLabel: string,
+  yLabel: string,
+  xTicks?: { v: number; label: string }[],
+): { sx: (x: number) => number; sy: (y: number) => number; axes: string } {
   const sx = (x: number) => f.left + ((x - f.xmin) / (f.xmax - f.xmin || 1)) * (f.width - f.left - f.right);
   const sy = (y: number) => f.height - f.bottom - ((y - f.ymin) / (f.ymax - f.ymin || 1)) * (f.height - f.top - f.bottom);
   const parts: string[] = [];
   parts.push(`<line x1="${f.left}" y1="${f.height - f.bottom}" x2="${f.width - f.right}" y2="${f.height - f.bottom}" stroke="#333"/>`);
   parts.push(`<line x1="${f.left}" y1="${f.top}" x2="${f.left}" y2="${f.height - f.bottom}" stroke="#333"/>`);
   for (const t of ticks(f.ymin, f.ymax)) {
-    parts.push(`<line x1="${f.left - 4}" y1="${sy(t)}" x2="${f.width - f.right}" y2="${sy(t)}" stroke="#ddd"/><text x="${f.left - 6}" y="${sy(t) + 4}" text-anchor="end" font-size="11">${t}</text>`);
+    parts.push(
+      `<line x1="${f.left - 4}" y1="${sy(t)}" x2="${f.width - f.right}" y2="${sy(t)}" stroke="#ddd"/><text x="${f.left - 6}" y="${sy(t) + 4}" text-anchor="end" font-size="11">${t}</text>`,
+    );
   }
   for (const t of xTicks ?? ticks(f.xmin, f.xmax).map((v) => ({ v, label: String(v) }))) {
     parts.push(`<text x="${sx(t.v)}" y="${f.height - f.bottom + 15}" text-anchor="middle" font-size="11">${escapeXml(t.label)}</text>`);
   }
-  parts.push(`<text x="${(f.left + f.width - f.right) / 2}" y="${f.height - 4}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`);
-  parts.push(`<text transform="translate(12 ${(f.top + f.height - f.bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeXml(yLabel)}</text>`);
+  parts.push(
+    `<text x="${(f.left + f.width - f.right) / 2}" y="${f.height - 4}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`,
+  );
+  parts.push(
+    `<text transform="translate(12 ${(f.top + f.height - f.bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeXml(yLabel)}</text>`,
+  );
   return { sx, sy, axes: parts.join('') };
 }
 
@@ -56,18 +67,38 @@ function svg(name: string, title: string, width: number, height: number, body: s
 }
 
 function legend(names: string[], x: number, y: number): string {
-  return names.map((n, i) => `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 14}" y="${y + i * 16}" font-size="11">${escapeXml(n)}</text>`).join('');
+  return names
+    .map(
+      (n, i) =>
+        `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 14}" y="${y + i * 16}" font-size="11">${escapeXml(n)}</text>`,
+    )
+    .join('');
 }
 
 /** Grouped bars with error bars: groups along x, one bar per series. */
-export function barChart(name: string, title: string, groups: string[], series: { name: string; values: (number | null)[]; errors: (number | null)[] }[], yLabel: string, yRange?: [number, number]): string {
+export function barChart(
+  name: string,
+  title: string,
+  groups: string[],
+  series: { name: string; values: (number | null)[]; errors: (number | null)[] }[],
+  yLabel: string,
+  yRange?: [number, number],
+): string {
   const width = 760;
   const height = 320;
-  const all = series.flatMap((s) => s.values.map((v, i) => [v, s.errors[i]] as const)).filter(([v]) => v !== null) as [number, number | null][];
+  const all = series.flatMap((s) => s.values.map((v, i) => [v, s.errors[i]] as const)).filter(([v]) => v !== null) as [
+    number,
+    number | null,
+  ][];
   const ymin = yRange?.[0] ?? Math.max(0, Math.min(...all.map(([v, e]) => v - (e ?? 0))) - 0.02);
   const ymax = yRange?.[1] ?? Math.min(1, Math.max(...all.map(([v, e]) => v + (e ?? 0))) + 0.02);
   const f: Frame = { width, height, left: 55, right: 170, top: 20, bottom: 45, xmin: 0, xmax: groups.length, ymin, ymax };
-  const { sx, sy, axes } = frame(f, '', yLabel, groups.map((g, i) => ({ v: i + 0.5, label: g })));
+  const { sx, sy, axes } = frame(
+    f,
+    '',
+    yLabel,
+    groups.map((g, i) => ({ v: i + 0.5, label: g })),
+  );
   const bw = (sx(1) - sx(0)) / (series.length + 1);
   const bars: string[] = [];
   series.forEach((s, k) => {
@@ -75,16 +106,35 @@ export function barChart(name: string, title: string, groups: string[], series: 
       if (v === null) return;
       const x = sx(g) + bw * (k + 0.5);
       const y = sy(v);
-      bars.push(`<rect data-series="${escapeXml(s.name)}" data-group="${escapeXml(groups[g]!)}" data-value="${v}" x="${x}" y="${y}" width="${bw * 0.9}" height="${Math.max(0, sy(ymin) - y)}" fill="${PALETTE[k % PALETTE.length]}"/>`);
+      bars.push(
+        `<rect data-series="${escapeXml(s.name)}" data-group="${escapeXml(groups[g]!)}" data-value="${v}" x="${x}" y="${y}" width="${bw * 0.9}" height="${Math.max(0, sy(ymin) - y)}" fill="${PALETTE[k % PALETTE.length]}"/>`,
+      );
       const e = s.errors[g];
       if (e) bars.push(`<line x1="${x + bw * 0.45}" y1="${sy(v - e)}" x2="${x + bw * 0.45}" y2="${sy(v + e)}" stroke="#000"/>`);
     });
   });
-  return svg(name, title, width, height, `${axes}${bars.join('')}${legend(series.map((s) => s.name), width - f.right + 12, f.top + 10)}`);
+  return svg(
+    name,
+    title,
+    width,
+    height,
+    `${axes}${bars.join('')}${legend(
+      series.map((s) => s.name),
+      width - f.right + 12,
+      f.top + 10,
+    )}`,
+  );
 }
 
 /** Lines with optional error bars. */
-export function lineChart(name: string, title: string, series: Series[], xLabel: string, yLabel: string, opts: { diagonal?: boolean; yRange?: [number, number] } = {}): string {
+export function lineChart(
+  name: string,
+  title: string,
+  series: Series[],
+  xLabel: string,
+  yLabel: string,
+  opts: { diagonal?: boolean; yRange?: [number, number] } = {},
+): string {
   const width = 560;
   const height = 320;
   const pts = series.flatMap((s) => s.points);
@@ -102,15 +152,27 @@ export function lineChart(name: string, title: string, series: Series[], xLabel:
   const f: Frame = { width, height, left: 55, right: 150, top: 20, bottom: 45, xmin, xmax, ymin, ymax };
   const { sx, sy, axes } = frame(f, xLabel, yLabel);
   const parts: string[] = [];
-  if (opts.diagonal) parts.push(`<line x1="${sx(xmin)}" y1="${sy(xmin)}" x2="${sx(xmax)}" y2="${sy(xmax)}" stroke="#999" stroke-dasharray="4 3"/>`);
+  if (opts.diagonal)
+    parts.push(`<line x1="${sx(xmin)}" y1="${sy(xmin)}" x2="${sx(xmax)}" y2="${sy(xmax)}" stroke="#999" stroke-dasharray="4 3"/>`);
   series.forEach((s, k) => {
     const color = PALETTE[k % PALETTE.length];
     const d = s.points.map((p, i) => `${i ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
     parts.push(`<path data-series="${escapeXml(s.name)}" d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
     for (const p of s.points) {
       parts.push(`<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="3" fill="${color}" data-x="${p.x}" data-y="${p.y}"/>`);
-      if (p.lo !== undefined && p.hi !== undefined) parts.push(`<line x1="${sx(p.x)}" y1="${sy(p.lo)}" x2="${sx(p.x)}" y2="${sy(p.hi)}" stroke="${color}"/>`);
+      if (p.lo !== undefined && p.hi !== undefined)
+        parts.push(`<line x1="${sx(p.x)}" y1="${sy(p.lo)}" x2="${sx(p.x)}" y2="${sy(p.hi)}" stroke="${color}"/>`);
     }
   });
-  return svg(name, title, width, height, `${axes}${parts.join('')}${legend(series.map((s) => s.name), width - f.right + 12, f.top + 10)}`);
+  return svg(
+    name,
+    title,
+    width,
+    height,
+    `${axes}${parts.join('')}${legend(
+      series.map((s) => s.name),
+      width - f.right + 12,
+      f.top + 10,
+    )}`,
+  );
 }

@@ -48,7 +48,9 @@ interface StageMarker {
 export function changedSettings(before: unknown, after: unknown, at = ''): string[] {
   const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (isMap(before) && isMap(after)) {
-    return [...new Set([...Object.keys(before), ...Object.keys(after)])].flatMap((k) => changedSettings(before[k], after[k], at ? `${at}.${k}` : k));
+    return [...new Set([...Object.keys(before), ...Object.keys(after)])].flatMap((k) =>
+      changedSettings(before[k], after[k], at ? `${at}.${k}` : k),
+    );
   }
   return JSON.stringify(before) === JSON.stringify(after) ? [] : [at || 'all settings'];
 }
@@ -60,7 +62,14 @@ export function changedSettings(before: unknown, after: unknown, at = ''): strin
  * stage never mixes outputs of two settings. Returns the settings' key: downstream stages
  * include it in theirs, so redoing a stage redoes everything after it.
  */
-async function stage(dir: string, settings: unknown, log: (l: string) => void, name: string, work: () => Promise<unknown>, valid: () => boolean = () => true): Promise<string> {
+async function stage(
+  dir: string,
+  settings: unknown,
+  log: (l: string) => void,
+  name: string,
+  work: () => Promise<unknown>,
+  valid: () => boolean = () => true,
+): Promise<string> {
   const markerPath = join(dir, 'stage.json');
   const recorded: unknown = JSON.parse(JSON.stringify(settings));
   const key = hash(recorded);
@@ -72,12 +81,15 @@ async function stage(dir: string, settings: unknown, log: (l: string) => void, n
     }
     log(`${name}: resuming with the same settings (${dir})`);
   } else if (marker || (existsSync(dir) && readdirSync(dir).length > 0)) {
-    const what = marker ? `settings changed: ${changedSettings(marker.settings, recorded).slice(0, 8).join(', ')}` : `${dir} has no record of its settings`;
+    const what = marker
+      ? `settings changed: ${changedSettings(marker.settings, recorded).slice(0, 8).join(', ')}`
+      : `${dir} has no record of its settings`;
     log(`${name}: ${what} — starting ${name} anew (removing ${dir})`);
     rmSync(dir, { recursive: true, force: true });
   }
   mkdirSync(dir, { recursive: true });
-  const write = (extra: Record<string, unknown>) => writeFileAtomicSync(markerPath, `${JSON.stringify({ key, settings: recorded, ...extra, versions: runVersions() }, null, 2)}\n`);
+  const write = (extra: Record<string, unknown>) =>
+    writeFileAtomicSync(markerPath, `${JSON.stringify({ key, settings: recorded, ...extra, versions: runVersions() }, null, 2)}\n`);
   write({ state: 'running' });
   log(`${name}: running`);
   const t0 = Date.now();
@@ -89,7 +101,16 @@ async function stage(dir: string, settings: unknown, log: (l: string) => void, n
 /** SHA-256 over the files a teacher is (config, tokenizer, graph): a retrained or replaced teacher redoes the cache. */
 function teacherFingerprint(dir: string): Record<string, string> {
   const files = ['config.json', 'tokenizer.json', join('onnx', 'model.onnx')];
-  return Object.fromEntries(files.map((f) => [f, existsSync(join(dir, f)) ? createHash('sha256').update(readFileSync(join(dir, f))).digest('hex') : 'missing']));
+  return Object.fromEntries(
+    files.map((f) => [
+      f,
+      existsSync(join(dir, f))
+        ? createHash('sha256')
+            .update(readFileSync(join(dir, f)))
+            .digest('hex')
+        : 'missing',
+    ]),
+  );
 }
 
 /** Size and modification time of input files (as make does): a data file edited in place redoes what read it. */
@@ -115,15 +136,35 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const threads = o.threads ? { threads: o.threads } : {};
   // Stages remove their own folders when their settings change: only inside a folder kd distill made.
   if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
-    throw new ConfigError(`--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder`);
+    throw new ConfigError(
+      `--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder`,
+    );
   }
   mkdirSync(out, { recursive: true });
-  writeFileAtomicSync(join(out, 'recipe.resolved.json'), `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`);
+  writeFileAtomicSync(
+    join(out, 'recipe.resolved.json'),
+    `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`,
+  );
 
   // 1. Split.
   const splitDir = join(out, 'data');
   const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes, inputs: fileStamps(recipe.data.split.files) };
-  const splitKey = await stage(splitDir, splitSettings, log, 'split', () => splitDataset(recipe.data.split.files, { ...read, dev: recipe.data.split.dev, test: recipe.data.split.test, seed: recipe.data.split.seed, out: splitDir, ...(quick?.limit ? { limit: quick.limit } : {}) }), () => existsSync(join(splitDir, 'train.jsonl')));
+  const splitKey = await stage(
+    splitDir,
+    splitSettings,
+    log,
+    'split',
+    () =>
+      splitDataset(recipe.data.split.files, {
+        ...read,
+        dev: recipe.data.split.dev,
+        test: recipe.data.split.test,
+        seed: recipe.data.split.seed,
+        out: splitDir,
+        ...(quick?.limit ? { limit: quick.limit } : {}),
+      }),
+    () => existsSync(join(splitDir, 'train.jsonl')),
+  );
   const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
   const trainFiles = [join(splitDir, 'train.jsonl'), ...extra];
   const devFiles = [join(splitDir, 'dev.jsonl')];
@@ -136,7 +177,14 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     const preset = quick?.teacherPreset ?? recipe.teacher.preset!;
     const config = resolveTeacherConfig(preset, {});
     const teacherOut = teacherDir;
-    await stage(teacherDir, { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) }, log, 'teacher', () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }), () => existsSync(join(teacherOut, 'onnx', 'model.onnx')));
+    await stage(
+      teacherDir,
+      { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) },
+      log,
+      'teacher',
+      () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }),
+      () => existsSync(join(teacherOut, 'onnx', 'model.onnx')),
+    );
   }
   const teacher = teacherFingerprint(teacherDir);
 
@@ -144,7 +192,25 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const cacheDir = join(out, 'cache');
   const cacheFiles = [...new Set([...trainFiles, ...devFiles, ...testFiles])];
   const outsideFiles = cacheFiles.filter((f) => !f.startsWith(`${splitDir}/`));
-  const cacheKey = await stage(cacheDir, { teacherDir, teacher, split: splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: recipe.cache }, log, 'cache', () => buildCache({ teacher: teacherDir!, data: cacheFiles, read, out: cacheDir, dtype: recipe.cache.dtype, embedding: recipe.cache.embedding, ...placement, ...threads, log }), () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok);
+  const cacheKey = await stage(
+    cacheDir,
+    { teacherDir, teacher, split: splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: recipe.cache },
+    log,
+    'cache',
+    () =>
+      buildCache({
+        teacher: teacherDir!,
+        data: cacheFiles,
+        read,
+        out: cacheDir,
+        dtype: recipe.cache.dtype,
+        embedding: recipe.cache.embedding,
+        ...placement,
+        ...threads,
+        log,
+      }),
+    () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok,
+  );
 
   // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
@@ -163,7 +229,15 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       read,
       student: job.student,
       ngram: { dim: s.dim ?? 32, hidden: s.hidden ?? 0, ngrams: { buckets: s.buckets ?? 262144, maxN: 2, maxFeatures: 256 }, dropout: 0 },
-      transformer: { layers: s.layers ?? 1, hidden: s.hidden ?? 64, heads: s.heads ?? 2, intermediate: s.intermediate ?? 256, maxLength: s.maxLength ?? 128, vocabSize: s.vocabSize ?? 8192, dropout: 0.1 },
+      transformer: {
+        layers: s.layers ?? 1,
+        hidden: s.hidden ?? 64,
+        heads: s.heads ?? 2,
+        intermediate: s.intermediate ?? 256,
+        maxLength: s.maxLength ?? 128,
+        vocabSize: s.vocabSize ?? 8192,
+        dropout: 0.1,
+      },
       loss,
       lossOptions,
       epochs: quick?.epochs ?? training.epochs ?? s.epochs ?? 4,
@@ -182,15 +256,32 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     };
     const jobSeeds = job.seeds ?? seeds;
     // The cache's key stands for the teacher and the split too: any of them changed redoes the run.
-    await stage(dir, { student: job.student, method: job.method, seeds: jobSeeds, cache: cacheKey, s, quick }, log, `train ${job.name}`, async () => {
-      const r = await trainStudentSeeds({ ...options, seed: jobSeeds[0]! }, jobSeeds);
-      writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`);
-      const best = r.runs[0]!;
-      const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...placement });
-      writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
-      const evTrain = await evaluateModel({ model: best.model, data: [trainFiles[0]!], read, cache: cacheDir, limit: 5000, ...placement });
-      writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
-    }, () => existsSync(join(dir, 'eval.json')));
+    await stage(
+      dir,
+      { student: job.student, method: job.method, seeds: jobSeeds, cache: cacheKey, s, quick },
+      log,
+      `train ${job.name}`,
+      async () => {
+        const r = await trainStudentSeeds({ ...options, seed: jobSeeds[0]! }, jobSeeds);
+        writeFileAtomicSync(
+          join(dir, 'run.json'),
+          `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`,
+        );
+        const best = r.runs[0]!;
+        const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...placement });
+        writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
+        const evTrain = await evaluateModel({
+          model: best.model,
+          data: [trainFiles[0]!],
+          read,
+          cache: cacheDir,
+          limit: 5000,
+          ...placement,
+        });
+        writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
+      },
+      () => existsSync(join(dir, 'eval.json')),
+    );
     const meta = join(dir, 'run.json');
     if (existsSync(meta)) {
       const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
@@ -201,12 +292,36 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   // 5. Teacher evaluation and the report.
   const teacherEvalDir = join(out, 'teacher-eval');
   const teacherEval = join(teacherEvalDir, 'eval.json');
-  await stage(teacherEvalDir, { teacher, testFiles, cache: cacheKey }, log, 'teacher eval', async () => writeFileAtomicSync(teacherEval, `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, ...placement }))}\n`), () => existsSync(teacherEval));
-  const teacherConfig = existsSync(join(teacherDir, 'config.json')) ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } }) : {};
+  await stage(
+    teacherEvalDir,
+    { teacher, testFiles, cache: cacheKey },
+    log,
+    'teacher eval',
+    async () =>
+      writeFileAtomicSync(
+        teacherEval,
+        `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, ...placement }))}\n`,
+      ),
+    () => existsSync(teacherEval),
+  );
+  const teacherConfig = existsSync(join(teacherDir, 'config.json'))
+    ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } })
+    : {};
   const context: ReportContext = {
     dataset: recipe.name,
-    teacher: { dir: teacherDir, eval: JSON.parse(readFileSync(teacherEval, 'utf8')), ...(teacherConfig.kd?.training?.devAccuracy !== undefined ? { devAccuracy: teacherConfig.kd.training.devAccuracy } : {}) },
-    caveats: [...(recipe.caveats ?? []), ...(quick ? [`QUICK RUN (--quick): ${quick.limit ?? 'all'} rows, teacher preset ${quick.teacherPreset ?? recipe.teacher.preset}, ${seeds.length} seed(s), ${quick.epochs ?? 'recipe'} epoch(s); figures are smoke-test values, not results.`] : [])],
+    teacher: {
+      dir: teacherDir,
+      eval: JSON.parse(readFileSync(teacherEval, 'utf8')),
+      ...(teacherConfig.kd?.training?.devAccuracy !== undefined ? { devAccuracy: teacherConfig.kd.training.devAccuracy } : {}),
+    },
+    caveats: [
+      ...(recipe.caveats ?? []),
+      ...(quick
+        ? [
+            `QUICK RUN (--quick): ${quick.limit ?? 'all'} rows, teacher preset ${quick.teacherPreset ?? recipe.teacher.preset}, ${seeds.length} seed(s), ${quick.epochs ?? 'recipe'} epoch(s); figures are smoke-test values, not results.`,
+          ]
+        : []),
+    ],
   };
   writeFileAtomicSync(join(out, 'context.json'), `${JSON.stringify(context, null, 2)}\n`);
   const report = join(out, 'report.html');

@@ -40,12 +40,23 @@ export function sharedRoot(): string {
   return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'));
 }
 
-export type Job = { student: StudentKind; method: Method; name: string; kind: 'main' | 'late' | 'sweep'; seeds?: number[]; /** The recipe field the run comes from, for errors. */ field: string };
+export type Job = {
+  student: StudentKind;
+  method: Method;
+  name: string;
+  kind: 'main' | 'late' | 'sweep';
+  seeds?: number[];
+  /** The recipe field the run comes from, for errors. */ field: string;
+};
 
 /** Training options a method entry may override for its runs (sweeps over `epochs`, `lr`, `batchSize`). */
 const TRAINING_OVERRIDES = ['epochs', 'lr', 'batchSize'] as const;
 
-export function splitMethod(method: Method): { loss: string; lossOptions: Record<string, unknown>; training: { epochs?: number; lr?: number; batchSize?: number } } {
+export function splitMethod(method: Method): {
+  loss: string;
+  lossOptions: Record<string, unknown>;
+  training: { epochs?: number; lr?: number; batchSize?: number };
+} {
   const { loss, ...rest } = method;
   const training: Record<string, number> = {};
   for (const k of TRAINING_OVERRIDES) {
@@ -59,23 +70,45 @@ export function splitMethod(method: Method): { loss: string; lossOptions: Record
 export function planJobs(recipe: Recipe, quick: boolean): Job[] {
   const jobs: Job[] = [];
   for (const student of recipe.runs.students) {
-    recipe.runs.methods.forEach((m, i) => jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main', field: `runs.methods[${i}]` }));
+    recipe.runs.methods.forEach((m, i) =>
+      jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main', field: `runs.methods[${i}]` }),
+    );
     const ls = recipe.runs.lateSwitch;
     if (ls && (!ls.students || ls.students.includes(student))) {
       const { kdStart: _all, students: _s, ...rest } = ls;
-      ls.kdStart.forEach((f, i) => jobs.push({ student, method: { ...rest, kdStart: f }, name: `${student}-${ls.loss}-late${f}`, kind: 'late', field: `runs.lateSwitch.kdStart[${i}]` }));
+      ls.kdStart.forEach((f, i) =>
+        jobs.push({
+          student,
+          method: { ...rest, kdStart: f },
+          name: `${student}-${ls.loss}-late${f}`,
+          kind: 'late',
+          field: `runs.lateSwitch.kdStart[${i}]`,
+        }),
+      );
     }
   }
   (recipe.runs.sweeps ?? []).forEach((sw, i) => {
     const { student, param, values, seeds: sweepSeeds, ...method } = sw;
-    values.forEach((v, j) => jobs.push({ student, method: { ...method, [param]: v } as Method, name: `${student}-${method.loss}-${param}${v}`, kind: 'sweep', field: `runs.sweeps[${i}].values[${j}]`, ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}) }));
+    values.forEach((v, j) =>
+      jobs.push({
+        student,
+        method: { ...method, [param]: v } as Method,
+        name: `${student}-${method.loss}-${param}${v}`,
+        kind: 'sweep',
+        field: `runs.sweeps[${i}].values[${j}]`,
+        ...(sweepSeeds && !quick ? { seeds: sweepSeeds } : {}),
+      }),
+    );
   });
   return jobs;
 }
 
 // The schema: each node checks a value at a field path and throws a FieldError naming it.
 class FieldError extends Error {
-  constructor(readonly field: string, readonly problem: string) {
+  constructor(
+    readonly field: string,
+    readonly problem: string,
+  ) {
     super(`${field}: ${problem}`);
   }
 }
@@ -88,16 +121,21 @@ const join2 = (field: string, key: string | number) => (typeof key === 'number' 
 function int(min = -Infinity, max = Infinity): Schema {
   return (v, at) => {
     if (typeof v !== 'number' || !Number.isInteger(v)) throw new FieldError(at, `must be an integer, got ${got(v)}`);
-    if (v < min || v > max) throw new FieldError(at, `must be an integer ${max === Infinity ? `of at least ${min}` : `in [${min}, ${max}]`}, got ${v}`);
+    if (v < min || v > max)
+      throw new FieldError(at, `must be an integer ${max === Infinity ? `of at least ${min}` : `in [${min}, ${max}]`}, got ${v}`);
   };
 }
 
 /** A number in [min, max] (or [min, max) when `below` is set). */
 function number(min: number, max: number, opts: { below?: boolean; above?: boolean } = {}): Schema {
   return (v, at) => {
-    const range = max === Infinity ? `${opts.above ? 'above' : 'at least'} ${min}` : `in ${opts.above ? '(' : '['}${min}, ${max}${opts.below ? ')' : ']'}`;
+    const range =
+      max === Infinity
+        ? `${opts.above ? 'above' : 'at least'} ${min}`
+        : `in ${opts.above ? '(' : '['}${min}, ${max}${opts.below ? ')' : ']'}`;
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new FieldError(at, `must be a number ${range}, got ${got(v)}`);
-    if (v < min || v > max || (opts.below && v === max) || (opts.above && v === min)) throw new FieldError(at, `must be a number ${range}, got ${v}`);
+    if (v < min || v > max || (opts.below && v === max) || (opts.above && v === min))
+      throw new FieldError(at, `must be a number ${range}, got ${v}`);
   };
 }
 
@@ -121,7 +159,8 @@ function list(item: Schema, opts: { min?: number; unique?: boolean } = {}): Sche
     if (v.length < (opts.min ?? 0)) throw new FieldError(at, `must list at least ${opts.min} item${opts.min === 1 ? '' : 's'}`);
     v.forEach((x, i) => {
       item(x, join2(at, i));
-      if (opts.unique && v.indexOf(x) !== i) throw new FieldError(join2(at, i), `${got(x)} is listed twice (also ${join2(at, v.indexOf(x))}); remove the duplicate`);
+      if (opts.unique && v.indexOf(x) !== i)
+        throw new FieldError(join2(at, i), `${got(x)} is listed twice (also ${join2(at, v.indexOf(x))}); remove the duplicate`);
     });
   };
 }
@@ -131,7 +170,8 @@ type Fields = Record<string, { schema: Schema; required?: boolean; hint?: string
 /** A mapping with these fields; any other field is a typo that would be ignored, so it is refused. */
 function object(fields: Fields, opts: { extra?: boolean; check?: (o: Record<string, unknown>, at: string) => void } = {}): Schema {
   return (v, at) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new FieldError(at || 'the recipe', `must be a mapping (key: value lines), got ${got(v)}`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new FieldError(at || 'the recipe', `must be a mapping (key: value lines), got ${got(v)}`);
     const o = v as Record<string, unknown>;
     for (const [key, f] of Object.entries(fields)) {
       if (o[key] === undefined || o[key] === null) {
@@ -142,7 +182,8 @@ function object(fields: Fields, opts: { extra?: boolean; check?: (o: Record<stri
     }
     if (!opts.extra) {
       for (const key of Object.keys(o)) {
-        if (!(key in fields)) throw new FieldError(join2(at, key), `unknown field; ${at || 'the top level'} takes ${Object.keys(fields).join(', ')}`);
+        if (!(key in fields))
+          throw new FieldError(join2(at, key), `unknown field; ${at || 'the top level'} takes ${Object.keys(fields).join(', ')}`);
       }
     }
     opts.check?.(o, at);
@@ -153,7 +194,11 @@ const positiveInt = int(1);
 const seedList = list(int(), { min: 1, unique: true });
 const preset: Schema = (v, at) => {
   text(v, at);
-  if (!((v as string) in TEACHER_PRESETS) && !existsSync(v as string)) throw new FieldError(at, `unknown teacher preset ${got(v)}; known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`);
+  if (!((v as string) in TEACHER_PRESETS) && !existsSync(v as string))
+    throw new FieldError(
+      at,
+      `unknown teacher preset ${got(v)}; known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`,
+    );
   // A JSON file of settings is read now too: a syntax error or a bad shape fails before any stage.
   try {
     resolveTeacherConfig(v as string, {});
@@ -164,11 +209,13 @@ const preset: Schema = (v, at) => {
 };
 /** A swept value: a number, or a word for a method's choice option (lambdaSchedule: linear). */
 const sweepValue: Schema = (v, at) => {
-  if (!(typeof v === 'number' && Number.isFinite(v)) && !(typeof v === 'string' && v !== '')) throw new FieldError(at, `must be a number or a word, got ${got(v)}`);
+  if (!(typeof v === 'number' && Number.isFinite(v)) && !(typeof v === 'string' && v !== ''))
+    throw new FieldError(at, `must be a number or a word, got ${got(v)}`);
 };
 const fraction: Schema = number(0, 1, { below: true });
 const embedding: Schema = (v, at) => {
-  if (typeof v !== 'string' || !/^(full|none|pca:[1-9]\d*)$/.test(v)) throw new FieldError(at, `must be full, none or pca:K (K > 0), got ${got(v)}`);
+  if (typeof v !== 'string' || !/^(full|none|pca:[1-9]\d*)$/.test(v))
+    throw new FieldError(at, `must be full, none or pca:K (K > 0), got ${got(v)}`);
 };
 
 /** A method entry: `loss` plus its options (checked by the method's own parser) and training overrides. */
@@ -179,7 +226,11 @@ const methodFields: Fields = {
   batchSize: { schema: positiveInt },
 };
 
-const trainingFields: Fields = { epochs: { schema: positiveInt }, batchSize: { schema: positiveInt }, lr: { schema: number(0, Infinity, { above: true }) } };
+const trainingFields: Fields = {
+  epochs: { schema: positiveInt },
+  batchSize: { schema: positiveInt },
+  lr: { schema: number(0, Infinity, { above: true }) },
+};
 
 const RECIPE_SCHEMA = object({
   name: { schema: text, required: true, hint: 'name: <dataset name shown in the report>' },
@@ -191,10 +242,16 @@ const RECIPE_SCHEMA = object({
         required: true,
         hint: 'split: { files: [...], dev: 0.1, test: 0.1, seed: 13 }',
         schema: object(
-          { files: { schema: list(text, { min: 1 }), required: true }, dev: { schema: fraction, required: true }, test: { schema: fraction, required: true }, seed: { schema: int(), required: true } },
+          {
+            files: { schema: list(text, { min: 1 }), required: true },
+            dev: { schema: fraction, required: true },
+            test: { schema: fraction, required: true },
+            seed: { schema: int(), required: true },
+          },
           {
             check: (s, at) => {
-              if ((s.dev as number) + (s.test as number) >= 1) throw new FieldError(`${at}.dev`, `dev + test must be below 1, got ${(s.dev as number) + (s.test as number)}`);
+              if ((s.dev as number) + (s.test as number) >= 1)
+                throw new FieldError(`${at}.dev`, `dev + test must be below 1, got ${(s.dev as number) + (s.test as number)}`);
             },
           },
         ),
@@ -210,18 +267,36 @@ const RECIPE_SCHEMA = object({
       { preset: { schema: preset }, dir: { schema: text } },
       {
         check: (t, at) => {
-          if (t.preset === undefined && t.dir === undefined) throw new FieldError(at, 'needs preset (a teacher kd trains) or dir (a teacher folder)');
+          if (t.preset === undefined && t.dir === undefined)
+            throw new FieldError(at, 'needs preset (a teacher kd trains) or dir (a teacher folder)');
         },
       },
     ),
   },
-  cache: { required: true, hint: 'cache: { embedding: full, dtype: float16 }', schema: object({ embedding: { schema: embedding, required: true }, dtype: { schema: oneOf(['float16', 'float32'], 'dtype'), required: true } }) },
+  cache: {
+    required: true,
+    hint: 'cache: { embedding: full, dtype: float16 }',
+    schema: object({
+      embedding: { schema: embedding, required: true },
+      dtype: { schema: oneOf(['float16', 'float32'], 'dtype'), required: true },
+    }),
+  },
   students: {
     schema: object({
-      ngram: { schema: object({ dim: { schema: positiveInt }, hidden: { schema: int(0) }, buckets: { schema: int(2) }, ...trainingFields }) },
+      ngram: {
+        schema: object({ dim: { schema: positiveInt }, hidden: { schema: int(0) }, buckets: { schema: int(2) }, ...trainingFields }),
+      },
       transformer: {
         schema: object(
-          { layers: { schema: positiveInt }, hidden: { schema: positiveInt }, heads: { schema: positiveInt }, intermediate: { schema: positiveInt }, maxLength: { schema: int(4) }, vocabSize: { schema: int(16) }, ...trainingFields },
+          {
+            layers: { schema: positiveInt },
+            hidden: { schema: positiveInt },
+            heads: { schema: positiveInt },
+            intermediate: { schema: positiveInt },
+            maxLength: { schema: int(4) },
+            vocabSize: { schema: int(16) },
+            ...trainingFields,
+          },
           {
             check: (s, at) => {
               const hidden = (s.hidden as number | undefined) ?? 64;
@@ -237,17 +312,41 @@ const RECIPE_SCHEMA = object({
     required: true,
     schema: object({
       seeds: { schema: seedList, required: true, hint: 'seeds: [13]' },
-      students: { schema: list(oneOf(STUDENTS, 'student'), { min: 1, unique: true }), required: true, hint: `students: [${STUDENTS.join(', ')}]` },
-      methods: { schema: list(object(methodFields, { extra: true }), { min: 1 }), required: true, hint: 'methods: [{ loss: kd, lambda: 0.5, tau: 2 }]' },
-      lateSwitch: { schema: object({ ...methodFields, kdStart: { schema: list(number(0, 1), { min: 1, unique: true }), required: true }, students: { schema: list(oneOf(STUDENTS, 'student'), { unique: true }) } }, { extra: true }) },
+      students: {
+        schema: list(oneOf(STUDENTS, 'student'), { min: 1, unique: true }),
+        required: true,
+        hint: `students: [${STUDENTS.join(', ')}]`,
+      },
+      methods: {
+        schema: list(object(methodFields, { extra: true }), { min: 1 }),
+        required: true,
+        hint: 'methods: [{ loss: kd, lambda: 0.5, tau: 2 }]',
+      },
+      lateSwitch: {
+        schema: object(
+          {
+            ...methodFields,
+            kdStart: { schema: list(number(0, 1), { min: 1, unique: true }), required: true },
+            students: { schema: list(oneOf(STUDENTS, 'student'), { unique: true }) },
+          },
+          { extra: true },
+        ),
+      },
       sweeps: {
         schema: list(
           object(
-            { ...methodFields, student: { schema: oneOf(STUDENTS, 'student'), required: true }, param: { schema: text, required: true }, values: { schema: list(sweepValue, { min: 1, unique: true }), required: true }, seeds: { schema: seedList } },
+            {
+              ...methodFields,
+              student: { schema: oneOf(STUDENTS, 'student'), required: true },
+              param: { schema: text, required: true },
+              values: { schema: list(sweepValue, { min: 1, unique: true }), required: true },
+              seeds: { schema: seedList },
+            },
             {
               extra: true,
               check: (s, at) => {
-                if (['loss', 'student', 'param', 'values', 'seeds'].includes(s.param as string)) throw new FieldError(`${at}.param`, `cannot sweep ${got(s.param)}; sweep a loss option or epochs, lr, batchSize`);
+                if (['loss', 'student', 'param', 'values', 'seeds'].includes(s.param as string))
+                  throw new FieldError(`${at}.param`, `cannot sweep ${got(s.param)}; sweep a loss option or epochs, lr, batchSize`);
               },
             },
           ),
@@ -255,7 +354,15 @@ const RECIPE_SCHEMA = object({
       },
     }),
   },
-  quick: { schema: object({ limit: { schema: positiveInt }, extraTrain: { schema: bool }, teacherPreset: { schema: preset }, seeds: { schema: seedList }, epochs: { schema: positiveInt } }) },
+  quick: {
+    schema: object({
+      limit: { schema: positiveInt },
+      extraTrain: { schema: bool },
+      teacherPreset: { schema: preset },
+      seeds: { schema: seedList },
+      epochs: { schema: positiveInt },
+    }),
+  },
   caveats: { schema: list(text) },
 });
 
@@ -274,9 +381,21 @@ function checkRuns(r: Recipe): void {
     } catch (e) {
       if (!(e instanceof MethodOptionError)) throw e;
       // The swept (or switched) value is the field at fault when it is the option that failed.
-      const swept = job.kind === 'sweep' ? (r.runs.sweeps![Number(/sweeps\[(\d+)\]/.exec(job.field)![1])]!.param) : job.kind === 'late' ? 'kdStart' : null;
+      const swept =
+        job.kind === 'sweep'
+          ? r.runs.sweeps![Number(/sweeps\[(\d+)\]/.exec(job.field)![1])]!.param
+          : job.kind === 'late'
+            ? 'kdStart'
+            : null;
       // A swept option the loss does not read at all is the sweep's `param`, not one of its values.
-      const field = e.option === undefined ? entry : e.option === swept ? (e.unread && job.kind === 'sweep' ? `${entry}.param` : job.field) : `${entry}.${e.option}`;
+      const field =
+        e.option === undefined
+          ? entry
+          : e.option === swept
+            ? e.unread && job.kind === 'sweep'
+              ? `${entry}.param`
+              : job.field
+            : `${entry}.${e.option}`;
       throw new FieldError(field, `${e.option === undefined ? e.message : e.problem} (run ${job.name})`);
     }
     // What the method needs of the cache (LELP: embeddings) is known from the recipe's cache section.
@@ -292,7 +411,11 @@ function checkRuns(r: Recipe): void {
       check(v, job.kind === 'sweep' ? job.field : `${entry}.${k}`);
     }
     const other = seen.get(job.name);
-    if (other) throw new FieldError(entry, `makes run ${job.name}, as ${other} does (they would share runs/${job.name}); remove one, or make it a sweep`);
+    if (other)
+      throw new FieldError(
+        entry,
+        `makes run ${job.name}, as ${other} does (they would share runs/${job.name}); remove one, or make it a sweep`,
+      );
     seen.set(job.name, entry);
   }
 }
@@ -319,7 +442,8 @@ export function validateRecipe(path: string, raw: unknown): Recipe {
 
 /** Reads, validates and resolves a recipe: relative data paths are relative to the package root. */
 export function loadRecipe(path: string): Recipe {
-  if (!existsSync(path)) throw new ConfigError(`--recipe ${path}: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)`);
+  if (!existsSync(path))
+    throw new ConfigError(`--recipe ${path}: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)`);
   let parsed: unknown;
   try {
     parsed = parseYaml(readFileSync(path, 'utf8'));
@@ -337,11 +461,19 @@ export function loadRecipe(path: string): Recipe {
   r.data.extraTrain = (r.data.extraTrain ?? []).map(abs);
   r.data.test = (r.data.test ?? []).map(abs);
   if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
-  for (const [field, files] of [['data.split.files', r.data.split.files], ['data.extraTrain', r.data.extraTrain], ['data.test', r.data.test]] as const) {
+  for (const [field, files] of [
+    ['data.split.files', r.data.split.files],
+    ['data.extraTrain', r.data.extraTrain],
+    ['data.test', r.data.test],
+  ] as const) {
     files.forEach((f, i) => {
-      if (!existsSync(f)) throw new ConfigError(`${path}: ${field}[${i}]: data file ${f} does not exist (set KD_SHARED_DIR if ../shared is elsewhere)`);
+      if (!existsSync(f))
+        throw new ConfigError(`${path}: ${field}[${i}]: data file ${f} does not exist (set KD_SHARED_DIR if ../shared is elsewhere)`);
     });
   }
-  if (r.teacher.dir && !existsSync(r.teacher.dir)) throw new ConfigError(`${path}: teacher.dir: ${r.teacher.dir} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, onnx/model.onnx)`);
+  if (r.teacher.dir && !existsSync(r.teacher.dir))
+    throw new ConfigError(
+      `${path}: teacher.dir: ${r.teacher.dir} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, onnx/model.onnx)`,
+    );
   return r;
 }

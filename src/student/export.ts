@@ -16,16 +16,45 @@ export interface StudentCard {
   kind: StudentKind;
   labels: string[];
   /** The n-gram student's preprocessing (see src/text/ngrams.ts): what a browser must reproduce. */
-  preprocessing?: { version: 1; lowercase: true; entities: string[]; url: string; user: string; tokenPattern: string; hash: 'fnv1a-32 of UTF-8, bucket = 1 + h mod (buckets - 1), 0 = padding'; buckets: number; maxN: number; maxFeatures: number };
+  preprocessing?: {
+    version: 1;
+    lowercase: true;
+    entities: string[];
+    url: string;
+    user: string;
+    tokenPattern: string;
+    hash: 'fnv1a-32 of UTF-8, bucket = 1 + h mod (buckets - 1), 0 = padding';
+    buckets: number;
+    maxN: number;
+    maxFeatures: number;
+  };
   inputs: string[];
   config: NgramStudentConfig | TransformerStudentConfig;
   training: Record<string, unknown>;
 }
 
-export function exportStudent(dir: string, s: { kind: StudentKind; labels: string[]; onnx: Uint8Array; config: NgramStudentConfig | TransformerStudentConfig; tokenizer: TextTokenizer | null; training: Record<string, unknown> }): void {
+export function exportStudent(
+  dir: string,
+  s: {
+    kind: StudentKind;
+    labels: string[];
+    onnx: Uint8Array;
+    config: NgramStudentConfig | TransformerStudentConfig;
+    tokenizer: TextTokenizer | null;
+    training: Record<string, unknown>;
+  },
+): void {
   mkdirSync(join(dir, 'onnx'), { recursive: true });
   writeFileAtomicSync(join(dir, 'onnx', 'model.onnx'), s.onnx);
-  const card: StudentCard = { format: 'kd-student', version: 1, kind: s.kind, labels: s.labels, inputs: [], config: s.config, training: s.training };
+  const card: StudentCard = {
+    format: 'kd-student',
+    version: 1,
+    kind: s.kind,
+    labels: s.labels,
+    inputs: [],
+    config: s.config,
+    training: s.training,
+  };
   if (s.kind === 'ngram') {
     const c = s.config as NgramStudentConfig;
     card.inputs = ['ngram_ids', 'ngram_mask'];

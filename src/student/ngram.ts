@@ -21,7 +21,10 @@ export const DEFAULT_NGRAM_STUDENT: NgramStudentConfig = { ngrams: DEFAULT_NGRAM
 /** Outputs `head` (headSize raw outputs) and `embedding` (the pooled bag). */
 export function ngramStudent(cfg: NgramStudentConfig, classes: number): ModelDefinition {
   return {
-    inputs: { ngram_ids: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] }, ngram_mask: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] } },
+    inputs: {
+      ngram_ids: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] },
+      ngram_mask: { dtype: 'int64', shape: ['batch_size', 'num_ngrams'] },
+    },
     forward(ctx: ModelContext, inputs: Record<string, Value>) {
       const table = ctx.embedding('ngrams', cfg.ngrams.buckets, cfg.dim, inputs.ngram_ids!, { init: uniform(1 / cfg.dim), sparse: true });
       let h = ctx.dropout(maskedMean(table, inputs.ngram_mask!), cfg.dropout);
@@ -46,5 +49,8 @@ export function ngramFeeds(features: readonly Int32Array[]): Record<string, ort.
       mask[r * width + k] = 1n;
     }
   });
-  return { ngram_ids: new ort.Tensor('int64', ids, [features.length, width]), ngram_mask: new ort.Tensor('int64', mask, [features.length, width]) };
+  return {
+    ngram_ids: new ort.Tensor('int64', ids, [features.length, width]),
+    ngram_mask: new ort.Tensor('int64', mask, [features.length, width]),
+  };
 }

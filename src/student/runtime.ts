@@ -16,19 +16,29 @@ const REEXPORT = 'export the student again with kd train (the card is written by
 /** kd-student.json, checked for the fields running a student reads. */
 export function readStudentCard(path: string): StudentCard {
   const card = readJsonObject(path, `the card kd train writes beside a student's onnx/model.onnx; ${REEXPORT}`);
-  const bad = (field: string, want: string) => new ConfigError(`${path}: field ${field} must be ${want}, got ${JSON.stringify(card[field] ?? null)}; ${REEXPORT}`);
+  const bad = (field: string, want: string) =>
+    new ConfigError(`${path}: field ${field} must be ${want}, got ${JSON.stringify(card[field] ?? null)}; ${REEXPORT}`);
   if (card.format !== 'kd-student') throw bad('format', '"kd-student"');
   if (card.version !== 1) throw bad('version', '1 (the only card version this kd reads)');
   if (card.kind !== 'ngram' && card.kind !== 'transformer') throw bad('kind', '"ngram" or "transformer"');
   const labels = card.labels;
-  if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string')) throw bad('labels', 'a list of at least two class names');
+  if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string'))
+    throw bad('labels', 'a list of at least two class names');
   const config = card.config as Record<string, unknown> | undefined;
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw bad('config', "an object (the student's architecture)");
   if (card.kind === 'ngram') {
     const ngrams = config.ngrams as Record<string, unknown> | undefined;
     const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
-    if (typeof ngrams !== 'object' || ngrams === null || !positive(ngrams.buckets) || !positive(ngrams.maxN) || !positive(ngrams.maxFeatures)) {
-      throw new ConfigError(`${path}: field config.ngrams must be { buckets, maxN, maxFeatures } (positive integers), got ${JSON.stringify(ngrams ?? null)}; ${REEXPORT}`);
+    if (
+      typeof ngrams !== 'object' ||
+      ngrams === null ||
+      !positive(ngrams.buckets) ||
+      !positive(ngrams.maxN) ||
+      !positive(ngrams.maxFeatures)
+    ) {
+      throw new ConfigError(
+        `${path}: field config.ngrams must be { buckets, maxN, maxFeatures } (positive integers), got ${JSON.stringify(ngrams ?? null)}; ${REEXPORT}`,
+      );
     }
   }
   return card as unknown as StudentCard;
@@ -46,17 +56,24 @@ export class Student {
 
   static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
-    if (!existsSync(cardPath)) throw new ConfigError(`${dir}: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)`);
+    if (!existsSync(cardPath))
+      throw new ConfigError(
+        `${dir}: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)`,
+      );
     const card = readStudentCard(cardPath);
     const modelFile = join(dir, 'onnx', 'model.onnx');
-    if (!existsSync(modelFile)) throw new ConfigError(`${dir}: no onnx/model.onnx beside kd-student.json; export the student again (kd train writes both)`);
+    if (!existsSync(modelFile))
+      throw new ConfigError(`${dir}: no onnx/model.onnx beside kd-student.json; export the student again (kd train writes both)`);
     let session: ort.InferenceSession;
     let device: Device;
     try {
       ({ session, device } = await createSession(modelFile, opts));
     } catch (e) {
       if (e instanceof UserError) throw e;
-      throw new FormatError(modelFile, `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the student again with kd train`);
+      throw new FormatError(
+        modelFile,
+        `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the student again with kd train`,
+      );
     }
     const tokenizer = card.kind === 'transformer' ? TextTokenizer.fromFolder(dir) : null;
     return new Student(dir, card, session, tokenizer, device);

@@ -17,7 +17,14 @@ export interface TransformerStudentConfig {
   dropout: number;
 }
 
-export const DEFAULT_TRANSFORMER_STUDENT: Omit<TransformerStudentConfig, 'vocabSize'> = { layers: 2, hidden: 128, heads: 2, intermediate: 512, maxLength: 128, dropout: 0.1 };
+export const DEFAULT_TRANSFORMER_STUDENT: Omit<TransformerStudentConfig, 'vocabSize'> = {
+  layers: 2,
+  hidden: 128,
+  heads: 2,
+  intermediate: 512,
+  maxLength: 128,
+  dropout: 0.1,
+};
 
 const SEQ = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
 
@@ -29,7 +36,19 @@ export function transformerStudent(cfg: TransformerStudentConfig, headSize: numb
     forward(ctx: ModelContext, inputs: Record<string, Value>) {
       const h = bertEncoder(
         ctx,
-        { vocabSize: cfg.vocabSize, hidden: cfg.hidden, layers: cfg.layers, heads: cfg.heads, intermediate: cfg.intermediate, maxPositions: cfg.maxLength, typeVocabSize: 2, dropout: cfg.dropout, attentionDropout: cfg.dropout, layerNormEps: 1e-12, sparseEmbeddings: true },
+        {
+          vocabSize: cfg.vocabSize,
+          hidden: cfg.hidden,
+          layers: cfg.layers,
+          heads: cfg.heads,
+          intermediate: cfg.intermediate,
+          maxPositions: cfg.maxLength,
+          typeVocabSize: 2,
+          dropout: cfg.dropout,
+          attentionDropout: cfg.dropout,
+          layerNormEps: 1e-12,
+          sparseEmbeddings: true,
+        },
         inputs.input_ids!,
         inputs.attention_mask!,
         inputs.token_type_ids!,

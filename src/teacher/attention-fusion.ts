@@ -42,7 +42,8 @@ function graphContext(model: ModelProto, modelPath: string) {
     const rs = producer.get(tr.input![0]!);
     if (rs?.opType !== 'Reshape' || !singleUse(rs.output![0]!)) return null;
     const shape = index.constantInts(rs.input![1]!);
-    if (!shape || shape.length !== 4 || shape[0] !== 0 || !(shape[1] === 0 || shape[1] === 1) || !(shape[2]! > 0 && shape[3]! > 0)) return null; // [B, T or 1 (one position), heads, head size]
+    if (!shape || shape.length !== 4 || shape[0] !== 0 || !(shape[1] === 0 || shape[1] === 1) || !(shape[2]! > 0 && shape[3]! > 0))
+      return null; // [B, T or 1 (one position), heads, head size]
     const add = producer.get(rs.input![0]!);
     const bias = constOperand(add, 'Add');
     if (!bias || !singleUse(add!.output![0]!)) return null;
@@ -118,7 +119,10 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
     b.set(bk!, hidden);
     b.set(bv!, 2 * hidden);
     const y = out![0]!.output![0]!;
-    inits.push(floatInitializer(`${y}__kd_attention/qkv_weight`, [hidden, 3 * hidden], w), floatInitializer(`${y}__kd_attention/qkv_bias`, [3 * hidden], b));
+    inits.push(
+      floatInitializer(`${y}__kd_attention/qkv_weight`, [hidden, 3 * hidden], w),
+      floatInitializer(`${y}__kd_attention/qkv_bias`, [3 * hidden], b),
+    );
     const A = onnx.AttributeProto.AttributeType;
     replaced.set(
       out![0]!,
@@ -138,10 +142,19 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
     for (const n of block) if (n !== out![0]) removed.add(n);
   }
   if (replaced.size === 0) return 0;
-  const cast = onnx.NodeProto.create({ opType: 'Cast', name: MASK, input: ['attention_mask'], output: [MASK], attribute: [onnx.AttributeProto.create({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.INT32 })] });
+  const cast = onnx.NodeProto.create({
+    opType: 'Cast',
+    name: MASK,
+    input: ['attention_mask'],
+    output: [MASK],
+    attribute: [
+      onnx.AttributeProto.create({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.INT32 }),
+    ],
+  });
   g.node = [cast, ...(g.node ?? []).flatMap((n) => (removed.has(n) ? [] : [replaced.get(n) ?? n]))];
   g.initializer = [...(g.initializer ?? []), ...inits];
-  if (!(model.opsetImport ?? []).some((o) => o.domain === 'com.microsoft')) model.opsetImport = [...(model.opsetImport ?? []), onnx.OperatorSetIdProto.create({ domain: 'com.microsoft', version: 1 })];
+  if (!(model.opsetImport ?? []).some((o) => o.domain === 'com.microsoft'))
+    model.opsetImport = [...(model.opsetImport ?? []), onnx.OperatorSetIdProto.create({ domain: 'com.microsoft', version: 1 })];
   return replaced.size;
 }
 
@@ -159,7 +172,15 @@ export function foldSingleQueryAttention(model: ModelProto, modelPath: string): 
   const replaced = new Map<NodeProto, NodeProto[]>();
   const inits: onnxProto.onnx.ITensorProto[] = [];
   const node = (opType: string, input: string[], output: string, attrs: Record<string, number[]> = {}) =>
-    onnx.NodeProto.create({ opType, input, output: [output], name: `${output}/${opType}`, attribute: Object.entries(attrs).map(([name, v]) => onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v })) });
+    onnx.NodeProto.create({
+      opType,
+      input,
+      output: [output],
+      name: `${output}/${opType}`,
+      attribute: Object.entries(attrs).map(([name, v]) =>
+        onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v }),
+      ),
+    });
   for (const qk of g.node ?? []) {
     if (qk.opType !== 'MatMul') continue;
     const q = projection(qk.input![0]!, [0, 2, 1, 3]);
@@ -199,8 +220,15 @@ export function foldSingleQueryAttention(model: ModelProto, modelPath: string): 
       }
     }
     const base = `${qk.output![0]}__kd_1q`;
-    inits.push(floatInitializer(`${base}/wk_heads`, [heads, dh, hidden], wkH), floatInitializer(`${base}/wv_heads`, [heads, hidden, dh], wvH), floatInitializer(`${base}/bv_heads`, [heads, 1, dh], bv.slice()));
-    const unsqueeze = opset >= 13 ? (inits.push(int64Initializer(`${base}/axis1`, [1])), node('Unsqueeze', [k.x, `${base}/axis1`], `${base}/x`)) : node('Unsqueeze', [k.x], `${base}/x`, { axes: [1] });
+    inits.push(
+      floatInitializer(`${base}/wk_heads`, [heads, dh, hidden], wkH),
+      floatInitializer(`${base}/wv_heads`, [heads, hidden, dh], wvH),
+      floatInitializer(`${base}/bv_heads`, [heads, 1, dh], bv.slice()),
+    );
+    const unsqueeze =
+      opset >= 13
+        ? (inits.push(int64Initializer(`${base}/axis1`, [1])), node('Unsqueeze', [k.x, `${base}/axis1`], `${base}/x`))
+        : node('Unsqueeze', [k.x], `${base}/x`, { axes: [1] });
     replaced.set(qk, [
       node('MatMul', [qk.input![0]!, `${base}/wk_heads`], `${base}/q_wk`),
       unsqueeze,

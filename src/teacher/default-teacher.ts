@@ -70,15 +70,48 @@ export interface DefaultTeacherConfig {
   devFraction: number;
 }
 
-const deep = (seed: number): MemberConfig => ({ layers: 2, hidden: 128, heads: 2, intermediate: 512, wideDim: 0, dropout: 0.2, epochs: 3, lr: 5e-4, seed });
-const wide = (seed: number): MemberConfig => ({ layers: 0, hidden: 0, heads: 0, intermediate: 0, wideDim: 64, dropout: 0.1, epochs: 3, lr: 2e-3, seed });
+const deep = (seed: number): MemberConfig => ({
+  layers: 2,
+  hidden: 128,
+  heads: 2,
+  intermediate: 512,
+  wideDim: 0,
+  dropout: 0.2,
+  epochs: 3,
+  lr: 5e-4,
+  seed,
+});
+const wide = (seed: number): MemberConfig => ({
+  layers: 0,
+  hidden: 0,
+  heads: 0,
+  intermediate: 0,
+  wideDim: 64,
+  dropout: 0.1,
+  epochs: 3,
+  lr: 2e-3,
+  seed,
+});
 
 export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
   /**
    * The default: two BERT-style encoders (different seeds) and a word-piece unigram/bigram
    * bag, combined as a product of experts with weights tuned on dev.
    */
-  base: { members: [deep(13), deep(14), wide(15)], pretrain: DEFAULT_PRETRAIN, maxLength: 128, vocabSize: 16384, bigramBuckets: 1 << 18, batchSize: 32, warmupRatio: 0.06, weightDecay: 0.01, patience: 4, evalEvery: 500, seed: 13, devFraction: 0.1 },
+  base: {
+    members: [deep(13), deep(14), wide(15)],
+    pretrain: DEFAULT_PRETRAIN,
+    maxLength: 128,
+    vocabSize: 16384,
+    bigramBuckets: 1 << 18,
+    batchSize: 32,
+    warmupRatio: 0.06,
+    weightDecay: 0.01,
+    patience: 4,
+    evalEvery: 500,
+    seed: 13,
+    devFraction: 0.1,
+  },
   /** For end-to-end tests: trains in seconds. */
   tiny: {
     members: [
@@ -113,7 +146,13 @@ const SEQ = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] 
  * training, bigram buckets arrive as a batch input (so the bigram table is updated sparsely);
  * an exported graph computes them from input_ids with the same formula.
  */
-function memberForward(ctx: ModelContext, m: MemberConfig, shared: DefaultTeacherConfig, classes: number, inputs: Record<string, Value>): { embedding: Value; dim: number; logits: Value } {
+function memberForward(
+  ctx: ModelContext,
+  m: MemberConfig,
+  shared: DefaultTeacherConfig,
+  classes: number,
+  inputs: Record<string, Value>,
+): { embedding: Value; dim: number; logits: Value } {
   const ids = inputs.input_ids!;
   const mask = inputs.attention_mask!;
   const parts: Value[] = [];
@@ -121,7 +160,19 @@ function memberForward(ctx: ModelContext, m: MemberConfig, shared: DefaultTeache
   if (m.layers > 0) {
     const h = bertEncoder(
       ctx,
-      { vocabSize: shared.vocabSize, hidden: m.hidden, layers: m.layers, heads: m.heads, intermediate: m.intermediate, maxPositions: shared.maxLength, typeVocabSize: 2, dropout: m.dropout, attentionDropout: m.dropout, layerNormEps: 1e-12, sparseEmbeddings: true },
+      {
+        vocabSize: shared.vocabSize,
+        hidden: m.hidden,
+        layers: m.layers,
+        heads: m.heads,
+        intermediate: m.intermediate,
+        maxPositions: shared.maxLength,
+        typeVocabSize: 2,
+        dropout: m.dropout,
+        attentionDropout: m.dropout,
+        layerNormEps: 1e-12,
+        sparseEmbeddings: true,
+      },
       ids,
       mask,
       inputs.token_type_ids!,
@@ -136,8 +187,16 @@ function memberForward(ctx: ModelContext, m: MemberConfig, shared: DefaultTeache
     const bigramMask = op.mul(mask, next(mask));
     const buckets =
       inputs.bigram_ids ??
-      ctx.g.addNode('Mod', [op.add(op.mul(ids, BIGRAM_PRIME), next(ids)), ctx.g.scalar(shared.bigramBuckets, 'int64')], { fmod: { kind: 'int', value: 0 } }, [{ dtype: 'int64', shape: ids.shape }])[0]!;
-    const bi = maskedMean(ctx.embedding('wide.bigrams', shared.bigramBuckets, m.wideDim, buckets, { init: normal(0.02), sparse: true }), bigramMask);
+      ctx.g.addNode(
+        'Mod',
+        [op.add(op.mul(ids, BIGRAM_PRIME), next(ids)), ctx.g.scalar(shared.bigramBuckets, 'int64')],
+        { fmod: { kind: 'int', value: 0 } },
+        [{ dtype: 'int64', shape: ids.shape }],
+      )[0]!;
+    const bi = maskedMean(
+      ctx.embedding('wide.bigrams', shared.bigramBuckets, m.wideDim, buckets, { init: normal(0.02), sparse: true }),
+      bigramMask,
+    );
     parts.push(op.add(uni, bi));
     dim += m.wideDim;
   }
@@ -169,7 +228,13 @@ export function ensembleModel(cfg: DefaultTeacherConfig, classes: number): Model
     inputs: { input_ids: SEQ, attention_mask: SEQ, token_type_ids: SEQ },
     forward: (ctx, inputs) => {
       const parts = cfg.members.map((m, k) => memberForward(ctx.scoped(`member${k}.`), m, cfg, classes, inputs));
-      const embedding = parts.length === 1 ? parts[0]!.embedding : op.concat(parts.map((p) => p.embedding), 1);
+      const embedding =
+        parts.length === 1
+          ? parts[0]!.embedding
+          : op.concat(
+              parts.map((p) => p.embedding),
+              1,
+            );
       const dim = parts.reduce((s, p) => s + p.dim, 0);
       return { logits: linear(ctx, embedding, dim, classes, 'classifier'), embedding };
     },
@@ -178,7 +243,10 @@ export function ensembleModel(cfg: DefaultTeacherConfig, classes: number): Model
 
 const ceLoss: LossDefinition = {
   inputs: { labels: { dtype: 'int64', shape: ['batch_size'] } },
-  build: (outputs, inputs) => ({ loss: batchMean(crossEntropy(outputs.logits!, inputs.labels!)), metrics: { correct: correct(outputs.logits!, inputs.labels!) } }),
+  build: (outputs, inputs) => ({
+    loss: batchMean(crossEntropy(outputs.logits!, inputs.labels!)),
+    metrics: { correct: correct(outputs.logits!, inputs.labels!) },
+  }),
 };
 
 export interface TokenizedSet {
@@ -187,7 +255,14 @@ export interface TokenizedSet {
 }
 
 /** Feeds for rows `rows` of a tokenized set (padded to their longest). */
-export function teacherFeeds(tok: TextTokenizer, set: TokenizedSet, rows: ArrayLike<number>, cfg: DefaultTeacherConfig, withLabels: boolean, withBigrams: boolean): Record<string, ort.Tensor> {
+export function teacherFeeds(
+  tok: TextTokenizer,
+  set: TokenizedSet,
+  rows: ArrayLike<number>,
+  cfg: DefaultTeacherConfig,
+  withLabels: boolean,
+  withBigrams: boolean,
+): Record<string, ort.Tensor> {
   const enc = Array.from(rows as ArrayLike<number>, (r) => set.encodings[r]!);
   const b = tok.pad(enc);
   const dims = [b.size, b.length];
@@ -199,7 +274,10 @@ export function teacherFeeds(tok: TextTokenizer, set: TokenizedSet, rows: ArrayL
     });
     feeds.bigram_ids = new ort.Tensor('int64', big, dims);
   }
-  if (withLabels) feeds.labels = new ort.Tensor('int64', BigInt64Array.from(Array.from(rows as ArrayLike<number>, (r) => BigInt(set.labels[r]!))), [b.size]);
+  if (withLabels)
+    feeds.labels = new ort.Tensor('int64', BigInt64Array.from(Array.from(rows as ArrayLike<number>, (r) => BigInt(set.labels[r]!))), [
+      b.size,
+    ]);
   return feeds;
 }
 
@@ -254,7 +332,13 @@ async function readExamples(files: string[], read: ReadOptions, limit: number, s
     out.push(ex);
   }
   if (out.length <= limit) return out;
-  const keep = new Set(out.map((e, i) => [unitHash(seed, e.id), i] as const).sort((a, b) => a[0] - b[0]).slice(0, limit).map(([, i]) => i));
+  const keep = new Set(
+    out
+      .map((e, i) => [unitHash(seed, e.id), i] as const)
+      .sort((a, b) => a[0] - b[0])
+      .slice(0, limit)
+      .map(([, i]) => i),
+  );
   return out.filter((_, i) => keep.has(i));
 }
 
@@ -276,7 +360,8 @@ function logSoftmaxRows(logits: Float32Array, classes: number): Float64Array {
 function simplexGrid(k: number, steps: number): number[][] {
   if (k === 1) return [[1]];
   const out: number[][] = [];
-  for (let i = 0; i <= steps; i++) for (const rest of simplexGrid(k - 1, steps - i)) out.push([i / steps, ...rest.map((r) => (r * (steps - i)) / steps)]);
+  for (let i = 0; i <= steps; i++)
+    for (const rest of simplexGrid(k - 1, steps - i)) out.push([i / steps, ...rest.map((r) => (r * (steps - i)) / steps)]);
   return out;
 }
 
@@ -284,7 +369,11 @@ function simplexGrid(k: number, steps: number): number[][] {
  * Ensemble weights maximizing dev accuracy of Σ_k w_k·log p_k (ties: lower dev NLL), on a
  * grid of the simplex.
  */
-export function tuneEnsembleWeights(memberLogits: Float32Array[], labels: Int32Array, classes: number): { weights: number[]; accuracy: number; nll: number } {
+export function tuneEnsembleWeights(
+  memberLogits: Float32Array[],
+  labels: Int32Array,
+  classes: number,
+): { weights: number[]; accuracy: number; nll: number } {
   const logp = memberLogits.map((l) => logSoftmaxRows(l, classes));
   const n = labels.length;
   let best = { weights: memberLogits.map(() => 1 / memberLogits.length), accuracy: -1, nll: Infinity };
@@ -299,14 +388,15 @@ export function tuneEnsembleWeights(memberLogits: Float32Array[], labels: Int32A
       });
       let arg = 0;
       let max = -Infinity;
-      for (let c = 0; c < classes; c++) if (score[c]! > max) (max = score[c]!), (arg = c);
+      for (let c = 0; c < classes; c++) if (score[c]! > max) ((max = score[c]!), (arg = c));
       let sum = 0;
       for (let c = 0; c < classes; c++) sum += Math.exp(score[c]! - max);
       nll += max + Math.log(sum) - score[labels[i]!]!;
       if (arg === labels[i]) right += 1;
     }
     const accuracy = right / n;
-    if (accuracy > best.accuracy + 1e-12 || (Math.abs(accuracy - best.accuracy) <= 1e-12 && nll / n < best.nll)) best = { weights: w, accuracy, nll: nll / n };
+    if (accuracy > best.accuracy + 1e-12 || (Math.abs(accuracy - best.accuracy) <= 1e-12 && nll / n < best.nll))
+      best = { weights: w, accuracy, nll: nll / n };
   }
   return best;
 }
@@ -323,11 +413,18 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     dev = await readExamples(o.devFiles, o.read, Infinity, cfg.seed);
   } else {
     const keys = Float64Array.from(train, (e) => unitHash(cfg.seed, e.id));
-    const split = assignSplits(keys, Uint8Array.from(train, (e) => e.label), classes, cfg.devFraction, 0);
+    const split = assignSplits(
+      keys,
+      Uint8Array.from(train, (e) => e.label),
+      classes,
+      cfg.devFraction,
+      0,
+    );
     dev = train.filter((_, i) => split[i] === 1);
     train = train.filter((_, i) => split[i] === 0);
   }
-  if (train.length === 0 || dev.length === 0) throw new ConfigError(`teacher training needs rows to train on and a dev set; got ${train.length} and ${dev.length}`);
+  if (train.length === 0 || dev.length === 0)
+    throw new ConfigError(`teacher training needs rows to train on and a dev set; got ${train.length} and ${dev.length}`);
   log(`teacher: ${train.length} training rows, ${dev.length} dev rows, ${classes} classes, ${cfg.members.length} member(s)`);
 
   const work = join(o.out, 'training');
@@ -337,25 +434,38 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   let tokenizer: TextTokenizer;
   if (o.resume && existsSync(join(tokDir, 'tokenizer.json'))) tokenizer = TextTokenizer.fromFolder(tokDir, { maxLength: cfg.maxLength });
   else {
-    tokenizer = TextTokenizer.trainWordPiece(train.map((e) => e.text), { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength });
+    tokenizer = TextTokenizer.trainWordPiece(
+      train.map((e) => e.text),
+      { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength },
+    );
     mkdirSync(tokDir, { recursive: true });
     tokenizer.save(tokDir);
   }
-  writeFileAtomicSync(join(work, 'run.json'), `${JSON.stringify({ config: cfg, trainFiles: o.trainFiles, devFiles: o.devFiles ?? null, limit: o.limit ?? null, trainRows: train.length, devRows: dev.length, versions: runVersions(), startedAt: new Date().toISOString() }, null, 2)}\n`);
-  const tokenize = async (rows: Example[]): Promise<TokenizedSet> => ({ encodings: await tokenizer.encode(rows.map((e) => e.text)), labels: Int32Array.from(rows, (e) => e.label) });
+  writeFileAtomicSync(
+    join(work, 'run.json'),
+    `${JSON.stringify({ config: cfg, trainFiles: o.trainFiles, devFiles: o.devFiles ?? null, limit: o.limit ?? null, trainRows: train.length, devRows: dev.length, versions: runVersions(), startedAt: new Date().toISOString() }, null, 2)}\n`,
+  );
+  const tokenize = async (rows: Example[]): Promise<TokenizedSet> => ({
+    encodings: await tokenizer.encode(rows.map((e) => e.text)),
+    labels: Int32Array.from(rows, (e) => e.label),
+  });
   const trainSet = await tokenize(train);
   const devSet = await tokenize(dev);
-  const devOrder = Int32Array.from({ length: dev.length }, (_, i) => i).sort((a, b) => devSet.encodings[a]!.ids.length - devSet.encodings[b]!.ids.length);
+  const devOrder = Int32Array.from({ length: dev.length }, (_, i) => i).sort(
+    (a, b) => devSet.encodings[a]!.ids.length - devSet.encodings[b]!.ids.length,
+  );
   const devLogits = async (trainer: Trainer): Promise<Float32Array> => {
     const out = new Float32Array(dev.length * classes);
     for (let s = 0; s < devOrder.length; s += 128) {
       const rows = devOrder.subarray(s, s + 128);
-      const logits = (await trainer.evaluate(teacherFeeds(tokenizer, devSet, rows, cfg, false, true), ['logits'])).logits!.data as Float32Array;
+      const logits = (await trainer.evaluate(teacherFeeds(tokenizer, devSet, rows, cfg, false, true), ['logits'])).logits!
+        .data as Float32Array;
       rows.forEach((r, k) => out.set(logits.subarray(k * classes, (k + 1) * classes), r * classes));
     }
     return out;
   };
-  const accuracyOf = (logits: Float32Array) => devSet.labels.reduce((s, y, i) => s + (argmaxRow(logits, i * classes, classes) === y ? 1 : 0), 0) / dev.length;
+  const accuracyOf = (logits: Float32Array) =>
+    devSet.labels.reduce((s, y, i) => s + (argmaxRow(logits, i * classes, classes) === y ? 1 : 0), 0) / dev.length;
 
   const lengths = trainSet.encodings.map((e) => e.ids.length);
   let pretrained: PretrainResult | null = null;
@@ -408,7 +518,9 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       ...(o.allowFallback ? { allowFallback: true } : {}),
       ...(o.threads ? { threads: o.threads } : {}),
     });
-    log(`member ${k + 1}/${cfg.members.length}: ${m.layers > 0 ? `${m.layers}-layer encoder (hidden ${m.hidden})` : ''}${m.layers > 0 && m.wideDim > 0 ? ' + ' : ''}${m.wideDim > 0 ? `n-gram bag (${m.wideDim})` : ''}, ${trainer.store.count()} parameters`);
+    log(
+      `member ${k + 1}/${cfg.members.length}: ${m.layers > 0 ? `${m.layers}-layer encoder (hidden ${m.hidden})` : ''}${m.layers > 0 && m.wideDim > 0 ? ' + ' : ''}${m.wideDim > 0 ? `n-gram bag (${m.wideDim})` : ''}, ${trainer.store.count()} parameters`,
+    );
     const loop = await runTrainingLoop<Int32Array>({
       trainer,
       outDir: memberDir,
@@ -442,9 +554,28 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   const tuned = tuneEnsembleWeights(memberDevLogits, devSet.labels, classes);
   log(`ensemble weights ${tuned.weights.map((w) => w.toFixed(2)).join(', ')}: dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%`);
   const store = ensembleStore(cfg, classes, memberStores, tuned.weights);
-  const onnx = exportModel(ensembleModel(cfg, classes), store, { outputs: ['logits'], metadata: { producer: 'kd-toolkit default teacher' } });
-  exportTeacherFolder(o.out, cfg, tokenizer, labels, onnx, { devAccuracy: tuned.accuracy, pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null, weights: tuned.weights, members: members.map((m) => ({ devAccuracy: m.devAccuracy, steps: m.loop.steps, seconds: m.loop.secondsTraining })), trainRows: train.length, devRows: dev.length });
-  return { out: o.out, trainRows: train.length, devRows: dev.length, devAccuracy: tuned.accuracy, pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null, members, weights: tuned.weights, parameters: store.count() };
+  const onnx = exportModel(ensembleModel(cfg, classes), store, {
+    outputs: ['logits'],
+    metadata: { producer: 'kd-toolkit default teacher' },
+  });
+  exportTeacherFolder(o.out, cfg, tokenizer, labels, onnx, {
+    devAccuracy: tuned.accuracy,
+    pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null,
+    weights: tuned.weights,
+    members: members.map((m) => ({ devAccuracy: m.devAccuracy, steps: m.loop.steps, seconds: m.loop.secondsTraining })),
+    trainRows: train.length,
+    devRows: dev.length,
+  });
+  return {
+    out: o.out,
+    trainRows: train.length,
+    devRows: dev.length,
+    devAccuracy: tuned.accuracy,
+    pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null,
+    members,
+    weights: tuned.weights,
+    parameters: store.count(),
+  };
 }
 
 /** Parameters of the exported ensemble: members under `member<k>.`, classifiers scaled and stacked. */
@@ -478,7 +609,14 @@ function ensembleStore(cfg: DefaultTeacherConfig, classes: number, members: Para
 }
 
 /** Writes config.json, the tokenizer files and onnx/model.onnx (the layout transformers.js loads). */
-export function exportTeacherFolder(out: string, cfg: DefaultTeacherConfig, tokenizer: TextTokenizer, labels: string[], onnx: Uint8Array, training: Record<string, unknown>): void {
+export function exportTeacherFolder(
+  out: string,
+  cfg: DefaultTeacherConfig,
+  tokenizer: TextTokenizer,
+  labels: string[],
+  onnx: Uint8Array,
+  training: Record<string, unknown>,
+): void {
   mkdirSync(join(out, 'onnx'), { recursive: true });
   const id2label = Object.fromEntries(labels.map((l, i) => [String(i), l]));
   const label2id = Object.fromEntries(labels.map((l, i) => [l, i]));
@@ -502,7 +640,14 @@ export function exportTeacherFolder(out: string, cfg: DefaultTeacherConfig, toke
     problem_type: 'single_label_classification',
     id2label,
     label2id,
-    kd: { producer: 'kd-toolkit', architecture: 'product-of-experts ensemble of BERT-style encoders and word-piece unigram/bigram bags, one final linear layer', members: cfg.members, bigram_buckets: cfg.bigramBuckets, bigram_prime: BIGRAM_PRIME, training },
+    kd: {
+      producer: 'kd-toolkit',
+      architecture: 'product-of-experts ensemble of BERT-style encoders and word-piece unigram/bigram bags, one final linear layer',
+      members: cfg.members,
+      bigram_buckets: cfg.bigramBuckets,
+      bigram_prime: BIGRAM_PRIME,
+      training,
+    },
   };
   tokenizer.save(out);
   writeFileAtomicSync(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -513,10 +658,16 @@ export function exportTeacherFolder(out: string, cfg: DefaultTeacherConfig, toke
 export function resolveTeacherConfig(preset: string, overrides: Partial<DefaultTeacherConfig & MemberConfig>): DefaultTeacherConfig {
   let base = TEACHER_PRESETS[preset];
   if (!base) {
-    if (existsSync(preset)) base = { ...TEACHER_PRESETS.base!, ...(JSON.parse(readFileSync(preset, 'utf8')) as Partial<DefaultTeacherConfig>) };
-    else throw new OptionError(`Unknown teacher preset '${preset}'. Known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`);
+    if (existsSync(preset))
+      base = { ...TEACHER_PRESETS.base!, ...(JSON.parse(readFileSync(preset, 'utf8')) as Partial<DefaultTeacherConfig>) };
+    else
+      throw new OptionError(
+        `Unknown teacher preset '${preset}'. Known: ${Object.keys(TEACHER_PRESETS).join(', ')} (or a JSON file of settings)`,
+      );
   }
-  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<DefaultTeacherConfig & MemberConfig>;
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<
+    DefaultTeacherConfig & MemberConfig
+  >;
   const memberKeys: (keyof MemberConfig)[] = ['layers', 'hidden', 'heads', 'intermediate', 'wideDim', 'dropout', 'epochs', 'lr'];
   const memberOverrides = Object.fromEntries(memberKeys.filter((k) => k in given).map((k) => [k, given[k]]));
   const sharedOverrides = Object.fromEntries(Object.entries(given).filter(([k]) => !memberKeys.includes(k as keyof MemberConfig)));

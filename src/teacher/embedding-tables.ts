@@ -57,7 +57,8 @@ export function findEmbeddingTables(model: ModelProto, modelPath: string, padTok
   // bias indexed by a Range (T5's [buckets, heads]) is not, and does not bound the length.
   for (const t of positionTables) {
     if (widths.size > 0 && !widths.has(t.width)) continue;
-    if (result.maxPositions === null || t.positions < result.maxPositions) [result.maxPositions, result.positionTable] = [t.positions, t.name];
+    if (result.maxPositions === null || t.positions < result.maxPositions)
+      [result.maxPositions, result.positionTable] = [t.positions, t.name];
   }
   return result;
 }

@@ -59,8 +59,13 @@ export function rewriteForFusion(model: ModelProto, modelPath: string): number {
       if (inner.some((n) => removed.has(n) || (uses.get(n.output![0]!) ?? 0) !== 1)) continue;
       const x = h[0];
       const base = `${y.output![0]}__kd_gelu`;
-      extraInits.push(floatInitializer(`${base}/sqrt2`, [], Float32Array.of(Math.SQRT2)), floatInitializer(`${base}/one`, [], Float32Array.of(1)), floatInitializer(`${base}/half`, [], Float32Array.of(0.5)));
-      const node = (opType: string, input: string[], output: string) => onnx.NodeProto.create({ opType, input, output: [output], name: `${base}/${opType}_${output.split('/').pop()}` });
+      extraInits.push(
+        floatInitializer(`${base}/sqrt2`, [], Float32Array.of(Math.SQRT2)),
+        floatInitializer(`${base}/one`, [], Float32Array.of(1)),
+        floatInitializer(`${base}/half`, [], Float32Array.of(0.5)),
+      );
+      const node = (opType: string, input: string[], output: string) =>
+        onnx.NodeProto.create({ opType, input, output: [output], name: `${base}/${opType}_${output.split('/').pop()}` });
       replaced.set(y, [
         node('Div', [x, `${base}/sqrt2`], `${base}/div`),
         node('Erf', [`${base}/div`], `${base}/erf`),
@@ -79,4 +84,3 @@ export function rewriteForFusion(model: ModelProto, modelPath: string): number {
   }
   return changes;
 }
-

@@ -44,7 +44,8 @@ function weightOfMatMulOperand(index: GraphIndex, name: string): { w: Float32Arr
   const p = index.producer.get(name);
   if (p?.opType === 'Transpose') {
     const inner = index.constantFloats(p.input![0]!);
-    if (inner && inner.dims.length === 2) return { w: inner.data, rows: inner.dims[0]!, cols: inner.dims[1]!, how: 'Transpose(constant [C, D])' };
+    if (inner && inner.dims.length === 2)
+      return { w: inner.data, rows: inner.dims[0]!, cols: inner.dims[1]!, how: 'Transpose(constant [C, D])' };
   }
   return null;
 }
@@ -103,12 +104,20 @@ export function findClassifierHead(model: ModelProto, modelPath: string, logitsN
   if (!wInfo) return fail(`MatMul '${matmul.name}' whose weight '${matmul.input![1]}' is not constant`);
   const bias = biasOf(index, biasName, wInfo.rows);
   if (!bias) return fail(`Add '${node.name}' whose bias does not have ${wInfo.rows} values`);
-  return { embeddingTensor: matmul.input![0]!, weight: wInfo.w, bias, rows: wInfo.rows, cols: wInfo.cols, description: `MatMul(${wInfo.how})${biasName ? ' + Add' : ''} '${matmul.name}'` };
+  return {
+    embeddingTensor: matmul.input![0]!,
+    weight: wInfo.w,
+    bias,
+    rows: wInfo.rows,
+    cols: wInfo.cols,
+    description: `MatMul(${wInfo.how})${biasName ? ' + Add' : ''} '${matmul.name}'`,
+  };
 }
 
 /** The head that reads a user-named tensor: W and b when it feeds a linear layer, else null. */
 export function headForNamedEmbedding(model: ModelProto, modelPath: string, tensor: string, logitsName: string): ClassifierHead {
-  const exists = (model.graph?.node ?? []).some((n) => (n.output ?? []).includes(tensor)) || (model.graph?.input ?? []).some((i) => i.name === tensor);
+  const exists =
+    (model.graph?.node ?? []).some((n) => (n.output ?? []).includes(tensor)) || (model.graph?.input ?? []).some((i) => i.name === tensor);
   if (!exists) throw new HeadNotFoundError(`--embedding-output ${tensor}: no tensor of that name in the graph`);
   try {
     const head = findClassifierHead(model, modelPath, logitsName);
@@ -116,7 +125,14 @@ export function headForNamedEmbedding(model: ModelProto, modelPath: string, tens
   } catch {
     /* fall through: W and b unknown */
   }
-  return { embeddingTensor: tensor, weight: null, bias: null, rows: 0, cols: 0, description: `named tensor '${tensor}' (classifier weights not recovered)` };
+  return {
+    embeddingTensor: tensor,
+    weight: null,
+    bias: null,
+    rows: 0,
+    cols: 0,
+    description: `named tensor '${tensor}' (classifier weights not recovered)`,
+  };
 }
 
 /** Adds `tensor` as a graph output named `outputName` (via Identity), with float rows [batch, dim]. */

@@ -27,7 +27,8 @@ export function decodeModel(path: string): ModelProto {
   }
   // Protobuf decodes many byte strings without error; a model has a graph with nodes and outputs.
   const g = model.graph;
-  if (!g || !(g.node?.length) || !(g.output?.length)) throw new FormatError(path, `not an ONNX model (no graph with nodes and outputs); ${REEXPORT}`);
+  if (!g || !g.node?.length || !g.output?.length)
+    throw new FormatError(path, `not an ONNX model (no graph with nodes and outputs); ${REEXPORT}`);
   externalDataFiles(model, path);
   return model;
 }
@@ -35,7 +36,8 @@ export function decodeModel(path: string): ModelProto {
 /** The files a model's external data is in (each checked as {@link externalDataOf} does), sorted. */
 export function externalDataFiles(model: ModelProto, modelPath: string): string[] {
   const files = new Set<string>();
-  for (const t of allTensors(model)) if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) files.add(externalDataOf(t, modelPath).file);
+  for (const t of allTensors(model))
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) files.add(externalDataOf(t, modelPath).file);
   return [...files].sort();
 }
 
@@ -92,10 +94,14 @@ export function externalDataOf(t: TensorProto, modelPath: string): ExternalData 
   const stat = statSync(file);
   if (!stat.isFile()) throw bad(`location '${location}' is not a regular file`);
   const offset = nonNegativeInteger(entries.get('offset') ?? '0');
-  if (offset === null || offset > stat.size) throw bad(`offset '${entries.get('offset')}' is not an offset into '${location}' (${stat.size} bytes)`);
+  if (offset === null || offset > stat.size)
+    throw bad(`offset '${entries.get('offset')}' is not an offset into '${location}' (${stat.size} bytes)`);
   const length = entries.has('length') ? nonNegativeInteger(entries.get('length')!) : stat.size - offset;
   if (length === null) throw bad(`length '${entries.get('length')}' is not a non-negative integer`);
-  if (offset + length > stat.size) throw bad(`offset ${offset} + length ${length} is past the end of '${location}' (${stat.size} bytes; the file is truncated or not this model's)`);
+  if (offset + length > stat.size)
+    throw bad(
+      `offset ${offset} + length ${length} is past the end of '${location}' (${stat.size} bytes; the file is truncated or not this model's)`,
+    );
   return { file, offset, length };
 }
 
@@ -157,7 +163,13 @@ function numel(dims: number[]): number {
 }
 
 /** Bytes per element of the types read here (raw data is little-endian, densely packed). */
-const ELEMENT_BYTES: Record<number, number> = { [onnx.TensorProto.DataType.FLOAT]: 4, [onnx.TensorProto.DataType.DOUBLE]: 8, [onnx.TensorProto.DataType.FLOAT16]: 2, [onnx.TensorProto.DataType.INT64]: 8, [onnx.TensorProto.DataType.INT32]: 4 };
+const ELEMENT_BYTES: Record<number, number> = {
+  [onnx.TensorProto.DataType.FLOAT]: 4,
+  [onnx.TensorProto.DataType.DOUBLE]: 8,
+  [onnx.TensorProto.DataType.FLOAT16]: 2,
+  [onnx.TensorProto.DataType.INT64]: 8,
+  [onnx.TensorProto.DataType.INT32]: 4,
+};
 
 /** A tensor's raw bytes (inline or external, beside `modelPath`), or null when its values are in typed fields. */
 function tensorBytes(t: TensorProto, modelPath: string): Uint8Array | null {
@@ -168,14 +180,22 @@ function tensorBytes(t: TensorProto, modelPath: string): Uint8Array | null {
     try {
       const buf = Buffer.alloc(length);
       const read = readSync(fd, buf, 0, length, offset);
-      if (read !== length) throw new FormatError(file, `tensor '${t.name}': read ${read} of ${length} bytes at offset ${offset} (the file changed while being read); ${REEXPORT}`);
+      if (read !== length)
+        throw new FormatError(
+          file,
+          `tensor '${t.name}': read ${read} of ${length} bytes at offset ${offset} (the file changed while being read); ${REEXPORT}`,
+        );
       raw = buf;
     } finally {
       closeSync(fd);
     }
   }
   const needed = numel((t.dims ?? []).map(Number)) * (ELEMENT_BYTES[t.dataType ?? 0] ?? 0);
-  if (raw && raw.length < needed) throw new FormatError(modelPath, `tensor '${t.name}' holds ${raw.length} bytes but its shape [${(t.dims ?? []).join(', ')}] needs ${needed}; ${REEXPORT}`);
+  if (raw && raw.length < needed)
+    throw new FormatError(
+      modelPath,
+      `tensor '${t.name}' holds ${raw.length} bytes but its shape [${(t.dims ?? []).join(', ')}] needs ${needed}; ${REEXPORT}`,
+    );
   return raw;
 }
 
@@ -230,12 +250,22 @@ export function decodeModelBytes(bytes: Uint8Array): ModelProto {
 
 /** A float32 initializer (a scalar when `dims` is []). */
 export function floatInitializer(name: string, dims: readonly number[], data: Float32Array): TensorProto {
-  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.FLOAT, dims: [...dims], rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+  return onnx.TensorProto.create({
+    name,
+    dataType: onnx.TensorProto.DataType.FLOAT,
+    dims: [...dims],
+    rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  });
 }
 
 /** A 1-D int64 initializer. */
 export function int64Initializer(name: string, values: readonly number[]): TensorProto {
-  return onnx.TensorProto.create({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+  return onnx.TensorProto.create({
+    name,
+    dataType: onnx.TensorProto.DataType.INT64,
+    dims: [values.length],
+    rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer),
+  });
 }
 
 /** An integer attribute of a node, or `fallback` when absent. */

@@ -36,7 +36,8 @@ function probeFeeds(session: ort.InferenceSession, batch: number, seq: number, v
   for (const name of session.inputNames) {
     const values = new BigInt64Array(n);
     if (name === 'input_ids') for (let i = 0; i < n; i++) values[i] = BigInt(1 + ((i * 7) % Math.max(1, Math.min(vocabSize - 1, 97))));
-    else if (name === 'attention_mask') for (let i = 0; i < n; i++) values[i] = i >= n - 2 ? 0n : 1n; // the last row is padded
+    else if (name === 'attention_mask')
+      for (let i = 0; i < n; i++) values[i] = i >= n - 2 ? 0n : 1n; // the last row is padded
     else if (name === 'position_ids') for (let i = 0; i < n; i++) values[i] = BigInt(i % seq);
     else if (name !== 'token_type_ids') return null;
     const meta = session.inputMetadata.find((m) => m.name === name);
@@ -74,7 +75,8 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   const initializers = new Set((g.initializer ?? []).map((t) => t.name!));
   for (const n of g.node ?? []) {
     if (n.opType === 'Constant') continue;
-    for (const o of n.output ?? []) if (o && !existing.has(o) && !initializers.has(o)) g.output!.push(onnx.ValueInfoProto.create({ name: o }));
+    for (const o of n.output ?? [])
+      if (o && !existing.has(o) && !initializers.has(o)) g.output!.push(onnx.ValueInfoProto.create({ name: o }));
   }
   const dims: ProbeDims = new Map();
   const reference: Record<string, ort.Tensor>[] = [];
@@ -82,14 +84,20 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   let session: ort.InferenceSession;
   try {
     // Unoptimized: ONNX Runtime 1.30 can crash exposing a tensor that an optimization rewrote.
-    session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3, ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}), ...externalDataOptions(dirname(modelPath)) });
+    session = await ort.InferenceSession.create(encodeModel(probe), {
+      graphOptimizationLevel: 'disabled',
+      logSeverityLevel: 3,
+      ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+      ...externalDataOptions(dirname(modelPath)),
+    });
   } catch (e) {
     return unchanged(`graph not optimized: probing it failed (${(e as Error).message.split('\n')[0]})`);
   }
   try {
     for (const [batch, seq] of PROBE_SHAPES) {
       const feeds = probeFeeds(session, batch, seq, opts.vocabSize);
-      if (!feeds) return unchanged(`graph not optimized: inputs ${session.inputNames.join(', ')} are not all [batch, sequence] token inputs`);
+      if (!feeds)
+        return unchanged(`graph not optimized: inputs ${session.inputNames.join(', ')} are not all [batch, sequence] token inputs`);
       const out = await session.run(feeds);
       for (const [name, t] of Object.entries(out)) (dims.get(name) ?? dims.set(name, []).get(name)!).push([...t.dims]);
       for (const [name, t] of Object.entries(feeds)) (dims.get(name) ?? dims.set(name, []).get(name)!).push([...t.dims]);
@@ -129,10 +137,21 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
 }
 
 /** '' when `model` reproduces the reference outputs on the probe feeds, else what differed. */
-async function sameOutputs(model: ModelProto, modelPath: string, feedsList: Feeds[], reference: Record<string, ort.Tensor>[], opts: OptimizeOptions): Promise<string> {
+async function sameOutputs(
+  model: ModelProto,
+  modelPath: string,
+  feedsList: Feeds[],
+  reference: Record<string, ort.Tensor>[],
+  opts: OptimizeOptions,
+): Promise<string> {
   let check: Awaited<ReturnType<typeof createSession>>;
   try {
-    check = await createSession(encodeModel(model), { externalDataDir: dirname(modelPath), ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) });
+    check = await createSession(encodeModel(model), {
+      externalDataDir: dirname(modelPath),
+      ...(opts.device ? { device: opts.device } : {}),
+      ...(opts.allowFallback ? { allowFallback: true } : {}),
+      ...(opts.threads ? { threads: opts.threads } : {}),
+    });
   } catch (e) {
     return `the rewritten graph did not load (${(e as Error).message.split('\n')[0]})`;
   }
@@ -142,7 +161,8 @@ async function sameOutputs(model: ModelProto, modelPath: string, feedsList: Feed
       for (const o of opts.outputs) {
         const err = maxRelativeError(out[o]!, reference[p]![o]!);
         const tolerance = check.device === 'cpu' ? 1e-4 : 1e-2;
-        if (!(err <= tolerance)) return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
+        if (!(err <= tolerance))
+          return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
       }
     }
     return '';

@@ -33,7 +33,19 @@ export function mlmModel(m: MemberConfig, vocabSize: number, maxLength: number):
     forward(ctx, inputs: Record<string, Value>) {
       const h = bertEncoder(
         ctx,
-        { vocabSize, hidden: m.hidden, layers: m.layers, heads: m.heads, intermediate: m.intermediate, maxPositions: maxLength, typeVocabSize: 2, dropout: m.dropout, attentionDropout: m.dropout, layerNormEps: 1e-12, sparseEmbeddings: true },
+        {
+          vocabSize,
+          hidden: m.hidden,
+          layers: m.layers,
+          heads: m.heads,
+          intermediate: m.intermediate,
+          maxPositions: maxLength,
+          typeVocabSize: 2,
+          dropout: m.dropout,
+          attentionDropout: m.dropout,
+          layerNormEps: 1e-12,
+          sparseEmbeddings: true,
+        },
         inputs.input_ids!,
         inputs.attention_mask!,
         inputs.token_type_ids!,
@@ -148,7 +160,13 @@ export async function pretrainEncoder(o: {
     epochs: c.epochs,
     seed: c.seed,
     batches: (_epoch, rng) => o.bucketedBatches(lengths, c.batchSize, rng).map((rows) => ({ rows, maskSeed: rng.nextU32() })),
-    feed: (b) => maskBatch(o.tokenizer, Array.from(b.rows, (r) => o.texts[r]!), c.maskProbability, new Rng(b.maskSeed)),
+    feed: (b) =>
+      maskBatch(
+        o.tokenizer,
+        Array.from(b.rows, (r) => o.texts[r]!),
+        c.maskProbability,
+        new Rng(b.maskSeed),
+      ),
     evaluate: async () => ({ score: await heldOutFeeds() }),
     ...(o.resume ? { resume: true } : {}),
     label: 'pretrain (MLM)',

@@ -34,9 +34,41 @@ export interface RowPruneResult {
 }
 
 const ELEMENTWISE = new Set([
-  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Where', 'Erf', 'Tanh', 'Relu', 'Sigmoid', 'Sqrt', 'Exp', 'Log', 'Neg',
-  'Reciprocal', 'Abs', 'Cast', 'Identity', 'Softplus', 'Clip', 'Equal', 'Greater', 'Less', 'Not', 'And', 'Or', 'LeakyRelu',
-  'Elu', 'HardSigmoid', 'Gelu', 'FastGelu', 'BiasGelu', 'QuickGelu',
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Max',
+  'Min',
+  'Where',
+  'Erf',
+  'Tanh',
+  'Relu',
+  'Sigmoid',
+  'Sqrt',
+  'Exp',
+  'Log',
+  'Neg',
+  'Reciprocal',
+  'Abs',
+  'Cast',
+  'Identity',
+  'Softplus',
+  'Clip',
+  'Equal',
+  'Greater',
+  'Less',
+  'Not',
+  'And',
+  'Or',
+  'LeakyRelu',
+  'Elu',
+  'HardSigmoid',
+  'Gelu',
+  'FastGelu',
+  'BiasGelu',
+  'QuickGelu',
 ]);
 const REDUCE = new Set(['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceSumSquare', 'ReduceL2']);
 
@@ -79,7 +111,9 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
     return d ? kindsOf(d) : null;
   };
   const consumers = new Map<string, { node: number; input: number }[]>();
-  nodes.forEach((n, i) => (n.input ?? []).forEach((t, j) => t && (consumers.get(t) ?? consumers.set(t, []).get(t)!).push({ node: i, input: j })));
+  nodes.forEach((n, i) =>
+    (n.input ?? []).forEach((t, j) => t && (consumers.get(t) ?? consumers.set(t, []).get(t)!).push({ node: i, input: j })),
+  );
   const graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
 
   // Requests: tensor → axis it is wanted sliced on, and which (node, input) uses want it so.
@@ -104,7 +138,13 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
       if (idx && idx.length === 1 && idx[0] === 0) request(x, 1, i, 0);
     } else if (n.opType === 'Slice') {
       const [starts, ends, axes, steps] = [1, 2, 3, 4].map((j) => (n.input![j] ? index.constantInts(n.input![j]!) : undefined));
-      const ok = starts?.length === 1 && starts[0] === 0 && ends?.length === 1 && ends[0] === 1 && (axes ? axes.length === 1 && (axes[0] === 1 || axes[0] === 1 - k.length) : false) && (!steps || (steps.length === 1 && steps[0] === 1));
+      const ok =
+        starts?.length === 1 &&
+        starts[0] === 0 &&
+        ends?.length === 1 &&
+        ends[0] === 1 &&
+        (axes ? axes.length === 1 && (axes[0] === 1 || axes[0] === 1 - k.length) : false) &&
+        (!steps || (steps.length === 1 && steps[0] === 1));
       if (ok) request(x, 1, i, 0);
     }
   });
@@ -203,8 +243,9 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
     if (wantedOutputs.length === 0) continue;
     const o = n.output![0]!;
     const axis = want.get(o);
-    const onlySlicedUses = (t: string) => !graphOutputs.has(t) && (consumers.get(t) ?? []).every((c) => slicedUses.get(t)?.has(`${c.node}:${c.input}`));
-    const othersUnused = (n.output ?? []).slice(1).every((t) => !t || (!graphOutputs.has(t) && !(consumers.get(t)?.length)));
+    const onlySlicedUses = (t: string) =>
+      !graphOutputs.has(t) && (consumers.get(t) ?? []).every((c) => slicedUses.get(t)?.has(`${c.node}:${c.input}`));
+    const othersUnused = (n.output ?? []).slice(1).every((t) => !t || (!graphOutputs.has(t) && !consumers.get(t)?.length));
     const conv = wantedOutputs.length === 1 && axis !== undefined && onlySlicedUses(o) && othersUnused ? convert(n, axis) : null;
     if (conv) {
       conversions.set(i, conv);
@@ -227,7 +268,14 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
     for (const s of slices.filter((x) => x.after === after)) {
       const p = `${s.name}/`;
       newInits.push(int64Initializer(`${p}starts`, [0]), int64Initializer(`${p}ends`, [1]), int64Initializer(`${p}axes`, [s.axis]));
-      newNodes.push(onnx.NodeProto.create({ opType: 'Slice', name: `kd_pos0_${s.tensor}`, input: [s.tensor, `${p}starts`, `${p}ends`, `${p}axes`], output: [s.name] }));
+      newNodes.push(
+        onnx.NodeProto.create({
+          opType: 'Slice',
+          name: `kd_pos0_${s.tensor}`,
+          input: [s.tensor, `${p}starts`, `${p}ends`, `${p}axes`],
+          output: [s.name],
+        }),
+      );
     }
   };
   emitSlices(-1);

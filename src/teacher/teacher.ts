@@ -69,26 +69,45 @@ export interface TeacherOutputs {
 
 export function readTeacherConfig(dir: string): TeacherConfig {
   const path = join(dir, 'config.json');
-  if (!existsSync(path)) throw new ConfigError(`${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`);
+  if (!existsSync(path))
+    throw new ConfigError(
+      `${dir}: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx (the Hugging Face / Optimum layout)`,
+    );
   const cfg = readJsonObject(path, 'the model’s config.json (download or export it again)');
   const fix = 'fix config.json (or export the model again)';
   const id2label = cfg.id2label ?? {};
-  if (typeof id2label !== 'object' || id2label === null || Array.isArray(id2label)) throw new ConfigError(`${path}: field id2label must be an object of class names (e.g. {"0": "NEGATIVE", "1": "POSITIVE"}); ${fix}`);
+  if (typeof id2label !== 'object' || id2label === null || Array.isArray(id2label))
+    throw new ConfigError(`${path}: field id2label must be an object of class names (e.g. {"0": "NEGATIVE", "1": "POSITIVE"}); ${fix}`);
   const entries = Object.entries(id2label as Record<string, unknown>);
   const badKey = entries.find(([k, v]) => !/^\d+$/.test(k) || typeof v !== 'string');
-  if (badKey) throw new ConfigError(`${path}: field id2label: entry ${JSON.stringify(badKey[0])}: ${JSON.stringify(badKey[1])} is not "<class index>": "<name>"; ${fix}`);
+  if (badKey)
+    throw new ConfigError(
+      `${path}: field id2label: entry ${JSON.stringify(badKey[0])}: ${JSON.stringify(badKey[1])} is not "<class index>": "<name>"; ${fix}`,
+    );
   const labels = entries.sort(([a], [b]) => Number(a) - Number(b)).map(([, v]) => v as string);
-  if (labels.length === 0) throw new ConfigError(`${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`);
+  if (labels.length === 0)
+    throw new ConfigError(
+      `${path}: no id2label; a sequence classifier's config names its classes (e.g. {"0": "NEGATIVE", "1": "POSITIVE"})`,
+    );
   const missing = entries.findIndex(([k], i) => Number(k) !== i);
-  if (missing >= 0) throw new ConfigError(`${path}: field id2label has no class ${missing} (its keys must be 0 … ${labels.length - 1}); ${fix}`);
+  if (missing >= 0)
+    throw new ConfigError(`${path}: field id2label has no class ${missing} (its keys must be 0 … ${labels.length - 1}); ${fix}`);
   const count = (field: string, min: number): number | null => {
     const v = cfg[field];
     if (v === undefined || v === null) return null;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ConfigError(`${path}: field ${field} must be an integer ≥ ${min}, got ${JSON.stringify(v)}; ${fix}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw new ConfigError(`${path}: field ${field} must be an integer ≥ ${min}, got ${JSON.stringify(v)}; ${fix}`);
     return v;
   };
-  if (cfg.model_type !== undefined && typeof cfg.model_type !== 'string') throw new ConfigError(`${path}: field model_type must be a string, got ${JSON.stringify(cfg.model_type)}; ${fix}`);
-  return { modelType: (cfg.model_type as string | undefined) ?? 'unknown', labels, maxPositions: count('max_position_embeddings', 1), vocabSize: count('vocab_size', 1), padTokenId: count('pad_token_id', 0) };
+  if (cfg.model_type !== undefined && typeof cfg.model_type !== 'string')
+    throw new ConfigError(`${path}: field model_type must be a string, got ${JSON.stringify(cfg.model_type)}; ${fix}`);
+  return {
+    modelType: (cfg.model_type as string | undefined) ?? 'unknown',
+    labels,
+    maxPositions: count('max_position_embeddings', 1),
+    vocabSize: count('vocab_size', 1),
+    padTokenId: count('pad_token_id', 0),
+  };
 }
 
 /** A JSON file that must hold one object; anything else is a FormatError naming the file. */
@@ -100,7 +119,11 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
     if (!(e instanceof SyntaxError)) throw e;
     throw new FormatError(path, `not valid JSON (${e.message}); it should be ${what}`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FormatError(path, `holds ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}, not a JSON object; it should be ${what}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new FormatError(
+      path,
+      `holds ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}, not a JSON object; it should be ${what}`,
+    );
   return value as Record<string, unknown>;
 }
 
@@ -110,15 +133,30 @@ export function readJsonObject(path: string, what: string): Record<string, unkno
  * range), and a missing max_position_embeddings would truncate at 512 for a 128-position model.
  * The smaller wins; each disagreement is one line of `warnings`.
  */
-export function inputLimits(config: TeacherConfig, model: ModelProto, modelFile: string): { vocabSize: number | null; maxPositions: number | null; warnings: string[] } {
+export function inputLimits(
+  config: TeacherConfig,
+  model: ModelProto,
+  modelFile: string,
+): { vocabSize: number | null; maxPositions: number | null; warnings: string[] } {
   const tables = findEmbeddingTables(model, modelFile, config.padTokenId);
   const warnings: string[] = [];
   const smaller = (field: string, fromConfig: number | null, fromGraph: number | null, graphSays: string): number | null => {
-    if (fromConfig !== null && fromGraph !== null && fromConfig !== fromGraph) warnings.push(`config.json ${field} is ${fromConfig} but the graph's ${graphSays}; using ${Math.min(fromConfig, fromGraph)}`);
+    if (fromConfig !== null && fromGraph !== null && fromConfig !== fromGraph)
+      warnings.push(`config.json ${field} is ${fromConfig} but the graph's ${graphSays}; using ${Math.min(fromConfig, fromGraph)}`);
     return fromConfig === null ? fromGraph : fromGraph === null ? fromConfig : Math.min(fromConfig, fromGraph);
   };
-  const vocabSize = smaller('vocab_size', config.vocabSize, tables.wordRows, `word embedding table '${tables.wordTable}' has ${tables.wordRows} rows`);
-  const maxPositions = smaller('max_position_embeddings', config.maxPositions, tables.maxPositions, `position table '${tables.positionTable}' covers ${tables.maxPositions} positions`);
+  const vocabSize = smaller(
+    'vocab_size',
+    config.vocabSize,
+    tables.wordRows,
+    `word embedding table '${tables.wordTable}' has ${tables.wordRows} rows`,
+  );
+  const maxPositions = smaller(
+    'max_position_embeddings',
+    config.maxPositions,
+    tables.maxPositions,
+    `position table '${tables.positionTable}' covers ${tables.maxPositions} positions`,
+  );
   return { vocabSize, maxPositions, warnings };
 }
 
@@ -180,7 +218,9 @@ export class Teacher {
     const limits = inputLimits(declared, model, modelFile);
     if (limits.warnings.length) warn(`warning: ${dir}: ${limits.warnings.join('; ')}`);
     const config: TeacherConfig = { ...declared, vocabSize: limits.vocabSize, maxPositions: limits.maxPositions };
-    const head = opts.embeddingOutput ? headForNamedEmbedding(model, modelFile, opts.embeddingOutput, logitsName) : findClassifierHead(model, modelFile, logitsName);
+    const head = opts.embeddingOutput
+      ? headForNamedEmbedding(model, modelFile, opts.embeddingOutput, logitsName)
+      : findClassifierHead(model, modelFile, logitsName);
     if (head.weight && head.rows !== config.labels.length) {
       throw new ConfigError(`${dir}: the classifier has ${head.rows} outputs but config.json names ${config.labels.length} labels`);
     }
@@ -191,10 +231,24 @@ export class Teacher {
     const tokenizer = TextTokenizer.fromFolder(dir, Number.isFinite(maxLength) ? { maxLength } : {});
     if (config.vocabSize !== null) {
       const beyond = tokenizer.limitVocabulary(config.vocabSize);
-      if (beyond.length) warn(`warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`);
+      if (beyond.length)
+        warn(
+          `warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`,
+        );
     }
-    const sessionOpts = { ...(opts.device ? { device: opts.device } : {}), ...(opts.allowFallback ? { allowFallback: true } : {}), ...(opts.threads ? { threads: opts.threads } : {}) };
-    const optimized = opts.optimize === false ? null : await optimizeTeacherGraph(model, modelFile, { ...sessionOpts, vocabSize: config.vocabSize ?? tokenizer.vocabSize, outputs: ['logits', 'embedding'] });
+    const sessionOpts = {
+      ...(opts.device ? { device: opts.device } : {}),
+      ...(opts.allowFallback ? { allowFallback: true } : {}),
+      ...(opts.threads ? { threads: opts.threads } : {}),
+    };
+    const optimized =
+      opts.optimize === false
+        ? null
+        : await optimizeTeacherGraph(model, modelFile, {
+            ...sessionOpts,
+            vocabSize: config.vocabSize ?? tokenizer.vocabSize,
+            outputs: ['logits', 'embedding'],
+          });
     let handle: Awaited<ReturnType<typeof createSession>>;
     try {
       // From bytes (the graph was edited in memory), so ONNX Runtime must be told where the
@@ -202,12 +256,26 @@ export class Teacher {
       handle = await createSession(encodeModel(optimized?.model ?? model), { ...sessionOpts, externalDataDir: dirname(modelFile) });
     } catch (e) {
       if (e instanceof UserError) throw e;
-      throw new FormatError(modelFile, `ONNX Runtime could not load the model (${(e as Error).message.split('\n')[0]}); re-export the model (or download it again)`);
+      throw new FormatError(
+        modelFile,
+        `ONNX Runtime could not load the model (${(e as Error).message.split('\n')[0]}); re-export the model (or download it again)`,
+      );
     }
     const { session, device } = handle;
     const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
     if (missing.length) throw new ConfigError(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
-    return new Teacher(dir, config, tokenizer, head, session, device, modelFile, externalDataFiles(model, modelFile), session.inputNames.includes('token_type_ids'), optimized?.note ?? 'graph not optimized (optimize: false)');
+    return new Teacher(
+      dir,
+      config,
+      tokenizer,
+      head,
+      session,
+      device,
+      modelFile,
+      externalDataFiles(model, modelFile),
+      session.inputNames.includes('token_type_ids'),
+      optimized?.note ?? 'graph not optimized (optimize: false)',
+    );
   }
 
   get labels(): string[] {
@@ -251,12 +319,21 @@ export class Teacher {
     for (let start = 0; start < texts.length; start += chunk) {
       const encodings = await next;
       if (start + chunk < texts.length) next = this.tokenizer.encode(texts.slice(start + chunk, start + 2 * chunk));
-      for (const positions of lengthBatches(encodings.map((e) => e.ids.length), batchTokens, maxBatch)) {
+      for (const positions of lengthBatches(
+        encodings.map((e) => e.ids.length),
+        batchTokens,
+        maxBatch,
+      )) {
         const part = Array.from(positions, (p) => encodings[p]!);
         const { logits, embedding } = await this.runEncoded(part);
         done += part.length;
         opts.onProgress?.(done);
-        yield { indices: Int32Array.from(positions, (p) => p + start), logits, embedding, tokens: part.reduce((s, e) => s + e.ids.length, 0) };
+        yield {
+          indices: Int32Array.from(positions, (p) => p + start),
+          logits,
+          embedding,
+          tokens: part.reduce((s, e) => s + e.ids.length, 0),
+        };
       }
     }
   }

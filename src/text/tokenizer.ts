@@ -72,7 +72,10 @@ export class TextTokenizer {
   /** Loads `dir/tokenizer.json` and `dir/tokenizer_config.json` (special tokens, model_max_length). */
   static fromFolder(dir: string, opts: { maxLength?: number } = {}): TextTokenizer {
     const file = join(dir, 'tokenizer.json');
-    if (!existsSync(file)) throw new ConfigError(`${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`);
+    if (!existsSync(file))
+      throw new ConfigError(
+        `${dir}: no tokenizer.json (a Hugging Face-layout model folder has config.json, tokenizer.json and onnx/model.onnx)`,
+      );
     const configPath = join(dir, 'tokenizer_config.json');
     const config = existsSync(configPath) ? readJsonObject(configPath) : {};
     const tokenName = (key: string, fallback: string): string => {
@@ -94,7 +97,10 @@ export class TextTokenizer {
     try {
       native = Tokenizer.fromFile(file);
     } catch (e) {
-      throw new FormatError(file, `not a tokenizer the tokenizers library can read (${(e as Error).message.split('\n')[0]}); export the tokenizer again (tokenizer.save_pretrained writes tokenizer.json)`);
+      throw new FormatError(
+        file,
+        `not a tokenizer the tokenizers library can read (${(e as Error).message.split('\n')[0]}); export the tokenizer again (tokenizer.save_pretrained writes tokenizer.json)`,
+      );
     }
     return new TextTokenizer(native, maxLength, specials, config);
   }
@@ -105,7 +111,10 @@ export class TextTokenizer {
 
   tokenId(token: string): number {
     const id = this.native.tokenToId(token);
-    if (id === null || id === undefined) throw new ConfigError(`token '${token}' is not in the tokenizer's vocabulary; name a token it has in tokenizer_config.json (e.g. "unk_token")`);
+    if (id === null || id === undefined)
+      throw new ConfigError(
+        `token '${token}' is not in the tokenizer's vocabulary; name a token it has in tokenizer_config.json (e.g. "unk_token")`,
+      );
     return id;
   }
 
@@ -117,7 +126,9 @@ export class TextTokenizer {
   limitVocabulary(vocabSize: number): string[] {
     this.idLimit = vocabSize;
     this.unkId = this.tokenId(this.specials.unk);
-    return Object.entries(this.native.getVocab(true)).filter(([, id]) => id >= vocabSize).map(([t]) => t);
+    return Object.entries(this.native.getVocab(true))
+      .filter(([, id]) => id >= vocabSize)
+      .map(([t]) => t);
   }
 
   /** Encodes texts (truncated to maxLength, special tokens added). */
@@ -170,20 +181,28 @@ export class TextTokenizer {
     const chunkCounts = new Map<string, number>();
     const batch: string[] = [];
     const countChunks = () => {
-      for (const chunk of normalizer.normalizeString(batch.join('\n')).split(' ')) if (chunk) chunkCounts.set(chunk, (chunkCounts.get(chunk) ?? 0) + 1);
+      for (const chunk of normalizer.normalizeString(batch.join('\n')).split(' '))
+        if (chunk) chunkCounts.set(chunk, (chunkCounts.get(chunk) ?? 0) + 1);
       batch.length = 0;
     };
     for (const text of texts) if (batch.push(text) === 1000) countChunks();
     countChunks();
     const wordCounts = new Map<string, number>();
-    for (const [chunk, n] of chunkCounts) for (const [word] of preTokenizer.preTokenizeString(chunk)) wordCounts.set(word, (wordCounts.get(word) ?? 0) + n);
+    for (const [chunk, n] of chunkCounts)
+      for (const [word] of preTokenizer.preTokenizeString(chunk)) wordCounts.set(word, (wordCounts.get(word) ?? 0) + n);
     const specials = Object.values(BERT_SPECIALS);
     const vocab: Record<string, number> = {};
     specials.forEach((s, i) => (vocab[s] = i));
     // The pre-tokenizer splits '[' and ']' off, so no learned token is a special token.
     let next = specials.length;
-    for (const token of learnWordPieceVocabulary(wordCounts, { vocabSize: Math.max(0, opts.vocabSize - specials.length), continuingSubwordPrefix: '##' })) vocab[token] = next++;
-    const tok = new Tokenizer(WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }));
+    for (const token of learnWordPieceVocabulary(wordCounts, {
+      vocabSize: Math.max(0, opts.vocabSize - specials.length),
+      continuingSubwordPrefix: '##',
+    }))
+      vocab[token] = next++;
+    const tok = new Tokenizer(
+      WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }),
+    );
     tok.setNormalizer(bertNormalizer(BERT_NORMALIZATION));
     tok.setPreTokenizer(bertPreTokenizer());
     tok.setPostProcessor(bertProcessing([BERT_SPECIALS.sep, 3], [BERT_SPECIALS.cls, 2]));
@@ -205,8 +224,13 @@ export class TextTokenizer {
     }
     writeFileAtomicSync(join(dir, 'tokenizer_config.json'), `${JSON.stringify(this.config, null, 2)}\n`);
     const s = this.specials;
-    writeFileAtomicSync(join(dir, 'special_tokens_map.json'), `${JSON.stringify({ cls_token: s.cls, mask_token: s.mask, pad_token: s.pad, sep_token: s.sep, unk_token: s.unk }, null, 2)}\n`);
-    const vocab = Object.entries(this.native.getVocab(true)).sort((a, b) => a[1] - b[1]).map(([t]) => t);
+    writeFileAtomicSync(
+      join(dir, 'special_tokens_map.json'),
+      `${JSON.stringify({ cls_token: s.cls, mask_token: s.mask, pad_token: s.pad, sep_token: s.sep, unk_token: s.unk }, null, 2)}\n`,
+    );
+    const vocab = Object.entries(this.native.getVocab(true))
+      .sort((a, b) => a[1] - b[1])
+      .map(([t]) => t);
     writeFileAtomicSync(join(dir, 'vocab.txt'), `${vocab.join('\n')}\n`);
   }
 }
@@ -236,6 +260,7 @@ function readJsonObject(file: string): Record<string, unknown> {
   } catch (e) {
     throw new FormatError(file, `not valid JSON (${(e as Error).message}); fix or re-export it`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FormatError(file, 'must hold a JSON object; fix or re-export it');
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new FormatError(file, 'must hold a JSON object; fix or re-export it');
   return value as Record<string, unknown>;
 }

@@ -36,5 +36,12 @@ export function accuracyReport(gold: ArrayLike<number>, predicted: ArrayLike<num
     const fn = confusion[c]!.reduce((s, v, p) => s + (p === c ? 0 : v), 0);
     f1Sum += tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
   }
-  return { n: gold.length, correct, accuracy: gold.length ? correct / gold.length : NaN, interval95: wilsonInterval(correct, gold.length), confusion, macroF1: f1Sum / classes };
+  return {
+    n: gold.length,
+    correct,
+    accuracy: gold.length ? correct / gold.length : NaN,
+    interval95: wilsonInterval(correct, gold.length),
+    confusion,
+    macroF1: f1Sum / classes,
+  };
 }

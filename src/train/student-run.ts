@@ -101,10 +101,16 @@ function joinCache(cache: CacheReader, examples: Example[], what: string): Int32
       missing.push(ex);
       return;
     }
-    if (textHashes[r] !== ex.textHash) throw new ConfigError(`${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed since the cache was built. Rebuild the cache`);
+    if (textHashes[r] !== ex.textHash)
+      throw new ConfigError(
+        `${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed since the cache was built. Rebuild the cache`,
+      );
     rows[i] = r;
   });
-  if (missing.length) throw new ConfigError(`${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`);
+  if (missing.length)
+    throw new ConfigError(
+      `${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`,
+    );
   return rows;
 }
 
@@ -138,7 +144,10 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
   const modelDir = join(o.out, 'model');
   refuseSymlinks(o.out, trainingDir, resultPath, join(o.out, 'config.json'), tokenizerDir, modelDir);
   const started = existsSync(join(trainingDir, 'last.safetensors')) || existsSync(resultPath);
-  if (started && !o.resume) throw new OptionError(`${o.out} holds a previous run (${existsSync(resultPath) ? 'result.json' : 'training/last.safetensors'}): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`);
+  if (started && !o.resume)
+    throw new OptionError(
+      `${o.out} holds a previous run (${existsSync(resultPath) ? 'result.json' : 'training/last.safetensors'}): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`,
+    );
   const method = getMethod(o.loss);
   const options = parseMethodOptions(o.loss, o.lossOptions);
   const cache = CacheReader.open(o.cache, { verify: o.verifyCache ?? true });
@@ -168,14 +177,28 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       const base = { ...DEFAULT_TRANSFORMER_STUDENT, ...o.transformer };
       const requestedVocab = o.transformer?.vocabSize ?? 8192;
       if (o.resume && started) {
-        if (!existsSync(join(tokenizerDir, 'tokenizer.json'))) throw new DamagedFileError(join(tokenizerDir, 'tokenizer.json'), 'missing: the run has a checkpoint but not the vocabulary it was trained with', 'Delete the run folder and start the run anew without --resume');
+        if (!existsSync(join(tokenizerDir, 'tokenizer.json')))
+          throw new DamagedFileError(
+            join(tokenizerDir, 'tokenizer.json'),
+            'missing: the run has a checkpoint but not the vocabulary it was trained with',
+            'Delete the run folder and start the run anew without --resume',
+          );
         tokenizer = TextTokenizer.fromFolder(tokenizerDir, { maxLength: base.maxLength });
         tokenizerSaved = true;
       } else {
-        tokenizer = o.tokenizer ? TextTokenizer.fromFolder(o.tokenizer, { maxLength: base.maxLength }) : TextTokenizer.trainWordPiece(train.map((e) => e.text), { vocabSize: requestedVocab, maxLength: base.maxLength });
+        tokenizer = o.tokenizer
+          ? TextTokenizer.fromFolder(o.tokenizer, { maxLength: base.maxLength })
+          : TextTokenizer.trainWordPiece(
+              train.map((e) => e.text),
+              { vocabSize: requestedVocab, maxLength: base.maxLength },
+            );
       }
       studentConfig = { ...base, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize };
-      studentOptions = { ...base, vocabSize: o.tokenizer ? null : requestedVocab, tokenizer: o.tokenizer ? resolve(o.tokenizer) : 'trained' };
+      studentOptions = {
+        ...base,
+        vocabSize: o.tokenizer ? null : requestedVocab,
+        tokenizer: o.tokenizer ? resolve(o.tokenizer) : 'trained',
+      };
     }
     if (tokenizer && !tokenizerSaved) {
       mkdirSync(tokenizerDir, { recursive: true });
@@ -184,7 +207,11 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     const runConfig: StudentRunConfig = {
       student: o.student,
       studentOptions,
-      vocabularySha256: tokenizer ? createHash('sha256').update(readFileSync(join(tokenizerDir, 'tokenizer.json'))).digest('hex') : null,
+      vocabularySha256: tokenizer
+        ? createHash('sha256')
+            .update(readFileSync(join(tokenizerDir, 'tokenizer.json')))
+            .digest('hex')
+        : null,
       loss: o.loss,
       lossOptions: options,
       headSize,
@@ -197,13 +224,29 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       patience: o.patience,
       seed: o.seed,
       limit: o.limit ?? null,
-      data: { read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null }, train: { rows: train.length, sha256: splitDigest(train) }, dev: { rows: dev.length, sha256: splitDigest(dev) }, test: test ? { rows: test.length, sha256: splitDigest(test) } : null },
-      cache: { teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files, maxLength: cache.manifest.maxLength, embedding: cache.manifest.embedding, extrasSha256: cache.manifest.extras.sha256 },
+      data: {
+        read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null },
+        train: { rows: train.length, sha256: splitDigest(train) },
+        dev: { rows: dev.length, sha256: splitDigest(dev) },
+        test: test ? { rows: test.length, sha256: splitDigest(test) } : null,
+      },
+      cache: {
+        teacher: cache.manifest.teacher.fingerprint,
+        data: cache.manifest.data.files,
+        maxLength: cache.manifest.maxLength,
+        embedding: cache.manifest.embedding,
+        extrasSha256: cache.manifest.extras.sha256,
+      },
     };
     // A finished seed is reused only when it was trained with exactly these settings.
     if (o.resume && existsSync(resultPath)) {
       const done = JSON.parse(readFileSync(resultPath, 'utf8')) as StudentRunResult;
-      if (done.runConfig === undefined) throw new DamagedFileError(resultPath, 'has no run config (written by an older kd), so it cannot be matched to this run', 'Delete the run folder and train again');
+      if (done.runConfig === undefined)
+        throw new DamagedFileError(
+          resultPath,
+          'has no run config (written by an older kd), so it cannot be matched to this run',
+          'Delete the run folder and train again',
+        );
       assertSameRunConfig(done.runConfig, runConfig, resultPath);
       log(`${o.student}/${o.loss} seed ${o.seed}: finished earlier with the same settings (${resultPath})`);
       return done;
@@ -292,7 +335,12 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       }
       return out;
     };
-    const report = (xs: Example[], logits: Float32Array) => accuracyReport(xs.map((e) => e.label), xs.map((_, i) => argmaxRow(logits, i * classes, classes)), classes);
+    const report = (xs: Example[], logits: Float32Array) =>
+      accuracyReport(
+        xs.map((e) => e.label),
+        xs.map((_, i) => argmaxRow(logits, i * classes, classes)),
+        classes,
+      );
     log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${train.length} training rows, ${trainer.store.count()} parameters`);
     const loop = await runTrainingLoop<Int32Array>({
       trainer,
@@ -300,7 +348,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       runConfig,
       epochs: o.epochs,
       seed: o.seed,
-      batches: (_e, rng) => (o.student === 'transformer' ? bucketedBatches(lengths, o.batchSize, rng) : shuffledBatches(train.length, o.batchSize, rng)),
+      batches: (_e, rng) =>
+        o.student === 'transformer' ? bucketedBatches(lengths, o.batchSize, rng) : shuffledBatches(train.length, o.batchSize, rng),
       feed: (r) => {
         const progress = trainer.stepCount / totalSteps;
         const epoch = 1 + trainer.stepCount / batchesPerEpoch;
@@ -314,7 +363,10 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       label: `${o.student}/${o.loss} seed ${o.seed}`,
       log,
     });
-    const best = loadSafetensors(join(trainingDir, 'best.safetensors'), { requireChecksum: true, remedy: 'Delete the run folder and start the run anew' });
+    const best = loadSafetensors(join(trainingDir, 'best.safetensors'), {
+      requireChecksum: true,
+      remedy: 'Delete the run folder and start the run anew',
+    });
     for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
     const devReport = report(dev, await predict(dev));
     const testReport = test ? report(test, await predict(test)) : null;
@@ -324,9 +376,27 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       onnx: exportModel(full, trainer.store, { outputs: ['logits'], metadata: { producer: 'kd-toolkit student', loss: o.loss } }),
       config: studentConfig,
       tokenizer,
-      training: { loss: o.loss, lossOptions: options, seed: o.seed, devAccuracy: devReport.accuracy, testAccuracy: testReport?.accuracy ?? null, cacheTeacher: cache.manifest.teacher.fingerprint },
+      training: {
+        loss: o.loss,
+        lossOptions: options,
+        seed: o.seed,
+        devAccuracy: devReport.accuracy,
+        testAccuracy: testReport?.accuracy ?? null,
+        cacheTeacher: cache.manifest.teacher.fingerprint,
+      },
     });
-    const result: StudentRunResult = { seed: o.seed, loss: o.loss, student: o.student, dev: devReport, test: testReport, loop, parameters: trainer.store.count(), model: modelDir, trainRows: train.length, runConfig };
+    const result: StudentRunResult = {
+      seed: o.seed,
+      loss: o.loss,
+      student: o.student,
+      dev: devReport,
+      test: testReport,
+      loop,
+      parameters: trainer.store.count(),
+      model: modelDir,
+      trainRows: train.length,
+      runConfig,
+    };
     writeFileAtomicSync(resultPath, `${JSON.stringify(result, null, 2)}\n`);
     await trainer.dispose();
     return result;
@@ -359,16 +429,22 @@ export const MAX_SEED = 2 ** 32 - 1;
 /** Refuses seeds that are not distinct integers in [0, MAX_SEED]: a repeat would train one folder twice. */
 export function checkSeeds(seeds: readonly number[]): void {
   if (seeds.length === 0) throw new OptionError("'--seeds' must list at least one seed");
-  for (const seed of seeds) if (!(Number.isSafeInteger(seed) && seed >= 0 && seed <= MAX_SEED)) throw new OptionError(`'--seeds': ${seed} is not an integer in [0, ${MAX_SEED}]`);
+  for (const seed of seeds)
+    if (!(Number.isSafeInteger(seed) && seed >= 0 && seed <= MAX_SEED))
+      throw new OptionError(`'--seeds': ${seed} is not an integer in [0, ${MAX_SEED}]`);
   const repeated = seeds.find((s, i) => seeds.indexOf(s) !== i);
-  if (repeated !== undefined) throw new OptionError(`'--seeds' lists ${repeated} twice: each seed is one run (in seed-${repeated}/); list distinct seeds`);
+  if (repeated !== undefined)
+    throw new OptionError(`'--seeds' lists ${repeated} twice: each seed is one run (in seed-${repeated}/); list distinct seeds`);
 }
 
 /**
  * Runs one student per seed in `<out>/seed-<seed>` and writes `<out>/summary.json`. With
  * `resume`, a finished seed is reused only when it was trained with the same settings.
  */
-export async function trainStudentSeeds(o: StudentRunOptions, seeds: number[]): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
+export async function trainStudentSeeds(
+  o: StudentRunOptions,
+  seeds: number[],
+): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
   checkSeeds(seeds);
   const runs: StudentRunResult[] = [];
   for (const seed of seeds) runs.push(await trainStudent({ ...o, seed, out: join(o.out, `seed-${seed}`) }));
@@ -377,6 +453,9 @@ export async function trainStudentSeeds(o: StudentRunOptions, seeds: number[]): 
     dev: summarize(runs.map((r) => r.dev.accuracy)),
     test: runs.every((r) => r.test) ? summarize(runs.map((r) => r.test!.accuracy)) : null,
   };
-  writeFileAtomicSync(join(o.out, 'summary.json'), `${JSON.stringify({ student: o.student, loss: o.loss, lossOptions: o.lossOptions, summary, runs: runs.map((r) => ({ seed: r.seed, dev: r.dev.accuracy, test: r.test?.accuracy ?? null, steps: r.loop.steps, bestStep: r.loop.bestStep })) }, null, 2)}\n`);
+  writeFileAtomicSync(
+    join(o.out, 'summary.json'),
+    `${JSON.stringify({ student: o.student, loss: o.loss, lossOptions: o.lossOptions, summary, runs: runs.map((r) => ({ seed: r.seed, dev: r.dev.accuracy, test: r.test?.accuracy ?? null, steps: r.loop.steps, bestStep: r.loop.bestStep })) }, null, 2)}\n`,
+  );
   return { runs, summary };
 }

@@ -56,7 +56,11 @@ function reasonFor(path: string, e: NodeJS.ErrnoException): string {
 
 function outputError(verb: string, path: string, e: unknown): unknown {
   if (e instanceof UserError || !(e instanceof Error) || typeof (e as NodeJS.ErrnoException).code !== 'string') return e;
-  return new OutputPathError(path, `cannot ${verb} ${path}: ${reasonFor(path, e as NodeJS.ErrnoException)}. Choose an output path in a writable folder`, { cause: e });
+  return new OutputPathError(
+    path,
+    `cannot ${verb} ${path}: ${reasonFor(path, e as NodeJS.ErrnoException)}. Choose an output path in a writable folder`,
+    { cause: e },
+  );
 }
 
 /**
@@ -70,7 +74,11 @@ export function ensureFolder(dir: string): void {
   for (;;) {
     const isDir = isDirectory(at);
     if (isDir) break;
-    if (isDir === false) throw new OutputPathError(dir, `cannot create folder ${dir}: ${at} exists and is a file, not a folder. Choose an output path in a writable folder`);
+    if (isDir === false)
+      throw new OutputPathError(
+        dir,
+        `cannot create folder ${dir}: ${at} exists and is a file, not a folder. Choose an output path in a writable folder`,
+      );
     missing.push(at);
     const parent = dirname(at);
     if (parent === at) break;

@@ -39,7 +39,9 @@ function ownerOf(path: string): LockOwner | null | 'gone' {
   }
   try {
     const o = JSON.parse(text) as Partial<LockOwner>;
-    return typeof o.pid === 'number' && Number.isInteger(o.pid) && o.pid > 0 ? { pid: o.pid, host: String(o.host ?? ''), command: String(o.command ?? '') } : null;
+    return typeof o.pid === 'number' && Number.isInteger(o.pid) && o.pid > 0
+      ? { pid: o.pid, host: String(o.host ?? ''), command: String(o.command ?? '') }
+      : null;
   } catch {
     return null;
   }
@@ -112,9 +114,14 @@ export function acquireFolderLock(dir: string, what: string, log: (line: string)
     }
     if (owner && (owner.host !== me.host || isAlive(owner.pid))) {
       const where = owner.host === me.host ? '' : ` on ${owner.host}`;
-      throw new LockHeldError(`${dir} is in use by ${owner.command || 'another kd process'} (pid ${owner.pid}${where}; lock file ${path}). Wait for it to finish or use another folder; if no such process is running, delete ${path}`);
+      throw new LockHeldError(
+        `${dir} is in use by ${owner.command || 'another kd process'} (pid ${owner.pid}${where}; lock file ${path}). Wait for it to finish or use another folder; if no such process is running, delete ${path}`,
+      );
     }
-    if (Date.now() > giveUpAt) throw new LockHeldError(`${dir}: could not take over the stale lock ${path} (${takeover} stays held); delete both files if no kd process is using ${dir}`);
+    if (Date.now() > giveUpAt)
+      throw new LockHeldError(
+        `${dir}: could not take over the stale lock ${path} (${takeover} stays held); delete both files if no kd process is using ${dir}`,
+      );
     if (!tryCreate(takeover, me)) {
       // Another process is taking over right now (milliseconds), or died doing so.
       const rival = ownerOf(takeover);
@@ -127,7 +134,9 @@ export function acquireFolderLock(dir: string, what: string, log: (line: string)
       const now = ownerOf(path);
       if (now !== 'gone' && JSON.stringify(now) === JSON.stringify(owner)) {
         rmSync(path, { force: true });
-        log(`${what}: took over the stale lock ${path}${owner ? ` of pid ${owner.pid} (${owner.command || 'kd'}), which is no longer running` : ' (unreadable: its owner died while writing it)'}`);
+        log(
+          `${what}: took over the stale lock ${path}${owner ? ` of pid ${owner.pid} (${owner.command || 'kd'}), which is no longer running` : ' (unreadable: its owner died while writing it)'}`,
+        );
       }
     } finally {
       rmSync(takeover, { force: true });

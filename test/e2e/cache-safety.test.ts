@@ -28,7 +28,22 @@ function build(out: string, data: string[], extra: string[] = [], teacher = TEAC
 }
 
 function train(cacheDir: string, out: string, extra: string[] = []) {
-  return runKd(['train', '--cache', cacheDir, '--train', files('train'), '--dev', files('dev'), '--out', out, '--epochs', '1', '--limit', '400', ...extra]);
+  return runKd([
+    'train',
+    '--cache',
+    cacheDir,
+    '--train',
+    files('train'),
+    '--dev',
+    files('dev'),
+    '--out',
+    out,
+    '--epochs',
+    '1',
+    '--limit',
+    '400',
+    ...extra,
+  ]);
 }
 
 before(() => {
@@ -47,7 +62,9 @@ test('a logit set to 1e30 in a shard: kd train and kd eval --cache refuse the ca
   bytes.writeFloatLE(1e30, layout.offsets.logits + 4 * layout.classes * 17); // row 17, class 0
   writeFileSync(shard, bytes);
   const bad = bytes.length;
-  const refusal = new RegExp(`^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: altered: checksum differs; damaged block\\(s\\) at offsets 0–${bad - 1}\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build command that made it\\); kd cache verify .* lists every damaged file$`);
+  const refusal = new RegExp(
+    `^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: altered: checksum differs; damaged block\\(s\\) at offsets 0–${bad - 1}\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build command that made it\\); kd cache verify .* lists every damaged file$`,
+  );
 
   const refused = train(damaged, join(root, 'run-refused'));
   assert.equal(refused.status, 2, refused.stderr);
@@ -65,7 +82,7 @@ test('a logit set to 1e30 in a shard: kd train and kd eval --cache refuse the ca
   assert.ok(evalSkipped.json().teacher.agreement >= 0);
 });
 
-test('a build into a folder locked by a live process is refused naming the pid and lock file; a dead owner\'s lock is taken over', () => {
+test("a build into a folder locked by a live process is refused naming the pid and lock file; a dead owner's lock is taken over", () => {
   const out = join(tempDir(), 'c');
   const lock = join(out, LOCK_FILE);
   const live = { pid: process.pid, host: hostname(), command: 'kd cache build' };
@@ -73,7 +90,10 @@ test('a build into a folder locked by a live process is refused naming the pid a
   writeFileSync(lock, JSON.stringify(live));
   const refused = build(out, [files('dev')]);
   assert.equal(refused.status, 2, refused.stderr);
-  assert.equal(lastLine(refused), `kd: error: ${out} is in use by kd cache build (pid ${process.pid}; lock file ${lock}). Wait for it to finish or use another folder; if no such process is running, delete ${lock}`);
+  assert.equal(
+    lastLine(refused),
+    `kd: error: ${out} is in use by kd cache build (pid ${process.pid}; lock file ${lock}). Wait for it to finish or use another folder; if no such process is running, delete ${lock}`,
+  );
   assert.equal(existsSync(join(out, 'progress.json')), false, 'the refused build wrote nothing');
   assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), live, 'the live lock is left alone');
 
@@ -81,22 +101,44 @@ test('a build into a folder locked by a live process is refused naming the pid a
   writeFileSync(lock, JSON.stringify({ ...live, pid: dead }));
   const taken = build(out, [files('dev')]);
   assert.equal(taken.status, 0, taken.stderr);
-  assert.ok(taken.stderr.includes(`kd cache build: took over the stale lock ${lock} of pid ${dead} (kd cache build), which is no longer running`), taken.stderr);
+  assert.ok(
+    taken.stderr.includes(`kd cache build: took over the stale lock ${lock} of pid ${dead} (kd cache build), which is no longer running`),
+    taken.stderr,
+  );
   assert.equal(existsSync(lock), false, 'released at the end');
   assert.equal(verifyCache(out).ok, true);
 });
 
-test('two concurrent builds with different teachers into one --out: exactly one succeeds, and the cache is that one\'s and verifies', async () => {
+test("two concurrent builds with different teachers into one --out: exactly one succeeds, and the cache is that one's and verifies", async () => {
   {
     const order = [TEACHER(), OTHER()];
     const out = join(tempDir(), 'race');
     const runs = order.map((teacher) => {
-      const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), 'cache', 'build', '--teacher', teacher, '--data', files('train'), '--out', out, '--shard-rows', '500', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          join(repoRoot, 'bin', 'kd.js'),
+          'cache',
+          'build',
+          '--teacher',
+          teacher,
+          '--data',
+          files('train'),
+          '--out',
+          out,
+          '--shard-rows',
+          '500',
+          '--json',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));
       child.stderr.on('data', (d) => (stderr += d));
-      return new Promise<{ teacher: string; status: number | null; stdout: string; stderr: string }>((done) => child.on('close', (status) => done({ teacher, status, stdout, stderr })));
+      return new Promise<{ teacher: string; status: number | null; stdout: string; stderr: string }>((done) =>
+        child.on('close', (status) => done({ teacher, status, stdout, stderr })),
+      );
     });
     const results = await Promise.all(runs);
     const winners = results.filter((r) => r.status === 0);
@@ -104,7 +146,10 @@ test('two concurrent builds with different teachers into one --out: exactly one 
     const loser = results.find((r) => r.status !== 0)!;
     assert.equal(loser.status, 2);
     // Refused by the lock while the winner runs, or by the identity once it has finished.
-    assert.match(loser.stderr, /kd: error: .* (is in use by kd cache build \(pid \d+; lock file .*\.kd-lock\)|was built with a different teacher)/);
+    assert.match(
+      loser.stderr,
+      /kd: error: .* (is in use by kd cache build \(pid \d+; lock file .*\.kd-lock\)|was built with a different teacher)/,
+    );
     assert.equal(verifyCache(out).ok, true);
     const won = JSON.parse(winners[0]!.stdout.trimEnd().split('\n').at(-1)!) as { teacher: Record<string, string> };
     assert.deepEqual(manifestOf(out).teacher.fingerprint, won.teacher);
@@ -122,7 +167,10 @@ test('the identity is on disk before the first shard: a build that stops early s
   assert.equal(existsSync(join(out, 'shards', 'shard-00000.kdc')), false, 'stopped before any shard');
   const other = build(out, [data], ['--strict', '--format', 'jsonl'], OTHER());
   assert.equal(other.status, 2);
-  assert.match(lastLine(other), /^kd: error: the unfinished cache at .* was built with a different teacher: teacher\.fingerprint\.model is "[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/);
+  assert.match(
+    lastLine(other),
+    /^kd: error: the unfinished cache at .* was built with a different teacher: teacher\.fingerprint\.model is "[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/,
+  );
 });
 
 test('kd cache merge refuses an --out that is one of its parts, however it is spelled', () => {
@@ -131,9 +179,14 @@ test('kd cache merge refuses an --out that is one of its parts, however it is sp
   parts.forEach((p, k) => assert.equal(build(p, [files('dev')], ['--shard', `${k}/2`, '--shard-rows', '100']).status, 0));
   const before = readFileSync(join(parts[0]!, 'manifest.json'));
   symlinkSync(parts[0]!, join(dir, 'link'));
-  const refusal = /^'--out' .* is the part .*part-0 \(both are .*part-0\): the merged manifest would replace that part's own\. Give a new folder/;
+  const refusal =
+    /^'--out' .* is the part .*part-0 \(both are .*part-0\): the merged manifest would replace that part's own\. Give a new folder/;
   for (const out of [parts[0]!, `${parts[0]}/./`, `${dir}/part-1/../part-0`]) {
-    assert.throws(() => mergeCaches(out, parts), (e: Error) => e instanceof OptionError && refusal.test(e.message), out);
+    assert.throws(
+      () => mergeCaches(out, parts),
+      (e: Error) => e instanceof OptionError && refusal.test(e.message),
+      out,
+    );
   }
   const r = runKd(['cache', 'merge', '--out', join(dir, 'link'), ...parts]);
   assert.equal(r.status, 2, r.stderr);
@@ -142,7 +195,10 @@ test('kd cache merge refuses an --out that is one of its parts, however it is sp
   assert.equal(verifyCache(parts[0]!).ok, true);
   mergeCaches(join(dir, 'merged'), parts);
   assert.equal(verifyCache(join(dir, 'merged')).ok, true);
-  assert.throws(() => mergeCaches(cache, parts), /holds a cache of its own \(a shards folder or an unfinished build\): the merged manifest would orphan it/);
+  assert.throws(
+    () => mergeCaches(cache, parts),
+    /holds a cache of its own \(a shards folder or an unfinished build\): the merged manifest would orphan it/,
+  );
 });
 
 test('a label or class mismatch with the cache names the labels, the file and line, the cache and the fix', () => {
@@ -157,8 +213,26 @@ test('a label or class mismatch with the cache names the labels, the file and li
   );
   const three = train(cache, join(root, 'three'), ['--classes', '3']);
   assert.equal(three.status, 2, three.stderr);
-  assert.equal(lastLine(three), `kd: error: the cache ${cache} holds 2 classes (negative, positive), built with --classes 2 from ${files('train')}, ${files('dev')}, ${files('test')}; this run reads 3 (negative, neutral, positive). Pass --classes 2 (and the --label-map the cache was built with), or rebuild the cache with --classes 3`);
-  const evalSwapped = runKd(['eval', '--model', TEACHER(), '--data', files('test'), '--cache', cache, '--limit', '50', '--label-map', 'negative=positive,positive=negative']);
+  assert.equal(
+    lastLine(three),
+    `kd: error: the cache ${cache} holds 2 classes (negative, positive), built with --classes 2 from ${files('train')}, ${files('dev')}, ${files('test')}; this run reads 3 (negative, neutral, positive). Pass --classes 2 (and the --label-map the cache was built with), or rebuild the cache with --classes 3`,
+  );
+  const evalSwapped = runKd([
+    'eval',
+    '--model',
+    TEACHER(),
+    '--data',
+    files('test'),
+    '--cache',
+    cache,
+    '--limit',
+    '50',
+    '--label-map',
+    'negative=positive,positive=negative',
+  ]);
   assert.equal(evalSwapped.status, 2, evalSwapped.stderr);
-  assert.match(lastLine(evalSwapped), /test\.jsonl:1: id \d+ is labelled '(negative|positive)' \(class [01]\) here but '(negative|positive)' \(class [01]\) in the cache .*; 50 of 50 rows differ/);
+  assert.match(
+    lastLine(evalSwapped),
+    /test\.jsonl:1: id \d+ is labelled '(negative|positive)' \(class [01]\) here but '(negative|positive)' \(class [01]\) in the cache .*; 50 of 50 rows differ/,
+  );
 });

@@ -41,7 +41,10 @@ test('a cache holds the teacher outputs of every unique row, readable by index',
   const reader = CacheReader.open(out);
   const { examples } = await readAllExamples([S140_10K()], { progress: false });
   const keys = reader.keys();
-  assert.deepEqual(keys.ids.slice(0, 3), examples.slice(0, 3).map((e) => e.id));
+  assert.deepEqual(
+    keys.ids.slice(0, 3),
+    examples.slice(0, 3).map((e) => e.id),
+  );
   assert.equal(keys.textHashes[9999], examples[9999]!.textHash);
   const rows = Int32Array.of(0, 4321, 9999, 17);
   const cached = reader.read(rows);
@@ -51,7 +54,10 @@ test('a cache holds the teacher outputs of every unique row, readable by index',
   for (let k = 0; k < rows.length; k++) {
     assert.equal(cached.labels[k], examples[rows[k]!]!.label);
     for (let c = 0; c < 2; c++) assert.ok(Math.abs(cached.logits[k * 2 + c]! - p.logits[k * 2 + c]!) < 1e-6);
-    for (let d = 0; d < 64; d++) assert.ok(Math.abs(cached.embedding![k * 64 + d]! - p.embedding[k * 64 + d]!) <= 1e-3 * Math.max(1, Math.abs(p.embedding[k * 64 + d]!)));
+    for (let d = 0; d < 64; d++)
+      assert.ok(
+        Math.abs(cached.embedding![k * 64 + d]! - p.embedding[k * 64 + d]!) <= 1e-3 * Math.max(1, Math.abs(p.embedding[k * 64 + d]!)),
+      );
   }
   const { weight, bias } = reader.extras();
   assert.equal(weight!.length, 2 * 64);
@@ -66,7 +72,23 @@ test('kill -9 in the middle of a build, rerun: the finished cache is byte-identi
   const straight = join(tempDir(), 'straight');
   assert.equal(build(straight).status, 0);
   const killed = join(tempDir(), 'killed');
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), 'cache', 'build', '--teacher', TEACHER(), '--data', S140_10K(), '--out', killed, '--shard-rows', '1000'], { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'bin', 'kd.js'),
+      'cache',
+      'build',
+      '--teacher',
+      TEACHER(),
+      '--data',
+      S140_10K(),
+      '--out',
+      killed,
+      '--shard-rows',
+      '1000',
+    ],
+    { stdio: 'ignore' },
+  );
   const progress = join(killed, 'progress.json');
   for (let i = 0; i < 600; i++) {
     if (existsSync(progress) && Object.keys(JSON.parse(readFileSync(progress, 'utf8')).done).length >= 3) break;
@@ -91,8 +113,14 @@ test('a cache built with another teacher is refused, naming the field that diffe
   assert.equal(build(out).status, 0);
   const r = runKd(['cache', 'build', '--teacher', OTHER(), '--data', S140_10K(), '--out', out, '--shard-rows', '1000']);
   assert.equal(r.status, 2);
-  assert.match(r.stderr.trimEnd().split('\n').at(-1)!, /^kd: error: the cache at .* was built with a different teacher: teacher\.fingerprint\.model is "a94ca6e3[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/);
-  assert.throws(() => CacheReader.open(out, { teacherFingerprint: { model: 'x', tokenizer: 'y', config: 'z' } }), /was built with a different model: model is/);
+  assert.match(
+    r.stderr.trimEnd().split('\n').at(-1)!,
+    /^kd: error: the cache at .* was built with a different teacher: teacher\.fingerprint\.model is "a94ca6e3[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/,
+  );
+  assert.throws(
+    () => CacheReader.open(out, { teacherFingerprint: { model: 'x', tokenizer: 'y', config: 'z' } }),
+    /was built with a different model: model is/,
+  );
 });
 
 test('--shard k/n builds parts that kd cache merge joins without copying; shards equal a single build', () => {
@@ -153,11 +181,12 @@ test('--embedding pca:K stores the projection fitted on the data; none stores no
   assert.equal(b.dim, 8);
   const { pca: proj } = b.extras();
   // Components are orthonormal rows.
-  for (let i = 0; i < 8; i++) for (let j = 0; j < 8; j++) {
-    let dot = 0;
-    for (let d = 0; d < 64; d++) dot += proj!.components[i * 64 + d]! * proj!.components[j * 64 + d]!;
-    assert.ok(Math.abs(dot - (i === j ? 1 : 0)) < 1e-5);
-  }
+  for (let i = 0; i < 8; i++)
+    for (let j = 0; j < 8; j++) {
+      let dot = 0;
+      for (let d = 0; d < 64; d++) dot += proj!.components[i * 64 + d]! * proj!.components[j * 64 + d]!;
+      assert.ok(Math.abs(dot - (i === j ? 1 : 0)) < 1e-5);
+    }
   // Stored = (full embedding − mean) · Uᵀ (full is float16, so a loose tolerance).
   const row = a.read(Int32Array.of(123)).embedding!;
   const z = b.read(Int32Array.of(123)).embedding!;
@@ -172,5 +201,8 @@ test('--embedding pca:K stores the projection fitted on the data; none stores no
   assert.equal(c.read(Int32Array.of(1)).embedding, null);
   assert.ok(statSync(join(none, 'shards', 'shard-00000.kdc')).size < statSync(join(pca, 'shards', 'shard-00000.kdc')).size);
   for (const x of [a, b, c]) x.close();
-  assert.match(runKd(['cache', 'build', '--teacher', TEACHER(), '--data', S140_10K(), '--out', tempDir(), '--embedding', 'pca']).stderr, /'--embedding' must be full, none or pca:K \(K > 0\), got "pca"/);
+  assert.match(
+    runKd(['cache', 'build', '--teacher', TEACHER(), '--data', S140_10K(), '--out', tempDir(), '--embedding', 'pca']).stderr,
+    /'--embedding' must be full, none or pca:K \(K > 0\), got "pca"/,
+  );
 });

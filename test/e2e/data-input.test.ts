@@ -34,25 +34,36 @@ test('a first line of 200 KiB is read, detected and with --format (fastText and 
 
 test('Amazon CSV: a quoted field with a line break is one row, and later errors keep their line numbers', () => {
   const file = join(tempDir(), 'train.csv');
-  writeFileSync(file, '"2","Two lines","first line\nsecond line"\n"1","Broken ""again""","stopped"\n"2","Ok","fine"\n"7","Bad label","x"\n');
+  writeFileSync(
+    file,
+    '"2","Two lines","first line\nsecond line"\n"1","Broken ""again""","stopped"\n"2","Ok","fine"\n"7","Bad label","x"\n',
+  );
   const r = runKd(['data', 'stats', file, '--json']);
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual([r.json().format, r.json().rows, r.json().labels, r.json().malformed], ['amazon-csv', 3, { negative: 1, positive: 2 }, { unknown_label: 1 }]);
+  assert.deepEqual(
+    [r.json().format, r.json().rows, r.json().labels, r.json().malformed],
+    ['amazon-csv', 3, { negative: 1, positive: 2 }, { unknown_label: 1 }],
+  );
   assert.equal(r.stderr, `skipped ${file}:5: field 'label' (column 1): unknown_label: expected 1 (negative) or 2 (positive), got "7"\n`);
   const strict = runKd(['data', 'stats', file, '--strict']);
   assert.equal(strict.status, 2);
-  assert.equal(strict.stderr, `kd: error: ${file}:5: field 'label' (column 1): expected 1 (negative) or 2 (positive), got "7". ${STRICT_FIX}\n`);
+  assert.equal(
+    strict.stderr,
+    `kd: error: ${file}:5: field 'label' (column 1): expected 1 (negative) or 2 (positive), got "7". ${STRICT_FIX}\n`,
+  );
 });
 
 test('a Parquet file with a damaged page is a FormatError naming the file, column and row group (exit 2)', () => {
   const file = join(tempDir(), 'reviews.parquet');
-  const bytes = Buffer.from(parquetWriteBuffer({
-    columnData: [
-      { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
-      { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
-    ],
-    rowGroupSize: 2,
-  }));
+  const bytes = Buffer.from(
+    parquetWriteBuffer({
+      columnData: [
+        { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
+        { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
+      ],
+      rowGroupSize: 2,
+    }),
+  );
   writeFileSync(file, bytes);
   assert.equal(runKd(['data', 'stats', file, '--json']).json().rows, 4);
   // Damage the first data page of column 'text' in row group 1: a value length inside the page.
@@ -63,18 +74,25 @@ test('a Parquet file with a damaged page is a FormatError naming the file, colum
   writeFileSync(file, damaged);
   const r = runKd(['data', 'stats', file]);
   assert.equal(r.status, 2, r.stderr);
-  assert.match(r.stderr, new RegExp(`^kd: error: ${file}: column 'text', row group 1 of 2 \\(rows 1-2\\): the file is damaged \\(.+\\); download or export it again\\n$`));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^kd: error: ${file}: column 'text', row group 1 of 2 \\(rows 1-2\\): the file is damaged \\(.+\\); download or export it again\\n$`,
+    ),
+  );
 });
 
 test('a damaged Parquet page header (negative level length, missing size) is refused before decoding, not decoded forever', () => {
   const file = join(tempDir(), 'reviews.parquet');
-  const bytes = Buffer.from(parquetWriteBuffer({
-    columnData: [
-      { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
-      { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
-    ],
-    rowGroupSize: 2,
-  }));
+  const bytes = Buffer.from(
+    parquetWriteBuffer({
+      columnData: [
+        { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
+        { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
+      ],
+      rowGroupSize: 2,
+    }),
+  );
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
   const label = parquetMetadata(ab).row_groups[0]!.columns.find((c) => c.meta_data?.path_in_schema[0] === 'label')!.meta_data!;
   const pageStart = Number(label.data_page_offset);
@@ -91,7 +109,10 @@ test('a damaged Parquet page header (negative level length, missing size) is ref
     }
   });
   assert.ok(negative !== undefined, 'no header byte gives a negative level length');
-  for (const [at, value, why] of [[negative, 0xff, /impossible level lengths \(definition -\d+/], [pageStart + 2, 0x00, /the page at byte \d+ (has no compressed size|claims -?\d+ bytes)|cannot be read/]] as const) {
+  for (const [at, value, why] of [
+    [negative, 0xff, /impossible level lengths \(definition -\d+/],
+    [pageStart + 2, 0x00, /the page at byte \d+ (has no compressed size|claims -?\d+ bytes)|cannot be read/],
+  ] as const) {
     const damaged = Buffer.from(bytes);
     damaged[at] = value;
     writeFileSync(file, damaged);
@@ -109,12 +130,18 @@ test('UTF-16 input (with or without a byte-order mark) is named as UTF-16 with t
   writeFileSync(withBom, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('"2","Great","loved it"\n', 'utf16le')]));
   const r = runKd(['data', 'stats', withBom]);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr, `kd: error: ${withBom}: is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 ${withBom} > ${join(dir, 'bom.utf8.csv')}\n`);
+  assert.equal(
+    r.stderr,
+    `kd: error: ${withBom}: is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 ${withBom} > ${join(dir, 'bom.utf8.csv')}\n`,
+  );
   const noBom = join(dir, 'plain.ft.txt');
   writeFileSync(noBom, Buffer.from('__label__2 Great: loved it\n', 'utf16le'));
   const b = runKd(['data', 'stats', noBom, '--format', 'amazon-fasttext']);
   assert.equal(b.status, 2);
-  assert.match(b.stderr, /^kd: error: .*plain\.ft\.txt: looks like UTF-16 \(little-endian\) text, not UTF-8: every other byte is NUL; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 /);
+  assert.match(
+    b.stderr,
+    /^kd: error: .*plain\.ft\.txt: looks like UTF-16 \(little-endian\) text, not UTF-8: every other byte is NUL; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 /,
+  );
 });
 
 test('a folder given as an input file is named, with what to pass instead', () => {
@@ -122,7 +149,10 @@ test('a folder given as an input file is named, with what to pass instead', () =
   mkdirSync(join(dir, 'data'));
   const r = runKd(['data', 'stats', join(dir, 'data')]);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr, `kd: error: ${join(dir, 'data')}: is a directory, expected a data file: name the files inside it (e.g. ${join(dir, 'data', '*')})\n`);
+  assert.equal(
+    r.stderr,
+    `kd: error: ${join(dir, 'data')}: is a directory, expected a data file: name the files inside it (e.g. ${join(dir, 'data', '*')})\n`,
+  );
 });
 
 test('JSONL lines that are not objects say what they are: null, a number, a string, an array, a boolean', () => {
@@ -133,7 +163,13 @@ test('JSONL lines that are not objects say what they are: null, a number, a stri
   const expected = 'expected a JSON object ({"text": ..., "label": ...}), got';
   assert.equal(
     r.stderr,
-    [`2: invalid_json: ${expected} null`, `3: invalid_json: ${expected} a number 42`, `4: invalid_json: ${expected} a string "just text"`, `5: invalid_json: ${expected} an array of 2 items`, `6: invalid_json: ${expected} a boolean true`]
+    [
+      `2: invalid_json: ${expected} null`,
+      `3: invalid_json: ${expected} a number 42`,
+      `4: invalid_json: ${expected} a string "just text"`,
+      `5: invalid_json: ${expected} an array of 2 items`,
+      `6: invalid_json: ${expected} a boolean true`,
+    ]
       .map((l) => `skipped ${file}:${l}\n`)
       .join(''),
   );
@@ -155,7 +191,10 @@ test('kd data split --out naming an existing file is refused before reading', ()
   writeFileSync(out, 'not a folder');
   const r = runKd(['data', 'split', data, '--out', out]);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr, `kd: error: '--out' ${out} is a file; it names the folder the split is written into (train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json): give a folder path\n`);
+  assert.equal(
+    r.stderr,
+    `kd: error: '--out' ${out} is a file; it names the folder the split is written into (train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json): give a folder path\n`,
+  );
   assert.equal(readFileSync(out, 'utf8'), 'not a folder');
 });
 
@@ -169,19 +208,31 @@ test('outputs under an unwritable path say which path cannot be created and why'
   writeFileSync(blocker, '');
   const underFile = runKdWithin(['data', 'split', data, '--out', join(blocker, 'split')], 30);
   assert.equal(underFile.status, 2, underFile.stderr);
-  assert.equal(underFile.stderr, `kd: error: cannot create folder ${join(blocker, 'split')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`);
+  assert.equal(
+    underFile.stderr,
+    `kd: error: cannot create folder ${join(blocker, 'split')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`,
+  );
   const rejects = runKdWithin(['data', 'stats', data, '--rejects', join(blocker, 'r', 'rejects.jsonl')], 30);
-  assert.equal(rejects.stderr, `kd: error: cannot create folder ${join(blocker, 'r')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`);
+  assert.equal(
+    rejects.stderr,
+    `kd: error: cannot create folder ${join(blocker, 'r')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`,
+  );
   const proc = `/proc/kd-test-${process.pid}`;
   const virtual = runKdWithin(['data', 'split', data, '--out', join(proc, 'split')], 30);
   assert.equal(virtual.timedOut, false, 'kd did not return within 30 s');
   assert.equal(virtual.status, 2, virtual.stderr);
-  assert.equal(virtual.stderr, `kd: error: cannot create folder ${proc}: /proc does not accept new files or folders (a virtual or read-only file system). Choose an output path in a writable folder\n`);
+  assert.equal(
+    virtual.stderr,
+    `kd: error: cannot create folder ${proc}: /proc does not accept new files or folders (a virtual or read-only file system). Choose an output path in a writable folder\n`,
+  );
   if (process.getuid?.() !== 0) {
     // Not root (CI): a chmod 0o555 folder refuses the write too.
     const readOnly = join(dir, 'read-only');
     mkdirSync(readOnly, { mode: 0o555 });
     const denied = runKdWithin(['data', 'split', data, '--out', join(readOnly, 'split')], 30);
-    assert.equal(denied.stderr, `kd: error: cannot create folder ${join(readOnly, 'split')}: permission denied (${readOnly} is not writable by this user). Choose an output path in a writable folder\n`);
+    assert.equal(
+      denied.stderr,
+      `kd: error: cannot create folder ${join(readOnly, 'split')}: permission denied (${readOnly} is not writable by this user). Choose an output path in a writable folder\n`,
+    );
   }
 });

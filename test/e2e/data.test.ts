@@ -30,7 +30,14 @@ test('Amazon polarity fastText samples: exact rows and labels per file', async (
   assert.deepEqual([head.format, head.rows, head.labels], ['amazon-fasttext', 4459, { negative: 2179, positive: 2280 }]);
   const dir = (f: string) => sharedPath('datasets', 'amazon_polarity', f);
   const all = await counts(['test_lines_6460_10000.ft.txt', 'test_random_sample_6814.ft.txt', 'train_random_sample_9992.ft.txt'].map(dir));
-  assert.deepEqual(all.files.map((f) => [f.rows, ...f.labelCounts]), [[3541, 1738, 1803], [6814, 3371, 3443], [9992, 5071, 4921]]);
+  assert.deepEqual(
+    all.files.map((f) => [f.rows, ...f.labelCounts]),
+    [
+      [3541, 1738, 1803],
+      [6814, 3371, 3443],
+      [9992, 5071, 4921],
+    ],
+  );
   assert.equal(all.skipped.malformed, 0);
 });
 
@@ -45,12 +52,16 @@ test('the two Sentiment140 samples split into 25,000 unique rows, stratified and
   assert.deepEqual(m.counts.test, { negative: 1000, positive: 1500 });
   assert.deepEqual(m.counts.dev, { negative: 1000, positive: 1500 });
   assert.equal(total('train') + total('dev') + total('test'), 25000);
-  const lines = (d: string, s: string) => readFileSync(join(d, `${s}.jsonl`), 'utf8').trimEnd().split('\n');
+  const lines = (d: string, s: string) =>
+    readFileSync(join(d, `${s}.jsonl`), 'utf8')
+      .trimEnd()
+      .split('\n');
   const ids = new Set(['train', 'dev', 'test'].flatMap((s) => lines(out, s).map((l) => JSON.parse(l).id)));
   assert.equal(ids.size, 25000);
   const again = tempDir();
   await splitDataset([S140_20K(), S140_10K()], { out: again, dev: 0.1, test: 0.1, seed: 13, progress: false });
-  for (const s of ['train', 'dev', 'test']) assert.equal(readFileSync(join(again, `${s}.jsonl`), 'utf8'), readFileSync(join(out, `${s}.jsonl`), 'utf8'));
+  for (const s of ['train', 'dev', 'test'])
+    assert.equal(readFileSync(join(again, `${s}.jsonl`), 'utf8'), readFileSync(join(out, `${s}.jsonl`), 'utf8'));
   const other = tempDir();
   await splitDataset([S140_20K(), S140_10K()], { out: other, dev: 0.1, test: 0.1, seed: 14, progress: false });
   assert.notEqual(readFileSync(join(other, 'test.jsonl'), 'utf8'), readFileSync(join(out, 'test.jsonl'), 'utf8'));
@@ -83,12 +94,26 @@ test('kd data split writes malformed rows with file and line to rejects.jsonl; -
   const out = tempDir();
   const r = runKd(['data', 'split', file, '--out', out, '--dev', '0.25', '--test', '0.25', '--json']);
   assert.equal(r.status, 0, r.stderr);
-  const rejects = readFileSync(join(out, 'rejects.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(rejects.map((x) => [x.file, x.line, x.reason]), [[file, 4, 'wrong_column_count'], [file, 5, 'unclosed_quote'], [file, 6, 'unknown_label'], [file, 7, 'empty_text']]);
+  const rejects = readFileSync(join(out, 'rejects.jsonl'), 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    rejects.map((x) => [x.file, x.line, x.reason]),
+    [
+      [file, 4, 'wrong_column_count'],
+      [file, 5, 'unclosed_quote'],
+      [file, 6, 'unknown_label'],
+      [file, 7, 'empty_text'],
+    ],
+  );
   assert.equal(r.json().unique, 4);
   const strict = runKd(['data', 'stats', file, '--strict']);
   assert.equal(strict.status, 2);
-  assert.equal(strict.stderr, `kd: error: ${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).\n`);
+  assert.equal(
+    strict.stderr,
+    `kd: error: ${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).\n`,
+  );
 });
 
 test('kd exits 2 with one clear line for a wrong format, a missing file and a bad option', () => {

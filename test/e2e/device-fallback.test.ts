@@ -30,17 +30,41 @@ function fallsBack(name: string, args: string[]): ReturnType<typeof runKd> {
   const refused = runKd([...args, '--device', 'cuda']);
   assert.equal(refused.status, 2, `${name}: ${refused.stderr}`);
   const last = refused.stderr.trimEnd().split('\n').at(-1)!;
-  assert.match(last, /^kd: error: --device cuda: the CUDA execution provider is not installed .*\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/, name);
+  assert.match(
+    last,
+    /^kd: error: --device cuda: the CUDA execution provider is not installed .*\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/,
+    name,
+  );
   const allowed = runKd([...args, '--device', 'cuda', '--allow-cpu-fallback']);
   assert.equal(allowed.status, 0, `${name}: ${allowed.stderr}`);
   const warnings = allowed.stderr.split('\n').filter((l) => l.startsWith('warning: --device cuda'));
   assert.equal(warnings.length, 1, `${name}: one warning per device, got ${JSON.stringify(warnings)}`);
-  assert.match(warnings[0]!, /^warning: --device cuda is not available \(the CUDA execution provider is not installed in onnxruntime-node\..*\); running on CPU$/);
+  assert.match(
+    warnings[0]!,
+    /^warning: --device cuda is not available \(the CUDA execution provider is not installed in onnxruntime-node\..*\); running on CPU$/,
+  );
   return allowed;
 }
 
 test('kd train: the trainer session falls back to CPU only with --allow-cpu-fallback', () => {
-  const r = fallsBack('kd train', ['train', '--cache', cache, '--train', files('train'), '--dev', files('dev'), '--out', student, '--epochs', '1', '--dim', '8', '--buckets', '4096', '--json']);
+  const r = fallsBack('kd train', [
+    'train',
+    '--cache',
+    cache,
+    '--train',
+    files('train'),
+    '--dev',
+    files('dev'),
+    '--out',
+    student,
+    '--epochs',
+    '1',
+    '--dim',
+    '8',
+    '--buckets',
+    '4096',
+    '--json',
+  ]);
   assert.equal(r.json().runs.length, 1);
 });
 
@@ -51,11 +75,29 @@ test('kd eval, kd predict, kd teacher predict, kd cache build: the student or te
   const teacherEval = fallsBack('kd eval (teacher)', ['eval', '--model', TEACHER(), '--data', files('test'), '--limit', '20', '--json']);
   assert.equal(teacherEval.json().latency.device, 'cpu');
   assert.equal(fallsBack('kd predict', ['predict', '--model', model, '--text', 'great product', '--json']).json().labels.length, 1);
-  assert.equal(fallsBack('kd teacher predict', ['teacher', 'predict', '--model', TEACHER(), '--text', 'great product', '--json']).json().device, 'cpu');
+  assert.equal(
+    fallsBack('kd teacher predict', ['teacher', 'predict', '--model', TEACHER(), '--text', 'great product', '--json']).json().device,
+    'cpu',
+  );
   fallsBack('kd cache build', ['cache', 'build', '--teacher', TEACHER(), '--data', files('dev'), '--out', join(root, 'cache-dev')]);
 });
 
 test('kd teacher train: every member trainer falls back to CPU only with --allow-cpu-fallback', () => {
-  const r = fallsBack('kd teacher train', ['teacher', 'train', '--data', files('train'), '--dev', files('dev'), '--preset', 'tiny', '--no-pretrain', '--epochs', '1', '--out', join(root, 'teacher'), '--json']);
+  const r = fallsBack('kd teacher train', [
+    'teacher',
+    'train',
+    '--data',
+    files('train'),
+    '--dev',
+    files('dev'),
+    '--preset',
+    'tiny',
+    '--no-pretrain',
+    '--epochs',
+    '1',
+    '--out',
+    join(root, 'teacher'),
+    '--json',
+  ]);
   assert.ok(r.json().members.length >= 1);
 });

@@ -49,7 +49,8 @@ test('kd distill redoes a changed stage from scratch (and every stage after it),
   assert.equal(JSON.parse(readFileSync(config, 'utf8')).ngram.dim, 8);
 
   const same = run(recipe());
-  for (const stage of ['split', 'cache', 'train ngram-kd', 'teacher eval']) assert.match(same, new RegExp(`^${stage}: done before, skipped`, 'm'));
+  for (const stage of ['split', 'cache', 'train ngram-kd', 'teacher eval'])
+    assert.match(same, new RegExp(`^${stage}: done before, skipped`, 'm'));
   assert.equal(sha(model), firstModel);
 
   const changed = run(recipe((r) => Object.assign(r.students.ngram, { dim: 16, lr: 0.02 })));
@@ -63,7 +64,10 @@ test('kd distill redoes a changed stage from scratch (and every stage after it),
   // A stage left `running` by a killed run keeps its outputs and resumes (the seed's result is reused).
   const marker = join(out, 'runs', 'ngram-kd', 'stage.json');
   writeFileSync(marker, JSON.stringify({ ...JSON.parse(readFileSync(marker, 'utf8')), state: 'running' }));
-  assert.match(run(recipe((r) => Object.assign(r.students.ngram, { dim: 16, lr: 0.02 }))), /^train ngram-kd: resuming with the same settings/m);
+  assert.match(
+    run(recipe((r) => Object.assign(r.students.ngram, { dim: 16, lr: 0.02 }))),
+    /^train ngram-kd: resuming with the same settings/m,
+  );
   assert.equal(sha(model), secondModel);
 
   // Upstream changes: a new split changes no setting of the cache, yet redoes it (its rows
@@ -72,7 +76,12 @@ test('kd distill redoes a changed stage from scratch (and every stage after it),
   const teacherEval = join(out, 'teacher-eval');
   rmSync(join(teacherEval, 'stage.json'));
   writeFileSync(join(teacherEval, 'leftover.txt'), 'from another version');
-  const seed = run(recipe((r) => { Object.assign(r.students.ngram, { dim: 16, lr: 0.02 }); r.data.split.seed = 7; }));
+  const seed = run(
+    recipe((r) => {
+      Object.assign(r.students.ngram, { dim: 16, lr: 0.02 });
+      r.data.split.seed = 7;
+    }),
+  );
   assert.match(seed, /^split: settings changed: seed — starting split anew/m);
   assert.match(seed, /^cache: settings changed: split — starting cache anew/m);
   assert.match(seed, /^train ngram-kd: settings changed: cache — starting train ngram-kd anew/m);
@@ -107,6 +116,9 @@ test('kd distill refuses a recipe with a YAML syntax error or an unknown student
   writeFileSync(join(foreign, 'data', 'notes.txt'), 'mine');
   const refused = runKd(['distill', '--recipe', recipe(), '--out', foreign]);
   assert.equal(refused.status, 2, refused.stderr);
-  assert.equal(refused.stderr, `kd: error: --out ${foreign}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder\n`);
+  assert.equal(
+    refused.stderr,
+    `kd: error: --out ${foreign}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder\n`,
+  );
   assert.equal(readFileSync(join(foreign, 'data', 'notes.txt'), 'utf8'), 'mine');
 });

@@ -26,12 +26,25 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
   const reportTime = statSync(report).mtimeMs;
   const again = runKd(['distill', '--recipe', join(repoRoot, 'recipes', 'sentiment140.yaml'), '--quick', '--out', out]);
   assert.equal(again.status, 0, again.stderr);
-  for (const stage of ['split', 'teacher', 'cache', 'train ngram-kd']) assert.match(again.stderr, new RegExp(`${stage}: done before, skipped`));
+  for (const stage of ['split', 'teacher', 'cache', 'train ngram-kd'])
+    assert.match(again.stderr, new RegExp(`${stage}: done before, skipped`));
   assert.ok(statSync(report).mtimeMs >= reportTime);
 
   assert.ok(existsSync(CHROMIUM), `headless Chromium is needed at ${CHROMIUM} (apt-get install chromium); .ci/run installs it`);
   const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
     const errors: string[] = [];
@@ -42,9 +55,21 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
     await page.goto(`file://${report}`);
     assert.deepEqual(errors, []);
     assert.deepEqual(requests, [], 'the report is self-contained');
-    const plots = await page.locator('svg[data-plot]').evaluateAll((svgs) => svgs.map((s) => ({ name: s.getAttribute('data-plot'), marks: s.querySelectorAll('rect[data-value], path[data-series], circle').length, box: s.getBoundingClientRect().height })));
+    const plots = await page
+      .locator('svg[data-plot]')
+      .evaluateAll((svgs) =>
+        svgs.map((s) => ({
+          name: s.getAttribute('data-plot'),
+          marks: s.querySelectorAll('rect[data-value], path[data-series], circle').length,
+          box: s.getBoundingClientRect().height,
+        })),
+      );
     assert.ok(plots.length >= 8, `${plots.length} plots`);
-    for (const sweep of ['sweep-kdStart', 'sweep-lambda', 'sweep-tau', 'sweep-subclasses']) assert.ok(plots.some((p) => p.name?.startsWith(sweep)), `a ${sweep} plot`);
+    for (const sweep of ['sweep-kdStart', 'sweep-lambda', 'sweep-tau', 'sweep-subclasses'])
+      assert.ok(
+        plots.some((p) => p.name?.startsWith(sweep)),
+        `a ${sweep} plot`,
+      );
     for (const p of plots) assert.ok(p.marks > 0 && p.box > 100, `plot ${p.name} has no marks`);
     // Key numbers on the page equal the runs' JSON.
     for (const dir of runs) {
@@ -57,7 +82,10 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
       assert.equal(text, (100 * summary.summary.test.mean).toFixed(2));
     }
     const teacherEval = JSON.parse(readFileSync(join(out, 'teacher-eval', 'eval.json'), 'utf8'));
-    assert.equal(Number(await page.locator('td[data-key="Sentiment140|teacher|test-mean"]').getAttribute('data-value')), teacherEval.accuracy);
+    assert.equal(
+      Number(await page.locator('td[data-key="Sentiment140|teacher|test-mean"]').getAttribute('data-value')),
+      teacherEval.accuracy,
+    );
     assert.match((await page.locator('#caveats').textContent()) ?? '', /head\/tail slices/);
     const shots = join(repoRoot, 'test-output');
     mkdirSync(shots, { recursive: true });

@@ -18,12 +18,48 @@ const files = (s: string) => join(split, `${s}.jsonl`);
 before(() => {
   const s = runKd(['data', 'split', S140_RANDOM(), '--limit', '400', '--dev', '0.15', '--test', '0.1', '--out', split]);
   assert.equal(s.status, 0, s.stderr);
-  const c = runKd(['cache', 'build', '--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--data', files('train'), files('dev'), files('test'), '--out', cache]);
+  const c = runKd([
+    'cache',
+    'build',
+    '--teacher',
+    sharedPath('fixtures', 'hf', 'tiny-random-bert'),
+    '--data',
+    files('train'),
+    files('dev'),
+    files('test'),
+    '--out',
+    cache,
+  ]);
   assert.equal(c.status, 0, c.stderr);
 });
 
 const base = (out: string) => ['train', '--cache', cache, '--train', files('train'), '--dev', files('dev'), '--out', out];
-const TRANSFORMER = ['--student', 'transformer', '--loss', 'kd', '--layers', '1', '--hidden', '32', '--heads', '2', '--intermediate', '64', '--max-length', '32', '--vocab-size', '600', '--epochs', '3', '--batch-size', '16', '--eval-every', '4', '--patience', '100'];
+const TRANSFORMER = [
+  '--student',
+  'transformer',
+  '--loss',
+  'kd',
+  '--layers',
+  '1',
+  '--hidden',
+  '32',
+  '--heads',
+  '2',
+  '--intermediate',
+  '64',
+  '--max-length',
+  '32',
+  '--vocab-size',
+  '600',
+  '--epochs',
+  '3',
+  '--batch-size',
+  '16',
+  '--eval-every',
+  '4',
+  '--patience',
+  '100',
+];
 const NGRAM = ['--loss', 'kd', '--dim', '8', '--buckets', '4096', '--epochs', '2', '--eval-every', '5'];
 const lastLine = (stderr: string) => stderr.trimEnd().split('\n').at(-1)!;
 const modelBytes = (out: string) => readFileSync(join(out, 'seed-13', 'model', 'onnx', 'model.onnx'));
@@ -52,8 +88,13 @@ test('a transformer student killed (SIGKILL) after a checkpoint resumes to the b
   assert.equal(runKd([...base(rerun), ...TRANSFORMER]).status, 0);
   assert.ok(modelBytes(killed).equals(modelBytes(straight)), 'resumed model.onnx differs from the uninterrupted run');
   assert.ok(modelBytes(rerun).equals(modelBytes(straight)), 'same-seed rerun model.onnx differs');
-  for (const f of ['tokenizer.json', 'vocab.txt']) assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
-  const rows = (out: string) => readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l).step);
+  for (const f of ['tokenizer.json', 'vocab.txt'])
+    assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
+  const rows = (out: string) =>
+    readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
   assert.deepEqual(rows(killed), rows(straight), 'metrics.jsonl has each evaluation once');
 });
 
@@ -70,7 +111,10 @@ test('--resume with a changed setting is refused naming the field, old and new v
   for (const [flags, says] of refusals) {
     const r = runKd([...base(out), ...NGRAM, '--seeds', '13,14', ...flags, '--resume']);
     assert.equal(r.status, 2, `${flags.join(' ')}: ${r.stderr}`);
-    assert.equal(lastLine(r.stderr), `kd: error: ${join(out, 'seed-13', 'result.json')} was trained with ${says}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`);
+    assert.equal(
+      lastLine(r.stderr),
+      `kd: error: ${join(out, 'seed-13', 'result.json')} was trained with ${says}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+    );
   }
   // A finished kd seed is not summarized as a ce one.
   const ce = runKd([...base(out), ...NGRAM.map((f) => (f === 'kd' ? 'ce' : f)), '--seeds', '13,14', '--resume']);
@@ -94,7 +138,10 @@ test('a damaged checkpoint, a rerun over a finished run, repeated or unsafe seed
   assert.equal(first.status, 0, first.stderr);
   const again = runKd([...base(out), ...NGRAM]);
   assert.equal(again.status, 2);
-  assert.equal(lastLine(again.stderr), `kd: error: ${join(out, 'seed-13')} holds a previous run (result.json): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`);
+  assert.equal(
+    lastLine(again.stderr),
+    `kd: error: ${join(out, 'seed-13')} holds a previous run (result.json): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`,
+  );
 
   const killed = join(root, 'damaged');
   assert.equal(runKd([...base(killed), ...NGRAM]).status, 0);
@@ -105,12 +152,20 @@ test('a damaged checkpoint, a rerun over a finished run, repeated or unsafe seed
   writeFileSync(last, bytes);
   const damaged = runKd([...base(killed), ...NGRAM, '--resume']);
   assert.equal(damaged.status, 2, damaged.stderr);
-  assert.match(lastLine(damaged.stderr), new RegExp(`^kd: error: ${last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: damaged: its contents do not match the sha256 .*Delete the run folder`));
+  assert.match(
+    lastLine(damaged.stderr),
+    new RegExp(
+      `^kd: error: ${last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: damaged: its contents do not match the sha256 .*Delete the run folder`,
+    ),
+  );
 
   for (const seeds of ['13,13', '9007199254740993', '4294967296']) {
     const r = runKd([...base(join(root, `seeds-${seeds}`)), ...NGRAM, '--seeds', seeds]);
     assert.equal(r.status, 2, `${seeds}: ${r.stderr}`);
-    assert.match(lastLine(r.stderr), seeds === '13,13' ? /'--seeds' lists 13 twice/ : /'--seeds': .* is not an integer in \[0, 4294967295\]/);
+    assert.match(
+      lastLine(r.stderr),
+      seeds === '13,13' ? /'--seeds' lists 13 twice/ : /'--seeds': .* is not an integer in \[0, 4294967295\]/,
+    );
   }
   const diverged = runKd([...base(join(root, 'diverged')), ...NGRAM, '--lr', '1e9']);
   assert.equal(diverged.status, 2, diverged.stderr);
@@ -121,8 +176,24 @@ test('a damaged checkpoint, a rerun over a finished run, repeated or unsafe seed
 test('kd teacher train twice with the same seed writes the same vocabulary and model bytes', () => {
   const outs = [join(root, 'teacher-a'), join(root, 'teacher-b')];
   for (const out of outs) {
-    const r = runKd(['teacher', 'train', '--data', files('train'), '--dev', files('dev'), '--preset', 'tiny', '--epochs', '1', '--vocab-size', '500', '--out', out]);
+    const r = runKd([
+      'teacher',
+      'train',
+      '--data',
+      files('train'),
+      '--dev',
+      files('dev'),
+      '--preset',
+      'tiny',
+      '--epochs',
+      '1',
+      '--vocab-size',
+      '500',
+      '--out',
+      out,
+    ]);
     assert.equal(r.status, 0, r.stderr);
   }
-  for (const f of ['vocab.txt', 'tokenizer.json', join('onnx', 'model.onnx')]) assert.ok(readFileSync(join(outs[0]!, f)).equals(readFileSync(join(outs[1]!, f))), `${f} differs between same-seed teacher runs`);
+  for (const f of ['vocab.txt', 'tokenizer.json', join('onnx', 'model.onnx')])
+    assert.ok(readFileSync(join(outs[0]!, f)).equals(readFileSync(join(outs[1]!, f))), `${f} differs between same-seed teacher runs`);
 });

@@ -47,10 +47,17 @@ test('kd teacher predict on an empty, random or truncated onnx/model.onnx says s
   writeFileSync(model, new Uint8Array(0));
   assertUserError(predict, model, /the file is empty; re-export the model/);
   writeFileSync(model, bytes.subarray(0, 200_000));
-  assertUserError(predict, model, /not a valid ONNX model \(index out of range: .*; the file is truncated or not ONNX\); re-export the model/);
+  assertUserError(
+    predict,
+    model,
+    /not a valid ONNX model \(index out of range: .*; the file is truncated or not ONNX\); re-export the model/,
+  );
   // Random bytes (seeded: the same every run) are rejected by protobuf.
   let x = 12345;
-  writeFileSync(model, Uint8Array.from({ length: 4096 }, () => (x = (x * 1103515245 + 12345) >>> 0) >>> 24));
+  writeFileSync(
+    model,
+    Uint8Array.from({ length: 4096 }, () => (x = (x * 1103515245 + 12345) >>> 0) >>> 24),
+  );
   assertUserError(predict, model, /not a valid ONNX model \(invalid wire type .*\); re-export the model/);
   // Bytes that decode as a protobuf but hold no graph (a model saved without one).
   writeFileSync(model, onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, producerName: 'x' })).finish());
@@ -66,20 +73,35 @@ function studentFolder(card: string, model: Uint8Array): string {
   return dir;
 }
 
-const NGRAM_CARD = { format: 'kd-student', version: 1, kind: 'ngram', labels: ['negative', 'positive'], inputs: ['ngram_ids', 'ngram_mask'], config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 }, training: {} };
+const NGRAM_CARD = {
+  format: 'kd-student',
+  version: 1,
+  kind: 'ngram',
+  labels: ['negative', 'positive'],
+  inputs: ['ngram_ids', 'ngram_mask'],
+  config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 },
+  training: {},
+};
 
 test('kd predict on a damaged kd-student.json or student model names the file', () => {
   const teacherModel = readFileSync(sharedPath('fixtures', 'hf', 'tiny-random-bert', 'onnx', 'model.onnx'));
   const cases: [string, RegExp][] = [
     ['{"format": "kd-student", ', /not valid JSON \(.*\); it should be the card kd train writes/],
-    [JSON.stringify({ ...NGRAM_CARD, kind: 'lstm' }), /field kind must be "ngram" or "transformer", got "lstm"; export the student again with kd train/],
+    [
+      JSON.stringify({ ...NGRAM_CARD, kind: 'lstm' }),
+      /field kind must be "ngram" or "transformer", got "lstm"; export the student again with kd train/,
+    ],
   ];
   for (const [card, message] of cases) {
     const dir = studentFolder(card, teacherModel);
     assertUserError(['predict', '--model', dir, '--text', 'hi'], join(dir, 'kd-student.json'), message);
   }
   const dir = studentFolder(JSON.stringify(NGRAM_CARD), teacherModel.subarray(0, 200_000));
-  assertUserError(['predict', '--model', dir, '--text', 'hi'], join(dir, 'onnx', 'model.onnx'), /ONNX Runtime could not load the student \(.*\); the file is damaged: export the student again with kd train/);
+  assertUserError(
+    ['predict', '--model', dir, '--text', 'hi'],
+    join(dir, 'onnx', 'model.onnx'),
+    /ONNX Runtime could not load the student \(.*\); the file is damaged: export the student again with kd train/,
+  );
 });
 
 test('kd teacher predict on a damaged tokenizer.json or tokenizer_config.json names the file', () => {

@@ -13,7 +13,10 @@ const FIXTURES = ['tiny-random-bert', 'tiny-random-distilbert'];
 
 async function tweets(n: number): Promise<string[]> {
   const { examples } = await readAllExamples([S140_RANDOM()], { progress: false });
-  return examples.filter((_, i) => i % Math.floor(examples.length / n) === 0).slice(0, n).map((e) => e.text);
+  return examples
+    .filter((_, i) => i % Math.floor(examples.length / n) === 0)
+    .slice(0, n)
+    .map((e) => e.text);
 }
 
 for (const name of FIXTURES) {
@@ -26,14 +29,22 @@ for (const name of FIXTURES) {
       assert.equal(teacher.head.cols, 64);
       assert.match(teacher.head.description, /^Gemm\(transB=1\)/);
       assert.equal(warnings.length, 1);
-      assert.match(warnings[0]!, /tokenizer\.json has 2 token\(s\) with ids at or above config\.json vocab_size 56 .* they are encoded as \[UNK\]/);
-      const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { input_ids: number[][]; attention_mask: number[][]; logits: number[][] };
+      assert.match(
+        warnings[0]!,
+        /tokenizer\.json has 2 token\(s\) with ids at or above config\.json vocab_size 56 .* they are encoded as \[UNK\]/,
+      );
+      const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as {
+        input_ids: number[][];
+        attention_mask: number[][];
+        logits: number[][];
+      };
       const dims = [1, ref.input_ids[0]!.length];
       const feeds: Record<string, ort.Tensor> = {
         input_ids: new ort.Tensor('int64', BigInt64Array.from(ref.input_ids[0]!.map(BigInt)), dims),
         attention_mask: new ort.Tensor('int64', BigInt64Array.from(ref.attention_mask[0]!.map(BigInt)), dims),
       };
-      if (teacher.session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(dims[1]!), dims);
+      if (teacher.session.inputNames.includes('token_type_ids'))
+        feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(dims[1]!), dims);
       const out = await teacher.session.run(feeds);
       const logits = Array.from(out.logits!.data as Float32Array);
       ref.logits[0]!.forEach((v, c) => assert.ok(Math.abs(v - logits[c]!) < 1e-4, `logit ${c}: ${logits[c]} vs reference ${v}`));
@@ -75,11 +86,24 @@ test('--embedding-output names the tensor when automatic detection is not wanted
   assert.equal(teacher.head.embeddingTensor, '/Tanh_output_0');
   assert.equal(teacher.head.cols, 64);
   await teacher.dispose();
-  await assert.rejects(Teacher.load(dir, { embeddingOutput: 'nope', warn: () => undefined }), { name: 'HeadNotFoundError', message: '--embedding-output nope: no tensor of that name in the graph' });
+  await assert.rejects(Teacher.load(dir, { embeddingOutput: 'nope', warn: () => undefined }), {
+    name: 'HeadNotFoundError',
+    message: '--embedding-output nope: no tensor of that name in the graph',
+  });
 });
 
 test('kd teacher predict --json on a foreign export', () => {
-  const r = runKd(['teacher', 'predict', '--model', sharedPath('fixtures', 'hf', 'tiny-random-distilbert'), '--text', 'what a great day', '--text', 'worst service ever', '--json']);
+  const r = runKd([
+    'teacher',
+    'predict',
+    '--model',
+    sharedPath('fixtures', 'hf', 'tiny-random-distilbert'),
+    '--text',
+    'what a great day',
+    '--text',
+    'worst service ever',
+    '--json',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   const j = r.json();
   assert.equal(j.labels.length, 2);
@@ -88,7 +112,18 @@ test('kd teacher predict --json on a foreign export', () => {
   assert.equal(j.embeddingDim, 64);
   assert.deepEqual([j.classifier.rows, j.classifier.cols], [2, 64]);
   assert.match(j.graphOptimization, /^graph optimized: \d+ nodes compute position 0 only/);
-  const plain = runKd(['teacher', 'predict', '--model', sharedPath('fixtures', 'hf', 'tiny-random-distilbert'), '--text', 'what a great day', '--text', 'worst service ever', '--json', '--no-graph-optimization']);
+  const plain = runKd([
+    'teacher',
+    'predict',
+    '--model',
+    sharedPath('fixtures', 'hf', 'tiny-random-distilbert'),
+    '--text',
+    'what a great day',
+    '--text',
+    'worst service ever',
+    '--json',
+    '--no-graph-optimization',
+  ]);
   assert.equal(plain.status, 0, plain.stderr);
   const p = plain.json();
   assert.equal(p.graphOptimization, 'graph not optimized (optimize: false)');
@@ -98,7 +133,21 @@ test('kd teacher predict --json on a foreign export', () => {
 
 test('the default teacher trains, exports in the HF layout, and transformers.js loads it as is', async () => {
   const out = join(tempDir(), 'teacher-tiny');
-  const r = runKd(['teacher', 'train', '--data', S140_RANDOM(), '--preset', 'tiny', '--limit', '4000', '--epochs', '2', '--out', out, '--json']);
+  const r = runKd([
+    'teacher',
+    'train',
+    '--data',
+    S140_RANDOM(),
+    '--preset',
+    'tiny',
+    '--limit',
+    '4000',
+    '--epochs',
+    '2',
+    '--out',
+    out,
+    '--json',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   const summary = r.json();
   assert.equal(summary.trainRows + summary.devRows, 4000);
@@ -132,7 +181,17 @@ test('the default teacher trains, exports in the HF layout, and transformers.js 
   });
   await classify.dispose();
 
-  const ev = runKd(['teacher', 'eval', '--model', out, '--data', sharedPath('datasets', 'sentiment140', 'train_sample_10k_head5000neg_mid5000pos.csv'), '--limit', '10000', '--json']);
+  const ev = runKd([
+    'teacher',
+    'eval',
+    '--model',
+    out,
+    '--data',
+    sharedPath('datasets', 'sentiment140', 'train_sample_10k_head5000neg_mid5000pos.csv'),
+    '--limit',
+    '10000',
+    '--json',
+  ]);
   assert.equal(ev.status, 0, ev.stderr);
   const e = ev.json();
   assert.equal(e.n, 10000);

@@ -17,12 +17,41 @@ const files = (s: string) => join(split, `${s}.jsonl`);
 before(() => {
   const s = runKd(['data', 'split', S140_RANDOM(), '--limit', '2400', '--dev', '0.15', '--test', '0.15', '--out', split]);
   assert.equal(s.status, 0, s.stderr);
-  const c = runKd(['cache', 'build', '--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--data', files('train'), files('dev'), files('test'), '--out', cache, '--shard-rows', '1000']);
+  const c = runKd([
+    'cache',
+    'build',
+    '--teacher',
+    sharedPath('fixtures', 'hf', 'tiny-random-bert'),
+    '--data',
+    files('train'),
+    files('dev'),
+    files('test'),
+    '--out',
+    cache,
+    '--shard-rows',
+    '1000',
+  ]);
   assert.equal(c.status, 0, c.stderr);
 });
 
 function train(out: string, extra: string[]) {
-  return runKd(['train', '--cache', cache, '--train', files('train'), '--dev', files('dev'), '--test', files('test'), '--out', out, '--epochs', '1', '--json', ...extra]);
+  return runKd([
+    'train',
+    '--cache',
+    cache,
+    '--train',
+    files('train'),
+    '--dev',
+    files('dev'),
+    '--test',
+    files('test'),
+    '--out',
+    out,
+    '--epochs',
+    '1',
+    '--json',
+    ...extra,
+  ]);
 }
 
 test('every loss trains an n-gram student from the cache and exports it with its preprocessing spec', async () => {
@@ -75,7 +104,24 @@ test('--seeds runs each seed and summarizes mean, std and a 95% interval', () =>
 
 test('a transformer student exports in the HF layout and transformers.js loads it as is', async () => {
   const out = join(root, 'transformer');
-  const r = train(out, ['--student', 'transformer', '--loss', 'kd', '--layers', '1', '--hidden', '32', '--heads', '2', '--intermediate', '64', '--max-length', '48', '--vocab-size', '1024']);
+  const r = train(out, [
+    '--student',
+    'transformer',
+    '--loss',
+    'kd',
+    '--layers',
+    '1',
+    '--hidden',
+    '32',
+    '--heads',
+    '2',
+    '--intermediate',
+    '64',
+    '--max-length',
+    '48',
+    '--vocab-size',
+    '1024',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   const model = join(out, 'seed-13', 'model');
   assert.equal(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')).model_type, 'bert');
@@ -95,11 +141,52 @@ test('a transformer student exports in the HF layout and transformers.js loads i
 
 test('lelp is refused when the cache has no embeddings, naming the option and the fix', () => {
   const none = join(root, 'cache-none');
-  assert.equal(runKd(['cache', 'build', '--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--data', files('train'), '--out', none, '--embedding', 'none']).status, 0);
-  const r = runKd(['train', '--cache', none, '--train', files('train'), '--dev', files('dev'), '--out', join(root, 'bad'), '--loss', 'lelp']);
+  assert.equal(
+    runKd([
+      'cache',
+      'build',
+      '--teacher',
+      sharedPath('fixtures', 'hf', 'tiny-random-bert'),
+      '--data',
+      files('train'),
+      '--out',
+      none,
+      '--embedding',
+      'none',
+    ]).status,
+    0,
+  );
+  const r = runKd([
+    'train',
+    '--cache',
+    none,
+    '--train',
+    files('train'),
+    '--dev',
+    files('dev'),
+    '--out',
+    join(root, 'bad'),
+    '--loss',
+    'lelp',
+  ]);
   assert.equal(r.status, 2);
-  assert.equal(r.stderr.trimEnd().split('\n').at(-1), "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)");
-  const missing = runKd(['train', '--cache', none, '--train', files('dev'), '--dev', files('dev'), '--out', join(root, 'bad2'), '--loss', 'ce']);
+  assert.equal(
+    r.stderr.trimEnd().split('\n').at(-1),
+    "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+  );
+  const missing = runKd([
+    'train',
+    '--cache',
+    none,
+    '--train',
+    files('dev'),
+    '--dev',
+    files('dev'),
+    '--out',
+    join(root, 'bad2'),
+    '--loss',
+    'ce',
+  ]);
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /rows are not in the cache/);
 });

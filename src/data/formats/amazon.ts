@@ -11,7 +11,9 @@ import type { ParseContext, RowEvent } from './types.js';
 
 export function checkAmazonClasses(file: string, classes: ClassCount): void {
   if (classes === 3) {
-    throw new ConfigError(`${file}: '--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)`);
+    throw new ConfigError(
+      `${file}: '--classes 3' does not fit Amazon reviews: use 2 (polarity, labels 1-2) or 5 (Amazon Full, labels 1-5)`,
+    );
   }
 }
 
@@ -69,7 +71,11 @@ export function parseAmazonFastTextLine(line: string, lineNo: number, ctx: Parse
   }
   const raw = m[1]!;
   const label = labelIndex(raw, ctx.classes);
-  if (label < 0) return { kind: 'malformed', reject: { ...where, reason: 'unknown_label', field: "'__label__'", message: labelMessage(raw, ctx.classes) } };
+  if (label < 0)
+    return {
+      kind: 'malformed',
+      reject: { ...where, reason: 'unknown_label', field: "'__label__'", message: labelMessage(raw, ctx.classes) },
+    };
   const rest = m[2]!;
   const sep = rest.indexOf(': ');
   let title = sep >= 0 ? rest.slice(0, sep) : '';
@@ -81,7 +87,10 @@ export function parseAmazonFastTextLine(line: string, lineNo: number, ctx: Parse
   title = title.trim();
   body = body.trim();
   if (title === '' && body === '') {
-    return { kind: 'malformed', reject: { ...where, reason: 'empty_text', field: "'text'", message: 'expected a title or review text after the label, got nothing' } };
+    return {
+      kind: 'malformed',
+      reject: { ...where, reason: 'empty_text', field: "'text'", message: 'expected a title or review text after the label, got nothing' },
+    };
   }
   return amazonExample(title, body, label, ctx.file, lineNo);
 }
@@ -103,25 +112,56 @@ export class AmazonCsvParser extends CsvLineParser {
 }
 
 /** One whole record (its physical lines joined with '\n'), starting on line `lineNo`. */
-export function parseAmazonCsvRecord(record: string, lineNo: number, ctx: ParseContext, parsed: CsvParse = parseCsvRecord(record)): RowEvent {
+export function parseAmazonCsvRecord(
+  record: string,
+  lineNo: number,
+  ctx: ParseContext,
+  parsed: CsvParse = parseCsvRecord(record),
+): RowEvent {
   const where = { file: ctx.file, line: lineNo, raw: truncateRaw(record) };
   if (!parsed.ok) {
     const message =
       parsed.error === 'unclosed_quote'
         ? `the quoted field in column ${parsed.column} is not closed by the end of the record (expected 3 quoted columns "label","title","text")`
         : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")`;
-    return { kind: 'malformed', reject: { ...where, reason: parsed.error, field: `'${CSV_COLUMNS[parsed.column - 1] ?? `column ${parsed.column}`}' (column ${parsed.column})`, message } };
+    return {
+      kind: 'malformed',
+      reject: {
+        ...where,
+        reason: parsed.error,
+        field: `'${CSV_COLUMNS[parsed.column - 1] ?? `column ${parsed.column}`}' (column ${parsed.column})`,
+        message,
+      },
+    };
   }
   if (parsed.fields.length !== 3) {
-    return { kind: 'malformed', reject: { ...where, reason: 'wrong_column_count', message: `expected 3 columns ("label","title","text"), got ${parsed.fields.length}` } };
+    return {
+      kind: 'malformed',
+      reject: {
+        ...where,
+        reason: 'wrong_column_count',
+        message: `expected 3 columns ("label","title","text"), got ${parsed.fields.length}`,
+      },
+    };
   }
   const [raw, title, body] = parsed.fields as [string, string, string];
   const label = labelIndex(raw.trim(), ctx.classes);
   if (label < 0) {
-    return { kind: 'malformed', reject: { ...where, reason: 'unknown_label', field: "'label' (column 1)", message: labelMessage(raw, ctx.classes) } };
+    return {
+      kind: 'malformed',
+      reject: { ...where, reason: 'unknown_label', field: "'label' (column 1)", message: labelMessage(raw, ctx.classes) },
+    };
   }
   if (title.trim() === '' && body.trim() === '') {
-    return { kind: 'malformed', reject: { ...where, reason: 'empty_text', field: "'title' and 'text' (columns 2-3)", message: 'expected a title or review text, got two empty fields' } };
+    return {
+      kind: 'malformed',
+      reject: {
+        ...where,
+        reason: 'empty_text',
+        field: "'title' and 'text' (columns 2-3)",
+        message: 'expected a title or review text, got two empty fields',
+      },
+    };
   }
   return amazonExample(title.trim(), body.trim(), label, ctx.file, lineNo);
 }

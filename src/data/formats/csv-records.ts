@@ -15,7 +15,11 @@ const UNCLOSED_WHY: Record<UnclosedCause, string> = {
  * The reject for a quote that never closed, named by the column it opened in (`columns`:
  * the header, or a format's fixed column names; null before a header is read).
  */
-export function unclosedQuoteReject(file: string, split: Extract<CsvSplit, { kind: 'unclosed' }>, columns: readonly string[] | null): Reject {
+export function unclosedQuoteReject(
+  file: string,
+  split: Extract<CsvSplit, { kind: 'unclosed' }>,
+  columns: readonly string[] | null,
+): Reject {
   const parsed = parseCsvRecord(split.text);
   const column = parsed.ok ? 1 : parsed.column;
   const name = columns?.[column - 1];
@@ -64,7 +68,11 @@ export class CsvRecordParser extends CsvLineParser {
 
   private complete(text: string, lineNo: number, parsed: CsvParse, out: RowEvent[]): void {
     if (!this.header) {
-      if (!parsed.ok) throw new FormatError(this.ctx.file, `line ${lineNo}: the header row is not valid CSV (${parsed.error.replace('_', ' ')} in column ${parsed.column})`);
+      if (!parsed.ok)
+        throw new FormatError(
+          this.ctx.file,
+          `line ${lineNo}: the header row is not valid CSV (${parsed.error.replace('_', ' ')} in column ${parsed.column})`,
+        );
       this.header = parsed.fields.map((f) => f.trim());
       this.fields = resolveFields(this.header, this.ctx.fields, `${this.ctx.file}:${lineNo} (header)`);
       return;
@@ -74,14 +82,23 @@ export class CsvRecordParser extends CsvLineParser {
       const name = this.header[parsed.column - 1] ?? `column ${parsed.column}`;
       out.push({
         kind: 'malformed',
-        reject: { ...where, reason: parsed.error, field: `'${name}' (column ${parsed.column})`, message: 'a quote inside the quoted field is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")' },
+        reject: {
+          ...where,
+          reason: parsed.error,
+          field: `'${name}' (column ${parsed.column})`,
+          message: 'a quote inside the quoted field is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")',
+        },
       });
       return;
     }
     if (parsed.fields.length !== this.header.length) {
       out.push({
         kind: 'malformed',
-        reject: { ...where, reason: 'wrong_column_count', message: `expected ${this.header.length} columns (${this.header.join(',')}), got ${parsed.fields.length}` },
+        reject: {
+          ...where,
+          reason: 'wrong_column_count',
+          message: `expected ${this.header.length} columns (${this.header.join(',')}), got ${parsed.fields.length}`,
+        },
       });
       return;
     }

@@ -1,6 +1,14 @@
 // Parquet as the Hugging Face datasets ship it, read one row group at a time with
 // hyparquet (snappy built in; gzip, zstd and brotli from hyparquet-compressors).
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type ColumnMetaData, type PageHeader } from 'hyparquet';
+import {
+  asyncBufferFromFile,
+  parquetMetadataAsync,
+  parquetReadObjects,
+  parquetSchema,
+  type AsyncBuffer,
+  type ColumnMetaData,
+  type PageHeader,
+} from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { compressors } from 'hyparquet-compressors';
 import { FormatError } from '../errors.js';
@@ -14,7 +22,10 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   try {
     metadata = await parquetMetadataAsync(file);
   } catch (e) {
-    throw new FormatError(ctx.file, `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download or export it again`);
+    throw new FormatError(
+      ctx.file,
+      `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download or export it again`,
+    );
   }
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const fields = resolveFields(columns, ctx.fields, `${ctx.file} (Parquet schema)`);
@@ -22,10 +33,15 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   let rowStart = 0;
   for (const [g, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
-    const read = (columns: string[]) => parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors }) as Promise<Record<string, unknown>[]>;
-    const where = (column?: string) => `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ${rowStart + 1}-${rowEnd})`;
-    const damaged = (column: string | undefined, why: string) => new FormatError(ctx.file, `${where(column)}: the file is damaged (${why}); download or export it again`);
-    const headerProblem = (await Promise.all(metadata.row_groups[g]!.columns.map((c) => pageHeaderProblem(file, c.meta_data, wanted)))).find((p) => p !== null);
+    const read = (columns: string[]) =>
+      parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors }) as Promise<Record<string, unknown>[]>;
+    const where = (column?: string) =>
+      `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ${rowStart + 1}-${rowEnd})`;
+    const damaged = (column: string | undefined, why: string) =>
+      new FormatError(ctx.file, `${where(column)}: the file is damaged (${why}); download or export it again`);
+    const headerProblem = (
+      await Promise.all(metadata.row_groups[g]!.columns.map((c) => pageHeaderProblem(file, c.meta_data, wanted)))
+    ).find((p) => p !== null);
     if (headerProblem) throw damaged(headerProblem.column, headerProblem.why);
     let rows: Record<string, unknown>[];
     try {
@@ -35,14 +51,27 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
       // errors); read the columns one by one to name the damaged one.
       let column: string | undefined;
       for (const c of wanted) {
-        if (await read([c]).then(() => false, () => true)) {
+        if (
+          await read([c]).then(
+            () => false,
+            () => true,
+          )
+        ) {
           column = c;
           break;
         }
       }
       throw damaged(column, (e as Error).message);
     }
-    const events = rows.map((record, i) => recordToRow(record, fields, ctx, rowStart + i + 1, JSON.stringify(record, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))));
+    const events = rows.map((record, i) =>
+      recordToRow(
+        record,
+        fields,
+        ctx,
+        rowStart + i + 1,
+        JSON.stringify(record, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
+      ),
+    );
     rowStart = rowEnd;
     onBytes?.(Math.round((file.byteLength * rowStart) / Math.max(1, Number(metadata.num_rows))));
     yield events;
@@ -63,13 +92,18 @@ interface PageHeaderProblem {
  * holds). A damaged header can send hyparquet's decoders into loops that never end (a negative
  * level length moves its reader backwards), so it is caught here, before any page is decoded.
  */
-async function pageHeaderProblem(file: AsyncBuffer, meta: ColumnMetaData | undefined, columns: readonly string[]): Promise<PageHeaderProblem | null> {
+async function pageHeaderProblem(
+  file: AsyncBuffer,
+  meta: ColumnMetaData | undefined,
+  columns: readonly string[],
+): Promise<PageHeaderProblem | null> {
   if (!meta || !columns.includes(meta.path_in_schema[0]!)) return null;
   const column = meta.path_in_schema[0]!;
   const bad = (why: string): PageHeaderProblem => ({ column, why });
   const start = Number(meta.dictionary_page_offset ?? meta.data_page_offset);
   const end = start + Number(meta.total_compressed_size);
-  if (!(start >= 0 && end <= file.byteLength && end > start)) return bad(`its chunk (bytes ${start}-${end}) lies outside the file (${file.byteLength} bytes)`);
+  if (!(start >= 0 && end <= file.byteLength && end > start))
+    return bad(`its chunk (bytes ${start}-${end}) lies outside the file (${file.byteLength} bytes)`);
   const chunkValues = Number(meta.num_values);
   let values = 0;
   let offset = start;
@@ -87,12 +121,19 @@ async function pageHeaderProblem(file: AsyncBuffer, meta: ColumnMetaData | undef
     }
     const compressed = header.compressed_page_size;
     const uncompressed = header.uncompressed_page_size;
-    if (!(Number.isInteger(compressed) && compressed >= 0 && offset + headerBytes + compressed <= end)) return bad(compressed === undefined ? `the page at byte ${offset} has no compressed size` : `the page at byte ${offset} claims ${compressed} bytes, past the end of its chunk (byte ${end})`);
-    if (!(Number.isInteger(uncompressed) && uncompressed >= 0)) return bad(`the page at byte ${offset} claims an uncompressed size of ${uncompressed ?? 'nothing'}`);
+    if (!(Number.isInteger(compressed) && compressed >= 0 && offset + headerBytes + compressed <= end))
+      return bad(
+        compressed === undefined
+          ? `the page at byte ${offset} has no compressed size`
+          : `the page at byte ${offset} claims ${compressed} bytes, past the end of its chunk (byte ${end})`,
+      );
+    if (!(Number.isInteger(uncompressed) && uncompressed >= 0))
+      return bad(`the page at byte ${offset} claims an uncompressed size of ${uncompressed ?? 'nothing'}`);
     const v2 = header.data_page_header_v2;
     const pageValues = header.data_page_header?.num_values ?? v2?.num_values;
     if (pageValues !== undefined) {
-      if (!(Number.isInteger(pageValues) && pageValues >= 0 && values + pageValues <= chunkValues)) return bad(`the page at byte ${offset} claims ${pageValues} values, more than the ${chunkValues} its chunk holds`);
+      if (!(Number.isInteger(pageValues) && pageValues >= 0 && values + pageValues <= chunkValues))
+        return bad(`the page at byte ${offset} claims ${pageValues} values, more than the ${chunkValues} its chunk holds`);
       values += pageValues;
     }
     if (v2) {

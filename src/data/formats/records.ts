@@ -41,7 +41,9 @@ export function resolveFields(available: readonly string[], mapping: FieldMappin
     }
     const found = candidates.find((c) => has.has(c));
     if (found === undefined) {
-      throw new ConfigError(`${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`);
+      throw new ConfigError(
+        `${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`,
+      );
     }
     return found;
   };
@@ -71,14 +73,25 @@ function fieldText(value: unknown): string | undefined {
 }
 
 /** Turns one record into a row event. `raw` is what the rejects file shows. */
-export function recordToRow(record: Record<string, unknown>, fields: ResolvedFields, ctx: ParseContext, lineNo: number, raw: string): RowEvent {
+export function recordToRow(
+  record: Record<string, unknown>,
+  fields: ResolvedFields,
+  ctx: ParseContext,
+  lineNo: number,
+  raw: string,
+): RowEvent {
   const where = { file: ctx.file, line: lineNo, raw: truncateRaw(raw) };
   const missing = [fields.text, fields.label].find((f) => !(f in record));
   if (missing !== undefined) {
     const flag = missing === fields.text ? '--text-field' : '--label-field';
     return {
       kind: 'malformed',
-      reject: { ...where, reason: 'missing_field', field: `'${missing}'`, message: `the field is missing (fields present: ${Object.keys(record).join(', ')}); name the right one with ${flag}` },
+      reject: {
+        ...where,
+        reason: 'missing_field',
+        field: `'${missing}'`,
+        message: `the field is missing (fields present: ${Object.keys(record).join(', ')}); name the right one with ${flag}`,
+      },
     };
   }
   const rawLabel = record[fields.label];
@@ -87,7 +100,12 @@ export function recordToRow(record: Record<string, unknown>, fields: ResolvedFie
     const known = fields.labelMap ? [...fields.labelMap.keys()].join(', ') : `a class name or index 0-${ctx.classes - 1}`;
     return {
       kind: 'malformed',
-      reject: { ...where, reason: 'unknown_label', field: `'${fields.label}'`, message: `expected ${known} (for ${ctx.classes} classes), got ${JSON.stringify(fieldText(rawLabel) ?? rawLabel)}; map other values with --label-map` },
+      reject: {
+        ...where,
+        reason: 'unknown_label',
+        field: `'${fields.label}'`,
+        message: `expected ${known} (for ${ctx.classes} classes), got ${JSON.stringify(fieldText(rawLabel) ?? rawLabel)}; map other values with --label-map`,
+      },
     };
   }
   if (label.kind === 'neutral') return { kind: 'neutral', line: lineNo };
@@ -95,7 +113,10 @@ export function recordToRow(record: Record<string, unknown>, fields: ResolvedFie
   const title = fields.title !== undefined ? (fieldText(record[fields.title]) ?? '').trim() : undefined;
   const text = title !== undefined ? joinTitleAndBody(title, body) : body;
   if (text === '') {
-    return { kind: 'malformed', reject: { ...where, reason: 'empty_text', field: `'${fields.text}'`, message: 'expected text, got an empty or missing value' } };
+    return {
+      kind: 'malformed',
+      reject: { ...where, reason: 'empty_text', field: `'${fields.text}'`, message: 'expected text, got an empty or missing value' },
+    };
   }
   const textHash = shortHash(text);
   let id: string;
@@ -134,10 +155,28 @@ export class JsonlParser {
     try {
       record = JSON.parse(line);
     } catch (e) {
-      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected one JSON object per line: ${(e as Error).message}`, raw: truncateRaw(line) } };
+      return {
+        kind: 'malformed',
+        reject: {
+          file: this.ctx.file,
+          line: lineNo,
+          reason: 'invalid_json',
+          message: `expected one JSON object per line: ${(e as Error).message}`,
+          raw: truncateRaw(line),
+        },
+      };
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`, raw: truncateRaw(line) } };
+      return {
+        kind: 'malformed',
+        reject: {
+          file: this.ctx.file,
+          line: lineNo,
+          reason: 'invalid_json',
+          message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`,
+          raw: truncateRaw(line),
+        },
+      };
     }
     const obj = record as Record<string, unknown>;
     this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, `${this.ctx.file}:${lineNo}`);

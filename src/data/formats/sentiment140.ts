@@ -68,15 +68,31 @@ export function parseSentiment140Line(line: string, lineNo: number, ctx: ParseCo
   if (label.kind === 'unknown') {
     return {
       kind: 'malformed',
-      reject: { ...where, reason: 'unknown_label', field: "'polarity' (column 1)", message: `expected 0 (negative), 2 (neutral) or 4 (positive), got ${JSON.stringify(polarity)}` },
+      reject: {
+        ...where,
+        reason: 'unknown_label',
+        field: "'polarity' (column 1)",
+        message: `expected 0 (negative), 2 (neutral) or 4 (positive), got ${JSON.stringify(polarity)}`,
+      },
     };
   }
   if (label.kind === 'neutral') return { kind: 'neutral', line: lineNo };
   if (!/^\d+$/.test(id)) {
-    return { kind: 'malformed', reject: { ...where, reason: 'invalid_id', field: "'id' (column 2)", message: `expected a numeric tweet id, got ${JSON.stringify(id)}` } };
+    return {
+      kind: 'malformed',
+      reject: {
+        ...where,
+        reason: 'invalid_id',
+        field: "'id' (column 2)",
+        message: `expected a numeric tweet id, got ${JSON.stringify(id)}`,
+      },
+    };
   }
   if (text.trim() === '') {
-    return { kind: 'malformed', reject: { ...where, reason: 'empty_text', field: "'text' (column 6)", message: 'expected the tweet text, got an empty field' } };
+    return {
+      kind: 'malformed',
+      reject: { ...where, reason: 'empty_text', field: "'text' (column 6)", message: 'expected the tweet text, got an empty field' },
+    };
   }
   return { kind: 'example', example: { id, textHash: shortHash(text), label: label.index, text, file: ctx.file, line: lineNo } };
 }

@@ -6,10 +6,7 @@ import type { ClassCount } from '../labels.js';
 export const FORMATS = ['sentiment140', 'amazon-csv', 'amazon-fasttext', 'jsonl', 'csv', 'parquet'] as const;
 export type Format = (typeof FORMATS)[number];
 
-export type RowEvent =
-  | { kind: 'example'; example: Example }
-  | { kind: 'neutral'; line: number }
-  | { kind: 'malformed'; reject: Reject };
+export type RowEvent = { kind: 'example'; example: Example } | { kind: 'neutral'; line: number } | { kind: 'malformed'; reject: Reject };
 
 /** Which record fields hold what, for JSONL, generic CSV and Parquet. */
 export interface FieldMapping {

@@ -26,7 +26,12 @@ export interface DtkdOptions {
 const EPS = 1e-6;
 
 /** Per-example temperatures [B, 1] of teacher and student, guarded. */
-export function dtkdTemperatures(teacherLogits: Value, studentLogits: Value, tau: number, guard: 'clamp' | 'fallback' = 'clamp'): { teacher: Value; student: Value } {
+export function dtkdTemperatures(
+  teacherLogits: Value,
+  studentLogits: Value,
+  tau: number,
+  guard: 'clamp' | 'fallback' = 'clamp',
+): { teacher: Value; student: Value } {
   const x = op.reduceMax(teacherLogits, [-1], true);
   const y = op.reduceMax(studentLogits, [-1], true);
   const sum = op.add(x, y);
@@ -45,12 +50,23 @@ export const dtkd: DistillMethod<DtkdOptions> = {
   summary: 'dynamic-temperature KD: CE + w·(α·L_dt + β·τ²·KL), per-sample temperatures from max logits',
   parse: (raw) => {
     const guard = String(raw.dtkdGuard ?? 'clamp');
-    if (guard !== 'clamp' && guard !== 'fallback') throw MethodOptionError.forOption('dtkdGuard', `must be clamp or fallback, got ${JSON.stringify(guard)}`);
-    return { alpha: num(raw, 'alpha', 3, [0, 100]), beta: num(raw, 'beta', 1, [0, 100]), tau: num(raw, 'tau', 4, [1e-3, 100]), warmupEpochs: num(raw, 'warmupEpochs', 20, [0, 1e6]), guard, kdStart: num(raw, 'kdStart', 0, [0, 1]) };
+    if (guard !== 'clamp' && guard !== 'fallback')
+      throw MethodOptionError.forOption('dtkdGuard', `must be clamp or fallback, got ${JSON.stringify(guard)}`);
+    return {
+      alpha: num(raw, 'alpha', 3, [0, 100]),
+      beta: num(raw, 'beta', 1, [0, 100]),
+      tau: num(raw, 'tau', 4, [1e-3, 100]),
+      warmupEpochs: num(raw, 'warmupEpochs', 20, [0, 1e6]),
+      guard,
+      kdStart: num(raw, 'kdStart', 0, [0, 1]),
+    };
   },
   headSize: (_o, classes) => classes,
   prepare: () => null,
-  inputs: (_o, classes) => ({ teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] }, dtkd_weight: { dtype: 'float32', shape: [] } }),
+  inputs: (_o, classes) => ({
+    teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
+    dtkd_weight: { dtype: 'float32', shape: [] },
+  }),
   feeds: (o, _p, data, rows, s) => {
     const warm = o.warmupEpochs > 0 ? Math.min(s.epoch / o.warmupEpochs, 1) : 1;
     return { teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows), dtkd_weight: scalarFeed(s.progress < o.kdStart ? 0 : warm) };

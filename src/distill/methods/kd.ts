@@ -16,11 +16,22 @@ export interface KdOptions {
 export const kd: DistillMethod<KdOptions> = {
   name: 'kd',
   summary: 'temperature-scaled KD: (1-λ)·CE + λ·τ²·KL(teacher ‖ student)',
-  parse: (raw) => ({ lambda: num(raw, 'lambda', 0.5, [0, 1]), tau: num(raw, 'tau', 2, [1e-3, 100]), schedule: parseLambdaSchedule(raw), kdStart: num(raw, 'kdStart', 0, [0, 1]) }),
+  parse: (raw) => ({
+    lambda: num(raw, 'lambda', 0.5, [0, 1]),
+    tau: num(raw, 'tau', 2, [1e-3, 100]),
+    schedule: parseLambdaSchedule(raw),
+    kdStart: num(raw, 'kdStart', 0, [0, 1]),
+  }),
   headSize: (_o, classes) => classes,
   prepare: () => null,
-  inputs: (_o, classes) => ({ teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] }, kd_lambda: { dtype: 'float32', shape: [] } }),
-  feeds: (o, _p, data, rows, s) => ({ teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows), kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)) }),
+  inputs: (_o, classes) => ({
+    teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
+    kd_lambda: { dtype: 'float32', shape: [] },
+  }),
+  feeds: (o, _p, data, rows, s) => ({
+    teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
+    kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
+  }),
   loss: (o, head, labels, inputs) => {
     const lambda = inputs.kd_lambda!;
     const ceTerm = mean(crossEntropy(head, labels));

@@ -27,16 +27,20 @@ export function marginalLogits(head: Value, classes: number, subclasses: number)
 /** Reconstructs full-width embeddings from PCA-reduced cache rows: h ≈ mean + z·components. */
 function fullEmbeddings(data: MethodData): { h: Float64Array; d: number } {
   const n = data.labels.length;
-  if (!data.embedding) throw new MethodOptionError('LELP needs teacher embeddings; the cache was built with --embedding none. Rebuild it with --embedding full or pca:K');
+  if (!data.embedding)
+    throw new MethodOptionError(
+      'LELP needs teacher embeddings; the cache was built with --embedding none. Rebuild it with --embedding full or pca:K',
+    );
   if (!data.pca) return { h: Float64Array.from(data.embedding), d: data.dim };
   const d = data.pca.mean.length;
   const k = data.dim;
   const h = new Float64Array(n * d);
-  for (let i = 0; i < n; i++) for (let t = 0; t < d; t++) {
-    let v = data.pca.mean[t]!;
-    for (let j = 0; j < k; j++) v += data.embedding[i * k + j]! * data.pca.components[j * d + t]!;
-    h[i * d + t] = v;
-  }
+  for (let i = 0; i < n; i++)
+    for (let t = 0; t < d; t++) {
+      let v = data.pca.mean[t]!;
+      for (let j = 0; j < k; j++) v += data.embedding[i * k + j]! * data.pca.components[j * d + t]!;
+      h[i * d + t] = v;
+    }
   return { h, d };
 }
 
@@ -45,9 +49,11 @@ export const lelp: DistillMethod<LelpOptions> = {
   summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
   parse: (raw) => {
     const variant = String(raw.lelpVariant ?? 'lelp') as LelpVariant;
-    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant)) throw MethodOptionError.forOption('lelpVariant', `must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
+    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant))
+      throw MethodOptionError.forOption('lelpVariant', `must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
     const groupBy = String(raw.groupBy ?? 'gold');
-    if (groupBy !== 'gold' && groupBy !== 'teacher') throw MethodOptionError.forOption('groupBy', `must be gold or teacher, got ${JSON.stringify(groupBy)}`);
+    if (groupBy !== 'gold' && groupBy !== 'teacher')
+      throw MethodOptionError.forOption('groupBy', `must be gold or teacher, got ${JSON.stringify(groupBy)}`);
     const subclasses = num(raw, 'subclasses', 4, [1, 256]);
     if (!Number.isInteger(subclasses)) throw MethodOptionError.forOption('subclasses', `must be an integer, got ${subclasses}`);
     return {
@@ -63,19 +69,31 @@ export const lelp: DistillMethod<LelpOptions> = {
     };
   },
   check: (o, cache) => {
-    if (cache.embeddingMode === 'none') throw new MethodOptionError("'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)");
-    if (o.variant !== 'pca' && !cache.hasClassifier) throw new MethodOptionError("'--loss lelp' needs the teacher's classifier W for the null-space projection; the cache has none. Use --lelp-variant pca, or a teacher whose head kd can find");
+    if (cache.embeddingMode === 'none')
+      throw new MethodOptionError(
+        "'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+      );
+    if (o.variant !== 'pca' && !cache.hasClassifier)
+      throw new MethodOptionError(
+        "'--loss lelp' needs the teacher's classifier W for the null-space projection; the cache has none. Use --lelp-variant pca, or a teacher whose head kd can find",
+      );
   },
   headSize: (o, classes) => classes * o.subclasses,
   prepare: (o, data) => {
     const { h, d } = fullEmbeddings(data);
     const n = data.labels.length;
-    const groups = o.groupBy === 'gold' ? data.labels : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
+    const groups =
+      o.groupBy === 'gold'
+        ? data.labels
+        : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
     const w = data.weight ? Float64Array.from(data.weight) : null;
     const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
     return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
   },
-  inputs: (o, classes) => ({ lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] }, lelp_weight: { dtype: 'float32', shape: [] } }),
+  inputs: (o, classes) => ({
+    lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] },
+    lelp_weight: { dtype: 'float32', shape: [] },
+  }),
   feeds: (o, prepared, data, rows, s) => ({
     lelp_targets: rowsFeed((prepared as { targets: Float32Array }).targets, data.classes * o.subclasses, rows),
     lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),

@@ -19,6 +19,9 @@ test('resolves names, indices and maps; neutral is a skip only for binary', () =
 });
 
 test('option errors name the option and show the expected form', () => {
-  assert.throws(() => parseLabelMap('0:negative'), { name: 'OptionError', message: `'--label-map' entries must look like RAW=CLASS (e.g. "0=negative,4=positive"), got "0:negative"` });
+  assert.throws(() => parseLabelMap('0:negative'), {
+    name: 'OptionError',
+    message: `'--label-map' entries must look like RAW=CLASS (e.g. "0=negative,4=positive"), got "0:negative"`,
+  });
   assert.throws(() => parseClassCount('4'), { name: 'OptionError', message: `'--classes' must be 2, 3 or 5, got "4"` });
 });

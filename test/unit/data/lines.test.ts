@@ -46,7 +46,10 @@ test('lines that straddle 1 MiB read chunks are joined and numbered exactly', as
 test('a line longer than several read chunks is read whole, and the lines around it keep their numbers', async () => {
   const long = 'é'.repeat(1600 * 1024); // 3.2 MB of UTF-8: spans four 1 MiB chunks, split inside characters
   const { lines, numbers } = await collect(Buffer.from(`first\r\n${long}\r\nlast`, 'utf8'));
-  assert.deepEqual(lines.map((l) => l.length), [5, long.length, 4]);
+  assert.deepEqual(
+    lines.map((l) => l.length),
+    [5, long.length, 4],
+  );
   assert.equal(lines[1], long);
   assert.deepEqual(numbers, [1, 2, 3]);
 });

@@ -25,6 +25,12 @@ test('assignSplits gives exact per-class proportions and is deterministic', () =
     assert.equal(count(0), members.length - count(1) - count(2));
   }
   assert.deepEqual(assignSplits(keys, labels, 2, 0.1, 0.2), split);
-  const other = assignSplits(Float64Array.from({ length: n }, (_, i) => unitHash(14, String(i))), labels, 2, 0.1, 0.2);
+  const other = assignSplits(
+    Float64Array.from({ length: n }, (_, i) => unitHash(14, String(i))),
+    labels,
+    2,
+    0.1,
+    0.2,
+  );
   assert.notDeepEqual(other, split);
 });

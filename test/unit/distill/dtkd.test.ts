@@ -16,14 +16,33 @@ async function temps(zt: number[][], zs: number[][], tau: number, guard: 'clamp'
   const { teacher, student } = dtkdTemperatures(t, s, tau, guard);
   assert.deepEqual(teacher.shape, ['batch_size', 1]);
   assert.deepEqual(student.shape, ['batch_size', 1]);
-  const { session } = await createSession(g.serialize({ outputs: [{ name: 'tt', value: teacher }, { name: 'ts', value: student }] }));
+  const { session } = await createSession(
+    g.serialize({
+      outputs: [
+        { name: 'tt', value: teacher },
+        { name: 'ts', value: student },
+      ],
+    }),
+  );
   const f = (r: number[][]) => new ort.Tensor('float32', Float32Array.from(r.flat()), [r.length, 2]);
   const out = await session.run({ zt: f(zt), zs: f(zs) });
   return { tt: Array.from(out.tt!.data as Float32Array), ts: Array.from(out.ts!.data as Float32Array), dims: out.tt!.dims };
 }
 
 test('T_t + T_s = 2τ, equal maxima give τ for both, and the larger max gets the larger temperature', async () => {
-  const { tt, ts, dims } = await temps([[3, 1], [2, 0], [1.5, -1]], [[1, 2], [0, 2], [1, 0.5]], 4);
+  const { tt, ts, dims } = await temps(
+    [
+      [3, 1],
+      [2, 0],
+      [1.5, -1],
+    ],
+    [
+      [1, 2],
+      [0, 2],
+      [1, 0.5],
+    ],
+    4,
+  );
   assert.deepEqual(dims, [3, 1]);
   tt.forEach((t, i) => assert.ok(Math.abs(t + ts[i]! - 8) < 1e-5, `row ${i}: ${t} + ${ts[i]}`));
   assert.ok(Math.abs(tt[1]! - 4) < 1e-6 && Math.abs(ts[1]! - 4) < 1e-6);
@@ -34,7 +53,19 @@ test('T_t + T_s = 2τ, equal maxima give τ for both, and the larger max gets th
 });
 
 test('the guard: x + y ≤ 0 falls back to τ, extreme ratios are clamped to [τ/4, 4τ], loss and gradients stay finite', async () => {
-  const { tt, ts } = await temps([[-2, -3], [0.5, -1], [5, 4]], [[-1, -4], [-0.49, -2], [-4.99, -6]], 2);
+  const { tt, ts } = await temps(
+    [
+      [-2, -3],
+      [0.5, -1],
+      [5, 4],
+    ],
+    [
+      [-1, -4],
+      [-0.49, -2],
+      [-4.99, -6],
+    ],
+    2,
+  );
   assert.deepEqual([tt[0], ts[0]], [2, 2], 'x + y = -3 ≤ 0');
   // x = 0.5, y = -0.49: raw temperatures 200 and −196 are clamped.
   assert.deepEqual([tt[1], ts[1]], [8, 0.5]);
@@ -45,10 +76,21 @@ test('the guard: x + y ≤ 0 falls back to τ, extreme ratios are clamped to [τ
   const method = getMethod('dtkd');
   const o = method.parse({});
   const g = new Graph();
-  const inputs = declareInputs(g, { head: { dtype: 'float32', shape: ['batch_size', 2] }, labels: { dtype: 'int64', shape: ['batch_size'] }, ...method.inputs(o, 2) });
+  const inputs = declareInputs(g, {
+    head: { dtype: 'float32', shape: ['batch_size', 2] },
+    labels: { dtype: 'int64', shape: ['batch_size'] },
+    ...method.inputs(o, 2),
+  });
   const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, 2);
   const grad = gradients(loss, [inputs.head!]).get(inputs.head!)!;
-  const { session } = await createSession(g.serialize({ outputs: [{ name: 'loss', value: loss }, { name: 'grad', value: grad }] }));
+  const { session } = await createSession(
+    g.serialize({
+      outputs: [
+        { name: 'loss', value: loss },
+        { name: 'grad', value: grad },
+      ],
+    }),
+  );
   const out = await session.run({
     head: new ort.Tensor('float32', Float32Array.of(-1, -4, -0.49, -2, -4.99, -6), [3, 2]),
     labels: new ort.Tensor('int64', BigInt64Array.of(0n, 1n, 0n), [3]),
@@ -62,7 +104,17 @@ test('the guard: x + y ≤ 0 falls back to τ, extreme ratios are clamped to [τ
 test('the DTKD warm-up weight is min(epoch / warm-up, 1), and 0 before the late switch', () => {
   const m = getMethod('dtkd');
   const o = m.parse({ warmupEpochs: 20, kdStart: 0.25 });
-  const data = { classes: 2, teacherLogits: new Float32Array(4), embedding: null, dim: 0, weight: null, bias: null, pca: null, labels: new Int32Array(2), seed: 1 };
+  const data = {
+    classes: 2,
+    teacherLogits: new Float32Array(4),
+    embedding: null,
+    dim: 0,
+    weight: null,
+    bias: null,
+    pca: null,
+    labels: new Int32Array(2),
+    seed: 1,
+  };
   const w = (progress: number, epoch: number) => (m.feeds(o, null, data, [0], { progress, epoch }).dtkd_weight!.data as Float32Array)[0];
   assert.equal(w(0.1, 5), 0);
   assert.equal(w(0.3, 5), 0.25);

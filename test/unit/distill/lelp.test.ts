@@ -16,13 +16,17 @@ function synthetic(seed = 5) {
   const rng = new Rng(seed);
   const w = Float64Array.from({ length: C * D }, () => rng.normal());
   const labels = Int32Array.from({ length: N }, (_, i) => i % C);
-  const h = Float64Array.from({ length: N * D }, (_, k) => rng.normal() * (1 + (k % D) / 4) + (labels[Math.floor(k / D)]! === k % C ? 2 : 0));
+  const h = Float64Array.from(
+    { length: N * D },
+    (_, k) => rng.normal() * (1 + (k % D) / 4) + (labels[Math.floor(k / D)]! === k % C ? 2 : 0),
+  );
   const logits = new Float32Array(N * C);
-  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) {
-    let s = 0;
-    for (let d = 0; d < D; d++) s += h[i * D + d]! * w[c * D + d]!;
-    logits[i * C + c] = s / 4;
-  }
+  for (let i = 0; i < N; i++)
+    for (let c = 0; c < C; c++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += h[i * D + d]! * w[c * D + d]!;
+      logits[i * C + c] = s / 4;
+    }
   return { w, labels, h, logits };
 }
 
@@ -42,25 +46,28 @@ test('directions: orthonormal U_c (U_cᵀU_c = I) inside the null space of W (�
   assert.equal(dirs.directions.length, C);
   for (const u of dirs.directions) {
     assert.deepEqual([u.rows, u.cols], [D, 3]);
-    for (let a = 0; a < 3; a++) for (let b = 0; b < 3; b++) {
-      let dot = 0;
-      for (let d = 0; d < D; d++) dot += u.data[d * 3 + a]! * u.data[d * 3 + b]!;
-      assert.ok(Math.abs(dot - (a === b ? 1 : 0)) < 1e-9, `UᵀU[${a},${b}] = ${dot}`);
-    }
-    for (let c = 0; c < C; c++) for (let s = 0; s < 3; s++) {
-      let wu = 0;
-      for (let d = 0; d < D; d++) wu += w[c * D + d]! * u.data[d * 3 + s]!;
-      assert.ok(Math.abs(wu) < 1e-8, `(W·U)[${c},${s}] = ${wu}`);
-    }
+    for (let a = 0; a < 3; a++)
+      for (let b = 0; b < 3; b++) {
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += u.data[d * 3 + a]! * u.data[d * 3 + b]!;
+        assert.ok(Math.abs(dot - (a === b ? 1 : 0)) < 1e-9, `UᵀU[${a},${b}] = ${dot}`);
+      }
+    for (let c = 0; c < C; c++)
+      for (let s = 0; s < 3; s++) {
+        let wu = 0;
+        for (let d = 0; d < D; d++) wu += w[c * D + d]! * u.data[d * 3 + s]!;
+        assert.ok(Math.abs(wu) < 1e-8, `(W·U)[${c},${s}] = ${wu}`);
+      }
   }
   // H·P has no component along W's rows.
   const h0 = projectOutClassifier(h, N, D, w, C);
   let worst = 0;
-  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) {
-    let s = 0;
-    for (let d = 0; d < D; d++) s += h0[i * D + d]! * w[c * D + d]!;
-    worst = Math.max(worst, Math.abs(s));
-  }
+  for (let i = 0; i < N; i++)
+    for (let c = 0; c < C; c++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += h0[i * D + d]! * w[c * D + d]!;
+      worst = Math.max(worst, Math.abs(s));
+    }
   assert.ok(worst < 1e-8);
 });
 
@@ -81,7 +88,8 @@ test('targets: Σ_s q[c][s] = p_T[c], Σ q = 1; S = 1 gives KD targets; β → �
   }
   const one = { ...base, subclasses: 1 };
   const q1 = lelpTargets(h, N, D, logits, C, w, lelpDirections(h, N, D, labels, C, w, one), one);
-  for (let i = 0; i < N; i++) softmax(logits.subarray(i * C, (i + 1) * C), base.tau).forEach((p, c) => assert.ok(Math.abs(q1[i * C + c]! - p) < 1e-6));
+  for (let i = 0; i < N; i++)
+    softmax(logits.subarray(i * C, (i + 1) * C), base.tau).forEach((p, c) => assert.ok(Math.abs(q1[i * C + c]! - p) < 1e-6));
   const hot = { ...base, beta: 1e12 };
   const qInf = lelpTargets(h, N, D, logits, C, w, dirs, hot);
   for (let i = 0; i < 20; i++) {
@@ -129,7 +137,10 @@ test('the student head has C·S outputs, and the marginal argmax is the argmax o
 
 test('lelp is refused at config time for a cache without embeddings or without W', () => {
   const m = getMethod('lelp');
-  assert.throws(() => m.check!(m.parse({}), { embeddingMode: 'none', hasClassifier: true }), { message: "'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)" });
+  assert.throws(() => m.check!(m.parse({}), { embeddingMode: 'none', hasClassifier: true }), {
+    message:
+      "'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+  });
   assert.throws(() => m.check!(m.parse({}), { embeddingMode: 'full', hasClassifier: false }), /needs the teacher's classifier W/);
   m.check!(m.parse({ lelpVariant: 'pca' }), { embeddingMode: 'full', hasClassifier: false });
 });

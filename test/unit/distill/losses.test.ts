@@ -29,7 +29,11 @@ async function lossValue(name: string, raw: Record<string, unknown>, head: numbe
   const o = method.parse(raw);
   const g = new Graph();
   const classes = golden.zs[0]!.length;
-  const inputs = declareInputs(g, { head: { dtype: 'float32', shape: ['batch_size', head[0]!.length] }, labels: { dtype: 'int64', shape: ['batch_size'] }, ...method.inputs(o, classes) });
+  const inputs = declareInputs(g, {
+    head: { dtype: 'float32', shape: ['batch_size', head[0]!.length] },
+    labels: { dtype: 'int64', shape: ['batch_size'] },
+    ...method.inputs(o, classes),
+  });
   const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, classes);
   const { session } = await createSession(g.serialize({ outputs: [{ name: 'loss', value: loss }] }));
   const feeds: Record<string, ort.Tensor> = { head: f32(head), labels: labels(), ...extra };
@@ -45,14 +49,20 @@ test('ce, kd and dtkd match the PyTorch golden values', async () => {
     if (c.loss === 'kd') extra.kd_lambda = scalar(c.options.lambda as number);
     if (c.loss === 'dtkd') extra.dtkd_weight = scalar(c.options.weight as number);
     const v = await lossValue(c.loss, c.options, golden.zs, extra);
-    assert.ok(Math.abs(v - c.value) <= 1e-5 * Math.max(1, Math.abs(c.value)), `${c.loss} ${JSON.stringify(c.options)}: ${v} vs golden ${c.value}`);
+    assert.ok(
+      Math.abs(v - c.value) <= 1e-5 * Math.max(1, Math.abs(c.value)),
+      `${c.loss} ${JSON.stringify(c.options)}: ${v} vs golden ${c.value}`,
+    );
   }
 });
 
 test('lelp: soft cross-entropy on subclasses plus α·CE on class marginals matches the golden values', async () => {
   const L = golden.lelp;
   for (const c of L.cases) {
-    const v = await lossValue('lelp', { subclasses: L.subclasses, alpha: c.alpha }, L.head, { lelp_targets: f32(L.targets), lelp_weight: scalar(1) });
+    const v = await lossValue('lelp', { subclasses: L.subclasses, alpha: c.alpha }, L.head, {
+      lelp_targets: f32(L.targets),
+      lelp_weight: scalar(1),
+    });
     assert.ok(Math.abs(v - c.value) < 1e-5, `alpha ${c.alpha}: ${v} vs ${c.value}`);
   }
 });
@@ -63,7 +73,17 @@ test('kd with λ = 0 is plain cross-entropy; kd_lambda 0 before the late switch 
   assert.ok(Math.abs(v - ceValue) < 1e-6);
   const kd = getMethod('kd');
   const o = kd.parse({ lambda: 0.7, kdStart: 0.5 });
-  const data = { classes: 3, teacherLogits: Float32Array.from(golden.zt.flat()), embedding: null, dim: 0, weight: null, bias: null, pca: null, labels: Int32Array.from(golden.labels), seed: 1 };
+  const data = {
+    classes: 3,
+    teacherLogits: Float32Array.from(golden.zt.flat()),
+    embedding: null,
+    dim: 0,
+    weight: null,
+    bias: null,
+    pca: null,
+    labels: Int32Array.from(golden.labels),
+    seed: 1,
+  };
   assert.equal((kd.feeds(o, null, data, [0, 1], { progress: 0.49, epoch: 1 }).kd_lambda!.data as Float32Array)[0], 0);
   assert.ok(Math.abs((kd.feeds(o, null, data, [0, 1], { progress: 0.5, epoch: 2 }).kd_lambda!.data as Float32Array)[0]! - 0.7) < 1e-7);
   const ramp = kd.parse({ lambda: 0.8, lambdaSchedule: 'linear', lambdaRamp: 0.5 });
@@ -74,14 +94,32 @@ test('§4: for a linear student at τ = 1 the logit gradient of (1−λ)CE + λK
   const kd = getMethod('kd');
   const o = kd.parse({ lambda: 0.3, tau: 1 });
   const g = new Graph();
-  const inputs = declareInputs(g, { x: { dtype: 'float32', shape: ['batch_size', 5] }, w: { dtype: 'float32', shape: [5, 3] }, labels: { dtype: 'int64', shape: ['batch_size'] }, ...kd.inputs(o, 3) });
+  const inputs = declareInputs(g, {
+    x: { dtype: 'float32', shape: ['batch_size', 5] },
+    w: { dtype: 'float32', shape: [5, 3] },
+    labels: { dtype: 'int64', shape: ['batch_size'] },
+    ...kd.inputs(o, 3),
+  });
   const logits = op.matmul(inputs.x!, inputs.w!);
   const { loss } = kd.loss(o, logits, inputs.labels!, inputs, 3);
   const grads = gradients(loss, [inputs.w!]);
-  const { session } = await createSession(g.serialize({ outputs: [{ name: 'dw', value: grads.get(inputs.w!)! }, { name: 'zs', value: logits }] }));
+  const { session } = await createSession(
+    g.serialize({
+      outputs: [
+        { name: 'dw', value: grads.get(inputs.w!)! },
+        { name: 'zs', value: logits },
+      ],
+    }),
+  );
   const x = Array.from({ length: 20 }, (_, i) => Math.sin(i + 1));
   const w = Array.from({ length: 15 }, (_, i) => Math.cos(2 * i + 1) * 0.5);
-  const out = await session.run({ x: f32([x.slice(0, 5), x.slice(5, 10), x.slice(10, 15), x.slice(15, 20)]), w: f32([w.slice(0, 3), w.slice(3, 6), w.slice(6, 9), w.slice(9, 12), w.slice(12, 15)]), labels: labels(), teacher_logits: f32(golden.zt), kd_lambda: scalar(0.3) });
+  const out = await session.run({
+    x: f32([x.slice(0, 5), x.slice(5, 10), x.slice(10, 15), x.slice(15, 20)]),
+    w: f32([w.slice(0, 3), w.slice(3, 6), w.slice(6, 9), w.slice(9, 12), w.slice(12, 15)]),
+    labels: labels(),
+    teacher_logits: f32(golden.zt),
+    kd_lambda: scalar(0.3),
+  });
   const zs = out.zs!.data as Float32Array;
   const softmax = (row: number[]) => {
     const m = Math.max(...row);
@@ -106,15 +144,24 @@ test('§4: for a linear student at τ = 1 the logit gradient of (1−λ)CE + λK
 test('unknown loss names say what exists; options name themselves in errors', () => {
   assert.throws(() => getMethod('dtk'), { message: "Unknown loss 'dtk'. Known: ce, kd, dtkd, lelp" });
   assert.throws(() => getMethod('kd').parse({ lambda: 2 }), { message: `'--lambda' must be a number in [0, 1], got 2` });
-  assert.throws(() => getMethod('lelp').parse({ lelpVariant: 'svd' }), { message: `'--lelp-variant' must be lelp, pca, random or kmeans, got "svd"` });
+  assert.throws(() => getMethod('lelp').parse({ lelpVariant: 'svd' }), {
+    message: `'--lelp-variant' must be lelp, pca, random or kmeans, got "svd"`,
+  });
 });
 
 test('an option the method does not read is an error, not silently ignored', () => {
   assert.throws(() => parseMethodOptions('kd', { lamda: 0.5 }), {
     name: 'ConfigError',
-    message: "loss 'kd' does not use option 'lamda' (--lamda) with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it",
+    message:
+      "loss 'kd' does not use option 'lamda' (--lamda) with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it",
   });
-  assert.throws(() => parseMethodOptions('ce', { subclasses: 4, kdStart: 0.5 }), { message: /^loss 'ce' does not use options 'subclasses' \(--subclasses\), 'kdStart' \(--kd-start\) with these settings; it reads no options\./ });
-  assert.deepEqual(parseMethodOptions('kd', { lambda: 0.25, tau: 4, kdStart: 0.5, missing: undefined }), getMethod('kd').parse({ lambda: 0.25, tau: 4, kdStart: 0.5 }));
+  assert.throws(() => parseMethodOptions('ce', { subclasses: 4, kdStart: 0.5 }), {
+    message:
+      /^loss 'ce' does not use options 'subclasses' \(--subclasses\), 'kdStart' \(--kd-start\) with these settings; it reads no options\./,
+  });
+  assert.deepEqual(
+    parseMethodOptions('kd', { lambda: 0.25, tau: 4, kdStart: 0.5, missing: undefined }),
+    getMethod('kd').parse({ lambda: 0.25, tau: 4, kdStart: 0.5 }),
+  );
   assert.equal((parseMethodOptions('lelp', { subclasses: 2, alpha: 0.5 }) as { subclasses: number }).subclasses, 2);
 });

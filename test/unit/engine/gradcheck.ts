@@ -33,7 +33,12 @@ export function weightedSum(y: Value, seed = 7): Value {
   });
   const rng = new Rng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
-  const r = y.graph.constant(Array.from({ length: n }, () => rng.normal()), y.dtype, shape, 'r');
+  const r = y.graph.constant(
+    Array.from({ length: n }, () => rng.normal()),
+    y.dtype,
+    shape,
+    'r',
+  );
   return op.sumAll(op.mul(y, r));
 }
 
@@ -58,7 +63,11 @@ function toTensor(dtype: DType, shape: number[], values: number[]): ort.Tensor {
  * Builds `loss = build(inputs)`, takes its gradients with the engine, and compares each
  * differentiable input's gradient to central differences. Returns the max abs error.
  */
-export async function gradCheck(inputs: CheckInput[], build: (v: Record<string, Value>) => Value, opts: CheckOptions = {}): Promise<number> {
+export async function gradCheck(
+  inputs: CheckInput[],
+  build: (v: Record<string, Value>) => Value,
+  opts: CheckOptions = {},
+): Promise<number> {
   const dtype = opts.dtype ?? 'float64';
   const eps = opts.eps ?? (dtype === 'float64' ? 1e-6 : 1e-2);
   const atol = opts.atol ?? (dtype === 'float64' ? 1e-7 : 2e-3);
@@ -77,8 +86,15 @@ export async function gradCheck(inputs: CheckInput[], build: (v: Record<string, 
     if (i.diff ?? (float && !i.data)) diffNames.push(i.name);
   }
   const loss = build(values);
-  const grads = gradients(loss, diffNames.map((n) => values[n]!));
-  const analytic = await createSession(g.serialize({ outputs: [{ name: 'loss', value: loss }, ...diffNames.map((n) => ({ name: `grad_${n}`, value: grads.get(values[n]!)! }))] }));
+  const grads = gradients(
+    loss,
+    diffNames.map((n) => values[n]!),
+  );
+  const analytic = await createSession(
+    g.serialize({
+      outputs: [{ name: 'loss', value: loss }, ...diffNames.map((n) => ({ name: `grad_${n}`, value: grads.get(values[n]!)! }))],
+    }),
+  );
   const forward = await createSession(g.serialize({ outputs: [{ name: 'loss', value: loss }] }));
   const feeds = () => Object.fromEntries(inputs.map((i) => [i.name, toTensor(i.dtype ?? dtype, i.shape, data[i.name]!)]));
   const base = await analytic.session.run(feeds());
@@ -97,7 +113,10 @@ export async function gradCheck(inputs: CheckInput[], build: (v: Record<string, 
       const numeric = (plus - minus) / (2 * eps);
       const err = Math.abs(a[k]! - numeric);
       maxErr = Math.max(maxErr, err);
-      assert.ok(err <= atol + rtol * Math.abs(numeric), `d loss / d ${name}[${k}]: analytic ${a[k]} vs numeric ${numeric} (err ${err.toExponential(2)})`);
+      assert.ok(
+        err <= atol + rtol * Math.abs(numeric),
+        `d loss / d ${name}[${k}]: analytic ${a[k]} vs numeric ${numeric} (err ${err.toExponential(2)})`,
+      );
     }
   }
   await analytic.session.release();

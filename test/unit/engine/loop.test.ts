@@ -33,13 +33,22 @@ const ceLoss: LossDefinition = {
 };
 
 function trainerOptions(lr = 0.05): TrainerOptions {
-  return { model, loss: ceLoss, optimizer: { kind: 'adamw', lr, weightDecay: 0.01, clipNorm: 1 }, schedule: { kind: 'linear', warmupSteps: 2, totalSteps: 24 }, seed: 9 };
+  return {
+    model,
+    loss: ceLoss,
+    optimizer: { kind: 'adamw', lr, weightDecay: 0.01, clipNorm: 1 },
+    schedule: { kind: 'linear', warmupSteps: 2, totalSteps: 24 },
+    seed: 9,
+  };
 }
 
 function feed(rows: Int32Array): Record<string, ort.Tensor> {
   const x = new Float32Array(rows.length * D);
   rows.forEach((r, k) => x.set(X.subarray(r * D, (r + 1) * D), k * D));
-  return { x: new ort.Tensor('float32', x, [rows.length, D]), labels: new ort.Tensor('int64', BigInt64Array.from(Array.from(rows, (r) => BigInt(Y[r]!))), [rows.length]) };
+  return {
+    x: new ort.Tensor('float32', x, [rows.length, D]),
+    labels: new ort.Tensor('int64', BigInt64Array.from(Array.from(rows, (r) => BigInt(Y[r]!))), [rows.length]),
+  };
 }
 
 /** Options of a 3-epoch loop (6 steps an epoch, dev evaluation every 4 steps). */
@@ -56,7 +65,8 @@ function loopOptions(trainer: Trainer, outDir: string, extra: Partial<LoopOption
     },
     feed,
     evaluate: async () => {
-      const logits = (await trainer.evaluate(feed(Int32Array.from({ length: ROWS }, (_, i) => i)), ['logits'])).logits!.data as Float32Array;
+      const logits = (await trainer.evaluate(feed(Int32Array.from({ length: ROWS }, (_, i) => i)), ['logits'])).logits!
+        .data as Float32Array;
       let right = 0;
       for (let i = 0; i < ROWS; i++) {
         let best = 0;
@@ -71,7 +81,11 @@ function loopOptions(trainer: Trainer, outDir: string, extra: Partial<LoopOption
   };
 }
 
-const withoutSeconds = (path: string) => readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => ({ ...JSON.parse(l), seconds: 0 }));
+const withoutSeconds = (path: string) =>
+  readFileSync(path, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => ({ ...JSON.parse(l), seconds: 0 }));
 
 test('checkpoints carry their own sha256: finite or NaN garbage and header edits are refused naming the file and the fix', async () => {
   const dir = tempDir();
@@ -86,12 +100,18 @@ test('checkpoints carry their own sha256: finite or NaN garbage and header edits
     mutate(b);
     writeFileSync(path, b);
     const fresh = trainer;
-    assert.throws(() => fresh.load(path), (e: unknown) => {
-      assert.ok(e instanceof DamagedFileError && e instanceof UserError, String(e));
-      assert.match(e.message, new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: damaged: its contents do not match the sha256`));
-      assert.match(e.message, /Delete the run folder .* and start the run anew without --resume$/);
-      return true;
-    });
+    assert.throws(
+      () => fresh.load(path),
+      (e: unknown) => {
+        assert.ok(e instanceof DamagedFileError && e instanceof UserError, String(e));
+        assert.match(
+          e.message,
+          new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: damaged: its contents do not match the sha256`),
+        );
+        assert.match(e.message, /Delete the run folder .* and start the run anew without --resume$/);
+        return true;
+      },
+    );
   };
   damage((b) => b.writeFloatLE(0.125, headerEnd + 4)); // a finite value in place of a parameter
   damage((b) => b.writeFloatLE(NaN, good.length - 4));
@@ -100,7 +120,10 @@ test('checkpoints carry their own sha256: finite or NaN garbage and header edits
   assert.equal(trainer.load(path).step, '1', 'the intact file still loads');
   // A file without a checksum is refused where one is required, read where it is not.
   saveSafetensors(path, new Map([['w', { dtype: 'float32', shape: [1], data: Float32Array.of(1) }]]), { format: 'kd-checkpoint' });
-  assert.throws(() => loadSafetensors(path, { requireChecksum: true, remedy: 'Fix it.' }), { name: 'DamagedFileError', message: `${path}: has no 'sha256' checksum in its metadata (not written by this version of kd). Fix it.` });
+  assert.throws(() => loadSafetensors(path, { requireChecksum: true, remedy: 'Fix it.' }), {
+    name: 'DamagedFileError',
+    message: `${path}: has no 'sha256' checksum in its metadata (not written by this version of kd). Fix it.`,
+  });
   assert.equal(loadSafetensors(path).metadata.format, 'kd-checkpoint');
   await trainer.dispose();
 });
@@ -117,10 +140,14 @@ test('a run killed between a metrics row and its checkpoint resumes to the same 
   let rowsLogged = 0;
   const crash = new Error('killed');
   await assert.rejects(
-    runTrainingLoop(loopOptions(first, dir, { log: (l) => {
-      // The third evaluation's row is in metrics.jsonl, its checkpoint not yet written.
-      if (l.startsWith('step ') && ++rowsLogged === 3) throw crash;
-    } })),
+    runTrainingLoop(
+      loopOptions(first, dir, {
+        log: (l) => {
+          // The third evaluation's row is in metrics.jsonl, its checkpoint not yet written.
+          if (l.startsWith('step ') && ++rowsLogged === 3) throw crash;
+        },
+      }),
+    ),
     (e) => e === crash,
   );
   assert.equal(readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trimEnd().split('\n').length, 3);
@@ -129,8 +156,14 @@ test('a run killed between a metrics row and its checkpoint resumes to the same 
   const result = await runTrainingLoop(loopOptions(resumed, dir, { resume: true }));
   assert.equal(result.steps, 18);
   assert.deepEqual(withoutSeconds(join(dir, 'metrics.jsonl')), withoutSeconds(join(straightDir, 'metrics.jsonl')));
-  assert.deepEqual(withoutSeconds(join(dir, 'metrics.jsonl')).map((r) => r.step), [4, 8, 12, 16]);
-  assert.ok(Buffer.from(resumed.store.get('head.weight').buffer).equals(Buffer.from(straight.store.get('head.weight').buffer)), 'parameters differ after resume');
+  assert.deepEqual(
+    withoutSeconds(join(dir, 'metrics.jsonl')).map((r) => r.step),
+    [4, 8, 12, 16],
+  );
+  assert.ok(
+    Buffer.from(resumed.store.get('head.weight').buffer).equals(Buffer.from(straight.store.get('head.weight').buffer)),
+    'parameters differ after resume',
+  );
   await Promise.all([straight.dispose(), first.dispose(), resumed.dispose()]);
 });
 
@@ -142,11 +175,17 @@ test('a resume with other settings is refused naming the field, old and new valu
   const other = await Trainer.create(trainerOptions(0.5));
   await assert.rejects(runTrainingLoop(loopOptions(other, dir, { resume: true, runConfig: { lr: 0.5, epochs: 3 } })), (e: unknown) => {
     assert.ok(e instanceof OptionError, String(e));
-    assert.equal(e.message, `${join(dir, 'last.safetensors')} was trained with lr = 0.05; this run asks for 0.5. Resume with the same settings, or start a new run in another --out (or delete the run folder)`);
+    assert.equal(
+      e.message,
+      `${join(dir, 'last.safetensors')} was trained with lr = 0.05; this run asks for 0.5. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+    );
     return true;
   });
   // Without a run config the trainer's own check still refuses the other optimizer, as a UserError.
-  await assert.rejects(runTrainingLoop(loopOptions(other, dir, { resume: true, runConfig: undefined })), (e: unknown) => e instanceof OptionError && /saved with optimizer .*"lr":0\.05.* this run asks for .*"lr":0\.5/.test(e.message));
+  await assert.rejects(
+    runTrainingLoop(loopOptions(other, dir, { resume: true, runConfig: undefined })),
+    (e: unknown) => e instanceof OptionError && /saved with optimizer .*"lr":0\.05.* this run asks for .*"lr":0\.5/.test(e.message),
+  );
   assert.ok(readFileSync(join(dir, 'last.safetensors')).equals(before.last));
   assert.ok(readFileSync(join(dir, 'metrics.jsonl')).equals(before.metrics));
   assert.deepEqual(firstDifference({ a: { b: [1, 2] } }, { a: { b: [1, 3] } }), { field: 'a.b[1]', stored: 2, current: 3 });
@@ -161,19 +200,32 @@ test('metrics and checkpoints are never written through a symbolic link', async 
     writeFileSync(victim, 'precious\n');
     symlinkSync(victim, join(dir, file));
     const trainer = await Trainer.create(trainerOptions());
-    await assert.rejects(runTrainingLoop(loopOptions(trainer, dir)), (e: unknown) => e instanceof UserError && e.message === `${join(dir, file)} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, or choose another --out`);
+    await assert.rejects(
+      runTrainingLoop(loopOptions(trainer, dir)),
+      (e: unknown) =>
+        e instanceof UserError &&
+        e.message ===
+          `${join(dir, file)} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, or choose another --out`,
+    );
     assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
     await trainer.dispose();
   }
 });
 
-test('divergence is the user\'s to fix: an OptionError naming the step and the learning rate, no checkpoint of it', async () => {
+test("divergence is the user's to fix: an OptionError naming the step and the learning rate, no checkpoint of it", async () => {
   const dir = tempDir();
   // AdamW moves each weight by about lr a step: float32 overflows within the first evaluation period.
-  const trainer = await Trainer.create({ ...trainerOptions(), optimizer: { kind: 'adamw', lr: 3e38 }, schedule: { kind: 'linear', warmupSteps: 1, totalSteps: 24 } });
+  const trainer = await Trainer.create({
+    ...trainerOptions(),
+    optimizer: { kind: 'adamw', lr: 3e38 },
+    schedule: { kind: 'linear', warmupSteps: 1, totalSteps: 24 },
+  });
   await assert.rejects(runTrainingLoop(loopOptions(trainer, dir)), (e: unknown) => {
     assert.ok(e instanceof OptionError, String(e));
-    assert.match(e.message, /^training diverged at step [123]: loss (NaN|-?Infinity) \(learning rate [\d.e+]+ at that step\)\. Lower the learning rate \(--lr\) and start a new run/);
+    assert.match(
+      e.message,
+      /^training diverged at step [123]: loss (NaN|-?Infinity) \(learning rate [\d.e+]+ at that step\)\. Lower the learning rate \(--lr\) and start a new run/,
+    );
     return true;
   });
   assert.ok(!existsSync(join(dir, 'last.safetensors')), 'no checkpoint of a diverged state');
@@ -190,9 +242,15 @@ test('a step limit between evaluations still evaluates where it stops, so there 
   const best = loadSafetensors(join(dir, 'best.safetensors'));
   assert.equal(best.metadata.step, '2');
   const rows = withoutSeconds(join(dir, 'metrics.jsonl'));
-  assert.deepEqual(rows.map((r) => r.step), [2]);
+  assert.deepEqual(
+    rows.map((r) => r.step),
+    [2],
+  );
   // A limit on an evaluation step is not evaluated twice.
   const dir2 = tempDir();
   await runTrainingLoop(loopOptions(await Trainer.create(trainerOptions()), dir2, { maxSteps: 4 }));
-  assert.deepEqual(withoutSeconds(join(dir2, 'metrics.jsonl')).map((r) => r.step), [4]);
+  assert.deepEqual(
+    withoutSeconds(join(dir2, 'metrics.jsonl')).map((r) => r.step),
+    [4],
+  );
 });

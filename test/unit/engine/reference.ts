@@ -5,11 +5,12 @@ export type Mat = Float64Array; // row-major
 
 export function matmul(a: Mat, b: Mat, n: number, k: number, m: number): Mat {
   const out = new Float64Array(n * m);
-  for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) {
-    let s = 0;
-    for (let t = 0; t < k; t++) s += a[i * k + t]! * b[t * m + j]!;
-    out[i * m + j] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let t = 0; t < k; t++) s += a[i * k + t]! * b[t * m + j]!;
+      out[i * m + j] = s;
+    }
   return out;
 }
 
@@ -19,7 +20,7 @@ export function softmaxRows(z: Mat, n: number, c: number): Mat {
     let max = -Infinity;
     for (let j = 0; j < c; j++) max = Math.max(max, z[i * c + j]!);
     let s = 0;
-    for (let j = 0; j < c; j++) s += (p[i * c + j] = Math.exp(z[i * c + j]! - max));
+    for (let j = 0; j < c; j++) s += p[i * c + j] = Math.exp(z[i * c + j]! - max);
     for (let j = 0; j < c; j++) p[i * c + j]! /= s;
   }
   return p;
@@ -37,10 +38,20 @@ export function crossEntropyGrad(z: Mat, labels: number[], n: number, c: number)
   return { loss: loss / n, dz };
 }
 
-export interface MlpParams { [name: string]: Mat }
+export interface MlpParams {
+  [name: string]: Mat;
+}
 
 /** x [n, d] → linear(d, h) → relu → linear(h, c): loss and gradients for every parameter. */
-export function mlpLossAndGrads(p: MlpParams, x: Mat, labels: number[], n: number, d: number, h: number, c: number): { loss: number; grads: MlpParams } {
+export function mlpLossAndGrads(
+  p: MlpParams,
+  x: Mat,
+  labels: number[],
+  n: number,
+  d: number,
+  h: number,
+  c: number,
+): { loss: number; grads: MlpParams } {
   const z1 = matmul(x, p['l1.weight']!, n, d, h);
   for (let i = 0; i < n; i++) for (let j = 0; j < h; j++) z1[i * h + j]! += p['l1.bias']![j]!;
   const a1 = z1.map((v) => Math.max(0, v));
@@ -50,22 +61,24 @@ export function mlpLossAndGrads(p: MlpParams, x: Mat, labels: number[], n: numbe
   const dW2 = new Float64Array(h * c);
   const db2 = new Float64Array(c);
   const da1 = new Float64Array(n * h);
-  for (let i = 0; i < n; i++) for (let j = 0; j < c; j++) {
-    const g = dz[i * c + j]!;
-    db2[j]! += g;
-    for (let t = 0; t < h; t++) {
-      dW2[t * c + j]! += a1[i * h + t]! * g;
-      da1[i * h + t]! += p['l2.weight']![t * c + j]! * g;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < c; j++) {
+      const g = dz[i * c + j]!;
+      db2[j]! += g;
+      for (let t = 0; t < h; t++) {
+        dW2[t * c + j]! += a1[i * h + t]! * g;
+        da1[i * h + t]! += p['l2.weight']![t * c + j]! * g;
+      }
     }
-  }
   const dz1 = da1.map((g, k) => (z1[k]! > 0 ? g : 0));
   const dW1 = new Float64Array(d * h);
   const db1 = new Float64Array(h);
-  for (let i = 0; i < n; i++) for (let j = 0; j < h; j++) {
-    const g = dz1[i * h + j]!;
-    db1[j]! += g;
-    for (let t = 0; t < d; t++) dW1[t * h + j]! += x[i * d + t]! * g;
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < h; j++) {
+      const g = dz1[i * h + j]!;
+      db1[j]! += g;
+      for (let t = 0; t < d; t++) dW1[t * h + j]! += x[i * d + t]! * g;
+    }
   return { loss, grads: { 'l1.weight': dW1, 'l1.bias': db1, 'l2.weight': dW2, 'l2.bias': db2 } };
 }
 
@@ -76,7 +89,15 @@ export function globalNorm(grads: MlpParams): number {
 }
 
 /** torch.optim.AdamW step (with torch.nn.utils.clip_grad_norm_ before it). */
-export function adamwStep(p: MlpParams, g: MlpParams, m: MlpParams, v: MlpParams, t: number, lr: number, o: { b1: number; b2: number; eps: number; wd: number; clip?: number; decay: (name: string) => boolean }): void {
+export function adamwStep(
+  p: MlpParams,
+  g: MlpParams,
+  m: MlpParams,
+  v: MlpParams,
+  t: number,
+  lr: number,
+  o: { b1: number; b2: number; eps: number; wd: number; clip?: number; decay: (name: string) => boolean },
+): void {
   let coef = 1;
   if (o.clip !== undefined) coef = Math.min(1, o.clip / (globalNorm(g) + 1e-6));
   const bc1 = 1 - o.b1 ** t;
@@ -94,7 +115,13 @@ export function adamwStep(p: MlpParams, g: MlpParams, m: MlpParams, v: MlpParams
 }
 
 /** torch.optim.SGD step with momentum, coupled weight decay and optional Nesterov. */
-export function sgdStep(p: MlpParams, g: MlpParams, buf: MlpParams, lr: number, o: { momentum: number; wd: number; nesterov?: boolean; decay: (name: string) => boolean }): void {
+export function sgdStep(
+  p: MlpParams,
+  g: MlpParams,
+  buf: MlpParams,
+  lr: number,
+  o: { momentum: number; wd: number; nesterov?: boolean; decay: (name: string) => boolean },
+): void {
   for (const name of Object.keys(p)) {
     const wd = o.decay(name) ? o.wd : 0;
     for (let k = 0; k < p[name]!.length; k++) {

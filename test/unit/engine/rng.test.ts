@@ -14,7 +14,10 @@ test('host Rng is reproducible from a seed and from a saved state', () => {
   const first = Array.from({ length: 5 }, () => a.uniform());
   assert.deepEqual(Array.from({ length: 5 }, () => new Rng(42)).length, 5);
   const b = new Rng(42);
-  assert.deepEqual(Array.from({ length: 5 }, () => b.uniform()), first);
+  assert.deepEqual(
+    Array.from({ length: 5 }, () => b.uniform()),
+    first,
+  );
   const saved = Uint32Array.from(b.state);
   const next = b.uniform();
   assert.equal(new Rng(saved).uniform(), next);
@@ -35,8 +38,18 @@ test('in-graph uniforms equal the host SplitMix64 twin; dropout keeps 1 - p of t
   const ctx = new ModelContext(g, 'float64', 'train');
   (ctx as unknown as { shared: { seedInput: unknown } }).shared.seedInput = seed;
   const dropped = ctx.dropout(x, 0.25);
-  const { session } = await createSession(g.serialize({ outputs: [{ name: 'u', value: u }, { name: 'd', value: dropped }] }));
-  const feeds = (s: bigint) => ({ x: new ort.Tensor('float64', new Float64Array(4000).fill(1), [4, 1000]), seed: new ort.Tensor('uint64', BigUint64Array.of(s), []) });
+  const { session } = await createSession(
+    g.serialize({
+      outputs: [
+        { name: 'u', value: u },
+        { name: 'd', value: dropped },
+      ],
+    }),
+  );
+  const feeds = (s: bigint) => ({
+    x: new ort.Tensor('float64', new Float64Array(4000).fill(1), [4, 1000]),
+    seed: new ort.Tensor('uint64', BigUint64Array.of(s), []),
+  });
   const out = await session.run(feeds(987654321n));
   const values = out.u!.data as Float64Array;
   const salt = (3n * 0xd1b54a32d192ed03n) & ((1n << 64n) - 1n);
@@ -71,5 +84,8 @@ test('safetensors round-trips tensors and metadata; a truncated file names the t
   assert.deepEqual(Array.from(back.tensors.get('b')!.data as Float32Array), [1, 2, 3, 4]);
   assert.deepEqual(Array.from(back.tensors.get('a')!.data as BigInt64Array), [1n, -2n, 3n]);
   writeFileSync(path, bytes.subarray(0, bytes.length - 4));
-  assert.throws(() => loadSafetensors(path), { name: 'DamagedFileError', message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with the command that made it` });
+  assert.throws(() => loadSafetensors(path), {
+    name: 'DamagedFileError',
+    message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with the command that made it`,
+  });
 });

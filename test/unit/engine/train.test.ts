@@ -33,7 +33,10 @@ function mlp(dtype: 'float32' | 'float64', hidden = H, dropout = 0): ModelDefini
 
 const ceLoss: LossDefinition = {
   inputs: { labels: { dtype: 'int64', shape: ['B'] } },
-  build: (outputs, inputs) => ({ loss: batchMean(crossEntropy(outputs.logits!, inputs.labels!)), metrics: { correct: correct(outputs.logits!, inputs.labels!) } }),
+  build: (outputs, inputs) => ({
+    loss: batchMean(crossEntropy(outputs.logits!, inputs.labels!)),
+    metrics: { correct: correct(outputs.logits!, inputs.labels!) },
+  }),
 };
 
 function data(seed = 3) {
@@ -85,33 +88,49 @@ test('MLP with AdamW, weight decay groups, clipping and a warm-up schedule match
 });
 
 test('logistic regression with SGD, momentum and coupled weight decay matches the reference to 1e-5 (float32)', async () => {
-  const model: ModelDefinition = { inputs: { x: { dtype: 'float32', shape: ['B', D] } }, forward: (ctx, { x }) => ({ logits: linear(ctx, x!, D, C, 'l2', { init: normal(0.3) }) }) };
+  const model: ModelDefinition = {
+    inputs: { x: { dtype: 'float32', shape: ['B', D] } },
+    forward: (ctx, { x }) => ({ logits: linear(ctx, x!, D, C, 'l2', { init: normal(0.3) }) }),
+  };
   const optimizer: OptimizerConfig = { kind: 'sgd', lr: 0.2, momentum: 0.9, nesterov: true, weightDecay: 0.01 };
   const trainer = await Trainer.create({ model, loss: ceLoss, optimizer, dtype: 'float32', seed: 5 });
   const { x, labels } = data(9);
-  const ref: MlpParams = { 'l2.weight': Float64Array.from(trainer.store.get('l2.weight')), 'l2.bias': Float64Array.from(trainer.store.get('l2.bias')) };
+  const ref: MlpParams = {
+    'l2.weight': Float64Array.from(trainer.store.get('l2.weight')),
+    'l2.bias': Float64Array.from(trainer.store.get('l2.bias')),
+  };
   const buf: MlpParams = { 'l2.weight': new Float64Array(D * C), 'l2.bias': new Float64Array(C) };
   for (let t = 1; t <= 20; t++) {
     // A linear model is the MLP reference with an identity hidden layer; reuse its pieces.
     const logits = new Float64Array(N * C);
-    for (let i = 0; i < N; i++) for (let j = 0; j < C; j++) {
-      let s = ref['l2.bias']![j]!;
-      for (let k = 0; k < D; k++) s += x[i * D + k]! * ref['l2.weight']![k * C + j]!;
-      logits[i * C + j] = s;
-    }
+    for (let i = 0; i < N; i++)
+      for (let j = 0; j < C; j++) {
+        let s = ref['l2.bias']![j]!;
+        for (let k = 0; k < D; k++) s += x[i * D + k]! * ref['l2.weight']![k * C + j]!;
+        logits[i * C + j] = s;
+      }
     const { crossEntropyGrad } = await import('./reference.js');
     const { loss, dz } = crossEntropyGrad(logits, labels, N, C);
     const dW = new Float64Array(D * C);
     const db = new Float64Array(C);
-    for (let i = 0; i < N; i++) for (let j = 0; j < C; j++) {
-      db[j]! += dz[i * C + j]!;
-      for (let k = 0; k < D; k++) dW[k * C + j]! += x[i * D + k]! * dz[i * C + j]!;
-    }
+    for (let i = 0; i < N; i++)
+      for (let j = 0; j < C; j++) {
+        db[j]! += dz[i * C + j]!;
+        for (let k = 0; k < D; k++) dW[k * C + j]! += x[i * D + k]! * dz[i * C + j]!;
+      }
     const out = await trainer.step(batch('float32', x, labels));
     assert.ok(Math.abs(out.loss - loss) < 1e-5, `step ${t}: loss ${out.loss} vs ${loss}`);
-    sgdStep(ref, { 'l2.weight': dW, 'l2.bias': db }, buf, 0.2, { momentum: 0.9, wd: 0.01, nesterov: true, decay: (n) => n.endsWith('weight') });
+    sgdStep(ref, { 'l2.weight': dW, 'l2.bias': db }, buf, 0.2, {
+      momentum: 0.9,
+      wd: 0.01,
+      nesterov: true,
+      decay: (n) => n.endsWith('weight'),
+    });
   }
-  const got = { 'l2.weight': Float64Array.from(trainer.store.get('l2.weight')), 'l2.bias': Float64Array.from(trainer.store.get('l2.bias')) };
+  const got = {
+    'l2.weight': Float64Array.from(trainer.store.get('l2.weight')),
+    'l2.bias': Float64Array.from(trainer.store.get('l2.bias')),
+  };
   assert.ok(maxDiff(got, ref) < 1e-5, `parameters differ by ${maxDiff(got, ref)}`);
   await trainer.dispose();
 });
@@ -140,7 +159,10 @@ test('a sparse table updates only the rows a batch touches, and equals dense tra
     const ids = Array.from({ length: 4 * 3 }, () => rng.int(20)); // rows 20..49 never used
     ids.forEach((i) => used.add(i));
     const labels = Array.from({ length: 4 }, () => rng.int(C));
-    const b = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [4, 3]), labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [4]) };
+    const b = {
+      ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [4, 3]),
+      labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [4]),
+    };
     const a = await sparse.step(b);
     const d = await dense.step(b);
     assert.ok(Math.abs(a.loss - d.loss) < 1e-12);
@@ -174,7 +196,10 @@ test('the host update of touched sparse rows equals the graph optimizer: AdamW a
         [ids[i], ids[j]] = [ids[j]!, ids[i]!];
       }
       const labels = Array.from({ length: 10 }, () => rng.int(C));
-      const b = { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [10, 5]), labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [10]) };
+      const b = {
+        ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [10, 5]),
+        labels: new ort.Tensor('int64', BigInt64Array.from(labels.map(BigInt)), [10]),
+      };
       const a = await sparse.step(b);
       const d = await dense.step(b);
       assert.ok(Math.abs(a.loss - d.loss) < 1e-12, `${optimizer.kind} step ${s}: losses ${a.loss} and ${d.loss}`);
@@ -192,7 +217,14 @@ test('the host update of touched sparse rows equals the graph optimizer: AdamW a
 });
 
 test('a run saved and resumed gives the bit-identical result of an uninterrupted one (dropout on)', async () => {
-  const options = { model: mlp('float32', 16, 0.3), loss: ceLoss, optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig, dtype: 'float32' as const, seed: 21, schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 8 } };
+  const options = {
+    model: mlp('float32', 16, 0.3),
+    loss: ceLoss,
+    optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig,
+    dtype: 'float32' as const,
+    seed: 21,
+    schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 8 },
+  };
   const batches = Array.from({ length: 8 }, (_, s) => data(100 + s));
   const straight = await Trainer.create(options);
   for (const d of batches) await straight.step(batch('float32', d.x, d.labels));
@@ -207,7 +239,11 @@ test('a run saved and resumed gives the bit-identical result of an uninterrupted
   assert.equal(resumed.stepCount, 4);
   for (const d of batches.slice(4)) await resumed.step(batch('float32', d.x, d.labels));
   for (const name of ['l1.weight', 'l1.bias', 'l2.weight', 'l2.bias']) {
-    assert.equal(Buffer.compare(Buffer.from(resumed.store.get(name).buffer), Buffer.from(straight.store.get(name).buffer)), 0, `${name} differs after resume`);
+    assert.equal(
+      Buffer.compare(Buffer.from(resumed.store.get(name).buffer), Buffer.from(straight.store.get(name).buffer)),
+      0,
+      `${name} differs after resume`,
+    );
   }
   // A corrupted checkpoint is refused with its name.
   const bytes = readFileSync(path);
@@ -219,7 +255,14 @@ test('a run saved and resumed gives the bit-identical result of an uninterrupted
 
 for (const dtype of ['float64', 'float32'] as const) {
   test(`several optimizer steps per call give the results of single steps (${dtype}; dropout, clipping, decay groups, schedule)`, async () => {
-    const options = { model: mlp(dtype, 16, 0.3), loss: ceLoss, optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig, dtype, seed: 21, schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 10 } };
+    const options = {
+      model: mlp(dtype, 16, 0.3),
+      loss: ceLoss,
+      optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig,
+      dtype,
+      seed: 21,
+      schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 10 },
+    };
     const batches = Array.from({ length: 10 }, (_, s) => data(100 + s)).map((d) => batch(dtype, d.x, d.labels));
     const single = await Trainer.create(options);
     const singleResults: StepResult[] = [];
@@ -256,14 +299,23 @@ test("several steps per call refuse a model with a sparse table, saying why; 'au
     inputs: { ids: { dtype: 'int64', shape: ['B', 3] } },
     forward: (ctx, { ids }) => ({ logits: op.reduceMean(ctx.embedding('table', 10, C, ids!, { init: normal(0.1), sparse: true }), [1]) }),
   };
-  await assert.rejects(Trainer.create({ model, loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1, stepsPerCall: 2 }), /stepsPerCall > 1 needs a model whose parameters are all dense/);
+  await assert.rejects(
+    Trainer.create({ model, loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1, stepsPerCall: 2 }),
+    /stepsPerCall > 1 needs a model whose parameters are all dense/,
+  );
   const auto = await Trainer.create({ model, loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1, stepsPerCall: 'auto' });
   assert.equal(auto.stepsPerCall, 1);
   await auto.dispose();
 });
 
-test('the exported inference model gives the training graph\'s logits', async () => {
-  const trainer = await Trainer.create({ model: mlp('float32'), loss: ceLoss, optimizer: { kind: 'adamw', lr: 0.01 }, dtype: 'float32', seed: 8 });
+test("the exported inference model gives the training graph's logits", async () => {
+  const trainer = await Trainer.create({
+    model: mlp('float32'),
+    loss: ceLoss,
+    optimizer: { kind: 'adamw', lr: 0.01 },
+    dtype: 'float32',
+    seed: 8,
+  });
   const { x, labels } = data();
   for (let i = 0; i < 3; i++) await trainer.step(batch('float32', x, labels));
   const evalOut = await trainer.evaluate({ x: batch('float32', x, labels).x });
@@ -278,7 +330,13 @@ test('the exported inference model gives the training graph\'s logits', async ()
 });
 
 test('resident memory stays flat over 2,000 steps', async () => {
-  const trainer = await Trainer.create({ model: mlp('float32', 32), loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 }, dtype: 'float32', seed: 1 });
+  const trainer = await Trainer.create({
+    model: mlp('float32', 32),
+    loss: ceLoss,
+    optimizer: { kind: 'adamw', lr: 1e-3 },
+    dtype: 'float32',
+    seed: 1,
+  });
   const { x, labels } = data();
   const b = batch('float32', x, labels);
   let rssAt300 = 0;
@@ -296,9 +354,19 @@ test('resident memory stays flat over 2,000 steps', async () => {
 });
 
 test('a missing execution provider is a clear error, or a warned CPU fallback when allowed', async () => {
-  const bytes = exportModel(mlp('float32'), (await Trainer.create({ model: mlp('float32'), loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1 })).store);
+  const bytes = exportModel(
+    mlp('float32'),
+    (await Trainer.create({ model: mlp('float32'), loss: ceLoss, optimizer: { kind: 'sgd', lr: 0.1 }, seed: 1 })).store,
+  );
   if (deviceProblem('cuda') !== null) {
-    await assert.rejects(createSession(bytes, { device: 'cuda' }), (e: Error) => e instanceof DeviceError && /^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js`\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/.test(e.message));
+    await assert.rejects(
+      createSession(bytes, { device: 'cuda' }),
+      (e: Error) =>
+        e instanceof DeviceError &&
+        /^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js`\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/.test(
+          e.message,
+        ),
+    );
     resetFallbackWarnings();
     const warnings: string[] = [];
     const h = await createSession(bytes, { device: 'cuda', allowFallback: true, warn: (m) => warnings.push(m) });

@@ -9,7 +9,10 @@ import { readStudentCard } from '../../../src/student/runtime.js';
 import { ConfigError, FormatError } from '../../../src/data/errors.js';
 import { sharedPath, tempDir } from '../../helpers.js';
 
-const FIXTURE_CONFIG = JSON.parse(readFileSync(sharedPath('fixtures', 'hf', 'tiny-random-bert', 'config.json'), 'utf8')) as Record<string, unknown>;
+const FIXTURE_CONFIG = JSON.parse(readFileSync(sharedPath('fixtures', 'hf', 'tiny-random-bert', 'config.json'), 'utf8')) as Record<
+  string,
+  unknown
+>;
 
 function configFolder(config: unknown): { dir: string; path: string } {
   const dir = tempDir('kd-config-');
@@ -19,7 +22,13 @@ function configFolder(config: unknown): { dir: string; path: string } {
 
 test('the fixture config reads as before: labels in index order, limits, pad_token_id absent', () => {
   const { dir } = configFolder({ ...FIXTURE_CONFIG, id2label: { 1: 'POSITIVE', 0: 'NEGATIVE' } });
-  assert.deepEqual(readTeacherConfig(dir), { modelType: 'bert', labels: ['NEGATIVE', 'POSITIVE'], maxPositions: 128, vocabSize: 56, padTokenId: null });
+  assert.deepEqual(readTeacherConfig(dir), {
+    modelType: 'bert',
+    labels: ['NEGATIVE', 'POSITIVE'],
+    maxPositions: 128,
+    vocabSize: 56,
+    padTokenId: null,
+  });
 });
 
 test('each malformed config.json field is a ConfigError naming the file and the field', () => {
@@ -35,15 +44,32 @@ test('each malformed config.json field is a ConfigError naming the file and the 
   ];
   for (const [edit, message] of cases) {
     const { dir, path } = configFolder({ ...FIXTURE_CONFIG, ...edit });
-    assert.throws(() => readTeacherConfig(dir), (e: Error) => e instanceof ConfigError && e.message.startsWith(`${path}: `) && message.test(e.message) && /fix config\.json/.test(e.message), JSON.stringify(edit));
+    assert.throws(
+      () => readTeacherConfig(dir),
+      (e: Error) =>
+        e instanceof ConfigError && e.message.startsWith(`${path}: `) && message.test(e.message) && /fix config\.json/.test(e.message),
+      JSON.stringify(edit),
+    );
   }
   for (const text of ['{"model_type": "bert",', '"bert"', 'null']) {
     const { dir, path } = configFolder(text);
-    assert.throws(() => readTeacherConfig(dir), (e: Error) => e instanceof FormatError && e.message.startsWith(`${path}: `), text);
+    assert.throws(
+      () => readTeacherConfig(dir),
+      (e: Error) => e instanceof FormatError && e.message.startsWith(`${path}: `),
+      text,
+    );
   }
 });
 
-const CARD = { format: 'kd-student', version: 1, kind: 'ngram', labels: ['negative', 'positive'], inputs: ['ngram_ids', 'ngram_mask'], config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 }, training: {} };
+const CARD = {
+  format: 'kd-student',
+  version: 1,
+  kind: 'ngram',
+  labels: ['negative', 'positive'],
+  inputs: ['ngram_ids', 'ngram_mask'],
+  config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 },
+  training: {},
+};
 
 test('each malformed kd-student.json field is a ConfigError naming the file and the field', () => {
   const dir = tempDir('kd-card-');
@@ -58,12 +84,26 @@ test('each malformed kd-student.json field is a ConfigError naming the file and 
     [{ labels: 'negative,positive' }, /field labels must be a list of at least two class names/],
     [{ labels: ['negative'] }, /field labels must be a list of at least two class names/],
     [{ config: null }, /field config must be an object/],
-    [{ config: { ...CARD.config, ngrams: { buckets: 0, maxN: 2, maxFeatures: 64 } } }, /field config\.ngrams must be \{ buckets, maxN, maxFeatures \} \(positive integers\)/],
+    [
+      { config: { ...CARD.config, ngrams: { buckets: 0, maxN: 2, maxFeatures: 64 } } },
+      /field config\.ngrams must be \{ buckets, maxN, maxFeatures \} \(positive integers\)/,
+    ],
   ];
   for (const [edit, message] of cases) {
     writeFileSync(path, JSON.stringify({ ...CARD, ...edit }));
-    assert.throws(() => readStudentCard(path), (e: Error) => e instanceof ConfigError && e.message.startsWith(`${path}: `) && message.test(e.message) && /export the student again with kd train/.test(e.message), JSON.stringify(edit));
+    assert.throws(
+      () => readStudentCard(path),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.startsWith(`${path}: `) &&
+        message.test(e.message) &&
+        /export the student again with kd train/.test(e.message),
+      JSON.stringify(edit),
+    );
   }
   writeFileSync(path, '{"format": "kd-student"');
-  assert.throws(() => readStudentCard(path), (e: Error) => e instanceof FormatError && e.message.startsWith(`${path}: not valid JSON`));
+  assert.throws(
+    () => readStudentCard(path),
+    (e: Error) => e instanceof FormatError && e.message.startsWith(`${path}: not valid JSON`),
+  );
 });

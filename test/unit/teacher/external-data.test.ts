@@ -28,13 +28,23 @@ test('a model.onnx_data export loads from another folder with the inline modelâ€
   // The decoy: same size, other values. ONNX Runtime resolving against the cwd would use it silently.
   const cwd = tempDir('kd-cwd-');
   const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
-  writeFileSync(join(cwd, 'model.onnx_data'), data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)));
+  writeFileSync(
+    join(cwd, 'model.onnx_data'),
+    data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
+  );
   const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'));
   assert.equal(inline.status, 0, inline.stderr);
   for (const extra of [[], ['--no-graph-optimization']]) {
     const external = predictJson(dir, cwd, extra);
     assert.equal(external.status, 0, external.stderr);
-    inline.logits.flat().forEach((v, k) => assert.ok(Math.abs(v - external.logits.flat()[k]!) < 1e-5, `${extra.join(' ')} logit ${k}: ${external.logits.flat()[k]} vs inline ${v}`));
+    inline.logits
+      .flat()
+      .forEach((v, k) =>
+        assert.ok(
+          Math.abs(v - external.logits.flat()[k]!) < 1e-5,
+          `${extra.join(' ')} logit ${k}: ${external.logits.flat()[k]} vs inline ${v}`,
+        ),
+      );
   }
   // And from a folder without any model.onnx_data (the load used to fail there).
   const bare = predictJson(dir, tempDir('kd-cwd-'));
@@ -86,7 +96,11 @@ test('an external-data location that leaves the model folder, is absolute or is 
   ];
   for (const [dir, message] of cases) {
     const modelFile = join(dir, 'onnx', 'model.onnx');
-    await assert.rejects(Teacher.load(dir, quiet), (e: Error) => e instanceof FormatError && e.message.startsWith(`${modelFile}: `) && message.test(e.message), dir);
+    await assert.rejects(
+      Teacher.load(dir, quiet),
+      (e: Error) => e instanceof FormatError && e.message.startsWith(`${modelFile}: `) && message.test(e.message),
+      dir,
+    );
     // The CLI: one line naming the model file, exit 2; run from / as the report's reproduction did.
     const r = runKd(['teacher', 'predict', '--model', dir, '--text', 'hi'], { cwd: '/' });
     assert.equal(r.status, 2, r.stderr);
@@ -96,9 +110,30 @@ test('an external-data location that leaves the model folder, is absolute or is 
   // Every stored tensor is checked, not only initializers: here an unused Constant node's value.
   const constant = copyFixture();
   const model = readModel(constant);
-  model.graph!.node!.push(onnx.NodeProto.create({ opType: 'Constant', output: ['unused'], attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: { name: 'unused', dataType: 1, dims: [4], dataLocation: onnx.TensorProto.DataLocation.EXTERNAL, externalData: [{ key: 'location', value: '../../../../../../../../etc/hostname' }] } }] }));
+  model.graph!.node!.push(
+    onnx.NodeProto.create({
+      opType: 'Constant',
+      output: ['unused'],
+      attribute: [
+        {
+          name: 'value',
+          type: onnx.AttributeProto.AttributeType.TENSOR,
+          t: {
+            name: 'unused',
+            dataType: 1,
+            dims: [4],
+            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+            externalData: [{ key: 'location', value: '../../../../../../../../etc/hostname' }],
+          },
+        },
+      ],
+    }),
+  );
   writeModel(constant, model);
-  assert.throws(() => decodeModel(join(constant, 'onnx', 'model.onnx')), /tensor 'unused': external data location '.*etc\/hostname' leaves the model's folder/);
+  assert.throws(
+    () => decodeModel(join(constant, 'onnx', 'model.onnx')),
+    /tensor 'unused': external data location '.*etc\/hostname' leaves the model's folder/,
+  );
   // The shared reader refuses too, whoever decoded the graph (the head search reads the weight through it).
   const index = new GraphIndex(readModel(escape.dir), join(escape.dir, 'onnx', 'model.onnx'));
   assert.throws(() => index.constantFloats(escape.weight), /leaves the model's folder/);
@@ -110,16 +145,26 @@ test('an offset or length past the end of the data file is refused, not read sho
   const size = readFileSync(join(dir, 'onnx', 'model.onnx_data')).length;
   const weight = classifierWeightName(readModel(dir));
   for (const [entries, message] of [
-    [{ location: 'model.onnx_data', offset: String(size - 100), length: '512' }, new RegExp(`offset ${size - 100} \\+ length 512 is past the end of 'model.onnx_data' \\(${size} bytes`)],
+    [
+      { location: 'model.onnx_data', offset: String(size - 100), length: '512' },
+      new RegExp(`offset ${size - 100} \\+ length 512 is past the end of 'model.onnx_data' \\(${size} bytes`),
+    ],
     [{ location: 'model.onnx_data', offset: '0', length: '600000000' }, /length 600000000 is past the end/],
     [{ location: 'model.onnx_data', offset: '-4', length: '512' }, /offset '-4' is not an offset into 'model.onnx_data'/],
     [{ location: 'missing.bin', offset: '0', length: '512' }, /file 'missing.bin' does not exist beside/],
   ] as const) {
     pointInitializerAt(dir, weight, entries);
-    await assert.rejects(Teacher.load(dir, quiet), (e: Error) => e instanceof FormatError && message.test(e.message), JSON.stringify(entries));
+    await assert.rejects(
+      Teacher.load(dir, quiet),
+      (e: Error) => e instanceof FormatError && message.test(e.message),
+      JSON.stringify(entries),
+    );
   }
   // A length within the file but short of the tensor's shape is a damaged model, not a RangeError.
   pointInitializerAt(dir, weight, { location: 'model.onnx_data', offset: '0', length: '16' });
   const index = new GraphIndex(readModel(dir), join(dir, 'onnx', 'model.onnx'));
-  assert.throws(() => index.constantFloats(weight), (e: Error) => e instanceof FormatError && /holds 16 bytes but its shape \[2, 64\] needs 512/.test(e.message));
+  assert.throws(
+    () => index.constantFloats(weight),
+    (e: Error) => e instanceof FormatError && /holds 16 bytes but its shape \[2, 64\] needs 512/.test(e.message),
+  );
 });

@@ -44,22 +44,45 @@ async function check(build: (g: Graph, x: Value, rng: Rng) => Value): Promise<st
 }
 
 test('Gemm with transB=1 (PyTorch Linear), with alpha and beta', async () => {
-  const d = await check((g, x, rng) => op.gemm(x, g.constant(randomArray(C * D, rng), 'float32', [C, D], 'cls.weight'), g.constant(randomArray(C, rng), 'float32', [C], 'cls.bias'), { transB: true, alpha: 0.5, beta: 2 }));
+  const d = await check((g, x, rng) =>
+    op.gemm(
+      x,
+      g.constant(randomArray(C * D, rng), 'float32', [C, D], 'cls.weight'),
+      g.constant(randomArray(C, rng), 'float32', [C], 'cls.bias'),
+      { transB: true, alpha: 0.5, beta: 2 },
+    ),
+  );
   assert.match(d, /^Gemm\(transB=1\)/);
 });
 
 test('Gemm with transB=0 behind Identity and Cast', async () => {
-  await check((g, x, rng) => op.cast(op.identity(op.gemm(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w'), g.constant(randomArray(C, rng), 'float32', [C], 'b'))), 'float32'));
+  await check((g, x, rng) =>
+    op.cast(
+      op.identity(
+        op.gemm(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w'), g.constant(randomArray(C, rng), 'float32', [C], 'b')),
+      ),
+      'float32',
+    ),
+  );
 });
 
 test('MatMul with a [D, C] constant plus Add (TF and our own exports), bias first or second', async () => {
-  const d = await check((g, x, rng) => op.add(op.matmul(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w')), g.constant(randomArray(C, rng), 'float32', [C], 'b')));
+  const d = await check((g, x, rng) =>
+    op.add(op.matmul(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w')), g.constant(randomArray(C, rng), 'float32', [C], 'b')),
+  );
   assert.match(d, /^MatMul\(constant \[D, C\]\) \+ Add/);
-  await check((g, x, rng) => op.add(g.constant(randomArray(C, rng), 'float32', [C], 'b'), op.matmul(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w'))));
+  await check((g, x, rng) =>
+    op.add(g.constant(randomArray(C, rng), 'float32', [C], 'b'), op.matmul(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w'))),
+  );
 });
 
 test('MatMul with Transpose of a [C, D] constant, and MatMul without bias', async () => {
-  const d = await check((g, x, rng) => op.add(op.matmul(x, op.transpose(g.constant(randomArray(C * D, rng), 'float32', [C, D], 'w'), [1, 0])), g.constant(randomArray(C, rng), 'float32', [C], 'b')));
+  const d = await check((g, x, rng) =>
+    op.add(
+      op.matmul(x, op.transpose(g.constant(randomArray(C * D, rng), 'float32', [C, D], 'w'), [1, 0])),
+      g.constant(randomArray(C, rng), 'float32', [C], 'b'),
+    ),
+  );
   assert.match(d, /Transpose\(constant \[C, D\]\)/);
   await check((g, x, rng) => op.matmul(x, g.constant(randomArray(D * C, rng), 'float32', [D, C], 'w')));
 });
@@ -68,5 +91,12 @@ test('a graph with no linear layer before the logits is a clear error', () => {
   const g = new Graph();
   const x = g.input('x', 'float32', ['B', C]);
   const model = onnx.ModelProto.decode(g.serialize({ outputs: [{ name: 'logits', value: op.softmax(op.tanh(x)) }] }));
-  assert.throws(() => findClassifierHead(model, 'm.onnx', 'logits'), (e: Error) => e instanceof HeadNotFoundError && /^could not find the classifier layer that produces 'logits': looked for Gemm, or MatMul \(\+ Add\) with constant weights \(possibly behind Identity, Cast or Transpose\), and found Softmax '.*'\. Name the tensor the classifier reads with --embedding-output NAME$/.test(e.message));
+  assert.throws(
+    () => findClassifierHead(model, 'm.onnx', 'logits'),
+    (e: Error) =>
+      e instanceof HeadNotFoundError &&
+      /^could not find the classifier layer that produces 'logits': looked for Gemm, or MatMul \(\+ Add\) with constant weights \(possibly behind Identity, Cast or Transpose\), and found Softmax '.*'\. Name the tensor the classifier reads with --embedding-output NAME$/.test(
+        e.message,
+      ),
+  );
 });

@@ -49,7 +49,10 @@ test('vocab_size beyond the word table and no max_position_embeddings: the graph
     assert.equal(teacher.config.maxPositions, 128);
     assert.equal(teacher.tokenizer.maxLength, 128);
     assert.equal(warnings.filter((w) => w.includes('config.json vocab_size is 1000')).length, 1, warnings.join('\n'));
-    assert.match(warnings.join('\n'), /config\.json vocab_size is 1000 but the graph's word embedding table 'tok\.weight' has 56 rows; using 56/);
+    assert.match(
+      warnings.join('\n'),
+      /config\.json vocab_size is 1000 but the graph's word embedding table 'tok\.weight' has 56 rows; using 56/,
+    );
     assert.match(warnings.join('\n'), /tokenizer\.json has 2 token\(s\) with ids at or above the word embedding table size 56/);
     const got = await teacher.predict(TEXTS);
     expected.logits.forEach((v, k) => assert.ok(Math.abs(v - got.logits[k]!) < 1e-5, `logit ${k}: ${got.logits[k]} vs ${v}`));
@@ -67,7 +70,10 @@ test('max_position_embeddings larger than the position table: truncation at the 
   try {
     assert.equal(teacher.tokenizer.maxLength, 128);
     assert.equal(warnings.length, 2, warnings.join('\n')); // this one, and the fixture's own 2 tokens beyond vocab_size 56
-    assert.match(warnings[0]!, /config\.json max_position_embeddings is 4096 but the graph's position table 'pos\.weight' covers 128 positions; using 128/);
+    assert.match(
+      warnings[0]!,
+      /config\.json max_position_embeddings is 4096 but the graph's position table 'pos\.weight' covers 128 positions; using 128/,
+    );
     const out = await teacher.predict(TEXTS.slice(2));
     assert.ok(Number.isFinite(out.logits[0]!) && Number.isFinite(out.logits[1]!));
   } finally {
@@ -78,11 +84,21 @@ test('max_position_embeddings larger than the position table: truncation at the 
 test('RoBERTa-style positions (a CumSum over the padding mask, from pad_token_id + 1) leave rows − pad − 1 positions; the smallest word table bounds the ids; a relative-position bias does not bound the length', () => {
   // input_ids → Not(Equal(ids, pad)) → Cast → CumSum → Mul(mask) → Add(pad) → Gather(pos [514, 8]);
   // a second member's word table [3000, 4] read through a Cast; a T5-style bias [32, 12] indexed by a Range.
-  const node = (opType: string, inputs: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []) => onnx.NodeProto.create({ opType, input: inputs, output: [output], attribute });
+  const node = (opType: string, inputs: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []) =>
+    onnx.NodeProto.create({ opType, input: inputs, output: [output], attribute });
   const graph = onnx.GraphProto.create({
     input: [onnx.ValueInfoProto.create({ name: 'input_ids' })],
     output: [onnx.ValueInfoProto.create({ name: 'sum' })],
-    initializer: [floatInitializer('word', [50265, 8], new Float32Array(0)), floatInitializer('word2', [3000, 4], new Float32Array(0)), floatInitializer('pos', [514, 8], new Float32Array(0)), floatInitializer('rel', [32, 12], new Float32Array(0)), int64Initializer('pad', [1]), int64Initializer('axis', [1]), int64Initializer('zero', [0]), int64Initializer('n', [64])],
+    initializer: [
+      floatInitializer('word', [50265, 8], new Float32Array(0)),
+      floatInitializer('word2', [3000, 4], new Float32Array(0)),
+      floatInitializer('pos', [514, 8], new Float32Array(0)),
+      floatInitializer('rel', [32, 12], new Float32Array(0)),
+      int64Initializer('pad', [1]),
+      int64Initializer('axis', [1]),
+      int64Initializer('zero', [0]),
+      int64Initializer('n', [64]),
+    ],
     node: [
       node('Equal', ['input_ids', 'pad'], 'is_pad'),
       node('Not', ['is_pad'], 'not_pad'),

@@ -33,12 +33,25 @@ function tokenModel(body: (g: Graph, e: Value, mask: Value, rng: Rng) => Value):
   const e = op.gather(g.constant(randomArray(VOCAB * H, rng), 'float32', [VOCAB, H], 'table'), ids);
   const h = body(g, e, mask, rng);
   const cls = op.squeeze(op.slice(h, [0], [1], [1]), [1]);
-  const logits = op.add(op.matmul(cls, g.constant(randomArray(H * 2, rng), 'float32', [H, 2], 'w')), g.constant(randomArray(2, rng), 'float32', [2], 'b'));
-  return onnx.ModelProto.decode(g.serialize({ outputs: [{ name: 'logits', value: logits }, { name: 'embedding', value: cls }] }));
+  const logits = op.add(
+    op.matmul(cls, g.constant(randomArray(H * 2, rng), 'float32', [H, 2], 'w')),
+    g.constant(randomArray(2, rng), 'float32', [2], 'b'),
+  );
+  return onnx.ModelProto.decode(
+    g.serialize({
+      outputs: [
+        { name: 'logits', value: logits },
+        { name: 'embedding', value: cls },
+      ],
+    }),
+  );
 }
 
 function linear(g: Graph, x: Value, rng: Rng, name: string): Value {
-  return op.add(op.matmul(x, g.constant(randomArray(H * H, rng), 'float32', [H, H], `${name}.w`)), g.constant(randomArray(H, rng), 'float32', [H], `${name}.b`));
+  return op.add(
+    op.matmul(x, g.constant(randomArray(H * H, rng), 'float32', [H, H], `${name}.w`)),
+    g.constant(randomArray(H, rng), 'float32', [H], `${name}.b`),
+  );
 }
 
 async function run(model: ModelProto, batch: number, seq: number): Promise<Float32Array> {
@@ -46,8 +59,12 @@ async function run(model: ModelProto, batch: number, seq: number): Promise<Float
   const rng = new Rng(9);
   const ids = BigInt64Array.from({ length: batch * seq }, () => BigInt(rng.int(VOCAB)));
   const mask = BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < seq - (i < seq ? 0 : 3) ? 1n : 0n));
-  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [batch, seq]), attention_mask: new ort.Tensor('int64', mask, [batch, seq]) };
-  if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(batch * seq), [batch, seq]);
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', ids, [batch, seq]),
+    attention_mask: new ort.Tensor('int64', mask, [batch, seq]),
+  };
+  if (session.inputNames.includes('token_type_ids'))
+    feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(batch * seq), [batch, seq]);
   const out = await session.run(feeds, ['logits']);
   await session.release();
   return out.logits!.data as Float32Array;
@@ -78,7 +95,10 @@ test('an attention-like block: only what position 0 needs after the keys and val
     const a = op.add(e, linear(g, op.matmul(p, v), rng, 'o'));
     return op.tanh(op.add(a, linear(g, op.relu(linear(g, a, rng, 'f1')), rng, 'f2')));
   });
-  const result = await optimizeTeacherGraph(clone(model), '/nonexistent/model.onnx', { vocabSize: VOCAB, outputs: ['logits', 'embedding'] });
+  const result = await optimizeTeacherGraph(clone(model), '/nonexistent/model.onnx', {
+    vocabSize: VOCAB,
+    outputs: ['logits', 'embedding'],
+  });
   assert.ok(result.applied, result.note);
   const m = /(\d+) nodes compute position 0 only/.exec(result.note);
   assert.ok(m && Number(m[1]) >= 12, result.note);
@@ -94,7 +114,10 @@ test('a sum over positions after the selection point is not moved past: same log
     const h = op.relu(linear(g, e, rng, 'l1'));
     return op.add(h, op.reduceSum(h, [1], true)); // position 0 depends on every position of h
   });
-  const result = await optimizeTeacherGraph(clone(model), '/nonexistent/model.onnx', { vocabSize: VOCAB, outputs: ['logits', 'embedding'] });
+  const result = await optimizeTeacherGraph(clone(model), '/nonexistent/model.onnx', {
+    vocabSize: VOCAB,
+    outputs: ['logits', 'embedding'],
+  });
   assert.ok(result.applied, result.note);
   assert.match(result.note, /^graph optimized: 1 nodes compute position 0 only/); // only the final Add
   await assertSameLogits(model, result.model);
@@ -107,7 +130,14 @@ test('a graph that does not select a position is left unchanged, with the reason
   g.input('attention_mask', 'int64', ['B', 'T']);
   const e = op.gather(g.constant(randomArray(VOCAB * H, rng), 'float32', [VOCAB, H], 'table'), ids);
   const pooled = op.reduceMean(e, [1]);
-  const model = onnx.ModelProto.decode(g.serialize({ outputs: [{ name: 'logits', value: pooled }, { name: 'embedding', value: pooled }] }));
+  const model = onnx.ModelProto.decode(
+    g.serialize({
+      outputs: [
+        { name: 'logits', value: pooled },
+        { name: 'embedding', value: pooled },
+      ],
+    }),
+  );
   const result = await optimizeTeacherGraph(model, '/nonexistent/model.onnx', { vocabSize: VOCAB, outputs: ['logits', 'embedding'] });
   assert.equal(result.applied, false);
   assert.equal(result.note, 'graph not optimized: nothing found to rewrite');
@@ -133,7 +163,11 @@ test('GELU as 0.5·x·(1 + erf(x/√2)) is reordered to the form ONNX Runtime fu
     rewritten.graph!.node!.map((n) => n.opType),
     ['Div', 'Erf', 'Add', 'Mul', 'Mul'],
   );
-  const x = new ort.Tensor('float32', Float32Array.from({ length: 12 }, (_, i) => (i - 6) / 2), [3, 4]);
+  const x = new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: 12 }, (_, i) => (i - 6) / 2),
+    [3, 4],
+  );
   const outputs = async (m: ModelProto) => {
     const { session } = await createSession(onnx.ModelProto.encode(m).finish());
     const out = (await session.run({ x }, ['y'])).y!.data as Float32Array;
@@ -148,18 +182,29 @@ test('GELU as 0.5·x·(1 + erf(x/√2)) is reordered to the form ONNX Runtime fu
 
 test("kd's own teacher export (2 layers): attention fused in the first layer, the last one folded to one query; same logits", async () => {
   const tiny = TEACHER_PRESETS.tiny!;
-  const cfg = { ...tiny, vocabSize: VOCAB, members: [{ ...tiny.members[0]!, layers: 2, hidden: 16, heads: 2, intermediate: 32 }, tiny.members[1]!] };
+  const cfg = {
+    ...tiny,
+    vocabSize: VOCAB,
+    members: [{ ...tiny.members[0]!, layers: 2, hidden: 16, heads: 2, intermediate: 32 }, tiny.members[1]!],
+  };
   const model = ensembleModel(cfg, 2);
   const store = new ParameterStore('float32');
   store.initialize(modelParamSpecs(model), new Rng(4));
   const rng = new Rng(8);
-  for (const spec of store.specs) { // biases and layer-norm parameters too: none stays at its 0 or 1
+  for (const spec of store.specs) {
+    // biases and layer-norm parameters too: none stays at its 0 or 1
     const v = store.get(spec.name);
     for (let i = 0; i < v.length; i++) v[i]! += 0.1 * rng.normal();
   }
   const original = onnx.ModelProto.decode(exportModel(model, store, { outputs: ['logits', 'embedding'] }));
-  const result = await optimizeTeacherGraph(clone(original), '/nonexistent/model.onnx', { vocabSize: VOCAB, outputs: ['logits', 'embedding'] });
-  assert.match(result.note, /^graph optimized: \d+ nodes compute position 0 only, 0 removed; 1 single-query attention blocks without key\/value projections; \d+ patterns put in fusable form; 1 attention blocks fused$/);
+  const result = await optimizeTeacherGraph(clone(original), '/nonexistent/model.onnx', {
+    vocabSize: VOCAB,
+    outputs: ['logits', 'embedding'],
+  });
+  assert.match(
+    result.note,
+    /^graph optimized: \d+ nodes compute position 0 only, 0 removed; 1 single-query attention blocks without key\/value projections; \d+ patterns put in fusable form; 1 attention blocks fused$/,
+  );
   const ops = result.model.graph!.node!.map((n) => n.opType);
   assert.equal(ops.filter((o) => o === 'Attention').length, 1);
   assert.equal(ops.filter((o) => o === 'Softmax').length, 1); // the folded last layer keeps its own

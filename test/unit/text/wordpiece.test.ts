@@ -13,14 +13,36 @@ test('merges follow counts, ties go to the smaller pair of ids, and "##" is drop
   // aab ×2, ab ×1: alphabet a=0 b=1, pieces ##a=2 ##b=3 (first used in "aab").
   // Pairs: (a,##a) 2, (##a,##b) 2, (a,##b) 1 → tie → (0,2) "aa"; then (aa,##b) 2 → "aab";
   // then (a,##b) 1 → "ab".
-  const counts = new Map([['ab', 1], ['aab', 2]]);
+  const counts = new Map([
+    ['ab', 1],
+    ['aab', 2],
+  ]);
   assert.deepEqual(learnWordPieceVocabulary(counts, { vocabSize: 7 }), ['a', 'b', '##a', '##b', 'aa', 'aab', 'ab']);
   // A continuation pair keeps its "##": "xyz" ×3 → (x,##y) and (##y,##z) tie → "xy", then "xyz".
   assert.deepEqual(learnWordPieceVocabulary(new Map([['xyz', 3]]), { vocabSize: 10 }), ['x', 'y', 'z', '##y', '##z', 'xy', 'xyz']);
   // Counts weigh words: "ba" ×5 beats the tie above.
-  assert.deepEqual(learnWordPieceVocabulary(new Map([['ab', 1], ['aab', 2], ['ba', 5]]), { vocabSize: 6 }), ['a', 'b', '##a', '##b', 'ba', 'aa']);
+  assert.deepEqual(
+    learnWordPieceVocabulary(
+      new Map([
+        ['ab', 1],
+        ['aab', 2],
+        ['ba', 5],
+      ]),
+      { vocabSize: 6 },
+    ),
+    ['a', 'b', '##a', '##b', 'ba', 'aa'],
+  );
   // The insertion order of the counts does not matter.
-  assert.deepEqual(learnWordPieceVocabulary(new Map([['aab', 2], ['ab', 1]]), { vocabSize: 7 }), learnWordPieceVocabulary(counts, { vocabSize: 7 }));
+  assert.deepEqual(
+    learnWordPieceVocabulary(
+      new Map([
+        ['aab', 2],
+        ['ab', 1],
+      ]),
+      { vocabSize: 7 },
+    ),
+    learnWordPieceVocabulary(counts, { vocabSize: 7 }),
+  );
 });
 
 test('two trainings on the same tweets, in either order, write byte-identical tokenizer files', async () => {
@@ -38,7 +60,8 @@ test('two trainings on the same tweets, in either order, write byte-identical to
   assert.deepEqual(vocab.slice(0, 5), ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']);
   assert.ok(vocab.includes('the') && vocab.includes('##ing'), 'frequent words and suffixes are learned');
   for (const dir of dirs.slice(1)) {
-    for (const file of ['vocab.txt', 'tokenizer.json']) assert.ok(readFileSync(join(dir, file)).equals(readFileSync(join(dirs[0]!, file))), `${file} differs between trainings`);
+    for (const file of ['vocab.txt', 'tokenizer.json'])
+      assert.ok(readFileSync(join(dir, file)).equals(readFileSync(join(dirs[0]!, file))), `${file} differs between trainings`);
   }
   // The vocabulary encodes text the way BERT's WordPiece does.
   const tok = TextTokenizer.fromFolder(dirs[0]!);

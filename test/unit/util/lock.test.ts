@@ -17,13 +17,19 @@ test('a held lock refuses a second taker (even this process) naming pid and file
   const lock = acquireFolderLock(dir, 'kd cache build');
   assert.equal(lock.path, join(dir, LOCK_FILE));
   assert.deepEqual(JSON.parse(readFileSync(lock.path, 'utf8')), { pid: process.pid, host: hostname(), command: 'kd cache build' });
-  assert.throws(() => acquireFolderLock(dir, 'kd cache merge'), (e: Error) => e instanceof LockHeldError && e instanceof UserError && e.message.includes(`is in use by kd cache build (pid ${process.pid}; lock file ${lock.path})`));
+  assert.throws(
+    () => acquireFolderLock(dir, 'kd cache merge'),
+    (e: Error) =>
+      e instanceof LockHeldError &&
+      e instanceof UserError &&
+      e.message.includes(`is in use by kd cache build (pid ${process.pid}; lock file ${lock.path})`),
+  );
   lock.release();
   assert.equal(existsSync(lock.path), false);
   acquireFolderLock(dir, 'kd cache merge').release();
 });
 
-test('a dead owner\'s lock and a half-written old one are taken over with a message', () => {
+test("a dead owner's lock and a half-written old one are taken over with a message", () => {
   const dir = tempDir();
   const path = join(dir, LOCK_FILE);
   const pid = deadPid();
