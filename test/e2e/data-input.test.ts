@@ -110,7 +110,7 @@ test('a damaged Parquet page header (negative level length, missing size) is ref
   });
   assert.ok(negative !== undefined, 'no header byte gives a negative level length');
   for (const [at, value, why] of [
-    [negative, 0xff, /impossible level lengths \(definition -\d+/],
+    [negative, 0xff, /impossible counts \(definition levels -\d+|lacks its repetition level length/],
     [pageStart + 2, 0x00, /the page at byte \d+ (has no compressed size|claims -?\d+ bytes)|cannot be read/],
   ] as const) {
     const damaged = Buffer.from(bytes);

@@ -129,22 +129,53 @@ async function pageHeaderProblem(
       );
     if (!(Number.isInteger(uncompressed) && uncompressed >= 0))
       return bad(`the page at byte ${offset} claims an uncompressed size of ${uncompressed ?? 'nothing'}`);
+    const missing = missingHeaderFields(header);
+    if (missing) return bad(`the page at byte ${offset} lacks its ${missing} (the Parquet format requires it)`);
     const v2 = header.data_page_header_v2;
-    const pageValues = header.data_page_header?.num_values ?? v2?.num_values;
-    if (pageValues !== undefined) {
-      if (!(Number.isInteger(pageValues) && pageValues >= 0 && values + pageValues <= chunkValues))
+    const pageValues = header.data_page_header?.num_values ?? v2?.num_values ?? header.dictionary_page_header?.num_values;
+    if (!(Number.isInteger(pageValues) && pageValues! >= 0)) return bad(`the page at byte ${offset} claims ${pageValues} values`);
+    if (header.type !== 'DICTIONARY_PAGE') {
+      if (values + pageValues! > chunkValues)
         return bad(`the page at byte ${offset} claims ${pageValues} values, more than the ${chunkValues} its chunk holds`);
-      values += pageValues;
+      values += pageValues!;
     }
     if (v2) {
-      const def = v2.definition_levels_byte_length ?? 0;
-      const rep = v2.repetition_levels_byte_length ?? 0;
-      const counts = [def, rep, v2.num_nulls ?? 0];
-      if (!counts.every((n) => Number.isInteger(n) && n >= 0) || def + rep > Math.min(compressed, uncompressed)) {
-        return bad(`the page at byte ${offset} has impossible level lengths (definition ${def}, repetition ${rep}, nulls ${v2.num_nulls})`);
+      const { definition_levels_byte_length: def, repetition_levels_byte_length: rep, num_nulls: nulls, num_rows: rows } = v2;
+      const counts = [def, rep, nulls, rows];
+      if (
+        !counts.every((n) => Number.isInteger(n) && n! >= 0) ||
+        def! + rep! > Math.min(compressed, uncompressed) ||
+        nulls! > pageValues! ||
+        rows! > pageValues!
+      ) {
+        return bad(
+          `the page at byte ${offset} has impossible counts (definition levels ${def} bytes, repetition levels ${rep} bytes, ${nulls} nulls, ${rows} rows)`,
+        );
       }
     }
     offset += headerBytes + compressed;
   }
   return null;
+}
+
+/**
+ * The first field the Parquet format requires of a page header that this one lacks: a header cut
+ * short by damage parses as a valid but incomplete struct, and hyparquet decodes on regardless.
+ */
+function missingHeaderFields(header: PageHeader): string | null {
+  const required: [string, unknown][] = [['page type', header.type]];
+  if (header.type === 'DATA_PAGE') {
+    const h = header.data_page_header;
+    required.push(['data page header', h], ['value count', h?.num_values], ['encoding', h?.encoding]);
+    required.push(['definition level encoding', h?.definition_level_encoding], ['repetition level encoding', h?.repetition_level_encoding]);
+  } else if (header.type === 'DATA_PAGE_V2') {
+    const h = header.data_page_header_v2;
+    required.push(['v2 data page header', h], ['value count', h?.num_values], ['null count', h?.num_nulls], ['row count', h?.num_rows]);
+    required.push(['encoding', h?.encoding], ['definition level length', h?.definition_levels_byte_length]);
+    required.push(['repetition level length', h?.repetition_levels_byte_length]);
+  } else if (header.type === 'DICTIONARY_PAGE') {
+    const h = header.dictionary_page_header;
+    required.push(['dictionary page header', h], ['value count', h?.num_values], ['encoding', h?.encoding]);
+  }
+  return required.find(([, v]) => v === undefined)?.[0] ?? null;
 }
