@@ -7,6 +7,7 @@ import {
   parquetSchema,
   type AsyncBuffer,
   type ColumnMetaData,
+  type FileMetaData,
   type PageHeader,
 } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
@@ -18,16 +19,18 @@ import type { ParseContext, RowEvent } from './types.js';
 /** Yields rows; `line` is the 1-based row number in the file. */
 export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: number) => void): AsyncGenerator<RowEvent[]> {
   const file = await asyncBufferFromFile(ctx.file);
-  let metadata;
+  // The footer (metadata and schema) is read whole first: damage there is the file's, not ours.
+  let metadata: FileMetaData;
+  let columns: string[];
   try {
     metadata = await parquetMetadataAsync(file);
+    columns = parquetSchema(metadata).children.map((c) => c.element.name);
   } catch (e) {
     throw new FormatError(
       ctx.file,
       `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download or export it again`,
     );
   }
-  const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const fields = resolveFields(columns, ctx.fields, `${ctx.file} (Parquet schema)`);
   const wanted = [...new Set([fields.text, fields.label, fields.title, fields.id].filter((f): f is string => f !== undefined))];
   let rowStart = 0;
