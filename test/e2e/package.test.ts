@@ -9,8 +9,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
 
+// Without the npm_* variables `npm test` sets (npm_config_local_prefix would point a nested
+// npm at this checkout, npm_config_onnxruntime_node_install comes from the repo's .npmrc).
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+
 function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...cleanEnv, ...env }, maxBuffer: 1 << 26 });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')} (in ${cwd}) failed:\n${out.slice(-4000)}`);
   return r.stdout ?? '';
