@@ -1,7 +1,8 @@
 // The package as users get it: `npm pack`, installed from the tarball into a fresh project
 // (offline, with onnxruntime-node's download skipped), then a small distillation through the
 // public API only (`from 'kd-toolkit'`): split, cache from a tiny teacher, an n-gram student
-// with KD, eval; the exports map refuses deep imports and the types resolve for TypeScript.
+// with KD, eval; the exports map refuses deep imports, the types resolve for TypeScript, and
+// the installed `kd` command runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -105,6 +106,8 @@ test('the packed tarball installs offline into a fresh project and distills thro
     ONNXRUNTIME_NODE_INSTALL: 'skip',
   });
   assert.ok(existsSync(join(project, 'node_modules', 'kd-toolkit', 'dist', 'src', 'index.js')));
+  const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(run(join(project, 'node_modules', '.bin', 'kd'), ['--version'], project).trim(), version, 'the kd command is installed');
   lap('npm install');
 
   writeFileSync(join(project, 'types.ts'), TYPES);
