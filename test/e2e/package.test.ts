@@ -48,7 +48,10 @@ let deep = null;
 try { await import('kd-toolkit/dist/src/cache/build.js'); } catch (e) { deep = e.code; }
 console.log(JSON.stringify({
   counts: split.counts, cacheRows: manifest.shards.reduce((a, s) => a + s.rows, 0), cached, methods: Object.keys(METHODS),
-  run: { trainRows: run.trainRows, dev: run.dev.accuracy, test: run.test && run.test.accuracy, testN: run.test && run.test.n, steps: run.loop.steps },
+  run: {
+    trainRows: run.trainRows, dev: run.dev.accuracy, test: run.test && run.test.accuracy, testN: run.test && run.test.n,
+    steps: run.loop.steps,
+  },
   model: run.model, files: ['onnx/model.onnx', 'kd-student.json'].map((p) => existsSync(join(run.model, p))),
   result: existsSync(join(work, 'run', 'result.json')),
   eval: { n: ev.n, accuracy: ev.accuracy, agreement: ev.teacher && ev.teacher.agreement, kind: ev.kind },
@@ -96,10 +99,13 @@ test('the packed tarball installs offline into a fresh project and distills thro
   mkdirSync(project);
   // @types/node pinned to the repo's: protobufjs 6 asks for any @types/node, and without a lock
   // npm would pick the newest, which the offline cache does not hold.
-  writeFileSync(
-    join(project, 'package.json'),
-    `${JSON.stringify({ name: 'kd-consumer', private: true, type: 'module', overrides: { '@types/node': installedVersion('@types/node') } })}\n`,
-  );
+  const consumerPackage = {
+    name: 'kd-consumer',
+    private: true,
+    type: 'module',
+    overrides: { '@types/node': installedVersion('@types/node') },
+  };
+  writeFileSync(join(project, 'package.json'), `${JSON.stringify(consumerPackage)}\n`);
   // ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's install script would fetch its CUDA
   // provider from NuGet (the repo's .npmrc, which skips it, does not travel with the package).
   run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(root, packed[0]!.filename)], project, {
