@@ -1,7 +1,47 @@
-// kd-toolkit's library entry: the data readers and the training engine.
+// kd-toolkit's library entry (`import { ... } from 'kd-toolkit'`): the pipeline's main pieces in
+// the order they run (data → teacher → cache → methods and students → eval → report, and
+// runDistill for all of it), the errors a user can cause, and the training engine.
+
+// Data: readers, splits, labels.
 export * from './data/read.js';
 export * from './data/split.js';
 export * from './data/labels.js';
 export type { Example } from './data/example.js';
+
+// Teacher: any Hugging Face-layout ONNX sequence classifier.
+export { Teacher, type TeacherOptions, type TeacherConfig, type PredictOptions, type TeacherOutputs } from './teacher/teacher.js';
+
+// Cache of teacher outputs.
+export { buildCache, type BuildOptions } from './cache/build.js';
+export { CacheReader, verifyCache, mergeCaches, type CachedRows } from './cache/reader.js';
+export type { CacheManifest } from './cache/manifest.js';
+
+// Distillation methods and students.
+export { METHODS, getMethod, parseMethodOptions } from './distill/registry.js';
+export type { DistillMethod, MethodData, LossParts } from './distill/method.js';
+// TODO(#15 integrator): enable once the student registry (src/student/registry.ts) lands:
+// export { STUDENTS, getStudent } from './student/registry.js';
+export { trainStudent, trainStudentSeeds, type StudentRunOptions, type StudentRunResult, type SeedSummary } from './train/student-run.js';
+export { Student } from './student/runtime.js';
+export type { StudentCard, StudentKind } from './student/export.js';
+
+// Evaluation, report, the whole pipeline.
+export { evaluateModel, type EvalReport } from './eval/evaluate.js';
+export { buildReport, loadRun, type ReportRun, type ReportContext } from './eval/report.js';
+export { runDistill, type DistillOptions } from './pipeline/distill.js';
+
+// Errors: every one a user can cause is a UserError (message: what, where, how to fix).
+export { UserError, OptionError } from './errors.js';
 export { DataError, FormatError, ConfigError, type Reject } from './data/errors.js';
+export { CacheMismatchError } from './cache/manifest.js';
+export { UnsafeCachePathError } from './cache/files.js';
+export { ShardFormatError } from './cache/format.js';
+export { MethodOptionError } from './distill/method.js';
+export { HeadNotFoundError } from './teacher/head.js';
+export { DeviceError, type Device } from './engine/session.js';
+export { DamagedFileError } from './engine/safetensors.js';
+export { OutputPathError } from './util/fs.js';
+export { LockHeldError } from './util/lock.js';
+
+// The training engine (graph builder, autodiff, optimizers, Trainer).
 export * as engine from './engine/index.js';

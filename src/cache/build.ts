@@ -108,7 +108,32 @@ export function writeShard(out: string, index: number, rows: ShardRows, dtype: E
   };
 }
 
-/** Builds (or resumes) a cache. Returns its manifest. */
+/**
+ * Builds (or resumes) a cache: runs the teacher once over the data files and writes its logits
+ * and embeddings in shards, each written atomically; a rerun skips the shards already done.
+ *
+ * @param o - Teacher folder, data files, read options (`classes`), output folder, embedding mode
+ *   ('full', 'none', 'pca:K'), dtype, shard size, device.
+ * @returns The cache's manifest (also written to `<out>/manifest.json`).
+ * @throws {OptionError} A malformed `embedding`, `shard` or `shardRows`, or PCA wider than the embedding.
+ * @throws {CacheMismatchError} `out` holds a cache built with another teacher, data or settings.
+ * @throws {LockHeldError} Another build is writing into `out`.
+ * @throws {ConfigError} The teacher cannot be loaded (see {@link Teacher.load}), or the data and options do not fit.
+ * @throws {DataError} A malformed row under `read.strict`.
+ *
+ * @example
+ * ```ts
+ * import { buildCache } from 'kd-toolkit';
+ * const manifest = await buildCache({
+ *   teacher: '../shared/fixtures/hf/tiny-random-bert',
+ *   data: ['split/train.jsonl', 'split/dev.jsonl', 'split/test.jsonl'], // 600 rows
+ *   read: { classes: 2 },
+ *   out: 'cache',
+ * });
+ * console.log(manifest.shards.length, manifest.data.labels, manifest.embedding);
+ * // 1 [ 'negative', 'positive' ] { mode: 'full', dim: 64, sourceDim: 64, dtype: 'float16' }
+ * ```
+ */
 export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   const log = o.log ?? (() => undefined);
   const dtype = o.dtype ?? 'float16';

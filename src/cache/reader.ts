@@ -29,11 +29,19 @@ interface OpenShard {
 }
 
 /**
- * Random access to cached teacher outputs by row index.
+ * Random access to cached teacher outputs by row index, by positioned reads of the shard files
+ * (a cache larger than memory is fine). Open one with {@link CacheReader.open}; `close()` it.
  *
+ * @example
  * ```ts
- * const cache = CacheReader.open('cache/s140');
- * const { logits, embedding } = cache.read(Int32Array.of(5, 17, 3));
+ * import { CacheReader } from 'kd-toolkit';
+ * const cache = CacheReader.open('cache');
+ * console.log(cache.rows, cache.classes, cache.dim, cache.keys().ids.slice(0, 2));
+ * // 600 2 64 [ '1551113334', '1553980610' ]
+ * const { labels, logits, embedding } = cache.read(Int32Array.of(0, 1, 2));
+ * console.log(labels, logits.length, embedding?.length);
+ * // Int32Array(3) [ 0, 0, 0 ] 6 192
+ * cache.close();
  * ```
  */
 export class CacheReader {
@@ -91,6 +99,18 @@ export class CacheReader {
   /**
    * Opens a cache, checking every file the manifest names (inside the cache, regular, the right
    * size) and, unless `verify` is false, every checksum.
+   *
+   * @param dir - The cache folder (`kd cache build --out`).
+   * @param opts - `teacherFingerprint`: refuse a cache of another teacher; `verify: false`: skip the checksum pass.
+   * @returns The open reader.
+   * @throws {CacheMismatchError} No manifest, a part of a sharded build, a missing or damaged file, another teacher.
+   * @throws {UnsafeCachePathError} The manifest names a file outside the cache (or a link out of it).
+   *
+   * @example
+   * ```ts
+   * CacheReader.open('nope');
+   * // CacheMismatchError: nope: no manifest.json: not a kd cache
+   * ```
    */
   static open(dir: string, opts: { teacherFingerprint?: Record<string, string>; verify?: boolean } = {}): CacheReader {
     const manifest = readManifest(dir);
@@ -154,7 +174,19 @@ export class CacheReader {
     return this.shards[lo]!;
   }
 
-  /** Labels, logits and embeddings of `rows` (any order), by positioned reads. */
+  /**
+   * Labels, logits and embeddings of `rows` (any order), by positioned reads.
+   *
+   * @param rows - Row indices in [0, rows).
+   * @returns `labels` [n], `logits` [n, classes] and `embedding` [n, dim] (null when the cache has none), as float32.
+   * @throws {RangeError} A row outside the cache (a bug in the caller, not in the data).
+   *
+   * @example
+   * ```ts
+   * const { logits } = cache.read([0]);
+   * // Float32Array(2) [ -0.0067, -0.1267 ]   (tiny-random-bert, rounded)
+   * ```
+   */
   read(rows: ArrayLike<number>): CachedRows {
     const n = rows.length;
     const C = this.classes;

@@ -73,6 +73,31 @@ function parameterCount(onnxPath: string): number {
   return (model.graph?.initializer ?? []).reduce((s, t) => s + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
 }
 
+/**
+ * Evaluates a student (a folder with kd-student.json) or any teacher folder on labelled data
+ * (`kd eval`): accuracy with a Wilson interval, macro-F1, NLL, calibration, size and latency;
+ * with `cache`, agreement with the teacher, the deviation diagnostic and gradient variance.
+ *
+ * @param o - Model folder, data files, read options (`classes`), optional cache (and `verifyCache`), device,
+ *   fallback, row limit, seed.
+ * @returns The report (`kd eval --json` prints the same object).
+ * @throws {ConfigError} The model folder cannot be loaded, or none of the rows is in `cache`.
+ * @throws {FormatError} ONNX Runtime cannot load the model, or a data file is not its format.
+ * @throws {CacheMismatchError} The cache is damaged, or its classes or labels are not the data's.
+ * @throws {DeviceError} `device` is not available and `allowFallback` is not set.
+ *
+ * @example
+ * ```ts
+ * import { evaluateModel } from 'kd-toolkit';
+ * const ev = await evaluateModel({ model: 'run/model', data: ['split/test.jsonl'], read: { classes: 2 }, cache: 'cache' });
+ * console.log(ev.kind, ev.n, ev.accuracy, ev.macroF1, ev.nll, ev.teacher?.agreement, ev.size);
+ * // student:ngram 90 0.5222222222222223 0.34306569343065696 0.6927753313516775 1 { parameters: 1048613, onnxBytes: 4195338 }
+ * await evaluateModel({ model: 'run/model', data: ['split/test.jsonl'], read: { classes: 2 }, device: 'cuda' });
+ * // DeviceError: --device cuda: the CUDA execution provider is not installed in onnxruntime-node. On a machine with CUDA 12 and
+ * // cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js`. Use --device cpu, or
+ * // pass --allow-cpu-fallback to run on CPU with a warning
+ * ```
+ */
 export async function evaluateModel(o: {
   model: string;
   data: string[];

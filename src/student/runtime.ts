@@ -44,6 +44,19 @@ export function readStudentCard(path: string): StudentCard {
   return card as unknown as StudentCard;
 }
 
+/**
+ * A student exported by `kd train` (`<run>/model`: onnx/model.onnx and kd-student.json, plus the
+ * tokenizer for a transformer), run for class logits; what `kd predict` and `kd eval` use.
+ *
+ * @example
+ * ```ts
+ * import { Student } from 'kd-toolkit';
+ * const student = await Student.load('run/model');
+ * console.log(student.card.kind, student.labels, await student.logits(['what a great day', 'worst film ever']));
+ * // ngram [ 'negative', 'positive' ] Float32Array(4) [ 0.0048, -0.0021, 0.0048, -0.0054 ]   (rounded)
+ * await student.dispose();
+ * ```
+ */
 export class Student {
   private constructor(
     readonly dir: string,
@@ -54,6 +67,22 @@ export class Student {
     readonly device: Device,
   ) {}
 
+  /**
+   * Loads an exported student folder.
+   *
+   * @param dir - The `model` folder of a `kd train` run.
+   * @param opts - Device, CPU fallback, threads.
+   * @returns The student, its session open on `student.device`.
+   * @throws {ConfigError} No kd-student.json or onnx/model.onnx, or a card with a missing or malformed field.
+   * @throws {FormatError} ONNX Runtime cannot load the model (a damaged file).
+   * @throws {DeviceError} `device` is not available and `allowFallback` is not set.
+   *
+   * @example
+   * ```ts
+   * await Student.load('nope');
+   * // ConfigError: nope: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)
+   * ```
+   */
   static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
     if (!existsSync(cardPath))
@@ -83,7 +112,13 @@ export class Student {
     return this.card.labels;
   }
 
-  /** Class logits [n, C] for `texts`, in order. */
+  /**
+   * Class logits [n, C] for `texts`, in order.
+   *
+   * @param texts - The texts to classify.
+   * @param batchSize - Texts per ONNX Runtime call.
+   * @returns Row-major logits, C = `labels.length`.
+   */
   async logits(texts: readonly string[], batchSize = 256): Promise<Float32Array> {
     const C = this.labels.length;
     const out = new Float32Array(texts.length * C);

@@ -183,6 +183,22 @@ export function lengthBatches(lengths: ArrayLike<number>, batchTokens: number, m
   return batches;
 }
 
+/**
+ * A teacher: a Hugging Face-layout ONNX sequence classifier (config.json, tokenizer.json,
+ * onnx/model.onnx) loaded into ONNX Runtime, its graph edited to also output the embedding its
+ * classifier reads. Create one with {@link Teacher.load}; release it with `dispose()`.
+ *
+ * @example
+ * ```ts
+ * import { Teacher } from 'kd-toolkit';
+ * const teacher = await Teacher.load('../shared/fixtures/hf/tiny-random-bert');
+ * console.log(teacher.config);
+ * // { modelType: 'bert', labels: [ 'NEGATIVE', 'POSITIVE' ], maxPositions: 128, vocabSize: 56, padTokenId: null }
+ * console.log(teacher.optimization);
+ * // graph optimized: 42 nodes compute position 0 only, 15 removed
+ * await teacher.dispose();
+ * ```
+ */
 export class Teacher {
   private constructor(
     readonly dir: string,
@@ -202,9 +218,21 @@ export class Teacher {
   /**
    * Loads a teacher folder and edits its graph to also output `embedding`.
    *
+   * @param dir - The teacher folder: config.json (with id2label), tokenizer.json, onnx/model.onnx.
+   * @param opts - Device, threads, quantized model, embedding tensor name, max length, warnings sink, graph optimization.
+   * @returns The loaded teacher, its session open on `teacher.device` (CPU after an allowed fallback).
+   * @throws {ConfigError} The folder lacks a file, config.json is malformed, or the classifier and labels disagree.
+   * @throws {FormatError} ONNX Runtime cannot load the model file.
+   * @throws {HeadNotFoundError} No classifier head is found and `embeddingOutput` does not name one.
+   * @throws {DeviceError} `device` is not available and `allowFallback` is not set.
+   *
+   * @example
    * ```ts
-   * const teacher = await Teacher.load('models/teacher-s140');
+   * const teacher = await Teacher.load('../shared/fixtures/hf/tiny-random-bert');
    * const { logits, embedding } = await teacher.predict(['what a great day']);
+   * await Teacher.load('models/nope');
+   * // ConfigError: models/nope: no config.json; a teacher folder has config.json, tokenizer.json and onnx/model.onnx
+   * // (the Hugging Face / Optimum layout)
    * ```
    */
   static async load(dir: string, opts: TeacherOptions = {}): Promise<Teacher> {
@@ -338,7 +366,20 @@ export class Teacher {
     }
   }
 
-  /** Logits and embeddings for `texts`, in input order. */
+  /**
+   * Logits and embeddings for `texts`, in input order (run in length-sorted batches).
+   *
+   * @param texts - The texts to classify.
+   * @param opts - Batch limits (`batchTokens`, `maxBatch`) and a progress callback.
+   * @returns `logits` [n, classes] and `embedding` [n, dim], row-major, with `classes` and `dim`.
+   *
+   * @example
+   * ```ts
+   * const out = await teacher.predict(['what a great day', 'worst film ever']);
+   * console.log(out.classes, out.dim, out.logits);
+   * // 2 64 Float32Array(4) [ 0.0806, -0.1623, 0.0067, -0.1762 ]   (tiny-random-bert, rounded)
+   * ```
+   */
   async predict(texts: readonly string[], opts: PredictOptions = {}): Promise<TeacherOutputs> {
     const classes = this.labels.length;
     const logits = new Float32Array(texts.length * classes);

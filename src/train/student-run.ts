@@ -136,6 +136,34 @@ function splitDigest(examples: readonly Example[]): string {
  */
 export type StudentRunConfig = Record<string, unknown>;
 
+/**
+ * Trains one student from cached teacher outputs with one method (`kd train` for one seed):
+ * checkpoints and metrics in `<out>/training`, the best checkpoint exported to `<out>/model`,
+ * `<out>/config.json` and `<out>/result.json`.
+ *
+ * @param o - Cache, train/dev/test files (their rows must be in the cache), read options, student kind and
+ *   architecture, loss and its options, training settings, seed, output folder, `resume`, device.
+ * @returns Dev and test accuracy of the best checkpoint, the loop's summary, parameter count, the exported model's folder.
+ * @throws {OptionError} `out` holds a previous run and `resume` is not set, or an unknown loss.
+ * @throws {MethodOptionError} A loss option out of range or one the method does not read.
+ * @throws {CacheMismatchError} The cache is damaged, or its classes or labels are not the data's.
+ * @throws {ConfigError} Rows missing from the cache, data changed since the cache was built, or settings that do not fit.
+ * @throws {DamagedFileError} A checkpoint to resume from is damaged.
+ * @throws {DeviceError} `device` is not available and `allowFallback` is not set.
+ *
+ * @example
+ * ```ts
+ * import { trainStudent } from 'kd-toolkit';
+ * const run = await trainStudent({
+ *   cache: 'cache', train: ['split/train.jsonl'], dev: ['split/dev.jsonl'], test: ['split/test.jsonl'],
+ *   read: { classes: 2 }, student: 'ngram', ngram: { dim: 16, ngrams: { buckets: 65536 } },
+ *   loss: 'kd', lossOptions: { lambda: 0.5, tau: 2 },
+ *   epochs: 1, batchSize: 32, lr: 5e-3, weightDecay: 0, warmupRatio: 0, evalEvery: 0, patience: 0, seed: 13, out: 'run',
+ * });
+ * console.log(run.trainRows, run.parameters, run.loop.steps, run.dev.accuracy, run.test?.accuracy, run.model);
+ * // 420 1048610 14 0.5222222222222223 0.5222222222222223 run/model   (600 tweets, tiny-random-bert teacher)
+ * ```
+ */
 export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResult> {
   const log = o.log ?? (() => undefined);
   const trainingDir = join(o.out, 'training');
@@ -440,6 +468,18 @@ export function checkSeeds(seeds: readonly number[]): void {
 /**
  * Runs one student per seed in `<out>/seed-<seed>` and writes `<out>/summary.json`. With
  * `resume`, a finished seed is reused only when it was trained with the same settings.
+ *
+ * @param o - As for {@link trainStudent}; `seed` is replaced by each of `seeds`, `out` is the parent folder.
+ * @param seeds - Distinct integers in [0, 2³² − 1].
+ * @returns Each seed's result and the summary: mean, std and 95% t interval of dev (and test) accuracy.
+ * @throws {OptionError} No seeds, a repeated or out-of-range seed; and everything {@link trainStudent} throws.
+ *
+ * @example
+ * ```ts
+ * const { runs, summary } = await trainStudentSeeds({ ...options, out: 'runs' }, [13, 14]);
+ * console.log(runs.map((r) => r.dev.accuracy), summary.test);
+ * // [ 0.5222222222222223, 0.5222222222222223 ] { mean: 0.5222222222222223, std: 0, ci95: [ 0.5222222222222223, 0.5222222222222223 ] }
+ * ```
  */
 export async function trainStudentSeeds(
   o: StudentRunOptions,
