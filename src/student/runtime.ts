@@ -4,7 +4,7 @@ import { ConfigError, FormatError } from '../data/errors.js';
 import { UserError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSession, ort, type Device } from '../engine/session.js';
+import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { readJsonObject, tokenFeeds } from '../teacher/teacher.js';
@@ -54,7 +54,7 @@ export class Student {
     readonly device: Device,
   ) {}
 
-  static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
+  static async load(dir: string, opts: SessionOptions = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
     if (!existsSync(cardPath))
       throw new ConfigError(

@@ -7,7 +7,7 @@ import { bertEncoder, gelu, layerNorm, linear } from '../engine/layers.js';
 import { batchMean, correct, crossEntropy } from '../engine/losses.js';
 import { ParameterStore } from '../engine/params.js';
 import { Trainer, type LossDefinition } from '../engine/train-step.js';
-import { ort, type Device } from '../engine/session.js';
+import { ort, type SessionOptions } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
@@ -115,9 +115,7 @@ export async function pretrainEncoder(o: {
   config: PretrainConfig;
   outDir: string;
   resume?: boolean;
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  session?: SessionOptions;
   log?: (line: string) => void;
   bucketedBatches: (lengths: ArrayLike<number>, batchSize: number, rng: Rng) => Int32Array[];
 }): Promise<PretrainResult> {
@@ -130,9 +128,7 @@ export async function pretrainEncoder(o: {
     schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
     stepsPerCall: 'auto',
     seed: c.seed,
-    ...(o.device ? { device: o.device } : {}),
-    ...(o.allowFallback ? { allowFallback: true } : {}),
-    ...(o.threads ? { threads: o.threads } : {}),
+    session: o.session,
   });
   const lengths = o.texts.map((e) => e.ids.length);
   const heldOutFeeds = async (): Promise<number> => {
