@@ -120,7 +120,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   let teacher: Teacher;
   try {
     teacher = await Teacher.load(o.teacher, {
-      ...o.session,
+      session: o.session,
       ...(o.maxLength ? { maxLength: o.maxLength } : {}),
     });
   } catch (e) {

@@ -240,7 +240,7 @@ export class Teacher {
       opts.optimize === false
         ? null
         : await optimizeTeacherGraph(model, modelFile, {
-            ...sessionOpts,
+            session: sessionOpts,
             vocabSize: config.vocabSize ?? tokenizer.vocabSize,
             outputs: ['logits', 'embedding'],
           });
