@@ -27,7 +27,7 @@ import {
   type EmbeddingSpec,
   type ShardEntry,
 } from './manifest.js';
-import type { Device } from '../engine/session.js';
+import type { SessionOptions } from '../engine/session.js';
 
 export interface BuildOptions {
   teacher: string;
@@ -45,9 +45,8 @@ export interface BuildOptions {
   shard?: { k: number; n: number };
   shardRows?: number;
   batchTokens?: number;
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   maxLength?: number;
   log?: (line: string) => void;
   /** For crash tests: exit the process after writing this many shards. */
@@ -146,9 +145,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   let teacher: Teacher;
   try {
     teacher = await Teacher.load(o.teacher, {
-      ...(o.device ? { device: o.device } : {}),
-      ...(o.allowFallback ? { allowFallback: true } : {}),
-      ...(o.threads ? { threads: o.threads } : {}),
+      session: o.session,
       ...(o.maxLength ? { maxLength: o.maxLength } : {}),
     });
   } catch (e) {

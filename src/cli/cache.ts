@@ -2,8 +2,16 @@
 import { Command, Option } from 'commander';
 import { buildCache, parseShard } from '../cache/build.js';
 import { cacheInfo, mergeCaches, verifyCache } from '../cache/reader.js';
-import { batchTokensOption, dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
-import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+import {
+  batchTokensOption,
+  dataOptions,
+  numberOption,
+  printJsonLine,
+  sessionOptions,
+  toReadOptions,
+  usesDevice,
+  type DataCliOptions,
+} from './common.js';
 
 function buildCommand(): Command {
   const cmd = new Command('build')
@@ -19,25 +27,23 @@ function buildCommand(): Command {
     .option('--batch-tokens <n>', 'tokens per teacher batch (default 2048 on CPU, 16384 on a GPU)')
     .option('--max-length <n>', 'truncate inputs to this many tokens')
     .option('--json', 'print the manifest summary as the last line of stdout');
-  for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(
+  for (const o of dataOptions()) cmd.addOption(o);
+  return usesDevice(cmd).action(
     async (
-      o: DataCliOptions &
-        DeviceCliOptions & {
-          teacher: string;
-          data: string[];
-          out: string;
-          dtype: 'float16' | 'float32';
-          embedding: string;
-          pcaFit?: string;
-          shard?: string;
-          shardRows: string;
-          batchTokens?: string;
-          maxLength?: string;
-          json?: boolean;
-        },
+      o: DataCliOptions & {
+        teacher: string;
+        data: string[];
+        out: string;
+        dtype: 'float16' | 'float32';
+        embedding: string;
+        pcaFit?: string;
+        shard?: string;
+        shardRows: string;
+        batchTokens?: string;
+        maxLength?: string;
+        json?: boolean;
+      },
     ) => {
-      const session = toSessionOptions(o);
       const manifest = await buildCache({
         teacher: o.teacher,
         data: o.data,
@@ -50,9 +56,7 @@ function buildCommand(): Command {
         shardRows: numberOption('shard-rows', o.shardRows, { integer: true, min: 1 }),
         ...batchTokensOption(o.batchTokens),
         ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
-        ...(session.device ? { device: session.device } : {}),
-        ...(session.allowFallback ? { allowFallback: true } : {}),
-        ...(session.threads ? { threads: session.threads } : {}),
+        session: sessionOptions(cmd),
         ...(process.env.KD_CACHE_STOP_AFTER_SHARDS ? { stopAfterShards: Number(process.env.KD_CACHE_STOP_AFTER_SHARDS) } : {}),
         log: (l) => process.stderr.write(`${l}\n`),
       });

@@ -1,9 +1,48 @@
 // Option parsing shared by commands: validated at the edge, errors name the option.
 import { OptionError } from '../errors.js';
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { parseClassCount, parseLabelMap, type ClassCount } from '../data/labels.js';
 import { FORMATS, type Format } from '../data/formats/types.js';
 import type { ReadOptions } from '../data/read.js';
+import { DEVICES, type Device, type SessionOptions } from '../engine/session.js';
+
+/** The device options, as commander parses them (declared once, on the root command). */
+export interface DeviceCliOptions {
+  device: Device;
+  allowCpuFallback?: boolean;
+  threads?: string;
+}
+
+/**
+ * `--device`, `--threads`, `--allow-cpu-fallback`: global options of `kd` (main.ts adds them to the
+ * root command). Commander reads a root option anywhere on the line, so `kd --device cuda train`
+ * and `kd train --device cuda` mean the same; commands without a session ignore them.
+ */
+export function deviceOptions(): Option[] {
+  return [
+    new Option('--device <device>', 'execution device').choices([...DEVICES]).default('cpu'),
+    new Option('--allow-cpu-fallback', 'run on CPU with a warning when the device is not available'),
+    new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)'),
+  ];
+}
+
+/** The line each session-using command's help ends with. */
+export const DEVICE_HELP = 'global options: --device, --threads, --allow-cpu-fallback (see kd --help)';
+
+/** Marks `cmd` as one whose sessions follow the global device options (its help says so). */
+export function usesDevice(cmd: Command): Command {
+  return cmd.addHelpText('after', `\n${DEVICE_HELP}`);
+}
+
+/** The session options for the library, from the global device options `cmd` sees. */
+export function sessionOptions(cmd: Command): SessionOptions {
+  const o = cmd.optsWithGlobals<DeviceCliOptions>();
+  return {
+    device: o.device ?? 'cpu',
+    ...(o.allowCpuFallback ? { allowFallback: true } : {}),
+    ...(o.threads !== undefined ? { threads: numberOption('threads', o.threads, { integer: true, min: 1 }) } : {}),
+  };
+}
 
 export interface DataCliOptions {
   format: Format | 'auto';

@@ -1,7 +1,7 @@
 // `kd distill`: the whole pipeline from a recipe.
 import { Command } from 'commander';
 import { runDistill } from '../pipeline/distill.js';
-import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+import { sessionOptions, usesDevice } from './common.js';
 
 export function distillCommand(): Command {
   const cmd = new Command('distill')
@@ -11,9 +11,8 @@ export function distillCommand(): Command {
     .option('--quick', "the recipe's quick size: a small slice, the tiny teacher, one seed (CI)")
     .option('--teacher <dir>', "use this teacher folder instead of the recipe's")
     .option('--json', 'print a JSON summary as the last line of stdout');
-  for (const o of deviceOptions()) cmd.addOption(o);
-  return cmd.action(async (o: DeviceCliOptions & { recipe: string; out?: string; quick?: boolean; teacher?: string; json?: boolean }) => {
-    const session = toSessionOptions(o);
+  return usesDevice(cmd).action(async (o: { recipe: string; out?: string; quick?: boolean; teacher?: string; json?: boolean }) => {
+    const session = sessionOptions(cmd);
     const name = o.recipe.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
     const out = o.out ?? `runs/${name}${o.quick ? '-quick' : ''}`;
     const { report, runs } = await runDistill({
@@ -21,9 +20,7 @@ export function distillCommand(): Command {
       out,
       ...(o.quick ? { quick: true } : {}),
       ...(o.teacher ? { teacher: o.teacher } : {}),
-      ...(session.device ? { device: session.device } : {}),
-      ...(session.allowFallback ? { allowFallback: true } : {}),
-      ...(session.threads ? { threads: session.threads } : {}),
+      session,
       log: (l) => process.stderr.write(`${l}\n`),
     });
     process.stdout.write(`report: ${report}\n${runs.length} runs in ${out}/runs\n`);

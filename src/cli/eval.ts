@@ -1,8 +1,7 @@
 // `kd eval`: metrics, calibration, teacher agreement, diagnostics, size and speed of a model.
 import { Command } from 'commander';
 import { evaluateModel } from '../eval/evaluate.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
-import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 export function evalCommand(): Command {
   const cmd = new Command('eval')
@@ -13,20 +12,15 @@ export function evalCommand(): Command {
     .option('--no-verify', 'with --cache: open it without checking its shard checksums')
     .option('--limit <n>', 'evaluate the first N rows')
     .option('--json', 'print the report as the last line of stdout');
-  for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(
-    async (
-      o: DataCliOptions &
-        DeviceCliOptions & { model: string; data: string[]; cache?: string; verify: boolean; limit?: string; json?: boolean },
-    ) => {
-      const session = toSessionOptions(o);
+  for (const o of dataOptions()) cmd.addOption(o);
+  return usesDevice(cmd).action(
+    async (o: DataCliOptions & { model: string; data: string[]; cache?: string; verify: boolean; limit?: string; json?: boolean }) => {
       const r = await evaluateModel({
         model: o.model,
         data: o.data,
         read: toReadOptions(o),
         ...(o.cache ? { cache: o.cache, verifyCache: o.verify } : {}),
-        ...(session.device ? { device: session.device } : {}),
-        ...(session.allowFallback ? { allowFallback: true } : {}),
+        session: sessionOptions(cmd),
         ...(o.limit ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
       });
       const pct = (x: number) => (100 * x).toFixed(2);

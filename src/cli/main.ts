@@ -10,12 +10,15 @@ import { predictCommand, trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { distillCommand } from './distill.js';
+import { deviceOptions } from './common.js';
 
 export function buildProgram(): Command {
   const program = new Command('kd')
     .description('Knowledge distillation for sentiment classifiers: ONNX teacher → cached outputs → small, fast student')
     .version(toolVersion)
     .showHelpAfterError('(run with --help for usage)');
+  // Global: read before or after the sub-command (`kd train --device cuda …`); see cli/common.ts.
+  for (const o of deviceOptions()) program.addOption(o);
   const data = new Command('data').description('read, check and split datasets');
   data.addCommand(dataStatsCommand());
   data.addCommand(dataSplitCommand());

@@ -1,8 +1,7 @@
 // `kd teacher train`: the default teacher, trained from scratch and exported in the HF layout.
 import { Command } from 'commander';
 import { resolveTeacherConfig, trainDefaultTeacher, type DefaultTeacherConfig, type MemberConfig } from '../teacher/default-teacher.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
-import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 const NUMERIC: [keyof (DefaultTeacherConfig & MemberConfig), string, boolean][] = [
   ['layers', 'layers', true],
@@ -44,8 +43,8 @@ export function teacherTrainCommand(): Command {
     .option('--resume', 'continue from <out>/training/last.safetensors')
     .option('--json', 'print a JSON summary as the last line of stdout');
   for (const [, flag] of NUMERIC) cmd.option(`--${flag} <value>`, `override the preset's ${flag} (member settings apply to every member)`);
-  for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & Record<string, string | boolean | string[] | undefined>) => {
+  for (const o of dataOptions()) cmd.addOption(o);
+  return usesDevice(cmd).action(async (o: DataCliOptions & Record<string, string | boolean | string[] | undefined>) => {
     const overrides: Partial<DefaultTeacherConfig & MemberConfig> = {};
     for (const [key, flag, integer] of NUMERIC) {
       const v = o[camel(flag)];
@@ -53,7 +52,6 @@ export function teacherTrainCommand(): Command {
     }
     const config = resolveTeacherConfig(o.preset as string, overrides);
     if (o.pretrain === false) config.pretrain = null;
-    const session = toSessionOptions(o);
     const result = await trainDefaultTeacher({
       trainFiles: o.data as string[],
       ...(o.dev ? { devFiles: o.dev as string[] } : {}),
@@ -62,9 +60,7 @@ export function teacherTrainCommand(): Command {
       out: o.out as string,
       config,
       ...(o.resume ? { resume: true } : {}),
-      ...(session.device ? { device: session.device } : {}),
-      ...(session.allowFallback ? { allowFallback: true } : {}),
-      ...(session.threads ? { threads: session.threads } : {}),
+      session: sessionOptions(cmd),
       ...(typeof o.limit === 'string' ? { limit: numberOption('limit', o.limit, { integer: true, min: 1 }) } : {}),
       ...(typeof o.maxSteps === 'string' ? { maxSteps: numberOption('max-steps', o.maxSteps, { integer: true, min: 1 }) } : {}),
       log: (line) => process.stderr.write(`${line}\n`),

@@ -1,39 +1,26 @@
 // `kd teacher predict | eval | train`: run any HF-layout ONNX classifier, measure it, or
 // train the default teacher.
-import { Command, Option } from 'commander';
-import { Teacher, softmaxRow, type TeacherOptions } from '../teacher/teacher.js';
+import { Command } from 'commander';
+import { Teacher, softmaxRow } from '../teacher/teacher.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
 import { ConfigError } from '../data/errors.js';
 import { accuracyReport, argmaxRow } from '../train/metrics.js';
-import { DEVICES, type Device } from '../engine/session.js';
+import type { SessionOptions } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
-import { batchTokensOption, dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import {
+  batchTokensOption,
+  dataOptions,
+  numberOption,
+  printJsonLine,
+  sessionOptions,
+  toReadOptions,
+  usesDevice,
+  type DataCliOptions,
+} from './common.js';
 import { teacherTrainCommand } from './teacher-train.js';
 
-export interface DeviceCliOptions {
-  device: Device;
-  allowCpuFallback?: boolean;
-  threads?: string;
-}
-
-export function deviceOptions(): Option[] {
-  return [
-    new Option('--device <device>', 'execution device').choices([...DEVICES]).default('cpu'),
-    new Option('--allow-cpu-fallback', 'run on CPU with a warning when the device is not available'),
-    new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)'),
-  ];
-}
-
-export function toSessionOptions(o: DeviceCliOptions): Pick<TeacherOptions, 'device' | 'allowFallback' | 'threads'> {
-  return {
-    device: o.device,
-    ...(o.allowCpuFallback ? { allowFallback: true } : {}),
-    ...(o.threads !== undefined ? { threads: numberOption('threads', o.threads, { integer: true, min: 1 }) } : {}),
-  };
-}
-
-interface TeacherCliOptions extends DeviceCliOptions {
+interface TeacherCliOptions {
   model: string;
   quantized?: boolean;
   embeddingOutput?: string;
@@ -53,13 +40,12 @@ function teacherOptions(cmd: Command): Command {
       '--no-graph-optimization',
       'run the graph as exported (default: compute only what the logits and embedding need, checked against the original)',
     );
-  for (const o of deviceOptions()) cmd.addOption(o);
-  return cmd;
+  return usesDevice(cmd);
 }
 
-async function loadTeacher(o: TeacherCliOptions): Promise<Teacher> {
+async function loadTeacher(o: TeacherCliOptions, session: SessionOptions): Promise<Teacher> {
   return Teacher.load(o.model, {
-    ...toSessionOptions(o),
+    session,
     ...(o.quantized ? { quantized: true } : {}),
     ...(o.embeddingOutput ? { embeddingOutput: o.embeddingOutput } : {}),
     ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
@@ -68,11 +54,12 @@ async function loadTeacher(o: TeacherCliOptions): Promise<Teacher> {
 }
 
 function predictCommand(): Command {
-  return teacherOptions(new Command('predict').description('logits and predicted labels for texts'))
+  const cmd = teacherOptions(new Command('predict').description('logits and predicted labels for texts'));
+  return cmd
     .requiredOption('--text <text...>', 'texts to classify (repeat --text or pass several)')
     .option('--json', 'print a JSON summary as the last line of stdout')
     .action(async (o: TeacherCliOptions & { text: string[]; json?: boolean }) => {
-      const teacher = await loadTeacher(o);
+      const teacher = await loadTeacher(o, sessionOptions(cmd));
       try {
         const out = await teacher.predict(o.text, batchTokensOption(o.batchTokens));
         const C = out.classes;
@@ -134,7 +121,7 @@ function evalCommand(): Command {
       texts.push(ex.text);
       gold.push(ex.label);
     }
-    const teacher = await loadTeacher(o);
+    const teacher = await loadTeacher(o, sessionOptions(cmd));
     try {
       const datasetLabels = LABEL_NAMES[read.classes];
       const { map, byName } = classMapping(teacher.labels, datasetLabels);

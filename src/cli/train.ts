@@ -5,8 +5,7 @@ import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.
 import { Student } from '../student/runtime.js';
 import { softmaxRow } from '../teacher/teacher.js';
 import { argmaxRow } from '../train/metrics.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
-import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
+import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 /** Loss options: flag name → key in the method's raw options. */
 const LOSS_FLAGS: [string, string, string][] = [
@@ -62,8 +61,8 @@ export function trainCommand(): Command {
     .option('--json', 'print the seed summary as the last line of stdout');
   for (const [flag, , help] of LOSS_FLAGS) cmd.option(`--${flag} <value>`, help);
   cmd.option('--no-center', 'lelp: do not centre class rows before PCA');
-  for (const o of [...dataOptions(), ...deviceOptions()]) cmd.addOption(o);
-  return cmd.action(async (o: DataCliOptions & DeviceCliOptions & Record<string, string | boolean | string[] | undefined>) => {
+  for (const o of dataOptions()) cmd.addOption(o);
+  return usesDevice(cmd).action(async (o: DataCliOptions & Record<string, string | boolean | string[] | undefined>) => {
     const student = o.student as 'ngram' | 'transformer';
     const int = (name: string, v: unknown, min = 0) => numberOption(name, String(v), { integer: true, min });
     const lossOptions: Record<string, unknown> = {};
@@ -75,7 +74,6 @@ export function trainCommand(): Command {
     const seeds = String(o.seeds)
       .split(',')
       .map((s) => numberOption('seeds', s.trim(), { integer: true }));
-    const session = toSessionOptions(o);
     const run: StudentRunOptions = {
       cache: o.cache as string,
       train: o.train as string[],
@@ -113,9 +111,7 @@ export function trainCommand(): Command {
       ...(o.resume ? { resume: true } : {}),
       ...(o.verify === false ? { verifyCache: false } : {}),
       ...(o.limit !== undefined ? { limit: int('limit', o.limit, 1) } : {}),
-      ...(session.device ? { device: session.device } : {}),
-      ...(session.allowFallback ? { allowFallback: true } : {}),
-      ...(session.threads ? { threads: session.threads } : {}),
+      session: sessionOptions(cmd),
       log: (l) => process.stderr.write(`${l}\n`),
     };
     const { runs, summary } = await trainStudentSeeds(run, seeds);
@@ -145,9 +141,8 @@ export function predictCommand(): Command {
     .requiredOption('--model <dir>', 'student folder (<run>/seed-<n>/model)')
     .requiredOption('--text <text...>', 'texts to classify')
     .option('--json', 'print a JSON summary as the last line of stdout');
-  for (const o of deviceOptions()) cmd.addOption(o);
-  return cmd.action(async (o: DeviceCliOptions & { model: string; text: string[]; json?: boolean }) => {
-    const student = await Student.load(o.model, toSessionOptions(o));
+  return usesDevice(cmd).action(async (o: { model: string; text: string[]; json?: boolean }) => {
+    const student = await Student.load(o.model, sessionOptions(cmd));
     try {
       const logits = await student.logits(o.text);
       const C = student.labels.length;

@@ -24,7 +24,7 @@ import { numelOf, ParameterStore, type FloatArray, type ParamSpec } from './para
 import { Rng } from './rng.js';
 import { DamagedFileError, loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
 import { OptionError } from '../errors.js';
-import { createSession, ort, type Device } from './session.js';
+import { createSession, ort, type Device, type SessionOptions } from './session.js';
 import * as op from './ops.js';
 import { dirname } from 'node:path';
 
@@ -249,9 +249,8 @@ export interface TrainerOptions extends Omit<TrainStepSpec, 'stepsPerCall'> {
   /** Seed of parameter initialization and of dropout masks. */
   seed: number;
   schedule?: ScheduleConfig;
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   /** Start from these parameter values instead of a fresh initialization. */
   store?: ParameterStore;
 }
@@ -366,11 +365,7 @@ export class Trainer {
     const store = options.store ?? new ParameterStore(dtype);
     if (store.dtype !== dtype) throw new TypeError(`parameter store is ${store.dtype}, training graph is ${dtype}`);
     store.initialize(built.specs, rng);
-    const { session, device } = await createSession(built.bytes, {
-      ...(options.device ? { device: options.device } : {}),
-      ...(options.allowFallback ? { allowFallback: true } : {}),
-      ...(options.threads ? { threads: options.threads } : {}),
-    });
+    const { session, device } = await createSession(built.bytes, options.session);
     const total = built.dense.reduce((n, p) => n + numelOf(p.shape), 0);
     const buffers: [FloatArray, FloatArray] = [zerosOf(dtype, total), zerosOf(dtype, total)];
     const denseSlots: DenseSlot[] = [];
@@ -408,7 +403,7 @@ export class Trainer {
     if (multi)
       trainer.multi = {
         built: multi,
-        session: (await createSession(multi.bytes, { device, ...(options.threads ? { threads: options.threads } : {}) })).session,
+        session: (await createSession(multi.bytes, { device, threads: options.session?.threads })).session,
       };
     return trainer;
   }
@@ -554,9 +549,7 @@ export class Trainer {
       const outs = this.options.model.forward(ctx, declareInputs(g, this.options.model.inputs));
       this.evalOutputs = Object.keys(outs);
       const bytes = g.serialize({ outputs: Object.entries(outs).map(([name, value]) => ({ name, value })) });
-      this.evalSession = (
-        await createSession(bytes, { device: this.device, ...(this.options.threads ? { threads: this.options.threads } : {}) })
-      ).session;
+      this.evalSession = (await createSession(bytes, { device: this.device, threads: this.options.session?.threads })).session;
     }
     const feeds: Feeds = {};
     for (const name of this.evalSession.inputNames) {

@@ -11,7 +11,7 @@ import { CacheReader } from '../cache/reader.js';
 import { Student } from '../student/runtime.js';
 import { Teacher } from '../teacher/teacher.js';
 import { decodeModel } from '../teacher/onnx-model.js';
-import type { Device } from '../engine/session.js';
+import type { SessionOptions } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from '../train/metrics.js';
 import { calibration, deviationSlope, gradientVariance, softmaxRows, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
 
@@ -45,7 +45,7 @@ interface Classifier {
   dispose(): Promise<void>;
 }
 
-async function loadClassifier(dir: string, placement: { device?: Device; allowFallback?: boolean }): Promise<Classifier> {
+async function loadClassifier(dir: string, placement: SessionOptions): Promise<Classifier> {
   if (existsSync(join(dir, 'kd-student.json'))) {
     const s = await Student.load(dir, placement);
     return {
@@ -57,7 +57,7 @@ async function loadClassifier(dir: string, placement: { device?: Device; allowFa
       dispose: () => s.dispose(),
     };
   }
-  const t = await Teacher.load(dir, { ...placement, warn: () => undefined });
+  const t = await Teacher.load(dir, { session: placement, warn: () => undefined });
   return {
     kind: `teacher:${t.config.modelType}`,
     labels: t.labels,
@@ -104,8 +104,8 @@ export async function evaluateModel(o: {
   read: ReadOptions & { classes: ClassCount };
   cache?: string;
   verifyCache?: boolean;
-  device?: Device;
-  allowFallback?: boolean;
+  /** Where the model runs: `device` and `allowFallback` (latency is measured with ONNX Runtime's default threads). */
+  session?: SessionOptions;
   limit?: number;
   seed?: number;
 }): Promise<EvalReport> {
@@ -116,10 +116,7 @@ export async function evaluateModel(o: {
   }
   const labels = [...LABEL_NAMES[o.read.classes]];
   const C = labels.length;
-  const clf = await loadClassifier(o.model, {
-    ...(o.device ? { device: o.device } : {}),
-    ...(o.allowFallback ? { allowFallback: true } : {}),
-  });
+  const clf = await loadClassifier(o.model, { device: o.session?.device, allowFallback: o.session?.allowFallback });
   try {
     const lower = clf.labels.map((l) => l.toLowerCase());
     const map = labels.map((l, i) => (lower.includes(l) ? lower.indexOf(l) : i));

@@ -16,7 +16,7 @@ import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '..
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { loadRecipe, planJobs, splitMethod } from './recipe.js';
-import { assertDeviceUsable, type Device } from '../engine/session.js';
+import { assertDeviceUsable, type SessionOptions } from '../engine/session.js';
 import { ConfigError } from '../data/errors.js';
 
 export interface DistillOptions {
@@ -25,10 +25,8 @@ export interface DistillOptions {
   quick?: boolean;
   /** Use this teacher folder instead of the recipe's. */
   teacher?: string;
-  device?: Device;
-  /** Run on CPU with a warning when `device` is not available (every stage's sessions). */
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where every stage's sessions run; `allowFallback` applies to each (teacher, cache, trainer, eval). */
+  session?: SessionOptions;
   log?: (line: string) => void;
 }
 
@@ -148,15 +146,13 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const log = o.log ?? (() => undefined);
   const recipe = loadRecipe(o.recipe);
   // A missing provider fails now, not after the split and the teacher's data are prepared.
-  assertDeviceUsable(o);
+  assertDeviceUsable(o.session ?? {});
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
   const jobs = planJobs(recipe, Boolean(quick));
   const read = { classes, progress: false };
   const out = o.out;
-  // Where every stage runs; the fallback applies to each session (teacher, cache, trainer, eval).
-  const placement = { ...(o.device ? { device: o.device } : {}), ...(o.allowFallback ? { allowFallback: true } : {}) };
-  const threads = o.threads ? { threads: o.threads } : {};
+  const session = o.session;
   // Stages remove their own folders when their settings change: only inside a folder kd distill made.
   if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
     throw new ConfigError(
@@ -205,7 +201,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) },
       log,
       'teacher',
-      () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, ...placement, ...threads, log }),
+      () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, session, log }),
       () => existsSync(join(teacherOut, 'onnx', 'model.onnx')),
     );
   }
@@ -228,8 +224,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
         out: cacheDir,
         dtype: recipe.cache.dtype,
         embedding: recipe.cache.embedding,
-        ...placement,
-        ...threads,
+        session,
         log,
       }),
     () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok,
@@ -273,8 +268,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
       seed: seeds[0]!,
       out: dir,
       resume: true,
-      ...placement,
-      ...threads,
+      session,
       log,
     };
     const jobSeeds = job.seeds ?? seeds;
@@ -291,7 +285,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
           `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`,
         );
         const best = r.runs[0]!;
-        const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, ...placement });
+        const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, session });
         writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
         const evTrain = await evaluateModel({
           model: best.model,
@@ -299,7 +293,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
           read,
           cache: cacheDir,
           limit: 5000,
-          ...placement,
+          session,
         });
         writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
       },
@@ -323,7 +317,7 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     async () =>
       writeFileAtomicSync(
         teacherEval,
-        `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, ...placement }))}\n`,
+        `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, session }))}\n`,
       ),
     () => existsSync(teacherEval),
   );

@@ -4,7 +4,7 @@ import { ConfigError, FormatError } from '../data/errors.js';
 import { UserError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createSession, ort, type Device } from '../engine/session.js';
+import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { readJsonObject, tokenFeeds } from '../teacher/teacher.js';
@@ -71,7 +71,7 @@ export class Student {
    * Loads an exported student folder.
    *
    * @param dir - The `model` folder of a `kd train` run.
-   * @param opts - Device, CPU fallback, threads.
+   * @param opts - The session: device, CPU fallback, threads.
    * @returns The student, its session open on `student.device`.
    * @throws {ConfigError} No kd-student.json or onnx/model.onnx, or a card with a missing or malformed field.
    * @throws {FormatError} ONNX Runtime cannot load the model (a damaged file).
@@ -83,7 +83,7 @@ export class Student {
    * // ConfigError: nope: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)
    * ```
    */
-  static async load(dir: string, opts: { device?: Device; allowFallback?: boolean; threads?: number } = {}): Promise<Student> {
+  static async load(dir: string, opts: SessionOptions = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
     if (!existsSync(cardPath))
       throw new ConfigError(

@@ -16,7 +16,7 @@ import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.
 import { ParameterStore } from '../engine/params.js';
 import { modelParamSpecs } from '../engine/context.js';
 import { loadSafetensors } from '../engine/safetensors.js';
-import { ort, type Device } from '../engine/session.js';
+import { ort, type SessionOptions } from '../engine/session.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { assignSplits } from '../data/split.js';
 import { LABEL_NAMES } from '../data/labels.js';
@@ -290,10 +290,8 @@ export interface TrainTeacherOptions {
   out: string;
   config: DefaultTeacherConfig;
   resume?: boolean;
-  device?: Device;
-  /** Run on CPU with a warning when `device` is not available. */
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   limit?: number;
   log?: (line: string) => void;
   maxSteps?: number;
@@ -484,9 +482,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       config: cfg.pretrain,
       outDir: join(work, 'pretrain'),
       ...(o.resume ? { resume: true } : {}),
-      ...(o.device ? { device: o.device } : {}),
-      ...(o.allowFallback ? { allowFallback: true } : {}),
-      ...(o.threads ? { threads: o.threads } : {}),
+      session: o.session,
       ...(o.log ? { log: o.log } : {}),
       bucketedBatches,
     });
@@ -514,9 +510,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
       schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(cfg.warmupRatio * totalSteps)), totalSteps },
       stepsPerCall: 'auto',
       seed: m.seed,
-      ...(o.device ? { device: o.device } : {}),
-      ...(o.allowFallback ? { allowFallback: true } : {}),
-      ...(o.threads ? { threads: o.threads } : {}),
+      session: o.session,
     });
     log(
       `member ${k + 1}/${cfg.members.length}: ${m.layers > 0 ? `${m.layers}-layer encoder (hidden ${m.hidden})` : ''}${m.layers > 0 && m.wideDim > 0 ? ' + ' : ''}${m.wideDim > 0 ? `n-gram bag (${m.wideDim})` : ''}, ${trainer.store.count()} parameters`,

@@ -2,7 +2,7 @@
 // optimized graph must reproduce the original's outputs on probe batches, or it is not used.
 import onnxProto from 'onnx-proto';
 import { dirname } from 'node:path';
-import { createSession, externalDataOptions, ort, type Device } from '../engine/session.js';
+import { createSession, externalDataOptions, ort, type SessionOptions } from '../engine/session.js';
 import { decodeModelBytes, encodeModel, type ModelProto } from './onnx-model.js';
 import { rewriteForFusion } from './fusable.js';
 import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
@@ -11,9 +11,8 @@ import { PROBE_SHAPES, pruneToSelectedRows, type ProbeDims } from './row-prune.j
 const { onnx } = onnxProto;
 
 export interface OptimizeOptions {
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   /** Token ids of the probe batches stay below this. */
   vocabSize: number;
   /** Outputs compared between the original and the optimized graph. */
@@ -87,7 +86,7 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
     session = await ort.InferenceSession.create(encodeModel(probe), {
       graphOptimizationLevel: 'disabled',
       logSeverityLevel: 3,
-      ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+      ...(opts.session?.threads ? { intraOpNumThreads: opts.session.threads } : {}),
       ...externalDataOptions(dirname(modelPath)),
     });
   } catch (e) {
@@ -147,10 +146,8 @@ async function sameOutputs(
   let check: Awaited<ReturnType<typeof createSession>>;
   try {
     check = await createSession(encodeModel(model), {
+      ...opts.session,
       externalDataDir: dirname(modelPath),
-      ...(opts.device ? { device: opts.device } : {}),
-      ...(opts.allowFallback ? { allowFallback: true } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
     });
   } catch (e) {
     return `the rewritten graph did not load (${(e as Error).message.split('\n')[0]})`;

@@ -7,13 +7,24 @@ import { bertEncoder, gelu, layerNorm, linear } from '../engine/layers.js';
 import { batchMean, correct, crossEntropy } from '../engine/losses.js';
 import { ParameterStore } from '../engine/params.js';
 import { Trainer, type LossDefinition } from '../engine/train-step.js';
-import { ort, type Device } from '../engine/session.js';
+import { ort, type SessionOptions } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
 import { join } from 'node:path';
-import type { MemberConfig } from './default-teacher.js';
+
+/**
+ * The encoder's shape: the fields of a default-teacher member (MemberConfig) that pretraining
+ * reads, declared here so that this file does not import default-teacher.ts, which imports it.
+ */
+export interface EncoderShape {
+  layers: number;
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  dropout: number;
+}
 
 export interface PretrainConfig {
   epochs: number;
@@ -26,7 +37,7 @@ export interface PretrainConfig {
 export const DEFAULT_PRETRAIN: PretrainConfig = { epochs: 6, lr: 1e-3, batchSize: 64, maskProbability: 0.15, seed: 7 };
 
 /** Encoder + MLM head (dense, GELU, LayerNorm, decoder over the vocabulary), scored at masked positions only. */
-export function mlmModel(m: MemberConfig, vocabSize: number, maxLength: number): ModelDefinition {
+export function mlmModel(m: EncoderShape, vocabSize: number, maxLength: number): ModelDefinition {
   const seq = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
   return {
     inputs: { input_ids: seq, attention_mask: seq, token_type_ids: seq, mlm_positions: { dtype: 'int64', shape: ['masked'] } },
@@ -110,14 +121,12 @@ export async function pretrainEncoder(o: {
   tokenizer: TextTokenizer;
   texts: Encoding[];
   heldOut: Encoding[];
-  member: MemberConfig;
+  member: EncoderShape;
   maxLength: number;
   config: PretrainConfig;
   outDir: string;
   resume?: boolean;
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  session?: SessionOptions;
   log?: (line: string) => void;
   bucketedBatches: (lengths: ArrayLike<number>, batchSize: number, rng: Rng) => Int32Array[];
 }): Promise<PretrainResult> {
@@ -130,9 +139,7 @@ export async function pretrainEncoder(o: {
     schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
     stepsPerCall: 'auto',
     seed: c.seed,
-    ...(o.device ? { device: o.device } : {}),
-    ...(o.allowFallback ? { allowFallback: true } : {}),
-    ...(o.threads ? { threads: o.threads } : {}),
+    session: o.session,
   });
   const lengths = o.texts.map((e) => e.ids.length);
   const heldOutFeeds = async (): Promise<number> => {

@@ -5,7 +5,7 @@ import { UserError } from '../errors.js';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { createSession, ort, type Device } from '../engine/session.js';
+import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { TextTokenizer, type EncodedBatch, type Encoding } from '../text/tokenizer.js';
 import { decodeModel, encodeModel, externalDataFiles, type ModelProto } from './onnx-model.js';
 import { optimizeTeacherGraph } from './optimize.js';
@@ -13,9 +13,8 @@ import { findEmbeddingTables } from './embedding-tables.js';
 import { exposeTensor, findClassifierHead, headForNamedEmbedding, type ClassifierHead } from './head.js';
 
 export interface TeacherOptions {
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   /** Use onnx/model_quantized.onnx instead of onnx/model.onnx. */
   quantized?: boolean;
   /** Name of the tensor to expose as `embedding` when automatic detection fails. */
@@ -264,16 +263,12 @@ export class Teacher {
           `warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`,
         );
     }
-    const sessionOpts = {
-      ...(opts.device ? { device: opts.device } : {}),
-      ...(opts.allowFallback ? { allowFallback: true } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
-    };
+    const sessionOpts: SessionOptions = { ...opts.session };
     const optimized =
       opts.optimize === false
         ? null
         : await optimizeTeacherGraph(model, modelFile, {
-            ...sessionOpts,
+            session: sessionOpts,
             vocabSize: config.vocabSize ?? tokenizer.vocabSize,
             outputs: ['logits', 'embedding'],
           });

@@ -14,7 +14,7 @@ import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.
 import { DamagedFileError, loadSafetensors } from '../engine/safetensors.js';
 import { OptionError } from '../errors.js';
 import { createHash } from 'node:crypto';
-import { ort, type Device } from '../engine/session.js';
+import { ort, type SessionOptions } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
 import { DEFAULT_NGRAM_STUDENT, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../student/ngram.js';
 import { DEFAULT_TRANSFORMER_STUDENT, transformerStudent, type TransformerStudentConfig } from '../student/transformer.js';
@@ -53,9 +53,8 @@ export interface StudentRunOptions {
   /** false: open the cache without the checksum pass (`--no-verify`). */
   verifyCache?: boolean;
   limit?: number;
-  device?: Device;
-  allowFallback?: boolean;
-  threads?: number;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
+  session?: SessionOptions;
   log?: (line: string) => void;
 }
 
@@ -130,8 +129,8 @@ function splitDigest(examples: readonly Example[]): string {
 /**
  * Everything a run's result depends on, resolved (defaults filled in): stored in each checkpoint,
  * in config.json and in result.json; `--resume` with any other value is refused naming the field.
- * Left out, because a resumed run may change them: where it executes (device, threads,
- * allowFallback), verification switches, log, and where the data and cache live (their contents
+ * Left out, because a resumed run may change them: where it executes (`session`:
+ * device, threads, allowFallback), verification switches, log, and where the data and cache live (their contents
  * are compared).
  */
 export type StudentRunConfig = Record<string, unknown>;
@@ -343,9 +342,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
       stepsPerCall: 'auto',
       seed: o.seed,
-      ...(o.device ? { device: o.device } : {}),
-      ...(o.allowFallback ? { allowFallback: true } : {}),
-      ...(o.threads ? { threads: o.threads } : {}),
+      session: o.session,
     });
     mkdirSync(o.out, { recursive: true });
     writeFileAtomicSync(
