@@ -6,6 +6,7 @@ import { crossEntropy } from '../../engine/losses.js';
 export const ce: DistillMethod<Record<string, never>> = {
   name: 'ce',
   summary: 'cross-entropy with the gold labels (no teacher)',
+  options: [],
   parse: () => ({}),
   headSize: (_o, classes) => classes,
   prepare: () => null,
