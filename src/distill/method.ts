@@ -92,7 +92,13 @@ export function readOptions<const T extends readonly MethodOption[]>(specs: T, r
   return out as OptionValues<T>;
 }
 
-export interface DistillMethod<O, P = null> {
+/** A method bound to one run's options and data: it closes over them (and LELP over the targets it derived). */
+export interface MethodRun {
+  /** Feeds for the loss's inputs for training rows `rows` (indices into MethodData). */
+  feeds(rows: ArrayLike<number>, schedule: StepSchedule): Record<string, ort.Tensor>;
+}
+
+export interface DistillMethod<O> {
   name: string;
   summary: string;
   /** The options it reads: parsing, the unused-option check, kd train's flags and recipe checks come from this list. */
@@ -103,12 +109,10 @@ export interface DistillMethod<O, P = null> {
   check?(o: O, cache: { embeddingMode: string; hasClassifier: boolean }): void;
   /** Student head width: C for most methods, C·S for LELP. */
   headSize(o: O, classes: number): number;
-  /** Host-side, once: targets derived from the cache (LELP) or nothing (null). */
-  prepare(o: O, data: MethodData): P;
+  /** Host-side, once per run: the method bound to its options and the run's data (LELP derives its targets here). */
+  create(o: O, data: MethodData): MethodRun;
   /** Batch inputs the loss reads besides labels. */
   inputs(o: O, classes: number): InputSpecs;
-  /** Feeds for those inputs for training rows `rows` (indices into MethodData). */
-  feeds(o: O, prepared: P, data: MethodData, rows: ArrayLike<number>, schedule: StepSchedule): Record<string, ort.Tensor>;
   /** The loss graph; `head` is the student's raw output, `labels` int64 [B]. */
   loss(o: O, head: Value, labels: Value, inputs: Record<string, Value>, classes: number): LossParts;
   /** Class logits [B, C] from the head (identity unless the head has subclasses). */

@@ -6,17 +6,17 @@ import { kd } from './methods/kd.js';
 import { dtkd } from './methods/dtkd.js';
 import { lelp } from './methods/lelp.js';
 
-export const METHODS: Record<string, DistillMethod<never, never>> = {
-  ce: ce as DistillMethod<never, never>,
-  kd: kd as DistillMethod<never, never>,
-  dtkd: dtkd as DistillMethod<never, never>,
-  lelp: lelp as DistillMethod<never, never>,
+export const METHODS: Record<string, DistillMethod<never>> = {
+  ce: ce as DistillMethod<never>,
+  kd: kd as DistillMethod<never>,
+  dtkd: dtkd as DistillMethod<never>,
+  lelp: lelp as DistillMethod<never>,
 };
 
-export function getMethod(name: string): DistillMethod<unknown, unknown> {
+export function getMethod(name: string): DistillMethod<unknown> {
   const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
   if (!m) throw new OptionError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
-  return m as DistillMethod<unknown, unknown>;
+  return m as DistillMethod<unknown>;
 }
 
 /**

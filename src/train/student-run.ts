@@ -246,7 +246,7 @@ function methodData(cache: CacheReader, d: RunData, seed: number): MethodData {
 /** The student with the method's class logits on top, and the method's loss over its head. */
 function trainingGraphs(
   model: ModelDefinition,
-  method: DistillMethod<unknown, unknown>,
+  method: DistillMethod<unknown>,
   options: unknown,
   classes: number,
 ): { full: ModelDefinition; loss: LossDefinition } {
@@ -429,7 +429,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     if (o.resume) checkResumable(paths.trainingDir, runConfig);
 
     const data = methodData(cache, d, o.seed);
-    const prepared = method.prepare(options, data);
+    const bound = method.create(options, data);
     const featurizer = await student.featurizer(setup.config, setup.tokenizer, [d.train, d.dev, ...(d.test ? [d.test] : [])]);
     const { full, loss } = trainingGraphs(student.model(setup.config, headSize), method, options, classes);
     const { trainer, totalSteps, batchesPerEpoch } = await createTrainer(o, full, loss, d.train.length);
@@ -450,7 +450,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       (_e, rng) => student.batches(d.train.length, featurizer.lengths, o.batchSize, rng),
       (r, schedule) => {
         const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(d.train[i]!.label))), [r.length]);
-        return { ...featurizer.feeds(d.train, r), labels: labelFeed, ...method.feeds(options, prepared, data, r, schedule) };
+        return { ...featurizer.feeds(d.train, r), labels: labelFeed, ...bound.feeds(r, schedule) };
       },
       async () => accuracyOf(d.dev, await predict(d.dev), classes).accuracy,
     );

@@ -9,9 +9,8 @@ export const ce: DistillMethod<Record<string, never>> = {
   options: [],
   parse: () => ({}),
   headSize: (_o, classes) => classes,
-  prepare: () => null,
+  create: () => ({ feeds: () => ({}) }),
   inputs: () => ({}),
-  feeds: () => ({}),
   loss: (_o, head, labels) => {
     const ceTerm = mean(crossEntropy(head, labels));
     return { loss: ceTerm, terms: { ce: ceTerm } };

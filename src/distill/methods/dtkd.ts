@@ -69,15 +69,19 @@ export const dtkd: DistillMethod<DtkdOptions> = {
     return { alpha: v.alpha, beta: v.beta, tau: v.tau, warmupEpochs: v.warmupEpochs, guard: v.dtkdGuard, kdStart: v.kdStart };
   },
   headSize: (_o, classes) => classes,
-  prepare: () => null,
   inputs: (_o, classes) => ({
     teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
     dtkd_weight: { dtype: 'float32', shape: [] },
   }),
-  feeds: (o, _p, data, rows, s) => {
-    const warm = o.warmupEpochs > 0 ? Math.min(s.epoch / o.warmupEpochs, 1) : 1;
-    return { teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows), dtkd_weight: scalarFeed(s.progress < o.kdStart ? 0 : warm) };
-  },
+  create: (o, data) => ({
+    feeds: (rows, s) => {
+      const warm = o.warmupEpochs > 0 ? Math.min(s.epoch / o.warmupEpochs, 1) : 1;
+      return {
+        teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
+        dtkd_weight: scalarFeed(s.progress < o.kdStart ? 0 : warm),
+      };
+    },
+  }),
   loss: (o, head, labels, inputs) => {
     const zt = inputs.teacher_logits!;
     const { teacher, student } = dtkdTemperatures(zt, head, o.tau, o.guard);

@@ -37,14 +37,15 @@ export const kd: DistillMethod<KdOptions> = {
     return { lambda: v.lambda, tau: v.tau, schedule: { kind: v.lambdaSchedule, rampFraction: v.lambdaRamp }, kdStart: v.kdStart };
   },
   headSize: (_o, classes) => classes,
-  prepare: () => null,
   inputs: (_o, classes) => ({
     teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
     kd_lambda: { dtype: 'float32', shape: [] },
   }),
-  feeds: (o, _p, data, rows, s) => ({
-    teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
-    kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
+  create: (o, data) => ({
+    feeds: (rows, s) => ({
+      teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
+      kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
+    }),
   }),
   loss: (o, head, labels, inputs) => {
     const lambda = inputs.kd_lambda!;

@@ -63,7 +63,20 @@ export interface LelpPrepared {
   directions: ReturnType<typeof lelpDirections>;
 }
 
-export const lelp: DistillMethod<LelpOptions, LelpPrepared> = {
+/** The subclass targets of the training rows [n, C·S] and the directions they were split along. */
+export function lelpPrepare(o: LelpOptions, data: MethodData): LelpPrepared {
+  const { h, d } = fullEmbeddings(data);
+  const n = data.labels.length;
+  const groups =
+    o.groupBy === 'gold'
+      ? data.labels
+      : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
+  const w = data.weight ? Float64Array.from(data.weight) : null;
+  const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
+  return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
+}
+
+export const lelp: DistillMethod<LelpOptions> = {
   name: 'lelp',
   summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
   options: OPTIONS,
@@ -92,24 +105,18 @@ export const lelp: DistillMethod<LelpOptions, LelpPrepared> = {
       );
   },
   headSize: (o, classes) => classes * o.subclasses,
-  prepare: (o, data) => {
-    const { h, d } = fullEmbeddings(data);
-    const n = data.labels.length;
-    const groups =
-      o.groupBy === 'gold'
-        ? data.labels
-        : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
-    const w = data.weight ? Float64Array.from(data.weight) : null;
-    const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
-    return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
+  create: (o, data) => {
+    const { targets } = lelpPrepare(o, data);
+    return {
+      feeds: (rows, s) => ({
+        lelp_targets: rowsFeed(targets, data.classes * o.subclasses, rows),
+        lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),
+      }),
+    };
   },
   inputs: (o, classes) => ({
     lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] },
     lelp_weight: { dtype: 'float32', shape: [] },
-  }),
-  feeds: (o, prepared, data, rows, s) => ({
-    lelp_targets: rowsFeed(prepared.targets, data.classes * o.subclasses, rows),
-    lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),
   }),
   loss: (o, head, labels, inputs, classes) => {
     const w = inputs.lelp_weight!;
