@@ -19,11 +19,11 @@ export type { CacheManifest } from './cache/manifest.js';
 // Distillation methods and students.
 export { METHODS, getMethod, parseMethodOptions } from './distill/registry.js';
 export type { DistillMethod, MethodData, LossParts } from './distill/method.js';
-// TODO(#15 integrator): enable once the student registry (src/student/registry.ts) lands:
-// export { STUDENTS, getStudent } from './student/registry.js';
+export { STUDENTS, getStudent } from './student/registry.js';
 export { trainStudent, trainStudentSeeds, type StudentRunOptions, type StudentRunResult, type SeedSummary } from './train/student-run.js';
 export { Student } from './student/runtime.js';
-export type { StudentCard, StudentKind } from './student/export.js';
+export type { StudentKind } from './student/export.js';
+export type { StudentCard, StudentDefinition } from './student/student.js';
 
 // Evaluation, report, the whole pipeline.
 export { evaluateModel, type EvalReport } from './eval/evaluate.js';

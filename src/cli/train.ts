@@ -1,28 +1,22 @@
 // `kd train`: train a student from a teacher-output cache with one distillation method.
 import { Command, Option } from 'commander';
-import { METHODS } from '../distill/registry.js';
+import { OptionError } from '../errors.js';
+import { METHODS, methodFlags } from '../distill/registry.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
+import { getStudent, STUDENTS } from '../student/registry.js';
 import { Student } from '../student/runtime.js';
 import { softmaxRow } from '../teacher/teacher.js';
 import { argmaxRow } from '../train/metrics.js';
 import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
-/** Loss options: flag name → key in the method's raw options. */
-const LOSS_FLAGS: [string, string, string][] = [
-  ['lambda', 'lambda', 'kd: weight of the distillation term (1−λ on CE)'],
-  ['tau', 'tau', 'kd, dtkd, lelp: temperature of the teacher (and student) softmax'],
-  ['lambda-schedule', 'lambdaSchedule', 'kd: constant | linear (ramp λ up from 0)'],
-  ['lambda-ramp', 'lambdaRamp', 'kd: fraction of training the linear ramp takes'],
-  ['kd-start', 'kdStart', 'late switch: train with CE alone for this fraction of training first'],
-  ['alpha', 'alpha', 'dtkd: weight of L_dt; lelp: weight of gold-label CE'],
-  ['beta', 'beta', 'dtkd: weight of the vanilla KD term; lelp: temperature of the subclass split'],
-  ['warmup-epochs', 'warmupEpochs', 'dtkd: w = min(epoch / this, 1)'],
-  ['dtkd-guard', 'dtkdGuard', 'dtkd: clamp (fallback + clamp to [τ/4, 4τ]) | fallback'],
-  ['subclasses', 'subclasses', 'lelp: pseudo-subclasses S per class'],
-  ['group-by', 'groupBy', 'lelp: gold | teacher labels group the embeddings'],
-  ['lelp-variant', 'lelpVariant', 'lelp: lelp | pca | random | kmeans'],
-  ['lelp-seed', 'lelpSeed', 'lelp: seed of the rotations'],
-];
+/** `ngram 5, transformer 4`: a training default of each student, for the help text. */
+const perStudent = (key: 'epochs' | 'batchSize' | 'lr') =>
+  Object.values(STUDENTS)
+    .map((st) => `${st.name} ${st.defaults[key]}`)
+    .join(', ');
+
+/** Commander's property name for a flag (`max-length` → `maxLength`). */
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 export function trainCommand(): Command {
   const cmd = new Command('train')
@@ -31,13 +25,13 @@ export function trainCommand(): Command {
     .requiredOption('--train <file...>', 'training data (every row must be in the cache)')
     .requiredOption('--dev <file...>', 'dev data for early stopping')
     .option('--test <file...>', 'test data, evaluated once with the best checkpoint')
-    .addOption(new Option('--student <kind>', 'student architecture').choices(['ngram', 'transformer']).default('ngram'))
+    .addOption(new Option('--student <kind>', 'student architecture').choices(Object.keys(STUDENTS)).default('ngram'))
     .addOption(new Option('--loss <method>', 'distillation method').choices(Object.keys(METHODS)).default('kd'))
     .requiredOption('--out <dir>', 'run folder')
     .option('--seeds <list>', 'comma-separated seeds; each runs in <out>/seed-<n>', '13')
-    .option('--epochs <n>', 'epochs (default: ngram 5, transformer 4)')
-    .option('--batch-size <n>', 'batch size (default: ngram 64, transformer 32)')
-    .option('--lr <x>', 'peak learning rate (default: ngram 5e-3, transformer 5e-4)')
+    .option('--epochs <n>', `epochs (default: ${perStudent('epochs')})`)
+    .option('--batch-size <n>', `batch size (default: ${perStudent('batchSize')})`)
+    .option('--lr <x>', `peak learning rate (default: ${perStudent('lr')})`)
     .option('--weight-decay <x>', 'AdamW weight decay', '0.01')
     .option('--warmup-ratio <x>', 'fraction of steps of linear warm-up', '0.06')
     .option('--eval-every <n>', 'evaluate on dev every N steps (default: each epoch)', '0')
@@ -48,29 +42,25 @@ export function trainCommand(): Command {
       '--no-verify',
       'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)',
     )
-    .option('--dim <n>', 'ngram: embedding width', '32')
-    .option('--ngram-hidden <n>', 'ngram: hidden layer width (0 = linear)', '0')
-    .option('--buckets <n>', 'ngram: hash buckets', String(1 << 18))
-    .option('--layers <n>', 'transformer: layers', '2')
-    .option('--hidden <n>', 'transformer: hidden size', '128')
-    .option('--heads <n>', 'transformer: attention heads', '2')
-    .option('--intermediate <n>', 'transformer: feed-forward size', '512')
-    .option('--max-length <n>', 'transformer: max tokens', '128')
-    .option('--vocab-size <n>', 'transformer: own WordPiece vocabulary size', '8192')
     .option('--tokenizer <dir>', "transformer: use this folder's tokenizer.json (e.g. the teacher's) instead of its own")
     .option('--json', 'print the seed summary as the last line of stdout');
-  for (const [flag, , help] of LOSS_FLAGS) cmd.option(`--${flag} <value>`, help);
-  cmd.option('--no-center', 'lelp: do not centre class rows before PCA');
+  // Each student's architecture flags, with its defaults (src/student/*.ts).
+  for (const st of Object.values(STUDENTS))
+    for (const opt of st.options) cmd.option(`--${opt.flag} <n>`, opt.help, String(st.defaults[opt.key]));
+  // Each method's options (declared in src/distill/methods/*.ts); unset ones take the method's default.
+  for (const f of methodFlags()) cmd.option(f.negated ? `--no-${f.flag}` : `--${f.flag} <value>`, f.help);
   for (const o of dataOptions()) cmd.addOption(o);
   return usesDevice(cmd).action(async (o: DataCliOptions & Record<string, string | boolean | string[] | undefined>) => {
-    const student = o.student as 'ngram' | 'transformer';
+    const student = getStudent(o.student as string);
+    const defaults = student.defaults;
+    refuseOtherStudentsFlags(cmd, student.name);
     const int = (name: string, v: unknown, min = 0) => numberOption(name, String(v), { integer: true, min });
     const lossOptions: Record<string, unknown> = {};
-    for (const [, key] of LOSS_FLAGS) {
-      const v = o[key];
-      if (v !== undefined) lossOptions[key] = v;
+    for (const f of methodFlags()) {
+      const v = o[f.key];
+      // A negated flag's property is true unless given: only `--no-<flag>` is passed on.
+      if (f.negated ? v === false : v !== undefined) lossOptions[f.key] = v;
     }
-    if (o.center === false) lossOptions.center = false;
     const seeds = String(o.seeds)
       .split(',')
       .map((s) => numberOption('seeds', s.trim(), { integer: true }));
@@ -80,28 +70,14 @@ export function trainCommand(): Command {
       dev: o.dev as string[],
       ...(o.test ? { test: o.test as string[] } : {}),
       read: toReadOptions(o),
-      student,
-      ngram: {
-        dim: int('dim', o.dim, 1),
-        hidden: int('ngram-hidden', o.ngramHidden),
-        ngrams: { buckets: int('buckets', o.buckets, 2), maxN: 2, maxFeatures: 256 },
-        dropout: 0,
-      },
-      transformer: {
-        layers: int('layers', o.layers, 1),
-        hidden: int('hidden', o.hidden, 1),
-        heads: int('heads', o.heads, 1),
-        intermediate: int('intermediate', o.intermediate, 1),
-        maxLength: int('max-length', o.maxLength, 4),
-        vocabSize: int('vocab-size', o.vocabSize, 16),
-        dropout: 0.1,
-      },
+      student: student.name,
+      settings: Object.fromEntries(student.options.map((opt) => [opt.key, int(opt.flag, o[camel(opt.flag)], opt.min)])),
       ...(o.tokenizer ? { tokenizer: o.tokenizer as string } : {}),
       loss: o.loss as string,
       lossOptions,
-      epochs: int('epochs', o.epochs ?? (student === 'ngram' ? 5 : 4), 1),
-      batchSize: int('batch-size', o.batchSize ?? (student === 'ngram' ? 64 : 32), 1),
-      lr: numberOption('lr', String(o.lr ?? (student === 'ngram' ? 5e-3 : 5e-4)), { min: 0 }),
+      epochs: int('epochs', o.epochs ?? defaults.epochs, 1),
+      batchSize: int('batch-size', o.batchSize ?? defaults.batchSize, 1),
+      lr: numberOption('lr', String(o.lr ?? defaults.lr), { min: 0 }),
       weightDecay: numberOption('weight-decay', String(o.weightDecay), { min: 0 }),
       warmupRatio: numberOption('warmup-ratio', String(o.warmupRatio), { min: 0, max: 1 }),
       evalEvery: int('eval-every', o.evalEvery),
@@ -122,11 +98,12 @@ export function trainCommand(): Command {
       );
     const s = summary.test ?? summary.dev;
     process.stdout.write(
-      `${student}/${run.loss} over ${seeds.length} seed(s): ${summary.test ? 'test' : 'dev'} ${pct(s.mean)} ± ${pct(s.std)}% (95% CI of the mean ${pct(s.ci95[0])}–${pct(s.ci95[1])}); models in ${run.out}/seed-*/model\n`,
+      `${student.name}/${run.loss} over ${seeds.length} seed(s): ${summary.test ? 'test' : 'dev'} ${pct(s.mean)} ± ${pct(s.std)}% ` +
+        `(95% CI of the mean ${pct(s.ci95[0])}–${pct(s.ci95[1])}); models in ${run.out}/seed-*/model\n`,
     );
     if (o.json)
       printJsonLine({
-        student,
+        student: student.name,
         loss: run.loss,
         lossOptions,
         summary,
@@ -166,4 +143,18 @@ export function predictCommand(): Command {
       await student.dispose();
     }
   });
+}
+
+/** A flag of another student given on the command line is a mistake, not something to ignore. */
+function refuseOtherStudentsFlags(cmd: Command, chosen: string): void {
+  const own = getStudent(chosen).options.map((opt) => `--${opt.flag}`);
+  for (const other of Object.values(STUDENTS)) {
+    if (other.name === chosen) continue;
+    const given = other.options.find((opt) => cmd.getOptionValueSource(camel(opt.flag)) === 'cli');
+    if (given)
+      throw new OptionError(
+        `'--${given.flag}' is an option of the ${other.name} student; --student ${chosen} reads ${own.join(', ')}` +
+          ` (or pass --student ${other.name})`,
+      );
+  }
 }

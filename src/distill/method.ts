@@ -5,7 +5,7 @@ import { UserError } from '../errors.js';
 import type { Value } from '../engine/graph.js';
 import type { InputSpecs } from '../engine/context.js';
 import { ort } from '../engine/session.js';
-import * as op from '../engine/ops.js';
+import { batchMean } from '../engine/losses.js';
 
 /** What the method can see of the cache and the training rows, host side. */
 export interface MethodData {
@@ -38,21 +38,81 @@ export interface LossParts {
   terms: Record<string, Value>;
 }
 
+/**
+ * One option a method reads, declared in its file: kd train's flag, the recipe field, the help,
+ * the default and the allowed values all come from here.
+ */
+export interface MethodOption {
+  /** Raw key (recipe field, e.g. `lambdaSchedule`); the flag is its kebab case (`--lambda-schedule`). */
+  key: string;
+  help: string;
+  default: number | string | boolean;
+  /** Numbers: the inclusive range (default: any finite number). */
+  range?: readonly [number, number];
+  integer?: boolean;
+  /** Words: the values allowed. */
+  choices?: readonly string[];
+}
+
+/** The parsed value of one declared option: a choice's words, a boolean, or a number. */
+type OptionValue<S extends MethodOption> = S extends { choices: readonly (infer C)[] }
+  ? C
+  : S['default'] extends boolean
+    ? boolean
+    : number;
+
+/** Parsed values of a list of declared options, by key. */
+export type OptionValues<T extends readonly MethodOption[]> = { [S in T[number] as S['key']]: OptionValue<S> };
+
+/** `--lambda-schedule` for `lambdaSchedule`. */
+export function optionFlag(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** `a, b or c`. */
+const orList = (words: readonly string[]) => (words.length > 1 ? `${words.slice(0, -1).join(', ')} or ${words.at(-1)}` : words.join(''));
+
+/** Reads declared options from raw values (CLI strings or recipe values), in declaration order; errors name the option. */
+export function readOptions<const T extends readonly MethodOption[]>(specs: T, raw: Record<string, unknown>): OptionValues<T> {
+  const out: Record<string, unknown> = {};
+  for (const s of specs) {
+    const v = raw[s.key];
+    if (typeof s.default === 'boolean') {
+      out[s.key] = v === undefined ? s.default : v === true || v === 'true';
+    } else if (s.choices) {
+      const word = String(v ?? s.default);
+      if (!s.choices.includes(word)) throw MethodOptionError.forOption(s.key, `must be ${orList(s.choices)}, got ${JSON.stringify(word)}`);
+      out[s.key] = word;
+    } else {
+      const n = num(raw, s.key, s.default as number, s.range ? [s.range[0], s.range[1]] : undefined);
+      if (s.integer && !Number.isInteger(n)) throw MethodOptionError.forOption(s.key, `must be an integer, got ${n}`);
+      out[s.key] = n;
+    }
+  }
+  return out as OptionValues<T>;
+}
+
+/** A method bound to one run's options and data: it closes over them (and LELP over the targets it derived). */
+export interface MethodRun {
+  /** Feeds for the loss's inputs for training rows `rows` (indices into MethodData). */
+  feeds(rows: ArrayLike<number>, schedule: StepSchedule): Record<string, ort.Tensor>;
+}
+
 export interface DistillMethod<O> {
   name: string;
   summary: string;
-  /** Validates raw options (CLI strings or recipe values); errors name the option. */
+  /** The options it reads: parsing, the unused-option check, kd train's flags and recipe checks come from this list. */
+  options: readonly MethodOption[];
+  /** Validates raw options (CLI strings or recipe values) with readOptions(options, raw); errors name the option. */
   parse(raw: Record<string, unknown>): O;
   /** Fails early when the cache cannot support the method (e.g. LELP without embeddings). */
   check?(o: O, cache: { embeddingMode: string; hasClassifier: boolean }): void;
   /** Student head width: C for most methods, C·S for LELP. */
   headSize(o: O, classes: number): number;
-  /** Host-side, once: targets derived from the cache (LELP) or nothing. */
-  prepare(o: O, data: MethodData): unknown;
+  /** Host-side, once per run: the method bound to its options and the run's data (LELP derives its targets here). */
+  create(o: O, data: MethodData): MethodRun;
   /** Batch inputs the loss reads besides labels. */
   inputs(o: O, classes: number): InputSpecs;
-  /** Feeds for those inputs for training rows `rows` (indices into MethodData). */
-  feeds(o: O, prepared: unknown, data: MethodData, rows: ArrayLike<number>, schedule: StepSchedule): Record<string, ort.Tensor>;
   /** The loss graph; `head` is the student's raw output, `labels` int64 [B]. */
   loss(o: O, head: Value, labels: Value, inputs: Record<string, Value>, classes: number): LossParts;
   /** Class logits [B, C] from the head (identity unless the head has subclasses). */
@@ -75,7 +135,7 @@ export class MethodOptionError extends UserError {
 
   /** `'--lambda-schedule' must be ...` on the command line; a recipe names its own field instead. */
   static forOption(key: string, problem: string): MethodOptionError {
-    return new MethodOptionError(`'--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}' ${problem}`, key, problem);
+    return new MethodOptionError(`'--${optionFlag(key)}' ${problem}`, key, problem);
   }
 }
 
@@ -94,11 +154,15 @@ export interface LambdaSchedule {
   rampFraction: number;
 }
 
+/** The λ-schedule options (kd): declared once, read by readOptions. */
+export const LAMBDA_SCHEDULE_OPTIONS = [
+  { key: 'lambdaSchedule', help: 'constant | linear (ramp λ up from 0)', default: 'constant', choices: ['constant', 'linear'] },
+  { key: 'lambdaRamp', help: 'fraction of training the linear ramp takes', default: 0.5, range: [1e-9, 1] },
+] as const satisfies readonly MethodOption[];
+
 export function parseLambdaSchedule(raw: Record<string, unknown>): LambdaSchedule {
-  const kind = String(raw.lambdaSchedule ?? 'constant');
-  if (kind !== 'constant' && kind !== 'linear')
-    throw MethodOptionError.forOption('lambdaSchedule', `must be constant or linear, got ${JSON.stringify(kind)}`);
-  return { kind, rampFraction: num(raw, 'lambdaRamp', 0.5, [1e-9, 1]) };
+  const v = readOptions(LAMBDA_SCHEDULE_OPTIONS, raw);
+  return { kind: v.lambdaSchedule, rampFraction: v.lambdaRamp };
 }
 
 /**
@@ -124,9 +188,4 @@ export function rowsFeed(data: Float32Array, width: number, rows: ArrayLike<numb
 }
 
 /** Mean over the batch. */
-export const mean = (v: Value): Value =>
-  op.reduceMean(
-    v,
-    v.shape.map((_, i) => i),
-    false,
-  );
+export const mean = batchMean;

@@ -1,6 +1,6 @@
 // The methods `kd train --loss NAME` knows: one line each.
 import { OptionError } from '../errors.js';
-import { MethodOptionError, type DistillMethod } from './method.js';
+import { MethodOptionError, optionFlag, type DistillMethod } from './method.js';
 import { ce } from './methods/ce.js';
 import { kd } from './methods/kd.js';
 import { dtkd } from './methods/dtkd.js';
@@ -40,13 +40,13 @@ export const METHODS: Record<string, DistillMethod<never>> = {
  * ```
  */
 export function getMethod(name: string): DistillMethod<unknown> {
-  const m = METHODS[name];
+  const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
   if (!m) throw new OptionError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
   return m as DistillMethod<unknown>;
 }
 
 /**
- * `method.parse(raw)`, and an error for every option the method did not read: a typo in a
+ * `method.parse(raw)`, and an error for every option the method does not declare: a typo in a
  * recipe (`lamda`) or an option of another method (`subclasses` with `kd`) would otherwise be
  * ignored without a word.
  *
@@ -69,25 +69,50 @@ export function getMethod(name: string): DistillMethod<unknown> {
  */
 export function parseMethodOptions(name: string, raw: Record<string, unknown>): unknown {
   const method = getMethod(name);
-  const read = new Set<string>();
-  const tracked = new Proxy(raw, {
-    get(target, key, receiver) {
-      if (typeof key === 'string') read.add(key);
-      return Reflect.get(target, key, receiver);
-    },
-  });
-  const options = method.parse(tracked);
-  const unused = Object.keys(raw).filter((k) => raw[k] !== undefined && !read.has(k));
+  const declared = new Set(method.options.map((o) => o.key));
+  const options = method.parse(raw);
+  const unused = Object.keys(raw).filter((k) => raw[k] !== undefined && !declared.has(k));
   if (unused.length) {
-    const flag = (k: string) => `'${k}' (--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)})`;
-    const reads = `it reads ${[...read].sort().join(', ') || 'no options'}`;
+    const flag = (k: string) => `'${k}' (--${optionFlag(k)})`;
+    const reads = `it reads ${[...declared].sort().join(', ') || 'no options'}`;
+    const them = unused.length > 1 ? 'them' : 'it';
     // A recipe names the first unused option as its field; the command line names every flag.
     throw new MethodOptionError(
-      `loss '${name}' does not use option${unused.length > 1 ? 's' : ''} ${unused.map(flag).join(', ')} with these settings; ${reads}. Remove ${unused.length > 1 ? 'them' : 'it'} or pick the loss that takes ${unused.length > 1 ? 'them' : 'it'}`,
+      `loss '${name}' does not use option${unused.length > 1 ? 's' : ''} ${unused.map(flag).join(', ')} with these settings; ${reads}. ` +
+        `Remove ${them} or pick the loss that takes ${them}`,
       unused[0],
       `loss '${name}' does not use this option with these settings; ${reads}. Remove it or pick the loss that takes it`,
       true,
     );
   }
   return options;
+}
+
+/** One kd train flag per option key over every method: its help says which methods read it and how. */
+export interface MethodFlag {
+  key: string;
+  flag: string;
+  help: string;
+  /** True for a boolean option whose default is true: the flag is `--no-<flag>`. */
+  negated: boolean;
+}
+
+export function methodFlags(): MethodFlag[] {
+  const byKey = new Map<string, { negated: boolean; uses: { method: string; help: string; default: unknown }[] }>();
+  for (const m of Object.values(METHODS))
+    for (const o of m.options) {
+      const entry = byKey.get(o.key) ?? { negated: o.default === true, uses: [] };
+      entry.uses.push({ method: m.name, help: o.help, default: o.default });
+      byKey.set(o.key, entry);
+    }
+  return [...byKey].map(([key, { negated, uses }]) => {
+    // Methods that declare the option alike share one clause: `kd, dtkd: ... (default 0)`.
+    const clauses = new Map<string, string[]>();
+    for (const u of uses) {
+      const text = negated ? `do not ${u.help}` : `${u.help} (default ${String(u.default)})`;
+      clauses.set(text, [...(clauses.get(text) ?? []), u.method]);
+    }
+    const help = [...clauses].map(([text, methods]) => `${methods.join(', ')}: ${text}`).join('; ');
+    return { key, flag: optionFlag(key), negated, help };
+  });
 }

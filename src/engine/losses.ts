@@ -41,6 +41,15 @@ export function klDivergence(
   return op.reduceSum(op.mul(op.exp(logPt), op.sub(logPt, logPs)), [-1], false);
 }
 
+/**
+ * The temperature-scaled KD term (Hinton et al. 2015): τ²·mean over the batch of
+ * KL(softmax(zt/τ) ‖ softmax(zs/τ)), a scalar; τ² keeps its gradients on the scale of CE's.
+ * Used by kd and dtkd.
+ */
+export function distillationTerm(teacherLogits: Value, studentLogits: Value, tau: number): Value {
+  return op.mul(batchMean(klDivergence(teacherLogits, studentLogits, tau)), tau * tau);
+}
+
 /** Mean over the batch (a scalar). */
 export function batchMean(perExample: Value): Value {
   return op.reduceMean(

@@ -15,7 +15,8 @@ import { evaluateModel } from '../eval/evaluate.js';
 import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '../eval/report.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
-import { loadRecipe, planJobs, splitMethod } from './recipe.js';
+import { loadRecipe, planJobs, splitMethod, type Job, type Recipe } from './recipe.js';
+import { resolveStudentSettings } from '../student/registry.js';
 import { assertDeviceUsable, type SessionOptions } from '../engine/session.js';
 import { ConfigError } from '../data/errors.js';
 
@@ -119,6 +120,262 @@ function fileStamps(files: readonly string[]): { file: string; bytes: number; mt
   });
 }
 
+/** Where every stage runs: the fallback applies to each session (teacher, cache, trainer, eval). */
+
+/** What the stages share: the recipe, the output folder, where sessions run, the log. */
+interface DistillContext {
+  recipe: Recipe;
+  out: string;
+  quick: NonNullable<Recipe['quick']> | null;
+  classes: ClassCount;
+  read: { classes: ClassCount; progress: false };
+  session: SessionOptions | undefined;
+  log: (line: string) => void;
+}
+
+/** The split's files and the stage key downstream stages chain on. */
+interface SplitFiles {
+  splitKey: string;
+  splitDir: string;
+  extra: string[];
+  trainFiles: string[];
+  devFiles: string[];
+  testFiles: string[];
+}
+
+/** Stages remove their own folders when their settings change: only inside a folder kd distill made. */
+function prepareOutput(o: DistillOptions, recipe: Recipe): void {
+  const out = o.out;
+  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
+    throw new ConfigError(
+      `--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); ` +
+        'kd distill removes stage folders in it when settings change, so give a new or empty folder',
+    );
+  }
+  mkdirSync(out, { recursive: true });
+  writeFileAtomicSync(
+    join(out, 'recipe.resolved.json'),
+    `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`,
+  );
+}
+
+/** 1. Split. */
+async function splitStage(c: DistillContext): Promise<SplitFiles> {
+  const { recipe, quick } = c;
+  const splitDir = join(c.out, 'data');
+  const splitSettings = {
+    ...recipe.data.split,
+    limit: quick?.limit ?? null,
+    classes: c.classes,
+    inputs: fileStamps(recipe.data.split.files),
+  };
+  const splitKey = await stage(
+    splitDir,
+    splitSettings,
+    c.log,
+    'split',
+    () =>
+      splitDataset(recipe.data.split.files, {
+        ...c.read,
+        dev: recipe.data.split.dev,
+        test: recipe.data.split.test,
+        seed: recipe.data.split.seed,
+        out: splitDir,
+        ...(quick?.limit ? { limit: quick.limit } : {}),
+      }),
+    () => existsSync(join(splitDir, 'train.jsonl')),
+  );
+  const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
+  return {
+    splitKey,
+    splitDir,
+    extra,
+    trainFiles: [join(splitDir, 'train.jsonl'), ...extra],
+    devFiles: [join(splitDir, 'dev.jsonl')],
+    testFiles: recipe.data.test?.length ? recipe.data.test : [join(splitDir, 'test.jsonl')],
+  };
+}
+
+/** 2. Teacher: the given folder, or one trained from the recipe's preset. Returns its folder. */
+async function teacherStage(c: DistillContext, f: SplitFiles, override: string | undefined): Promise<string> {
+  const given = override ? resolve(override) : c.recipe.teacher.dir;
+  if (given) return given;
+  const teacherDir = join(c.out, 'teacher');
+  const preset = c.quick?.teacherPreset ?? c.recipe.teacher.preset!;
+  const config = resolveTeacherConfig(preset, {});
+  const { trainFiles, devFiles } = f;
+  await stage(
+    teacherDir,
+    { preset, config, trainFiles, devFiles, split: f.splitKey, inputs: fileStamps(f.extra) },
+    c.log,
+    'teacher',
+    () =>
+      trainDefaultTeacher({ trainFiles, devFiles, read: c.read, out: teacherDir, config, resume: true, session: c.session, log: c.log }),
+    () => existsSync(join(teacherDir, 'onnx', 'model.onnx')),
+  );
+  return teacherDir;
+}
+
+/** 3. Cache over every file a student reads. Returns the cache folder and its stage key. */
+async function cacheStage(c: DistillContext, f: SplitFiles, teacherDir: string, teacher: Record<string, string>) {
+  const cacheDir = join(c.out, 'cache');
+  const cacheFiles = [...new Set([...f.trainFiles, ...f.devFiles, ...f.testFiles])];
+  const outsideFiles = cacheFiles.filter((file) => !file.startsWith(`${f.splitDir}/`));
+  const cacheKey = await stage(
+    cacheDir,
+    { teacherDir, teacher, split: f.splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: c.recipe.cache },
+    c.log,
+    'cache',
+    () =>
+      buildCache({
+        teacher: teacherDir,
+        data: cacheFiles,
+        read: c.read,
+        out: cacheDir,
+        dtype: c.recipe.cache.dtype,
+        embedding: c.recipe.cache.embedding,
+        session: c.session,
+        log: c.log,
+      }),
+    () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok,
+  );
+  return { cacheDir, cacheKey };
+}
+
+/** A job's training options: the student's defaults, the recipe's `students.<name>` on them, then the method's overrides. */
+function jobRunOptions(c: DistillContext, f: SplitFiles, cacheDir: string, job: Job, dir: string, seed: number): StudentRunOptions {
+  const { loss, lossOptions, training } = splitMethod(job.method);
+  const s = resolveStudentSettings(job.student, { ...c.recipe.students[job.student], ...training });
+  return {
+    cache: cacheDir,
+    train: f.trainFiles,
+    dev: f.devFiles,
+    test: f.testFiles,
+    read: c.read,
+    student: job.student,
+    settings: s,
+    loss,
+    lossOptions,
+    epochs: c.quick?.epochs ?? s.epochs,
+    batchSize: s.batchSize,
+    lr: s.lr,
+    weightDecay: 0.01,
+    warmupRatio: 0.06,
+    evalEvery: 0,
+    patience: 3,
+    seed,
+    out: dir,
+    resume: true,
+    session: c.session,
+    log: c.log,
+  };
+}
+
+/** 4. One job: the student trained with one method over its seeds, then evaluated on test (and part of train). */
+async function studentStage(c: DistillContext, f: SplitFiles, cache: { cacheDir: string; cacheKey: string }, job: Job, seeds: number[]) {
+  const dir = join(c.out, 'runs', job.name);
+  const jobSeeds = job.seeds ?? seeds;
+  const options = jobRunOptions(c, f, cache.cacheDir, job, dir, jobSeeds[0]!);
+  const s = c.recipe.students[job.student] ?? {};
+  const { cacheDir } = cache;
+  // The cache's key stands for the teacher and the split too: any of them changed redoes the run.
+  await stage(
+    dir,
+    { student: job.student, method: job.method, seeds: jobSeeds, cache: cache.cacheKey, s, quick: c.quick },
+    c.log,
+    `train ${job.name}`,
+    async () => {
+      const r = await trainStudentSeeds(options, jobSeeds);
+      const meta = {
+        dataset: c.recipe.name,
+        label: job.name.replace(`${job.student}-`, ''),
+        kind: job.kind,
+        student: job.student,
+        method: job.method,
+      };
+      writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify(meta, null, 2)}\n`);
+      const best = r.runs[0]!;
+      const ev = await evaluateModel({ model: best.model, data: f.testFiles, read: c.read, cache: cacheDir, session: c.session });
+      writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
+      const evTrain = await evaluateModel({
+        model: best.model,
+        data: [f.trainFiles[0]!],
+        read: c.read,
+        cache: cacheDir,
+        limit: 5000,
+        session: c.session,
+      });
+      writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
+    },
+    () => existsSync(join(dir, 'eval.json')),
+  );
+  const meta = join(dir, 'run.json');
+  if (existsSync(meta)) {
+    const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
+    if (m.kind !== job.kind) writeFileAtomicSync(meta, `${JSON.stringify({ ...m, kind: job.kind }, null, 2)}\n`);
+  }
+  return dir;
+}
+
+/** 5. The teacher's own evaluation on test. Returns the eval.json path. */
+async function teacherEvalStage(
+  c: DistillContext,
+  f: SplitFiles,
+  teacherDir: string,
+  teacher: Record<string, string>,
+  cache: { cacheDir: string; cacheKey: string },
+) {
+  const teacherEvalDir = join(c.out, 'teacher-eval');
+  const teacherEval = join(teacherEvalDir, 'eval.json');
+  const { testFiles } = f;
+  await stage(
+    teacherEvalDir,
+    { teacher, testFiles, cache: cache.cacheKey },
+    c.log,
+    'teacher eval',
+    async () => {
+      const ev = await evaluateModel({ model: teacherDir, data: testFiles, read: c.read, cache: cache.cacheDir, session: c.session });
+      writeFileAtomicSync(teacherEval, `${JSON.stringify(ev)}\n`);
+    },
+    () => existsSync(teacherEval),
+  );
+  return teacherEval;
+}
+
+/** The report's context: the dataset, the teacher and its figures, the caveats (a quick run says so). */
+function reportContext(c: DistillContext, teacherDir: string, teacherEval: string, seeds: number[]): ReportContext {
+  const { recipe, quick } = c;
+  const teacherConfig = existsSync(join(teacherDir, 'config.json'))
+    ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } })
+    : {};
+  const quickCaveat = quick
+    ? [
+        `QUICK RUN (--quick): ${quick.limit ?? 'all'} rows, teacher preset ${quick.teacherPreset ?? recipe.teacher.preset}, ` +
+          `${seeds.length} seed(s), ${quick.epochs ?? 'recipe'} epoch(s); figures are smoke-test values, not results.`,
+      ]
+    : [];
+  return {
+    dataset: recipe.name,
+    teacher: {
+      dir: teacherDir,
+      eval: JSON.parse(readFileSync(teacherEval, 'utf8')),
+      ...(teacherConfig.kd?.training?.devAccuracy !== undefined ? { devAccuracy: teacherConfig.kd.training.devAccuracy } : {}),
+    },
+    caveats: [...(recipe.caveats ?? []), ...quickCaveat],
+  };
+}
+
+/** report.html and results.md over the runs. Returns the report's path. */
+function writeReport(c: DistillContext, context: ReportContext, runDirs: string[]): string {
+  writeFileAtomicSync(join(c.out, 'context.json'), `${JSON.stringify(context, null, 2)}\n`);
+  const report = join(c.out, 'report.html');
+  rmSync(report, { force: true });
+  const loaded = runDirs.map(loadRun);
+  writeFileAtomicSync(report, buildReport(loaded, [context], `${c.recipe.name}: distillation report`));
+  writeFileAtomicSync(join(c.out, 'results.md'), buildMarkdownTable(loaded, [context]));
+  return report;
+}
+
 /**
  * The whole pipeline of a recipe (`kd distill`): split → teacher (trained when the recipe names
  * none) → cache → students × methods → eval → report. Each stage done with the same settings is
@@ -150,202 +407,18 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
   const jobs = planJobs(recipe, Boolean(quick));
-  const read = { classes, progress: false };
-  const out = o.out;
-  const session = o.session;
-  // Stages remove their own folders when their settings change: only inside a folder kd distill made.
-  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
-    throw new ConfigError(
-      `--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder`,
-    );
-  }
-  mkdirSync(out, { recursive: true });
-  writeFileAtomicSync(
-    join(out, 'recipe.resolved.json'),
-    `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`,
-  );
-
-  // 1. Split.
-  const splitDir = join(out, 'data');
-  const splitSettings = { ...recipe.data.split, limit: quick?.limit ?? null, classes, inputs: fileStamps(recipe.data.split.files) };
-  const splitKey = await stage(
-    splitDir,
-    splitSettings,
-    log,
-    'split',
-    () =>
-      splitDataset(recipe.data.split.files, {
-        ...read,
-        dev: recipe.data.split.dev,
-        test: recipe.data.split.test,
-        seed: recipe.data.split.seed,
-        out: splitDir,
-        ...(quick?.limit ? { limit: quick.limit } : {}),
-      }),
-    () => existsSync(join(splitDir, 'train.jsonl')),
-  );
-  const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
-  const trainFiles = [join(splitDir, 'train.jsonl'), ...extra];
-  const devFiles = [join(splitDir, 'dev.jsonl')];
-  const testFiles = recipe.data.test?.length ? recipe.data.test : [join(splitDir, 'test.jsonl')];
-
-  // 2. Teacher.
-  let teacherDir = o.teacher ? resolve(o.teacher) : recipe.teacher.dir;
-  if (!teacherDir) {
-    teacherDir = join(out, 'teacher');
-    const preset = quick?.teacherPreset ?? recipe.teacher.preset!;
-    const config = resolveTeacherConfig(preset, {});
-    const teacherOut = teacherDir;
-    await stage(
-      teacherDir,
-      { preset, config, trainFiles, devFiles, split: splitKey, inputs: fileStamps(extra) },
-      log,
-      'teacher',
-      () => trainDefaultTeacher({ trainFiles, devFiles, read, out: teacherOut, config, resume: true, session, log }),
-      () => existsSync(join(teacherOut, 'onnx', 'model.onnx')),
-    );
-  }
+  const c: DistillContext = { recipe, out: o.out, quick, classes, read: { classes, progress: false }, session: o.session, log };
+  prepareOutput(o, recipe);
+  const files = await splitStage(c);
+  const teacherDir = await teacherStage(c, files, o.teacher);
   const teacher = teacherFingerprint(teacherDir);
-
-  // 3. Cache over every file a student reads.
-  const cacheDir = join(out, 'cache');
-  const cacheFiles = [...new Set([...trainFiles, ...devFiles, ...testFiles])];
-  const outsideFiles = cacheFiles.filter((f) => !f.startsWith(`${splitDir}/`));
-  const cacheKey = await stage(
-    cacheDir,
-    { teacherDir, teacher, split: splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: recipe.cache },
-    log,
-    'cache',
-    () =>
-      buildCache({
-        teacher: teacherDir!,
-        data: cacheFiles,
-        read,
-        out: cacheDir,
-        dtype: recipe.cache.dtype,
-        embedding: recipe.cache.embedding,
-        session,
-        log,
-      }),
-    () => existsSync(join(cacheDir, 'manifest.json')) && verifyCache(cacheDir).ok,
-  );
-
-  // 4. Students × methods (and the late switch) over seeds, each evaluated on test.
+  const cache = await cacheStage(c, files, teacherDir, teacher);
+  // Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
   const runDirs: string[] = [];
-  for (const job of jobs) {
-    const dir = join(out, 'runs', job.name);
-    runDirs.push(dir);
-    const s = recipe.students[job.student] ?? {};
-    // A method may override the student's training length and rate (sweeps over `epochs`, `lr`, `batchSize`).
-    const { loss, lossOptions, training } = splitMethod(job.method);
-    const options: StudentRunOptions = {
-      cache: cacheDir,
-      train: trainFiles,
-      dev: devFiles,
-      test: testFiles,
-      read,
-      student: job.student,
-      ngram: { dim: s.dim ?? 32, hidden: s.hidden ?? 0, ngrams: { buckets: s.buckets ?? 262144, maxN: 2, maxFeatures: 256 }, dropout: 0 },
-      transformer: {
-        layers: s.layers ?? 1,
-        hidden: s.hidden ?? 64,
-        heads: s.heads ?? 2,
-        intermediate: s.intermediate ?? 256,
-        maxLength: s.maxLength ?? 128,
-        vocabSize: s.vocabSize ?? 8192,
-        dropout: 0.1,
-      },
-      loss,
-      lossOptions,
-      epochs: quick?.epochs ?? training.epochs ?? s.epochs ?? 4,
-      batchSize: training.batchSize ?? s.batchSize ?? 32,
-      lr: training.lr ?? s.lr ?? 1e-3,
-      weightDecay: 0.01,
-      warmupRatio: 0.06,
-      evalEvery: 0,
-      patience: 3,
-      seed: seeds[0]!,
-      out: dir,
-      resume: true,
-      session,
-      log,
-    };
-    const jobSeeds = job.seeds ?? seeds;
-    // The cache's key stands for the teacher and the split too: any of them changed redoes the run.
-    await stage(
-      dir,
-      { student: job.student, method: job.method, seeds: jobSeeds, cache: cacheKey, s, quick },
-      log,
-      `train ${job.name}`,
-      async () => {
-        const r = await trainStudentSeeds({ ...options, seed: jobSeeds[0]! }, jobSeeds);
-        writeFileAtomicSync(
-          join(dir, 'run.json'),
-          `${JSON.stringify({ dataset: recipe.name, label: job.name.replace(`${job.student}-`, ''), kind: job.kind, student: job.student, method: job.method }, null, 2)}\n`,
-        );
-        const best = r.runs[0]!;
-        const ev = await evaluateModel({ model: best.model, data: testFiles, read, cache: cacheDir, session });
-        writeFileAtomicSync(join(dir, 'eval.json'), `${JSON.stringify(ev)}\n`);
-        const evTrain = await evaluateModel({
-          model: best.model,
-          data: [trainFiles[0]!],
-          read,
-          cache: cacheDir,
-          limit: 5000,
-          session,
-        });
-        writeFileAtomicSync(join(dir, 'eval-train.json'), `${JSON.stringify(evTrain)}\n`);
-      },
-      () => existsSync(join(dir, 'eval.json')),
-    );
-    const meta = join(dir, 'run.json');
-    if (existsSync(meta)) {
-      const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
-      if (m.kind !== job.kind) writeFileAtomicSync(meta, `${JSON.stringify({ ...m, kind: job.kind }, null, 2)}\n`);
-    }
-  }
-
-  // 5. Teacher evaluation and the report.
-  const teacherEvalDir = join(out, 'teacher-eval');
-  const teacherEval = join(teacherEvalDir, 'eval.json');
-  await stage(
-    teacherEvalDir,
-    { teacher, testFiles, cache: cacheKey },
-    log,
-    'teacher eval',
-    async () =>
-      writeFileAtomicSync(
-        teacherEval,
-        `${JSON.stringify(await evaluateModel({ model: teacherDir, data: testFiles, read, cache: cacheDir, session }))}\n`,
-      ),
-    () => existsSync(teacherEval),
-  );
-  const teacherConfig = existsSync(join(teacherDir, 'config.json'))
-    ? (JSON.parse(readFileSync(join(teacherDir, 'config.json'), 'utf8')) as { kd?: { training?: { devAccuracy?: number } } })
-    : {};
-  const context: ReportContext = {
-    dataset: recipe.name,
-    teacher: {
-      dir: teacherDir,
-      eval: JSON.parse(readFileSync(teacherEval, 'utf8')),
-      ...(teacherConfig.kd?.training?.devAccuracy !== undefined ? { devAccuracy: teacherConfig.kd.training.devAccuracy } : {}),
-    },
-    caveats: [
-      ...(recipe.caveats ?? []),
-      ...(quick
-        ? [
-            `QUICK RUN (--quick): ${quick.limit ?? 'all'} rows, teacher preset ${quick.teacherPreset ?? recipe.teacher.preset}, ${seeds.length} seed(s), ${quick.epochs ?? 'recipe'} epoch(s); figures are smoke-test values, not results.`,
-          ]
-        : []),
-    ],
-  };
-  writeFileAtomicSync(join(out, 'context.json'), `${JSON.stringify(context, null, 2)}\n`);
-  const report = join(out, 'report.html');
-  rmSync(report, { force: true });
-  const loaded = runDirs.map(loadRun);
-  writeFileAtomicSync(report, buildReport(loaded, [context], `${recipe.name}: distillation report`));
-  writeFileAtomicSync(join(out, 'results.md'), buildMarkdownTable(loaded, [context]));
+  for (const job of jobs) runDirs.push(await studentStage(c, files, cache, job, seeds));
+  const teacherEval = await teacherEvalStage(c, files, teacherDir, teacher, cache);
+  const report = writeReport(c, reportContext(c, teacherDir, teacherEval, seeds), runDirs);
   log(`report: ${report}`);
   return { report, runs: runDirs };
 }

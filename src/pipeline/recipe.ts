@@ -10,9 +10,12 @@ import { resolveTeacherConfig, TEACHER_PRESETS } from '../teacher/default-teache
 import { parseEmbeddingMode } from '../cache/build.js';
 import { UserError } from '../errors.js';
 import { packageRoot } from '../util/versions.js';
+import { resolveStudentSettings, STUDENTS } from '../student/registry.js';
+import type { StudentDefinition } from '../student/student.js';
 
-export type StudentKind = 'ngram' | 'transformer';
-export const STUDENTS: readonly StudentKind[] = ['ngram', 'transformer'];
+/** A student's registry name (src/student/registry.ts). */
+export type StudentKind = string;
+const STUDENT_NAMES: readonly StudentKind[] = Object.keys(STUDENTS);
 
 export type Method = { loss: string } & Record<string, unknown>;
 
@@ -22,7 +25,8 @@ export interface Recipe {
   data: { split: { files: string[]; dev: number; test: number; seed: number }; extraTrain?: string[]; test?: string[] };
   teacher: { preset?: string; dir?: string };
   cache: { embedding: string; dtype: 'float16' | 'float32' };
-  students: { ngram?: Record<string, number>; transformer?: Record<string, number> };
+  /** Settings per student (its option keys and epochs, batchSize, lr), merged onto the student's defaults. */
+  students: Record<StudentKind, Record<string, number> | undefined>;
   runs: {
     seeds: number[];
     students: StudentKind[];
@@ -232,6 +236,20 @@ const trainingFields: Fields = {
   lr: { schema: number(0, Infinity, { above: true }) },
 };
 
+/** `students.<name>`: the student's own options (their minimum from its declaration) and the training settings. */
+function studentSchema(st: StudentDefinition<unknown>): Schema {
+  const fields: Fields = Object.fromEntries(st.options.map((opt) => [opt.key, { schema: int(opt.min) }]));
+  return object(
+    { ...fields, ...trainingFields },
+    {
+      check: (s, at) => {
+        const problem = st.check?.(resolveStudentSettings(st.name, s));
+        if (problem) throw new FieldError(`${at}.${problem.key}`, problem.problem);
+      },
+    },
+  );
+}
+
 const RECIPE_SCHEMA = object({
   name: { schema: text, required: true, hint: 'name: <dataset name shown in the report>' },
   classes: { schema: oneOf([2, 3, 5], 'class count') },
@@ -281,41 +299,15 @@ const RECIPE_SCHEMA = object({
       dtype: { schema: oneOf(['float16', 'float32'], 'dtype'), required: true },
     }),
   },
-  students: {
-    schema: object({
-      ngram: {
-        schema: object({ dim: { schema: positiveInt }, hidden: { schema: int(0) }, buckets: { schema: int(2) }, ...trainingFields }),
-      },
-      transformer: {
-        schema: object(
-          {
-            layers: { schema: positiveInt },
-            hidden: { schema: positiveInt },
-            heads: { schema: positiveInt },
-            intermediate: { schema: positiveInt },
-            maxLength: { schema: int(4) },
-            vocabSize: { schema: int(16) },
-            ...trainingFields,
-          },
-          {
-            check: (s, at) => {
-              const hidden = (s.hidden as number | undefined) ?? 64;
-              const heads = (s.heads as number | undefined) ?? 2;
-              if (hidden % heads !== 0) throw new FieldError(`${at}.hidden`, `${hidden} must be divisible by heads (${heads})`);
-            },
-          },
-        ),
-      },
-    }),
-  },
+  students: { schema: object(Object.fromEntries(Object.values(STUDENTS).map((st) => [st.name, { schema: studentSchema(st) }]))) },
   runs: {
     required: true,
     schema: object({
       seeds: { schema: seedList, required: true, hint: 'seeds: [13]' },
       students: {
-        schema: list(oneOf(STUDENTS, 'student'), { min: 1, unique: true }),
+        schema: list(oneOf(STUDENT_NAMES, 'student'), { min: 1, unique: true }),
         required: true,
-        hint: `students: [${STUDENTS.join(', ')}]`,
+        hint: `students: [${STUDENT_NAMES.join(', ')}]`,
       },
       methods: {
         schema: list(object(methodFields, { extra: true }), { min: 1 }),
@@ -327,7 +319,7 @@ const RECIPE_SCHEMA = object({
           {
             ...methodFields,
             kdStart: { schema: list(number(0, 1), { min: 1, unique: true }), required: true },
-            students: { schema: list(oneOf(STUDENTS, 'student'), { unique: true }) },
+            students: { schema: list(oneOf(STUDENT_NAMES, 'student'), { unique: true }) },
           },
           { extra: true },
         ),
@@ -337,7 +329,7 @@ const RECIPE_SCHEMA = object({
           object(
             {
               ...methodFields,
-              student: { schema: oneOf(STUDENTS, 'student'), required: true },
+              student: { schema: oneOf(STUDENT_NAMES, 'student'), required: true },
               param: { schema: text, required: true },
               values: { schema: list(sweepValue, { min: 1, unique: true }), required: true },
               seeds: { schema: seedList },

@@ -1,37 +1,16 @@
-// Student exports a user can run: the transformer in the Hugging Face layout (transformers.js
-// and onnxruntime-web load it as is), the n-gram student as ONNX plus a preprocessing spec.
+// Student exports a user can run: onnx/model.onnx, kd-student.json, and what the student's
+// module writes beside them (the transformer's Hugging Face layout, which transformers.js and
+// onnxruntime-web load as is; the n-gram student's preprocessing spec in the card).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../util/fs.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
-import type { NgramStudentConfig } from './ngram.js';
-import type { TransformerStudentConfig } from './transformer.js';
+import type { StudentCard } from './student.js';
+import { getStudent } from './registry.js';
 
-export type StudentKind = 'ngram' | 'transformer';
-
-/** Written as kd-student.json next to the model. */
-export interface StudentCard {
-  format: 'kd-student';
-  version: 1;
-  kind: StudentKind;
-  labels: string[];
-  /** The n-gram student's preprocessing (see src/text/ngrams.ts): what a browser must reproduce. */
-  preprocessing?: {
-    version: 1;
-    lowercase: true;
-    entities: string[];
-    url: string;
-    user: string;
-    tokenPattern: string;
-    hash: 'fnv1a-32 of UTF-8, bucket = 1 + h mod (buckets - 1), 0 = padding';
-    buckets: number;
-    maxN: number;
-    maxFeatures: number;
-  };
-  inputs: string[];
-  config: NgramStudentConfig | TransformerStudentConfig;
-  training: Record<string, unknown>;
-}
+export type { StudentCard } from './student.js';
+/** A student's registry name (see src/student/registry.ts). */
+export type StudentKind = string;
 
 export function exportStudent(
   dir: string,
@@ -39,7 +18,7 @@ export function exportStudent(
     kind: StudentKind;
     labels: string[];
     onnx: Uint8Array;
-    config: NgramStudentConfig | TransformerStudentConfig;
+    config: object;
     tokenizer: TextTokenizer | null;
     training: Record<string, unknown>;
   },
@@ -52,46 +31,16 @@ export function exportStudent(
     kind: s.kind,
     labels: s.labels,
     inputs: [],
-    config: s.config,
+    config: s.config as Record<string, unknown>,
     training: s.training,
   };
-  if (s.kind === 'ngram') {
-    const c = s.config as NgramStudentConfig;
-    card.inputs = ['ngram_ids', 'ngram_mask'];
-    card.preprocessing = {
-      version: 1,
-      lowercase: true,
-      entities: ['&quot;', '&amp;', '&lt;', '&gt;', '&#39;'],
-      url: '(?:https?://|www\\.)\\S+ → " <url> "',
-      user: '@\\w+ → " <user> "',
-      tokenPattern: "<url>|<user>|[a-z0-9']+|[^\\sa-z0-9']",
-      hash: 'fnv1a-32 of UTF-8, bucket = 1 + h mod (buckets - 1), 0 = padding',
-      buckets: c.ngrams.buckets,
-      maxN: c.ngrams.maxN,
-      maxFeatures: c.ngrams.maxFeatures,
-    };
-  } else {
-    const c = s.config as TransformerStudentConfig;
-    card.inputs = ['input_ids', 'attention_mask', 'token_type_ids'];
-    s.tokenizer!.save(dir);
-    const config = {
-      architectures: ['BertForSequenceClassification'],
-      model_type: 'bert',
-      vocab_size: c.vocabSize,
-      hidden_size: c.hidden,
-      num_hidden_layers: c.layers,
-      num_attention_heads: c.heads,
-      intermediate_size: c.intermediate,
-      hidden_act: 'gelu',
-      max_position_embeddings: c.maxLength,
-      type_vocab_size: 2,
-      layer_norm_eps: 1e-12,
-      pad_token_id: 0,
-      id2label: Object.fromEntries(s.labels.map((l, i) => [String(i), l])),
-      label2id: Object.fromEntries(s.labels.map((l, i) => [l, i])),
-      kd: { producer: 'kd-toolkit', role: 'student', training: s.training },
-    };
-    writeFileAtomicSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  }
+  const { inputs, preprocessing } = getStudent(s.kind).exportFiles(dir, {
+    config: s.config as never,
+    labels: s.labels,
+    tokenizer: s.tokenizer,
+    training: s.training,
+  });
+  card.inputs = inputs;
+  if (preprocessing) card.preprocessing = preprocessing;
   writeFileAtomicSync(join(dir, 'kd-student.json'), `${JSON.stringify(card, null, 2)}\n`);
 }

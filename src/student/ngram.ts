@@ -6,7 +6,11 @@ import * as op from '../engine/ops.js';
 import { linear, maskedMean } from '../engine/layers.js';
 import { normal, uniform } from '../engine/params.js';
 import { ort } from '../engine/session.js';
-import { DEFAULT_NGRAMS, type NgramSpec } from '../text/ngrams.js';
+import { shuffledBatches } from '../engine/batches.js';
+import { ConfigError } from '../data/errors.js';
+import { ngramFeatures, type NgramSpec } from '../text/ngrams.js';
+import type { Example } from '../data/example.js';
+import type { StudentDefinition, StudentSettings } from './student.js';
 
 export interface NgramStudentConfig {
   ngrams: NgramSpec;
@@ -16,7 +20,14 @@ export interface NgramStudentConfig {
   dropout: number;
 }
 
-export const DEFAULT_NGRAM_STUDENT: NgramStudentConfig = { ngrams: DEFAULT_NGRAMS, dim: 64, hidden: 0, dropout: 0 };
+/** The n-gram student's defaults (what kd train runs with; recipes merge onto them). */
+export const NGRAM_DEFAULTS: StudentSettings = { dim: 32, hidden: 0, buckets: 1 << 18, epochs: 5, batchSize: 64, lr: 5e-3 };
+
+function ngramConfig(s: StudentSettings): NgramStudentConfig {
+  return { ngrams: { buckets: s.buckets!, maxN: 2, maxFeatures: 256 }, dim: s.dim!, hidden: s.hidden!, dropout: 0 };
+}
+
+export const DEFAULT_NGRAM_STUDENT: NgramStudentConfig = ngramConfig(NGRAM_DEFAULTS);
 
 /** Outputs `head` (headSize raw outputs) and `embedding` (the pooled bag). */
 export function ngramStudent(cfg: NgramStudentConfig, classes: number): ModelDefinition {
@@ -54,3 +65,70 @@ export function ngramFeeds(features: readonly Int32Array[]): Record<string, ort.
     ngram_mask: new ort.Tensor('int64', mask, [features.length, width]),
   };
 }
+
+const PREPROCESSING = {
+  version: 1,
+  lowercase: true,
+  entities: ['&quot;', '&amp;', '&lt;', '&gt;', '&#39;'],
+  url: '(?:https?://|www\\.)\\S+ → " <url> "',
+  user: '@\\w+ → " <user> "',
+  tokenPattern: "<url>|<user>|[a-z0-9']+|[^\\sa-z0-9']",
+  hash: 'fnv1a-32 of UTF-8, bucket = 1 + h mod (buckets - 1), 0 = padding',
+};
+
+export const ngram: StudentDefinition<NgramStudentConfig> = {
+  name: 'ngram',
+  summary: 'hashed bag of word uni- and bigrams (fastText-like)',
+  options: [
+    { key: 'dim', flag: 'dim', help: 'ngram: embedding width', min: 1 },
+    { key: 'hidden', flag: 'ngram-hidden', help: 'ngram: hidden layer width (0 = linear)', min: 0 },
+    { key: 'buckets', flag: 'buckets', help: 'ngram: hash buckets', min: 2 },
+  ],
+  defaults: NGRAM_DEFAULTS,
+  setup: (settings) => {
+    const config = ngramConfig(settings);
+    return { config, recorded: { ...config }, tokenizer: null, tokenizerSaved: false };
+  },
+  model: ngramStudent,
+  featurizer: async (cfg) => {
+    const featureCache = new Map<Example[], Int32Array[]>();
+    const features = (xs: Example[]) => {
+      let f = featureCache.get(xs);
+      if (!f) featureCache.set(xs, (f = xs.map((e) => ngramFeatures(e.text, cfg.ngrams))));
+      return f;
+    };
+    return { feeds: (xs, r) => ngramFeeds(Array.from(r, (i) => features(xs)[i]!)), lengths: [] };
+  },
+  batches: (n, _lengths, batchSize, rng) => shuffledBatches(n, batchSize, rng),
+  exportFiles: (_dir, s) => {
+    return {
+      inputs: ['ngram_ids', 'ngram_mask'],
+      preprocessing: {
+        ...PREPROCESSING,
+        buckets: s.config.ngrams.buckets,
+        maxN: s.config.ngrams.maxN,
+        maxFeatures: s.config.ngrams.maxFeatures,
+      },
+    };
+  },
+  checkCard: (config, path, reexport) => {
+    const ngrams = config.ngrams as Record<string, unknown> | undefined;
+    const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+    if (
+      typeof ngrams !== 'object' ||
+      ngrams === null ||
+      !positive(ngrams.buckets) ||
+      !positive(ngrams.maxN) ||
+      !positive(ngrams.maxFeatures)
+    ) {
+      throw new ConfigError(
+        `${path}: field config.ngrams must be { buckets, maxN, maxFeatures } (positive integers), ` +
+          `got ${JSON.stringify(ngrams ?? null)}; ${reexport}`,
+      );
+    }
+  },
+  loader: (_dir, card) => {
+    const cfg = card.config as unknown as NgramStudentConfig;
+    return async (texts) => ngramFeeds(texts.map((t) => ngramFeatures(t, cfg.ngrams)));
+  },
+};

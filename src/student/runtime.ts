@@ -1,15 +1,13 @@
-// Running an exported student (kd predict, kd eval): the n-gram student from its ONNX model
-// and preprocessing spec, the transformer student from its Hugging Face-layout folder.
+// Running an exported student (kd predict, kd eval): its ONNX model, fed by the loader of the
+// student module its card names (n-gram: the preprocessing spec; transformer: the HF folder).
 import { ConfigError, FormatError } from '../data/errors.js';
 import { UserError } from '../errors.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
-import { ngramFeatures } from '../text/ngrams.js';
-import { TextTokenizer } from '../text/tokenizer.js';
-import { readJsonObject, tokenFeeds } from '../teacher/teacher.js';
-import { ngramFeeds, type NgramStudentConfig } from './ngram.js';
-import type { StudentCard } from './export.js';
+import { readJsonObject } from '../teacher/teacher.js';
+import type { StudentCard } from './student.js';
+import { getStudent, STUDENTS } from './registry.js';
 
 const REEXPORT = 'export the student again with kd train (the card is written by it, not by hand)';
 
@@ -20,27 +18,19 @@ export function readStudentCard(path: string): StudentCard {
     new ConfigError(`${path}: field ${field} must be ${want}, got ${JSON.stringify(card[field] ?? null)}; ${REEXPORT}`);
   if (card.format !== 'kd-student') throw bad('format', '"kd-student"');
   if (card.version !== 1) throw bad('version', '1 (the only card version this kd reads)');
-  if (card.kind !== 'ngram' && card.kind !== 'transformer') throw bad('kind', '"ngram" or "transformer"');
+  if (typeof card.kind !== 'string' || !Object.hasOwn(STUDENTS, card.kind))
+    throw bad(
+      'kind',
+      Object.keys(STUDENTS)
+        .map((k) => JSON.stringify(k))
+        .join(' or '),
+    );
   const labels = card.labels;
   if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string'))
     throw bad('labels', 'a list of at least two class names');
   const config = card.config as Record<string, unknown> | undefined;
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw bad('config', "an object (the student's architecture)");
-  if (card.kind === 'ngram') {
-    const ngrams = config.ngrams as Record<string, unknown> | undefined;
-    const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
-    if (
-      typeof ngrams !== 'object' ||
-      ngrams === null ||
-      !positive(ngrams.buckets) ||
-      !positive(ngrams.maxN) ||
-      !positive(ngrams.maxFeatures)
-    ) {
-      throw new ConfigError(
-        `${path}: field config.ngrams must be { buckets, maxN, maxFeatures } (positive integers), got ${JSON.stringify(ngrams ?? null)}; ${REEXPORT}`,
-      );
-    }
-  }
+  getStudent(card.kind).checkCard?.(config, path, REEXPORT);
   return card as unknown as StudentCard;
 }
 
@@ -62,7 +52,8 @@ export class Student {
     readonly dir: string,
     readonly card: StudentCard,
     readonly session: ort.InferenceSession,
-    private readonly tokenizer: TextTokenizer | null,
+    /** Feeds for raw texts, from the student's module. */
+    private readonly featurize: (texts: readonly string[]) => Promise<Record<string, ort.Tensor>>,
     /** Where the session runs: CPU after an allowed fallback. */
     readonly device: Device,
   ) {}
@@ -104,8 +95,7 @@ export class Student {
         `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the student again with kd train`,
       );
     }
-    const tokenizer = card.kind === 'transformer' ? TextTokenizer.fromFolder(dir) : null;
-    return new Student(dir, card, session, tokenizer, device);
+    return new Student(dir, card, session, getStudent(card.kind).loader(dir, card), device);
   }
 
   get labels(): string[] {
@@ -124,14 +114,7 @@ export class Student {
     const out = new Float32Array(texts.length * C);
     for (let s = 0; s < texts.length; s += batchSize) {
       const part = texts.slice(s, s + batchSize);
-      let feeds: Record<string, ort.Tensor>;
-      if (this.tokenizer) {
-        feeds = tokenFeeds(this.tokenizer.pad(await this.tokenizer.encode(part)));
-      } else {
-        const cfg = this.card.config as NgramStudentConfig;
-        feeds = ngramFeeds(part.map((t) => ngramFeatures(t, cfg.ngrams)));
-      }
-      const r = await this.session.run(feeds, ['logits']);
+      const r = await this.session.run(await this.featurize(part), ['logits']);
       out.set(r.logits!.data as Float32Array, s * C);
     }
     return out;

@@ -6,6 +6,15 @@ import type { Value } from '../engine/graph.js';
 import type { ModelContext, ModelDefinition } from '../engine/context.js';
 import * as op from '../engine/ops.js';
 import { bertEncoder, linear } from '../engine/layers.js';
+import { bucketedBatches } from '../engine/batches.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DamagedFileError } from '../engine/safetensors.js';
+import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
+import { tokenFeeds } from '../teacher/teacher.js';
+import type { Example } from '../data/example.js';
+import { writeFileAtomicSync } from '../util/fs.js';
+import type { SetupContext, StudentDefinition, StudentSettings } from './student.js';
 
 export interface TransformerStudentConfig {
   layers: number;
@@ -17,14 +26,24 @@ export interface TransformerStudentConfig {
   dropout: number;
 }
 
-export const DEFAULT_TRANSFORMER_STUDENT: Omit<TransformerStudentConfig, 'vocabSize'> = {
+/** The transformer student's defaults (what kd train runs with; recipes merge onto them). */
+export const TRANSFORMER_DEFAULTS: StudentSettings = {
   layers: 2,
   hidden: 128,
   heads: 2,
   intermediate: 512,
   maxLength: 128,
-  dropout: 0.1,
+  vocabSize: 8192,
+  epochs: 4,
+  batchSize: 32,
+  lr: 5e-4,
 };
+
+function architecture(s: StudentSettings): Omit<TransformerStudentConfig, 'vocabSize'> {
+  return { layers: s.layers!, hidden: s.hidden!, heads: s.heads!, intermediate: s.intermediate!, maxLength: s.maxLength!, dropout: 0.1 };
+}
+
+export const DEFAULT_TRANSFORMER_STUDENT: Omit<TransformerStudentConfig, 'vocabSize'> = architecture(TRANSFORMER_DEFAULTS);
 
 const SEQ = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
 
@@ -59,3 +78,95 @@ export function transformerStudent(cfg: TransformerStudentConfig, headSize: numb
     },
   };
 }
+
+/** The Hugging Face config.json of an exported student (BertForSequenceClassification). */
+function hfConfig(c: TransformerStudentConfig, labels: string[], training: Record<string, unknown>): Record<string, unknown> {
+  return {
+    architectures: ['BertForSequenceClassification'],
+    model_type: 'bert',
+    vocab_size: c.vocabSize,
+    hidden_size: c.hidden,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    intermediate_size: c.intermediate,
+    hidden_act: 'gelu',
+    max_position_embeddings: c.maxLength,
+    type_vocab_size: 2,
+    layer_norm_eps: 1e-12,
+    pad_token_id: 0,
+    id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
+    label2id: Object.fromEntries(labels.map((l, i) => [l, i])),
+    kd: { producer: 'kd-toolkit', role: 'student', training },
+  };
+}
+
+/** The vocabulary: the run's own on resume (ids must point at the same rows), else --tokenizer's, else trained on the training texts. */
+function vocabulary(base: { maxLength: number }, vocabSize: number, ctx: SetupContext) {
+  if (ctx.resuming) {
+    if (!existsSync(join(ctx.tokenizerDir, 'tokenizer.json')))
+      throw new DamagedFileError(
+        join(ctx.tokenizerDir, 'tokenizer.json'),
+        'missing: the run has a checkpoint but not the vocabulary it was trained with',
+        'Delete the run folder and start the run anew without --resume',
+      );
+    return { tokenizer: TextTokenizer.fromFolder(ctx.tokenizerDir, { maxLength: base.maxLength }), saved: true };
+  }
+  const tokenizer = ctx.tokenizer
+    ? TextTokenizer.fromFolder(ctx.tokenizer, { maxLength: base.maxLength })
+    : TextTokenizer.trainWordPiece(
+        ctx.train.map((e) => e.text),
+        { vocabSize, maxLength: base.maxLength },
+      );
+  return { tokenizer, saved: false };
+}
+
+const SEQ_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
+
+export const transformer: StudentDefinition<TransformerStudentConfig> = {
+  name: 'transformer',
+  summary: 'small BERT-style encoder on its own WordPiece vocabulary (or the teacher tokenizer)',
+  options: [
+    { key: 'layers', flag: 'layers', help: 'transformer: layers', min: 1 },
+    { key: 'hidden', flag: 'hidden', help: 'transformer: hidden size', min: 1 },
+    { key: 'heads', flag: 'heads', help: 'transformer: attention heads', min: 1 },
+    { key: 'intermediate', flag: 'intermediate', help: 'transformer: feed-forward size', min: 1 },
+    { key: 'maxLength', flag: 'max-length', help: 'transformer: max tokens', min: 4 },
+    { key: 'vocabSize', flag: 'vocab-size', help: 'transformer: own WordPiece vocabulary size', min: 16 },
+  ],
+  defaults: TRANSFORMER_DEFAULTS,
+  check: (s) => (s.hidden! % s.heads! !== 0 ? { key: 'hidden', problem: `${s.hidden} must be divisible by heads (${s.heads})` } : null),
+  setup: (settings, ctx) => {
+    const base = architecture(settings);
+    const { tokenizer, saved } = vocabulary(base, settings.vocabSize!, ctx);
+    return {
+      config: { ...base, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize },
+      recorded: {
+        ...base,
+        vocabSize: ctx.tokenizer ? null : settings.vocabSize!,
+        tokenizer: ctx.tokenizer ? resolve(ctx.tokenizer) : 'trained',
+      },
+      tokenizer,
+      tokenizerSaved: saved,
+    };
+  },
+  model: transformerStudent,
+  featurizer: async (_cfg, tokenizer, splits) => {
+    const tok = tokenizer!;
+    const encoded = new Map<Example[], Encoding[]>();
+    for (const xs of splits) encoded.set(xs, await tok.encode(xs.map((e) => e.text)));
+    return {
+      feeds: (xs, r) => tokenFeeds(tok.pad(Array.from(r, (i) => encoded.get(xs)![i]!))),
+      lengths: encoded.get(splits[0]!)!.map((e) => e.ids.length),
+    };
+  },
+  batches: (_n, lengths, batchSize, rng) => bucketedBatches(lengths, batchSize, rng),
+  exportFiles: (dir, s) => {
+    s.tokenizer!.save(dir);
+    writeFileAtomicSync(join(dir, 'config.json'), `${JSON.stringify(hfConfig(s.config, s.labels, s.training), null, 2)}\n`);
+    return { inputs: SEQ_INPUTS };
+  },
+  loader: (dir) => {
+    const tokenizer = TextTokenizer.fromFolder(dir);
+    return async (texts) => tokenFeeds(tokenizer.pad(await tokenizer.encode(texts)));
+  },
+};

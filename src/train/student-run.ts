@@ -2,13 +2,13 @@
 // for one or several seeds; the best checkpoint exported in a layout users can run.
 import { ConfigError } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CacheReader } from '../cache/reader.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
 import type { Example } from '../data/example.js';
 import { getMethod, parseMethodOptions } from '../distill/registry.js';
-import type { MethodData } from '../distill/method.js';
+import type { DistillMethod, MethodData, StepSchedule } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
 import { DamagedFileError, loadSafetensors } from '../engine/safetensors.js';
@@ -16,15 +16,12 @@ import { OptionError } from '../errors.js';
 import { createHash } from 'node:crypto';
 import { ort, type SessionOptions } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
-import { DEFAULT_NGRAM_STUDENT, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../student/ngram.js';
-import { DEFAULT_TRANSFORMER_STUDENT, transformerStudent, type TransformerStudentConfig } from '../student/transformer.js';
 import { exportStudent, type StudentKind } from '../student/export.js';
-import { ngramFeatures } from '../text/ngrams.js';
-import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
-import { tokenFeeds } from '../teacher/teacher.js';
+import { getStudent, resolveStudentSettings } from '../student/registry.js';
+import type { Featurizer, StudentDefinition, StudentSetup } from '../student/student.js';
+import type { Rng } from '../engine/rng.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
-import { bucketedBatches, shuffledBatches } from '../engine/batches.js';
 import { assertSameRunConfig, checkResumable, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
 
 export interface StudentRunOptions {
@@ -33,10 +30,11 @@ export interface StudentRunOptions {
   dev: string[];
   test?: string[];
   read: ReadOptions & { classes: ClassCount };
+  /** A student in src/student/registry.ts (ngram, transformer). */
   student: StudentKind;
-  ngram?: Partial<NgramStudentConfig>;
-  transformer?: Partial<Omit<TransformerStudentConfig, 'vocabSize'>> & { vocabSize?: number };
-  /** A folder holding the tokenizer.json the transformer student uses (e.g. the teacher's); default: its own vocabulary. */
+  /** The student's architecture settings by key (e.g. { dim: 32, buckets: 262144 }); missing ones take its defaults. */
+  settings?: Record<string, number | undefined>;
+  /** A folder holding the tokenizer.json a tokenized student uses (e.g. the teacher's); default: its own vocabulary. */
   tokenizer?: string;
   loss: string;
   lossOptions: Record<string, unknown>;
@@ -135,6 +133,274 @@ function splitDigest(examples: readonly Example[]): string {
  */
 export type StudentRunConfig = Record<string, unknown>;
 
+/** Where a run writes: <out>/training (checkpoints), result.json, config.json, tokenizer/, model/. */
+function runPaths(out: string) {
+  return {
+    trainingDir: join(out, 'training'),
+    resultPath: join(out, 'result.json'),
+    configPath: join(out, 'config.json'),
+    tokenizerDir: join(out, 'tokenizer'),
+    modelDir: join(out, 'model'),
+  };
+}
+type RunPaths = ReturnType<typeof runPaths>;
+
+/** Refuses links in the run folder and a started run without --resume; returns whether the run has started. */
+function checkRunFolder(o: StudentRunOptions, p: RunPaths): boolean {
+  refuseSymlinks(o.out, p.trainingDir, p.resultPath, p.configPath, p.tokenizerDir, p.modelDir);
+  const started = existsSync(join(p.trainingDir, 'last.safetensors')) || existsSync(p.resultPath);
+  if (started && !o.resume)
+    throw new OptionError(
+      `${o.out} holds a previous run (${existsSync(p.resultPath) ? 'result.json' : 'training/last.safetensors'}): ` +
+        'pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew',
+    );
+  return started;
+}
+
+/** The splits, the cache rows of the training split and their cached teacher outputs (labels checked). */
+async function readRunData(o: StudentRunOptions, cache: CacheReader) {
+  const labels = LABEL_NAMES[o.read.classes];
+  cache.assertClasses(labels);
+  const train = limitRows((await readSplit(o.train, o.read)).examples, o.limit);
+  const dev = (await readSplit(o.dev, o.read)).examples;
+  const test = o.test?.length ? (await readSplit(o.test, o.read)).examples : null;
+  const rows = joinCache(cache, train, 'training');
+  const cached = cache.read(rows);
+  cache.assertLabels(train, cached.labels, labels);
+  return { labels, train, dev, test, cached };
+}
+type RunData = Awaited<ReturnType<typeof readRunData>>;
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** The run config (see StudentRunConfig): everything the result depends on, resolved. */
+function buildRunConfig(
+  o: StudentRunOptions,
+  cache: CacheReader,
+  d: RunData,
+  s: { recorded: Record<string, unknown>; vocabulary: string | null; options: unknown; headSize: number },
+): StudentRunConfig {
+  return {
+    student: o.student,
+    studentOptions: s.recorded,
+    vocabularySha256: s.vocabulary,
+    loss: o.loss,
+    lossOptions: s.options,
+    headSize: s.headSize,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    lr: o.lr,
+    weightDecay: o.weightDecay,
+    warmupRatio: o.warmupRatio,
+    evalEvery: o.evalEvery,
+    patience: o.patience,
+    seed: o.seed,
+    limit: o.limit ?? null,
+    data: {
+      read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null },
+      train: { rows: d.train.length, sha256: splitDigest(d.train) },
+      dev: { rows: d.dev.length, sha256: splitDigest(d.dev) },
+      test: d.test ? { rows: d.test.length, sha256: splitDigest(d.test) } : null,
+    },
+    cache: {
+      teacher: cache.manifest.teacher.fingerprint,
+      data: cache.manifest.data.files,
+      maxLength: cache.manifest.maxLength,
+      embedding: cache.manifest.embedding,
+      extrasSha256: cache.manifest.extras.sha256,
+    },
+  };
+}
+
+/** A finished seed's result when it was trained with exactly these settings (a different one is refused naming the field). */
+function finishedResult(resultPath: string, runConfig: StudentRunConfig): StudentRunResult {
+  const done = JSON.parse(readFileSync(resultPath, 'utf8')) as StudentRunResult;
+  if (done.runConfig === undefined)
+    throw new DamagedFileError(
+      resultPath,
+      'has no run config (written by an older kd), so it cannot be matched to this run',
+      'Delete the run folder and train again',
+    );
+  assertSameRunConfig(done.runConfig, runConfig, resultPath);
+  return done;
+}
+
+function methodData(cache: CacheReader, d: RunData, seed: number): MethodData {
+  const extras = cache.extras();
+  return {
+    classes: cache.classes,
+    teacherLogits: d.cached.logits,
+    embedding: d.cached.embedding,
+    dim: cache.dim,
+    weight: extras.weight,
+    bias: extras.bias,
+    pca: extras.pca,
+    labels: d.cached.labels,
+    seed,
+  };
+}
+
+/** The student with the method's class logits on top, and the method's loss over its head. */
+function trainingGraphs(
+  model: ModelDefinition,
+  method: DistillMethod<unknown>,
+  options: unknown,
+  classes: number,
+): { full: ModelDefinition; loss: LossDefinition } {
+  const full: ModelDefinition = {
+    inputs: model.inputs,
+    forward: (ctx, inputs) => {
+      const out = model.forward(ctx, inputs);
+      return { ...out, logits: method.classLogits(options, out.head!, classes) };
+    },
+  };
+  const loss: LossDefinition = {
+    inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...method.inputs(options, classes) },
+    build: (outputs, inputs) => {
+      const { loss: value, terms } = method.loss(options, outputs.head!, inputs.labels!, inputs, classes);
+      return { loss: value, metrics: terms };
+    },
+  };
+  return { full, loss };
+}
+
+/** Class logits [n, C] of `xs` from the trainer's current weights (length-sorted batches when lengths matter). */
+function predictor(trainer: Trainer, featurizer: Featurizer, classes: number) {
+  return async (xs: Example[]): Promise<Float32Array> => {
+    const order = Int32Array.from({ length: xs.length }, (_, i) => i);
+    if (featurizer.lengths.length) order.sort((a, b) => xs[a]!.text.length - xs[b]!.text.length);
+    const out = new Float32Array(xs.length * classes);
+    for (let s = 0; s < order.length; s += 256) {
+      const part = order.subarray(s, s + 256);
+      const logits = (await trainer.evaluate(featurizer.feeds(xs, part), ['logits'])).logits!.data as Float32Array;
+      part.forEach((r, k) => out.set(logits.subarray(k * classes, (k + 1) * classes), r * classes));
+    }
+    return out;
+  };
+}
+
+function accuracyOf(xs: Example[], logits: Float32Array, classes: number): AccuracyReport {
+  return accuracyReport(
+    xs.map((e) => e.label),
+    xs.map((_, i) => argmaxRow(logits, i * classes, classes)),
+    classes,
+  );
+}
+
+/** The best checkpoint's weights back into the trainer. */
+function restoreBest(trainer: Trainer, trainingDir: string): void {
+  const best = loadSafetensors(join(trainingDir, 'best.safetensors'), {
+    requireChecksum: true,
+    remedy: 'Delete the run folder and start the run anew',
+  });
+  for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
+}
+
+/** AdamW with linear warm-up and decay over the run's steps, on the run's device. */
+async function createTrainer(o: StudentRunOptions, model: ModelDefinition, loss: LossDefinition, trainRows: number) {
+  const batchesPerEpoch = Math.ceil(trainRows / o.batchSize);
+  const totalSteps = batchesPerEpoch * o.epochs;
+  const trainer = await Trainer.create({
+    model,
+    loss,
+    optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
+    schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
+    stepsPerCall: 'auto',
+    seed: o.seed,
+    session: o.session,
+  });
+  return { trainer, totalSteps, batchesPerEpoch };
+}
+
+/** <out>/config.json: the options as given, what they resolved to, the cache, the run config and the versions. */
+function writeRunFile(o: StudentRunOptions, path: string, cache: CacheReader, runConfig: StudentRunConfig, resolved: object): void {
+  mkdirSync(o.out, { recursive: true });
+  const fingerprint = { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files };
+  // The student's settings under its name (`ngram: { dim: 32, ... }`), as kd has always recorded them.
+  const student = { settings: undefined, [o.student]: o.settings ?? {} };
+  const recorded = { ...o, ...student, log: undefined, read: { ...o.read, labelMap: undefined }, resolved, cache: fingerprint, runConfig };
+  writeFileAtomicSync(path, `${JSON.stringify({ ...recorded, versions: runVersions() }, null, 2)}\n`);
+}
+
+/** The best model in the student's export layout, with what it was trained with and how it scored. */
+function exportRun(
+  o: StudentRunOptions,
+  modelDir: string,
+  cache: CacheReader,
+  r: {
+    onnx: Uint8Array;
+    labels: string[];
+    setup: StudentSetup<unknown>;
+    options: unknown;
+    dev: AccuracyReport;
+    test: AccuracyReport | null;
+  },
+): void {
+  exportStudent(modelDir, {
+    kind: o.student,
+    labels: r.labels,
+    onnx: r.onnx,
+    config: r.setup.config as object,
+    tokenizer: r.setup.tokenizer,
+    training: {
+      loss: o.loss,
+      lossOptions: r.options,
+      seed: o.seed,
+      devAccuracy: r.dev.accuracy,
+      testAccuracy: r.test?.accuracy ?? null,
+      cacheTeacher: cache.manifest.teacher.fingerprint,
+    },
+  });
+}
+
+/**
+ * The student's settings resolved onto its defaults, and its vocabulary if it has one: part of
+ * the run, so a resumed run reads the one saved in the run folder (ids must point at the same rows).
+ */
+function setupStudent(o: StudentRunOptions, student: StudentDefinition<unknown>, d: RunData, tokenizerDir: string, resuming: boolean) {
+  const settings = resolveStudentSettings(o.student, { ...o.settings, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr });
+  const setup = student.setup(settings, {
+    train: d.train,
+    tokenizerDir,
+    resuming,
+    ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+  });
+  if (setup.tokenizer && !setup.tokenizerSaved) {
+    mkdirSync(tokenizerDir, { recursive: true });
+    setup.tokenizer.save(tokenizerDir);
+  }
+  const vocabulary = setup.tokenizer ? sha256File(join(tokenizerDir, 'tokenizer.json')) : null;
+  return { setup, vocabulary };
+}
+
+/** The training loop over the run's batches, evaluating on dev; checkpoints in `trainingDir`. */
+function trainLoop(
+  o: StudentRunOptions,
+  t: { trainer: Trainer; totalSteps: number; batchesPerEpoch: number; runConfig: StudentRunConfig; trainingDir: string },
+  batches: (epoch: number, rng: Rng) => Int32Array[],
+  feeds: (rows: Int32Array, schedule: StepSchedule) => Record<string, ort.Tensor>,
+  devAccuracy: () => Promise<number>,
+): Promise<LoopResult> {
+  const { trainer } = t;
+  return runTrainingLoop<Int32Array>({
+    trainer,
+    outDir: t.trainingDir,
+    runConfig: t.runConfig,
+    epochs: o.epochs,
+    seed: o.seed,
+    batches,
+    feed: (r) => feeds(r, { progress: trainer.stepCount / t.totalSteps, epoch: 1 + trainer.stepCount / t.batchesPerEpoch }),
+    evaluate: async () => ({ score: await devAccuracy() }),
+    ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
+    patience: o.patience,
+    ...(o.resume ? { resume: true } : {}),
+    label: `${o.student}/${o.loss} seed ${o.seed}`,
+    ...(o.log ? { log: o.log } : {}),
+  });
+}
+
 /**
  * Trains one student from cached teacher outputs with one method (`kd train` for one seed):
  * checkpoints and metrics in `<out>/training`, the best checkpoint exported to `<out>/model`,
@@ -155,7 +421,7 @@ export type StudentRunConfig = Record<string, unknown>;
  * import { trainStudent } from 'kd-toolkit';
  * const run = await trainStudent({
  *   cache: 'cache', train: ['split/train.jsonl'], dev: ['split/dev.jsonl'], test: ['split/test.jsonl'],
- *   read: { classes: 2 }, student: 'ngram', ngram: { dim: 16, ngrams: { buckets: 65536 } },
+ *   read: { classes: 2 }, student: 'ngram', settings: { dim: 16, buckets: 65536 },
  *   loss: 'kd', lossOptions: { lambda: 0.5, tau: 2 },
  *   epochs: 1, batchSize: 32, lr: 5e-3, weightDecay: 0, warmupRatio: 0, evalEvery: 0, patience: 0, seed: 13, out: 'run',
  * });
@@ -165,250 +431,64 @@ export type StudentRunConfig = Record<string, unknown>;
  */
 export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResult> {
   const log = o.log ?? (() => undefined);
-  const trainingDir = join(o.out, 'training');
-  const resultPath = join(o.out, 'result.json');
-  const tokenizerDir = join(o.out, 'tokenizer');
-  const modelDir = join(o.out, 'model');
-  refuseSymlinks(o.out, trainingDir, resultPath, join(o.out, 'config.json'), tokenizerDir, modelDir);
-  const started = existsSync(join(trainingDir, 'last.safetensors')) || existsSync(resultPath);
-  if (started && !o.resume)
-    throw new OptionError(
-      `${o.out} holds a previous run (${existsSync(resultPath) ? 'result.json' : 'training/last.safetensors'}): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`,
-    );
+  const paths = runPaths(o.out);
+  const started = checkRunFolder(o, paths);
+  const student = getStudent(o.student);
   const method = getMethod(o.loss);
   const options = parseMethodOptions(o.loss, o.lossOptions);
   const cache = CacheReader.open(o.cache, { verify: o.verifyCache ?? true });
   try {
     method.check?.(options, { embeddingMode: cache.manifest.embedding.mode, hasClassifier: cache.manifest.teacher.classifier.rows > 0 });
     const classes = cache.classes;
-    const labels = LABEL_NAMES[o.read.classes];
-    cache.assertClasses(labels);
-    const train = limitRows((await readSplit(o.train, o.read)).examples, o.limit);
-    const dev = (await readSplit(o.dev, o.read)).examples;
-    const test = o.test?.length ? (await readSplit(o.test, o.read)).examples : null;
-    const rows = joinCache(cache, train, 'training');
-    const cached = cache.read(rows);
-    cache.assertLabels(train, cached.labels, labels);
+    const d = await readRunData(o, cache);
     const headSize = method.headSize(options, classes);
 
-    // The student's settings, and for the transformer its vocabulary: part of the run, so a
-    // resumed run reads the one saved in the run folder (ids must point at the same rows).
-    let studentConfig: NgramStudentConfig | TransformerStudentConfig;
-    let studentOptions: Record<string, unknown>;
-    let tokenizer: TextTokenizer | null = null;
-    let tokenizerSaved = false;
-    if (o.student === 'ngram') {
-      studentConfig = { ...DEFAULT_NGRAM_STUDENT, ...o.ngram, ngrams: { ...DEFAULT_NGRAM_STUDENT.ngrams, ...o.ngram?.ngrams } };
-      studentOptions = { ...studentConfig };
-    } else {
-      const base = { ...DEFAULT_TRANSFORMER_STUDENT, ...o.transformer };
-      const requestedVocab = o.transformer?.vocabSize ?? 8192;
-      if (o.resume && started) {
-        if (!existsSync(join(tokenizerDir, 'tokenizer.json')))
-          throw new DamagedFileError(
-            join(tokenizerDir, 'tokenizer.json'),
-            'missing: the run has a checkpoint but not the vocabulary it was trained with',
-            'Delete the run folder and start the run anew without --resume',
-          );
-        tokenizer = TextTokenizer.fromFolder(tokenizerDir, { maxLength: base.maxLength });
-        tokenizerSaved = true;
-      } else {
-        tokenizer = o.tokenizer
-          ? TextTokenizer.fromFolder(o.tokenizer, { maxLength: base.maxLength })
-          : TextTokenizer.trainWordPiece(
-              train.map((e) => e.text),
-              { vocabSize: requestedVocab, maxLength: base.maxLength },
-            );
-      }
-      studentConfig = { ...base, maxLength: tokenizer.maxLength, vocabSize: tokenizer.vocabSize };
-      studentOptions = {
-        ...base,
-        vocabSize: o.tokenizer ? null : requestedVocab,
-        tokenizer: o.tokenizer ? resolve(o.tokenizer) : 'trained',
-      };
-    }
-    if (tokenizer && !tokenizerSaved) {
-      mkdirSync(tokenizerDir, { recursive: true });
-      tokenizer.save(tokenizerDir);
-    }
-    const runConfig: StudentRunConfig = {
-      student: o.student,
-      studentOptions,
-      vocabularySha256: tokenizer
-        ? createHash('sha256')
-            .update(readFileSync(join(tokenizerDir, 'tokenizer.json')))
-            .digest('hex')
-        : null,
-      loss: o.loss,
-      lossOptions: options,
-      headSize,
-      epochs: o.epochs,
-      batchSize: o.batchSize,
-      lr: o.lr,
-      weightDecay: o.weightDecay,
-      warmupRatio: o.warmupRatio,
-      evalEvery: o.evalEvery,
-      patience: o.patience,
-      seed: o.seed,
-      limit: o.limit ?? null,
-      data: {
-        read: { ...o.read, labelMap: o.read.labelMap ? Object.fromEntries(o.read.labelMap) : null },
-        train: { rows: train.length, sha256: splitDigest(train) },
-        dev: { rows: dev.length, sha256: splitDigest(dev) },
-        test: test ? { rows: test.length, sha256: splitDigest(test) } : null,
-      },
-      cache: {
-        teacher: cache.manifest.teacher.fingerprint,
-        data: cache.manifest.data.files,
-        maxLength: cache.manifest.maxLength,
-        embedding: cache.manifest.embedding,
-        extrasSha256: cache.manifest.extras.sha256,
-      },
-    };
-    // A finished seed is reused only when it was trained with exactly these settings.
-    if (o.resume && existsSync(resultPath)) {
-      const done = JSON.parse(readFileSync(resultPath, 'utf8')) as StudentRunResult;
-      if (done.runConfig === undefined)
-        throw new DamagedFileError(
-          resultPath,
-          'has no run config (written by an older kd), so it cannot be matched to this run',
-          'Delete the run folder and train again',
-        );
-      assertSameRunConfig(done.runConfig, runConfig, resultPath);
-      log(`${o.student}/${o.loss} seed ${o.seed}: finished earlier with the same settings (${resultPath})`);
+    const { setup, vocabulary } = setupStudent(o, student, d, paths.tokenizerDir, Boolean(o.resume && started));
+    const runConfig = buildRunConfig(o, cache, d, { recorded: setup.recorded, vocabulary, options, headSize });
+    if (o.resume && existsSync(paths.resultPath)) {
+      const done = finishedResult(paths.resultPath, runConfig);
+      log(`${o.student}/${o.loss} seed ${o.seed}: finished earlier with the same settings (${paths.resultPath})`);
       return done;
     }
     // Before anything else is written: the checkpoint is intact and has these settings.
-    if (o.resume) checkResumable(trainingDir, runConfig);
+    if (o.resume) checkResumable(paths.trainingDir, runConfig);
 
-    const extras = cache.extras();
-    const data: MethodData = {
-      classes,
-      teacherLogits: cached.logits,
-      embedding: cached.embedding,
-      dim: cache.dim,
-      weight: extras.weight,
-      bias: extras.bias,
-      pca: extras.pca,
-      labels: cached.labels,
-      seed: o.seed,
-    };
-    const prepared = method.prepare(options, data);
-
-    // The student and its inputs.
-    let model: ModelDefinition;
-    let feedsFor: (examples: Example[], rows: ArrayLike<number>) => Record<string, ort.Tensor>;
-    let lengths: number[] = [];
-    const featureCache = new Map<Example[], (Int32Array | Encoding)[]>();
-    if (o.student === 'ngram') {
-      const cfg = studentConfig as NgramStudentConfig;
-      model = ngramStudent(cfg, headSize);
-      const features = (xs: Example[]) => {
-        let f = featureCache.get(xs) as Int32Array[] | undefined;
-        if (!f) featureCache.set(xs, (f = xs.map((e) => ngramFeatures(e.text, cfg.ngrams))));
-        return f;
-      };
-      feedsFor = (xs, r) => ngramFeeds(Array.from(r, (i) => features(xs)[i]!));
-    } else {
-      model = transformerStudent(studentConfig as TransformerStudentConfig, headSize);
-      const tok = tokenizer!;
-      const encoded = new Map<Example[], Encoding[]>();
-      for (const xs of [train, dev, ...(test ? [test] : [])]) encoded.set(xs, await tok.encode(xs.map((e) => e.text)));
-      lengths = encoded.get(train)!.map((e) => e.ids.length);
-      feedsFor = (xs, r) => {
-        return tokenFeeds(tok.pad(Array.from(r, (i) => encoded.get(xs)![i]!)));
-      };
-    }
-    const full: ModelDefinition = {
-      inputs: model.inputs,
-      forward: (ctx, inputs) => {
-        const out = model.forward(ctx, inputs);
-        return { ...out, logits: method.classLogits(options, out.head!, classes) };
-      },
-    };
-    const loss: LossDefinition = {
-      inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...method.inputs(options, classes) },
-      build: (outputs, inputs) => {
-        const { loss: value, terms } = method.loss(options, outputs.head!, inputs.labels!, inputs, classes);
-        return { loss: value, metrics: terms };
-      },
-    };
-    const batchesPerEpoch = Math.ceil(train.length / o.batchSize);
-    const totalSteps = batchesPerEpoch * o.epochs;
-    const trainer = await Trainer.create({
-      model: full,
-      loss,
-      optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
-      schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
-      stepsPerCall: 'auto',
-      seed: o.seed,
-      session: o.session,
+    const data = methodData(cache, d, o.seed);
+    const bound = method.create(options, data);
+    const featurizer = await student.featurizer(setup.config, setup.tokenizer, [d.train, d.dev, ...(d.test ? [d.test] : [])]);
+    const { full, loss } = trainingGraphs(student.model(setup.config, headSize), method, options, classes);
+    const { trainer, totalSteps, batchesPerEpoch } = await createTrainer(o, full, loss, d.train.length);
+    writeRunFile(o, paths.configPath, cache, runConfig, {
+      student: setup.config,
+      lossOptions: options,
+      headSize,
+      trainRows: d.train.length,
+      devRows: d.dev.length,
+      testRows: d.test?.length ?? 0,
+      stepsPerCall: trainer.stepsPerCall,
     });
-    mkdirSync(o.out, { recursive: true });
-    writeFileAtomicSync(
-      join(o.out, 'config.json'),
-      `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0, stepsPerCall: trainer.stepsPerCall }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, runConfig, versions: runVersions() }, null, 2)}\n`,
+    const predict = predictor(trainer, featurizer, classes);
+    log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${d.train.length} training rows, ${trainer.store.count()} parameters`);
+    const loop = await trainLoop(
+      o,
+      { trainer, totalSteps, batchesPerEpoch, runConfig, trainingDir: paths.trainingDir },
+      (_e, rng) => student.batches(d.train.length, featurizer.lengths, o.batchSize, rng),
+      (r, schedule) => {
+        const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(d.train[i]!.label))), [r.length]);
+        return { ...featurizer.feeds(d.train, r), labels: labelFeed, ...bound.feeds(r, schedule) };
+      },
+      async () => accuracyOf(d.dev, await predict(d.dev), classes).accuracy,
     );
-    const predict = async (xs: Example[]): Promise<Float32Array> => {
-      const order = Int32Array.from({ length: xs.length }, (_, i) => i);
-      if (lengths.length) order.sort((a, b) => xs[a]!.text.length - xs[b]!.text.length);
-      const out = new Float32Array(xs.length * classes);
-      for (let s = 0; s < order.length; s += 256) {
-        const part = order.subarray(s, s + 256);
-        const logits = (await trainer.evaluate(feedsFor(xs, part), ['logits'])).logits!.data as Float32Array;
-        part.forEach((r, k) => out.set(logits.subarray(k * classes, (k + 1) * classes), r * classes));
-      }
-      return out;
-    };
-    const report = (xs: Example[], logits: Float32Array) =>
-      accuracyReport(
-        xs.map((e) => e.label),
-        xs.map((_, i) => argmaxRow(logits, i * classes, classes)),
-        classes,
-      );
-    log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${train.length} training rows, ${trainer.store.count()} parameters`);
-    const loop = await runTrainingLoop<Int32Array>({
-      trainer,
-      outDir: trainingDir,
-      runConfig,
-      epochs: o.epochs,
-      seed: o.seed,
-      batches: (_e, rng) =>
-        o.student === 'transformer' ? bucketedBatches(lengths, o.batchSize, rng) : shuffledBatches(train.length, o.batchSize, rng),
-      feed: (r) => {
-        const progress = trainer.stepCount / totalSteps;
-        const epoch = 1 + trainer.stepCount / batchesPerEpoch;
-        const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(train[i]!.label))), [r.length]);
-        return { ...feedsFor(train, r), labels: labelFeed, ...method.feeds(options, prepared, data, r, { progress, epoch }) };
-      },
-      evaluate: async () => ({ score: report(dev, await predict(dev)).accuracy }),
-      ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
-      patience: o.patience,
-      ...(o.resume ? { resume: true } : {}),
-      label: `${o.student}/${o.loss} seed ${o.seed}`,
-      log,
-    });
-    const best = loadSafetensors(join(trainingDir, 'best.safetensors'), {
-      requireChecksum: true,
-      remedy: 'Delete the run folder and start the run anew',
-    });
-    for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
-    const devReport = report(dev, await predict(dev));
-    const testReport = test ? report(test, await predict(test)) : null;
-    exportStudent(modelDir, {
-      kind: o.student,
-      labels: [...labels],
+    restoreBest(trainer, paths.trainingDir);
+    const devReport = accuracyOf(d.dev, await predict(d.dev), classes);
+    const testReport = d.test ? accuracyOf(d.test, await predict(d.test), classes) : null;
+    exportRun(o, paths.modelDir, cache, {
       onnx: exportModel(full, trainer.store, { outputs: ['logits'], metadata: { producer: 'kd-toolkit student', loss: o.loss } }),
-      config: studentConfig,
-      tokenizer,
-      training: {
-        loss: o.loss,
-        lossOptions: options,
-        seed: o.seed,
-        devAccuracy: devReport.accuracy,
-        testAccuracy: testReport?.accuracy ?? null,
-        cacheTeacher: cache.manifest.teacher.fingerprint,
-      },
+      labels: [...d.labels],
+      setup,
+      options,
+      dev: devReport,
+      test: testReport,
     });
     const result: StudentRunResult = {
       seed: o.seed,
@@ -418,11 +498,11 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       test: testReport,
       loop,
       parameters: trainer.store.count(),
-      model: modelDir,
-      trainRows: train.length,
+      model: paths.modelDir,
+      trainRows: d.train.length,
       runConfig,
     };
-    writeFileAtomicSync(resultPath, `${JSON.stringify(result, null, 2)}\n`);
+    writeFileAtomicSync(paths.resultPath, `${JSON.stringify(result, null, 2)}\n`);
     await trainer.dispose();
     return result;
   } finally {

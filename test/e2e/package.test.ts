@@ -38,7 +38,7 @@ const cached = { rows: cache.rows, classes: cache.classes, dim: cache.dim };
 cache.close();
 const run = await trainStudent({
   cache: join(work, 'cache'), train: [f('train')], dev: [f('dev')], test: [f('test')], read: { classes: 2 },
-  student: 'ngram', ngram: { dim: 16, ngrams: { buckets: 65536 } }, loss: 'kd', lossOptions: { lambda: 0.5, tau: 2 },
+  student: 'ngram', settings: { dim: 16, buckets: 65536 }, loss: 'kd', lossOptions: { lambda: 0.5, tau: 2 },
   epochs: 1, batchSize: 32, lr: 5e-3, weightDecay: 0, warmupRatio: 0, evalEvery: 0, patience: 0, seed: 13, out: join(work, 'run'),
 });
 const ev = await evaluateModel({ model: run.model, data: [f('test')], read: { classes: 2 }, cache: join(work, 'cache') });

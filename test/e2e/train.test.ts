@@ -190,3 +190,27 @@ test('lelp is refused when the cache has no embeddings, naming the option and th
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /rows are not in the cache/);
 });
+
+test("kd train refuses another student's flag instead of ignoring it", () => {
+  const r = runKd([
+    'train',
+    '--cache',
+    'none',
+    '--train',
+    'a.jsonl',
+    '--dev',
+    'b.jsonl',
+    '--out',
+    'o',
+    '--student',
+    'ngram',
+    '--layers',
+    '0',
+  ]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    "kd: error: '--layers' is an option of the transformer student; --student ngram reads --dim, --ngram-hidden, --buckets" +
+      ' (or pass --student transformer)\n',
+  );
+});

@@ -6,11 +6,11 @@ import { crossEntropy } from '../../engine/losses.js';
 export const ce: DistillMethod<Record<string, never>> = {
   name: 'ce',
   summary: 'cross-entropy with the gold labels (no teacher)',
+  options: [],
   parse: () => ({}),
   headSize: (_o, classes) => classes,
-  prepare: () => null,
+  create: () => ({ feeds: () => ({}) }),
   inputs: () => ({}),
-  feeds: () => ({}),
   loss: (_o, head, labels) => {
     const ceTerm = mean(crossEntropy(head, labels));
     return { loss: ceTerm, terms: { ce: ceTerm } };

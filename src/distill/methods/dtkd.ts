@@ -9,9 +9,10 @@
 // temperature is clamped to [τ/4, 4τ] (`--dtkd-guard clamp`, the default; `fallback` only
 // does the first).
 import type { Value } from '../../engine/graph.js';
-import type { DistillMethod } from '../method.js';
-import { MethodOptionError, mean, num, rowsFeed, scalarFeed } from '../method.js';
-import { crossEntropy, klDivergence } from '../../engine/losses.js';
+import type { DistillMethod, MethodOption } from '../method.js';
+import { mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { crossEntropy, distillationTerm, klDivergence } from '../../engine/losses.js';
+import { KD_START } from './kd.js';
 import * as op from '../../engine/ops.js';
 
 export interface DtkdOptions {
@@ -45,38 +46,48 @@ export function dtkdTemperatures(
   return { teacher: temperature(x), student: temperature(y) };
 }
 
+const OPTIONS = [
+  {
+    key: 'dtkdGuard',
+    help: 'clamp (fallback + clamp to [τ/4, 4τ]) | fallback',
+    default: 'clamp',
+    choices: ['clamp', 'fallback'],
+  },
+  { key: 'alpha', help: 'weight of L_dt', default: 3, range: [0, 100] },
+  { key: 'beta', help: 'weight of the vanilla KD term', default: 1, range: [0, 100] },
+  { key: 'tau', help: 'base temperature τ', default: 4, range: [1e-3, 100] },
+  { key: 'warmupEpochs', help: 'w = min(epoch / this, 1)', default: 20, range: [0, 1e6] },
+  KD_START,
+] as const satisfies readonly MethodOption[];
+
 export const dtkd: DistillMethod<DtkdOptions> = {
   name: 'dtkd',
   summary: 'dynamic-temperature KD: CE + w·(α·L_dt + β·τ²·KL), per-sample temperatures from max logits',
+  options: OPTIONS,
   parse: (raw) => {
-    const guard = String(raw.dtkdGuard ?? 'clamp');
-    if (guard !== 'clamp' && guard !== 'fallback')
-      throw MethodOptionError.forOption('dtkdGuard', `must be clamp or fallback, got ${JSON.stringify(guard)}`);
-    return {
-      alpha: num(raw, 'alpha', 3, [0, 100]),
-      beta: num(raw, 'beta', 1, [0, 100]),
-      tau: num(raw, 'tau', 4, [1e-3, 100]),
-      warmupEpochs: num(raw, 'warmupEpochs', 20, [0, 1e6]),
-      guard,
-      kdStart: num(raw, 'kdStart', 0, [0, 1]),
-    };
+    const v = readOptions(OPTIONS, raw);
+    return { alpha: v.alpha, beta: v.beta, tau: v.tau, warmupEpochs: v.warmupEpochs, guard: v.dtkdGuard, kdStart: v.kdStart };
   },
   headSize: (_o, classes) => classes,
-  prepare: () => null,
   inputs: (_o, classes) => ({
     teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
     dtkd_weight: { dtype: 'float32', shape: [] },
   }),
-  feeds: (o, _p, data, rows, s) => {
-    const warm = o.warmupEpochs > 0 ? Math.min(s.epoch / o.warmupEpochs, 1) : 1;
-    return { teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows), dtkd_weight: scalarFeed(s.progress < o.kdStart ? 0 : warm) };
-  },
+  create: (o, data) => ({
+    feeds: (rows, s) => {
+      const warm = o.warmupEpochs > 0 ? Math.min(s.epoch / o.warmupEpochs, 1) : 1;
+      return {
+        teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
+        dtkd_weight: scalarFeed(s.progress < o.kdStart ? 0 : warm),
+      };
+    },
+  }),
   loss: (o, head, labels, inputs) => {
     const zt = inputs.teacher_logits!;
     const { teacher, student } = dtkdTemperatures(zt, head, o.tau, o.guard);
     const ceTerm = mean(crossEntropy(head, labels));
     const dt = mean(op.mul(klDivergence(zt, head, teacher, student), op.squeeze(op.mul(teacher, student), [1])));
-    const kdTerm = op.mul(mean(klDivergence(zt, head, o.tau)), o.tau * o.tau);
+    const kdTerm = distillationTerm(zt, head, o.tau);
     const distill = op.add(op.mul(dt, o.alpha), op.mul(kdTerm, o.beta));
     return { loss: op.add(ceTerm, op.mul(distill, inputs.dtkd_weight!)), terms: { ce: ceTerm, dt, kd: kdTerm } };
   },

@@ -1,8 +1,8 @@
 // Vanilla KD (Hinton et al. 2015): (1 − λ)·CE(zs, y) + λ·τ²·KL(softmax(zt/τ) ‖ softmax(zs/τ)),
 // KL summed over classes and averaged over the batch. λ follows a schedule and the late switch.
-import type { DistillMethod, LambdaSchedule } from '../method.js';
-import { distillWeight, mean, num, parseLambdaSchedule, rowsFeed, scalarFeed } from '../method.js';
-import { crossEntropy, klDivergence } from '../../engine/losses.js';
+import type { DistillMethod, LambdaSchedule, MethodOption } from '../method.js';
+import { distillWeight, LAMBDA_SCHEDULE_OPTIONS, mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { crossEntropy, distillationTerm } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
 
 export interface KdOptions {
@@ -13,29 +13,44 @@ export interface KdOptions {
   kdStart: number;
 }
 
+/** The late switch: a fraction of training run with CE alone first (kd, dtkd, lelp). */
+export const KD_START = {
+  key: 'kdStart',
+  help: 'late switch: train with CE alone for this fraction of training first',
+  default: 0,
+  range: [0, 1],
+} as const satisfies MethodOption;
+
+const OPTIONS = [
+  { key: 'lambda', help: 'weight of the distillation term (1−λ on CE)', default: 0.5, range: [0, 1] },
+  { key: 'tau', help: 'temperature of the teacher and student softmax', default: 2, range: [1e-3, 100] },
+  ...LAMBDA_SCHEDULE_OPTIONS,
+  KD_START,
+] as const satisfies readonly MethodOption[];
+
 export const kd: DistillMethod<KdOptions> = {
   name: 'kd',
   summary: 'temperature-scaled KD: (1-λ)·CE + λ·τ²·KL(teacher ‖ student)',
-  parse: (raw) => ({
-    lambda: num(raw, 'lambda', 0.5, [0, 1]),
-    tau: num(raw, 'tau', 2, [1e-3, 100]),
-    schedule: parseLambdaSchedule(raw),
-    kdStart: num(raw, 'kdStart', 0, [0, 1]),
-  }),
+  options: OPTIONS,
+  parse: (raw) => {
+    const v = readOptions(OPTIONS, raw);
+    return { lambda: v.lambda, tau: v.tau, schedule: { kind: v.lambdaSchedule, rampFraction: v.lambdaRamp }, kdStart: v.kdStart };
+  },
   headSize: (_o, classes) => classes,
-  prepare: () => null,
   inputs: (_o, classes) => ({
     teacher_logits: { dtype: 'float32', shape: ['batch_size', classes] },
     kd_lambda: { dtype: 'float32', shape: [] },
   }),
-  feeds: (o, _p, data, rows, s) => ({
-    teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
-    kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
+  create: (o, data) => ({
+    feeds: (rows, s) => ({
+      teacher_logits: rowsFeed(data.teacherLogits, data.classes, rows),
+      kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
+    }),
   }),
   loss: (o, head, labels, inputs) => {
     const lambda = inputs.kd_lambda!;
     const ceTerm = mean(crossEntropy(head, labels));
-    const kdTerm = op.mul(mean(klDivergence(inputs.teacher_logits!, head, o.tau)), o.tau * o.tau);
+    const kdTerm = distillationTerm(inputs.teacher_logits!, head, o.tau);
     return { loss: op.add(op.mul(ceTerm, op.sub(1, lambda)), op.mul(kdTerm, lambda)), terms: { ce: ceTerm, kd: kdTerm } };
   },
   classLogits: (_o, head) => head,

@@ -3,12 +3,13 @@
 // of its embedding space the classifier does not use; class probability p(c) = Σ_s p(c, s).
 // The paper uses no gold-label term (α = 0); here α weights CE on the class marginals.
 import type { Value } from '../../engine/graph.js';
-import type { DistillMethod, MethodData } from '../method.js';
-import { MethodOptionError, mean, num, rowsFeed, scalarFeed } from '../method.js';
+import type { DistillMethod, MethodData, MethodOption } from '../method.js';
+import { MethodOptionError, mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { KD_START } from './kd.js';
 import { crossEntropy, softCrossEntropy } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
 import { argmaxRow } from '../../util/stats.js';
-import { lelpDirections, lelpTargets, type LelpConfig, type LelpVariant } from '../lelp-targets.js';
+import { lelpDirections, lelpTargets, type LelpConfig } from '../lelp-targets.js';
 
 export interface LelpOptions extends LelpConfig {
   alpha: number;
@@ -44,28 +45,53 @@ function fullEmbeddings(data: MethodData): { h: Float64Array; d: number } {
   return { h, d };
 }
 
+const OPTIONS = [
+  { key: 'lelpVariant', help: 'lelp | pca | random | kmeans', default: 'lelp', choices: ['lelp', 'pca', 'random', 'kmeans'] },
+  { key: 'groupBy', help: 'gold | teacher labels group the embeddings', default: 'gold', choices: ['gold', 'teacher'] },
+  { key: 'subclasses', help: 'pseudo-subclasses S per class', default: 4, range: [1, 256], integer: true },
+  { key: 'beta', help: 'temperature of the subclass split', default: 1, range: [1e-6, 1e12] },
+  { key: 'tau', help: "temperature of the teacher's class softmax", default: 1, range: [1e-3, 100] },
+  { key: 'alpha', help: 'weight of gold-label CE', default: 0, range: [0, 1] },
+  { key: 'lelpSeed', help: 'seed of the rotations', default: 13 },
+  { key: 'center', help: 'centre class rows before PCA', default: true },
+  KD_START,
+] as const satisfies readonly MethodOption[];
+
+/** The subclass targets [n, C·S] and the directions they were split along. */
+export interface LelpPrepared {
+  targets: Float32Array;
+  directions: ReturnType<typeof lelpDirections>;
+}
+
+/** The subclass targets of the training rows [n, C·S] and the directions they were split along. */
+export function lelpPrepare(o: LelpOptions, data: MethodData): LelpPrepared {
+  const { h, d } = fullEmbeddings(data);
+  const n = data.labels.length;
+  const groups =
+    o.groupBy === 'gold'
+      ? data.labels
+      : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
+  const w = data.weight ? Float64Array.from(data.weight) : null;
+  const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
+  return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
+}
+
 export const lelp: DistillMethod<LelpOptions> = {
   name: 'lelp',
   summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
+  options: OPTIONS,
   parse: (raw) => {
-    const variant = String(raw.lelpVariant ?? 'lelp') as LelpVariant;
-    if (!['lelp', 'pca', 'random', 'kmeans'].includes(variant))
-      throw MethodOptionError.forOption('lelpVariant', `must be lelp, pca, random or kmeans, got ${JSON.stringify(variant)}`);
-    const groupBy = String(raw.groupBy ?? 'gold');
-    if (groupBy !== 'gold' && groupBy !== 'teacher')
-      throw MethodOptionError.forOption('groupBy', `must be gold or teacher, got ${JSON.stringify(groupBy)}`);
-    const subclasses = num(raw, 'subclasses', 4, [1, 256]);
-    if (!Number.isInteger(subclasses)) throw MethodOptionError.forOption('subclasses', `must be an integer, got ${subclasses}`);
+    const v = readOptions(OPTIONS, raw);
     return {
-      subclasses,
-      beta: num(raw, 'beta', 1, [1e-6, 1e12]),
-      tau: num(raw, 'tau', 1, [1e-3, 100]),
-      alpha: num(raw, 'alpha', 0, [0, 1]),
-      groupBy,
-      variant,
-      seed: num(raw, 'lelpSeed', 13),
-      center: raw.center === undefined ? true : raw.center === true || raw.center === 'true',
-      kdStart: num(raw, 'kdStart', 0, [0, 1]),
+      subclasses: v.subclasses,
+      beta: v.beta,
+      tau: v.tau,
+      alpha: v.alpha,
+      groupBy: v.groupBy,
+      variant: v.lelpVariant,
+      seed: v.lelpSeed,
+      center: v.center,
+      kdStart: v.kdStart,
     };
   },
   check: (o, cache) => {
@@ -79,24 +105,18 @@ export const lelp: DistillMethod<LelpOptions> = {
       );
   },
   headSize: (o, classes) => classes * o.subclasses,
-  prepare: (o, data) => {
-    const { h, d } = fullEmbeddings(data);
-    const n = data.labels.length;
-    const groups =
-      o.groupBy === 'gold'
-        ? data.labels
-        : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
-    const w = data.weight ? Float64Array.from(data.weight) : null;
-    const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
-    return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
+  create: (o, data) => {
+    const { targets } = lelpPrepare(o, data);
+    return {
+      feeds: (rows, s) => ({
+        lelp_targets: rowsFeed(targets, data.classes * o.subclasses, rows),
+        lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),
+      }),
+    };
   },
   inputs: (o, classes) => ({
     lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] },
     lelp_weight: { dtype: 'float32', shape: [] },
-  }),
-  feeds: (o, prepared, data, rows, s) => ({
-    lelp_targets: rowsFeed((prepared as { targets: Float32Array }).targets, data.classes * o.subclasses, rows),
-    lelp_weight: scalarFeed(s.progress < o.kdStart ? 0 : 1),
   }),
   loss: (o, head, labels, inputs, classes) => {
     const w = inputs.lelp_weight!;

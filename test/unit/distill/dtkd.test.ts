@@ -115,7 +115,7 @@ test('the DTKD warm-up weight is min(epoch / warm-up, 1), and 0 before the late 
     labels: new Int32Array(2),
     seed: 1,
   };
-  const w = (progress: number, epoch: number) => (m.feeds(o, null, data, [0], { progress, epoch }).dtkd_weight!.data as Float32Array)[0];
+  const w = (progress: number, epoch: number) => (m.create(o, data).feeds([0], { progress, epoch }).dtkd_weight!.data as Float32Array)[0];
   assert.equal(w(0.1, 5), 0);
   assert.equal(w(0.3, 5), 0.25);
   assert.equal(w(0.9, 40), 1);

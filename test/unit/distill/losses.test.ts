@@ -84,10 +84,10 @@ test('kd with λ = 0 is plain cross-entropy; kd_lambda 0 before the late switch 
     labels: Int32Array.from(golden.labels),
     seed: 1,
   };
-  assert.equal((kd.feeds(o, null, data, [0, 1], { progress: 0.49, epoch: 1 }).kd_lambda!.data as Float32Array)[0], 0);
-  assert.ok(Math.abs((kd.feeds(o, null, data, [0, 1], { progress: 0.5, epoch: 2 }).kd_lambda!.data as Float32Array)[0]! - 0.7) < 1e-7);
+  assert.equal((kd.create(o, data).feeds([0, 1], { progress: 0.49, epoch: 1 }).kd_lambda!.data as Float32Array)[0], 0);
+  assert.ok(Math.abs((kd.create(o, data).feeds([0, 1], { progress: 0.5, epoch: 2 }).kd_lambda!.data as Float32Array)[0]! - 0.7) < 1e-7);
   const ramp = kd.parse({ lambda: 0.8, lambdaSchedule: 'linear', lambdaRamp: 0.5 });
-  assert.ok(Math.abs((kd.feeds(ramp, null, data, [0], { progress: 0.25, epoch: 1 }).kd_lambda!.data as Float32Array)[0]! - 0.4) < 1e-6);
+  assert.ok(Math.abs((kd.create(ramp, data).feeds([0], { progress: 0.25, epoch: 1 }).kd_lambda!.data as Float32Array)[0]! - 0.4) < 1e-6);
 });
 
 test('§4: for a linear student at τ = 1 the logit gradient of (1−λ)CE + λKL is (p_s − y) − λ(p_t − y)', async () => {
