@@ -8,7 +8,7 @@ import { Teacher } from '../../src/teacher/teacher.js';
 import { ensembleModel, exportTeacherFolder, TEACHER_PRESETS } from '../../src/teacher/default-teacher.js';
 import { ParameterStore } from '../../src/engine/params.js';
 import { modelParamSpecs } from '../../src/engine/context.js';
-import { exportModel } from '../../src/engine/train-step.js';
+import { exportModel } from '../../src/engine/train-graph.js';
 import { Rng } from '../../src/engine/rng.js';
 import { TextTokenizer } from '../../src/text/tokenizer.js';
 import { readAllExamples } from '../../src/data/read.js';

@@ -3,8 +3,8 @@ import { Command, Option } from 'commander';
 import { METHODS } from '../distill/registry.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
 import { Student } from '../student/runtime.js';
-import { softmaxRow } from '../teacher/teacher.js';
-import { argmaxRow } from '../train/metrics.js';
+import { softmaxRow } from '../util/stats.js';
+import { argmaxRow } from '../eval/metrics.js';
 import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
 import { deviceOptions, toSessionOptions, type DeviceCliOptions } from './teacher.js';
 

@@ -12,8 +12,9 @@ import { Student } from '../student/runtime.js';
 import { Teacher } from '../teacher/teacher.js';
 import { decodeModel } from '../teacher/onnx-model.js';
 import type { Device } from '../engine/session.js';
-import { accuracyReport, argmaxRow, type AccuracyReport } from '../train/metrics.js';
-import { calibration, deviationSlope, gradientVariance, softmaxRows, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
+import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
+import { softmaxRows } from '../util/stats.js';
+import { calibration, deviationSlope, gradientVariance, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
 
 export interface EvalReport extends AccuracyReport {
   model: string;

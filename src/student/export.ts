@@ -6,6 +6,7 @@ import { writeFileAtomicSync } from '../util/fs.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import type { NgramStudentConfig } from './ngram.js';
 import type { TransformerStudentConfig } from './transformer.js';
+import { writeBertConfig } from '../teacher/bert-config.js';
 
 export type StudentKind = 'ngram' | 'transformer';
 
@@ -74,24 +75,16 @@ export function exportStudent(
     const c = s.config as TransformerStudentConfig;
     card.inputs = ['input_ids', 'attention_mask', 'token_type_ids'];
     s.tokenizer!.save(dir);
-    const config = {
-      architectures: ['BertForSequenceClassification'],
-      model_type: 'bert',
-      vocab_size: c.vocabSize,
-      hidden_size: c.hidden,
-      num_hidden_layers: c.layers,
-      num_attention_heads: c.heads,
-      intermediate_size: c.intermediate,
-      hidden_act: 'gelu',
-      max_position_embeddings: c.maxLength,
-      type_vocab_size: 2,
-      layer_norm_eps: 1e-12,
-      pad_token_id: 0,
-      id2label: Object.fromEntries(s.labels.map((l, i) => [String(i), l])),
-      label2id: Object.fromEntries(s.labels.map((l, i) => [l, i])),
+    writeBertConfig(dir, {
+      vocabSize: c.vocabSize,
+      hidden: c.hidden,
+      layers: c.layers,
+      heads: c.heads,
+      intermediate: c.intermediate,
+      maxLength: c.maxLength,
+      labels: s.labels,
       kd: { producer: 'kd-toolkit', role: 'student', training: s.training },
-    };
-    writeFileAtomicSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    });
   }
   writeFileAtomicSync(join(dir, 'kd-student.json'), `${JSON.stringify(card, null, 2)}\n`);
 }

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { createSession, ort, type Device } from '../engine/session.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer } from '../text/tokenizer.js';
-import { readJsonObject, tokenFeeds } from '../teacher/teacher.js';
+import { readJsonObject } from '../teacher/teacher.js';
+import { tokenFeeds } from '../text/feeds.js';
 import { ngramFeeds, type NgramStudentConfig } from './ngram.js';
 import type { StudentCard } from './export.js';
 

@@ -12,7 +12,8 @@ import * as op from '../engine/ops.js';
 import { bertEncoder, linear, maskedMean } from '../engine/layers.js';
 import { batchMean, correct, crossEntropy } from '../engine/losses.js';
 import { normal } from '../engine/params.js';
-import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
+import { Trainer } from '../engine/trainer.js';
+import { exportModel, type LossDefinition } from '../engine/train-graph.js';
 import { ParameterStore } from '../engine/params.js';
 import { modelParamSpecs } from '../engine/context.js';
 import { loadSafetensors } from '../engine/safetensors.js';
@@ -28,7 +29,7 @@ import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
 import { bucketedBatches } from '../engine/batches.js';
 import { argmaxRow } from '../util/stats.js';
-import { tokenFeeds } from './teacher.js';
+import { tokenFeeds } from '../text/feeds.js';
 import { DEFAULT_PRETRAIN, pretrainEncoder, type PretrainConfig, type PretrainResult } from './pretrain.js';
 
 /** One ensemble member: a BERT-style encoder, a word-piece n-gram bag, or both. */

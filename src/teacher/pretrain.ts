@@ -5,14 +5,13 @@ import type { ModelDefinition } from '../engine/context.js';
 import * as op from '../engine/ops.js';
 import { bertEncoder, gelu, layerNorm, linear } from '../engine/layers.js';
 import { batchMean, correct, crossEntropy } from '../engine/losses.js';
-import { ParameterStore } from '../engine/params.js';
-import { Trainer, type LossDefinition } from '../engine/train-step.js';
+import type { ParameterStore } from '../engine/params.js';
+import { adamwTrainer } from '../engine/trainer.js';
+import { type LossDefinition } from '../engine/train-graph.js';
 import { ort, type Device } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
-import { loadSafetensors } from '../engine/safetensors.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
-import { join } from 'node:path';
 import type { MemberConfig } from './default-teacher.js';
 
 export interface PretrainConfig {
@@ -123,12 +122,13 @@ export async function pretrainEncoder(o: {
 }): Promise<PretrainResult> {
   const c = o.config;
   const totalSteps = Math.ceil(o.texts.length / c.batchSize) * c.epochs;
-  const trainer = await Trainer.create({
+  const trainer = await adamwTrainer({
     model: mlmModel(o.member, o.tokenizer.vocabSize, o.maxLength),
     loss: mlmLoss,
-    optimizer: { kind: 'adamw', lr: c.lr, weightDecay: 0.01, clipNorm: 1 },
-    schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
-    stepsPerCall: 'auto',
+    lr: c.lr,
+    weightDecay: 0.01,
+    warmupRatio: 0.06,
+    totalSteps,
     seed: c.seed,
     ...(o.device ? { device: o.device } : {}),
     ...(o.allowFallback ? { allowFallback: true } : {}),
@@ -170,15 +170,10 @@ export async function pretrainEncoder(o: {
     evaluate: async () => ({ score: await heldOutFeeds() }),
     ...(o.resume ? { resume: true } : {}),
     label: 'pretrain (MLM)',
+    restoreBest: true,
     ...(o.log ? { log: o.log } : {}),
   });
-  const best = loadSafetensors(join(o.outDir, 'best.safetensors'));
-  const encoder = new ParameterStore('float32');
-  for (const spec of trainer.store.specs) {
-    if (spec.name.startsWith('mlm.')) continue;
-    encoder.specs.push(spec);
-    encoder.values.set(spec.name, Float32Array.from(best.tensors.get(spec.name)!.data as Float32Array));
-  }
+  const encoder = trainer.store.clone((spec) => !spec.name.startsWith('mlm.'));
   const devMaskedAccuracy = loop.bestScore;
   await trainer.dispose();
   return { encoder, loop, devMaskedAccuracy };

@@ -10,18 +10,19 @@ import type { Example } from '../data/example.js';
 import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { MethodData } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
-import { exportModel, Trainer, type LossDefinition } from '../engine/train-step.js';
-import { DamagedFileError, loadSafetensors } from '../engine/safetensors.js';
+import { adamwTrainer } from '../engine/trainer.js';
+import { exportModel, type LossDefinition } from '../engine/train-graph.js';
+import { DamagedFileError } from '../engine/safetensors.js';
 import { OptionError } from '../errors.js';
 import { createHash } from 'node:crypto';
 import { ort, type Device } from '../engine/session.js';
-import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
+import { accuracyReport, argmaxRow, type AccuracyReport } from '../eval/metrics.js';
 import { DEFAULT_NGRAM_STUDENT, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../student/ngram.js';
 import { DEFAULT_TRANSFORMER_STUDENT, transformerStudent, type TransformerStudentConfig } from '../student/transformer.js';
 import { exportStudent, type StudentKind } from '../student/export.js';
 import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
-import { tokenFeeds } from '../teacher/teacher.js';
+import { tokenFeeds } from '../text/feeds.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
 import { bucketedBatches, shuffledBatches } from '../engine/batches.js';
@@ -308,12 +309,13 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     };
     const batchesPerEpoch = Math.ceil(train.length / o.batchSize);
     const totalSteps = batchesPerEpoch * o.epochs;
-    const trainer = await Trainer.create({
+    const trainer = await adamwTrainer({
       model: full,
       loss,
-      optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
-      schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
-      stepsPerCall: 'auto',
+      lr: o.lr,
+      weightDecay: o.weightDecay,
+      warmupRatio: o.warmupRatio,
+      totalSteps,
       seed: o.seed,
       ...(o.device ? { device: o.device } : {}),
       ...(o.allowFallback ? { allowFallback: true } : {}),
@@ -362,12 +364,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       ...(o.resume ? { resume: true } : {}),
       label: `${o.student}/${o.loss} seed ${o.seed}`,
       log,
+      restoreBest: true,
     });
-    const best = loadSafetensors(join(trainingDir, 'best.safetensors'), {
-      requireChecksum: true,
-      remedy: 'Delete the run folder and start the run anew',
-    });
-    for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
     const devReport = report(dev, await predict(dev));
     const testReport = test ? report(test, await predict(test)) : null;
     exportStudent(modelDir, {

@@ -14,7 +14,7 @@ import type { ModelProto } from '../../../src/teacher/onnx-model.js';
 import { ensembleModel, TEACHER_PRESETS } from '../../../src/teacher/default-teacher.js';
 import { ParameterStore } from '../../../src/engine/params.js';
 import { modelParamSpecs } from '../../../src/engine/context.js';
-import { exportModel } from '../../../src/engine/train-step.js';
+import { exportModel } from '../../../src/engine/train-graph.js';
 
 const { onnx } = onnxProto;
 const H = 6;
