@@ -9,6 +9,7 @@ import { ngramFeatures } from '../text/ngrams.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { readJsonObject } from '../teacher/teacher.js';
 import { tokenFeeds } from '../text/feeds.js';
+import { predictRows } from '../engine/batches.js';
 import { ngramFeeds, type NgramStudentConfig } from './ngram.js';
 import type { StudentCard } from './export.js';
 
@@ -86,10 +87,9 @@ export class Student {
 
   /** Class logits [n, C] for `texts`, in order. */
   async logits(texts: readonly string[], batchSize = 256): Promise<Float32Array> {
-    const C = this.labels.length;
-    const out = new Float32Array(texts.length * C);
-    for (let s = 0; s < texts.length; s += batchSize) {
-      const part = texts.slice(s, s + batchSize);
+    const inOrder = Int32Array.from({ length: texts.length }, (_, i) => i);
+    return predictRows(inOrder, this.labels.length, batchSize, async (rows) => {
+      const part = Array.from(rows, (i) => texts[i]!);
       let feeds: Record<string, ort.Tensor>;
       if (this.tokenizer) {
         feeds = tokenFeeds(this.tokenizer.pad(await this.tokenizer.encode(part)));
@@ -97,10 +97,8 @@ export class Student {
         const cfg = this.card.config as NgramStudentConfig;
         feeds = ngramFeeds(part.map((t) => ngramFeatures(t, cfg.ngrams)));
       }
-      const r = await this.session.run(feeds, ['logits']);
-      out.set(r.logits!.data as Float32Array, s * C);
-    }
-    return out;
+      return (await this.session.run(feeds, ['logits'])).logits!.data as Float32Array;
+    });
   }
 
   async dispose(): Promise<void> {

@@ -12,17 +12,9 @@ import { ort, type Device } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
-import type { MemberConfig } from './default-teacher.js';
+import type { MemberConfig, PretrainConfig } from './default-config.js';
 
-export interface PretrainConfig {
-  epochs: number;
-  lr: number;
-  batchSize: number;
-  maskProbability: number;
-  seed: number;
-}
-
-export const DEFAULT_PRETRAIN: PretrainConfig = { epochs: 6, lr: 1e-3, batchSize: 64, maskProbability: 0.15, seed: 7 };
+export { DEFAULT_PRETRAIN, type PretrainConfig } from './default-config.js';
 
 /** Encoder + MLM head (dense, GELU, LayerNorm, decoder over the vocabulary), scored at masked positions only. */
 export function mlmModel(m: MemberConfig, vocabSize: number, maxLength: number): ModelDefinition {

@@ -25,7 +25,7 @@ import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { tokenFeeds } from '../text/feeds.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
-import { bucketedBatches, shuffledBatches } from '../engine/batches.js';
+import { bucketedBatches, lengthOrder, predictRows, shuffledBatches } from '../engine/batches.js';
 import { assertSameRunConfig, checkResumable, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
 
 export interface StudentRunOptions {
@@ -326,16 +326,14 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       join(o.out, 'config.json'),
       `${JSON.stringify({ ...o, log: undefined, read: { ...o.read, labelMap: undefined }, resolved: { student: studentConfig, lossOptions: options, headSize, trainRows: train.length, devRows: dev.length, testRows: test?.length ?? 0, stepsPerCall: trainer.stepsPerCall }, cache: { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files }, runConfig, versions: runVersions() }, null, 2)}\n`,
     );
-    const predict = async (xs: Example[]): Promise<Float32Array> => {
-      const order = Int32Array.from({ length: xs.length }, (_, i) => i);
-      if (lengths.length) order.sort((a, b) => xs[a]!.text.length - xs[b]!.text.length);
-      const out = new Float32Array(xs.length * classes);
-      for (let s = 0; s < order.length; s += 256) {
-        const part = order.subarray(s, s + 256);
-        const logits = (await trainer.evaluate(feedsFor(xs, part), ['logits'])).logits!.data as Float32Array;
-        part.forEach((r, k) => out.set(logits.subarray(k * classes, (k + 1) * classes), r * classes));
-      }
-      return out;
+    const predict = (xs: Example[]): Promise<Float32Array> => {
+      const order = lengths.length ? lengthOrder(xs.map((e) => e.text.length)) : Int32Array.from({ length: xs.length }, (_, i) => i);
+      return predictRows(
+        order,
+        classes,
+        256,
+        async (part) => (await trainer.evaluate(feedsFor(xs, part), ['logits'])).logits!.data as Float32Array,
+      );
     };
     const report = (xs: Example[], logits: Float32Array) =>
       accuracyReport(
