@@ -1,6 +1,6 @@
 // The models the engine benchmark trains, in the engine's own terms (same shapes as the peers).
 import type { ModelDefinition } from '../../src/engine/context.js';
-import type { LossDefinition } from '../../src/engine/train-step.js';
+import type { LossDefinition } from '../../src/engine/train-graph.js';
 import { bertEncoder, linear, maskedMean } from '../../src/engine/layers.js';
 import { batchMean, crossEntropy } from '../../src/engine/losses.js';
 import { normal } from '../../src/engine/params.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Graph } from '../../src/engine/graph.js';
 import * as op from '../../src/engine/ops.js';
 import { createSession, ort } from '../../src/engine/session.js';
-import { Trainer } from '../../src/engine/train-step.js';
+import { Trainer } from '../../src/engine/trainer.js';
 import { Rng } from '../../src/engine/rng.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
 import { flag, log, runNodeChild, runTorchPeer } from './util.js';

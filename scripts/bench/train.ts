@@ -11,14 +11,15 @@ import { buildCache } from '../../src/cache/build.js';
 import { CacheReader } from '../../src/cache/reader.js';
 import { readAllExamples } from '../../src/data/read.js';
 import { getMethod } from '../../src/distill/registry.js';
-import { Trainer, type LossDefinition } from '../../src/engine/train-step.js';
+import { Trainer } from '../../src/engine/trainer.js';
+import { type LossDefinition } from '../../src/engine/train-graph.js';
 import { ort } from '../../src/engine/session.js';
 import { Rng } from '../../src/engine/rng.js';
 import { ngramFeeds, ngramStudent, DEFAULT_NGRAM_STUDENT } from '../../src/student/ngram.js';
 import { transformerStudent } from '../../src/student/transformer.js';
 import { ngramFeatures } from '../../src/text/ngrams.js';
 import { TextTokenizer } from '../../src/text/tokenizer.js';
-import { tokenFeeds } from '../../src/teacher/teacher.js';
+import { tokenFeeds } from '../../src/text/feeds.js';
 import { packageRoot } from '../../src/util/versions.js';
 import { flag, log, runNodeChild, runTorchPeer } from './util.js';
 

@@ -107,6 +107,194 @@ export function writeShard(out: string, index: number, rows: ShardRows, dtype: E
   };
 }
 
+type Projection = { mean: Float64Array; components: Float64Array; k: number };
+type Log = (line: string) => void;
+
+/** The teacher, loaded under the folder lock (held for the whole build: two builds into one folder would interleave their shards). */
+async function lockAndLoadTeacher(o: BuildOptions, log: Log): Promise<{ teacher: Teacher; lock: { release(): void } }> {
+  const lock = acquireFolderLock(o.out, 'kd cache build', log);
+  try {
+    const teacher = await Teacher.load(o.teacher, {
+      session: o.session,
+      ...(o.maxLength ? { maxLength: o.maxLength } : {}),
+    });
+    return { teacher, lock };
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+/** What the manifest says about the teacher, the embedding and the shard size (the cache's settings). */
+function manifestBase(o: BuildOptions, teacher: Teacher, dtype: EmbeddingDType, shardRows: number) {
+  const { mode, k: pcaK } = parseEmbeddingMode(o.embedding ?? 'full');
+  if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0)
+    throw new OptionError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
+  const sourceDim = teacher.head.cols;
+  const embedding: EmbeddingSpec = {
+    mode,
+    dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0,
+    sourceDim,
+    dtype,
+    ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}),
+  };
+  return {
+    teacher: {
+      fingerprint: teacher.fingerprint(),
+      labels: teacher.labels,
+      modelType: teacher.config.modelType,
+      classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
+    },
+    maxLength: teacher.tokenizer.maxLength,
+    embedding,
+    shardRows,
+  };
+}
+
+/**
+ * The shards already done (progress.json), after checking that the folder's manifest and
+ * progress were built with the same teacher, data and settings; removes leftover temporary
+ * files and writes the identity first, so a build that stops at any point leaves a folder that
+ * refuses a different teacher, data or settings.
+ */
+function openProgression(out: string, identity: Record<string, unknown>): Progression {
+  mkdirSync(join(out, 'shards'), { recursive: true });
+  // Leftovers of a killed run: temporary files are never part of the cache.
+  for (const dir of [out, join(out, 'shards')])
+    for (const f of readdirSync(dir)) if (f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
+  const progressPath = join(out, 'progress.json');
+  const manifestPath = join(out, 'manifest.json');
+  const fix = `Use another --out, or delete ${out} to rebuild.`;
+  if (existsSync(manifestPath)) {
+    const existing = JSON.parse(readFileSync(manifestPath, 'utf8')) as CacheManifest;
+    assertSameIdentity(identityOf(existing), identity, `the cache at ${out}`, fix);
+  }
+  let progression: Progression = { identity, done: {} };
+  if (existsSync(progressPath)) {
+    progression = JSON.parse(readFileSync(progressPath, 'utf8')) as Progression;
+    assertSameIdentity(progression.identity, identity, `the unfinished cache at ${out}`, fix);
+  }
+  writeFileAtomicSync(progressPath, JSON.stringify(progression));
+  return progression;
+}
+
+const EXTRAS_PATH = 'classifier.safetensors';
+
+/** Writes classifier.safetensors (W, b and the PCA projection, once); returns the projection when the embedding is PCA. */
+async function writeExtras(o: BuildOptions, teacher: Teacher, embedding: EmbeddingSpec, log: Log): Promise<Projection | null> {
+  const extras = new Map<string, NamedTensor>();
+  if (teacher.head.weight) {
+    extras.set('classifier.weight', { dtype: 'float32', shape: [teacher.head.rows, teacher.head.cols], data: teacher.head.weight });
+    extras.set('classifier.bias', { dtype: 'float32', shape: [teacher.head.rows], data: teacher.head.bias! });
+  }
+  let projection: Projection | null = null;
+  if (embedding.mode === 'pca') {
+    const pcaK = embedding.dim;
+    const sourceDim = embedding.sourceDim;
+    const fitFile = o.pcaFit ?? o.data[0]!;
+    const fit = await fitProjection(teacher, fitFile, o.read, pcaK, o.pcaRows ?? 20000, o.batchTokens);
+    embedding.pcaFit = { file: fitFile, rows: fit.rows };
+    projection = { mean: fit.mean, components: fit.components, k: pcaK };
+    extras.set('pca.mean', { dtype: 'float32', shape: [sourceDim], data: Float32Array.from(fit.mean) });
+    extras.set('pca.components', { dtype: 'float32', shape: [pcaK, sourceDim], data: Float32Array.from(fit.componentsRowMajor) });
+    extras.set('pca.variances', { dtype: 'float32', shape: [pcaK], data: Float32Array.from(fit.variances) });
+    log(
+      `PCA: ${pcaK} of ${sourceDim} dimensions fitted on ${fit.rows} rows of ${fitFile} (` +
+        `${(100 * fit.explained).toFixed(1)}% of the variance)`,
+    );
+  }
+  saveSafetensors(join(o.out, EXTRAS_PATH), extras, { format: 'kd-cache-extras' });
+  return projection;
+}
+
+/** Runs the teacher on one shard's examples and writes it (unless a finished copy is on disk); returns whether it wrote. */
+async function buildShard(
+  o: BuildOptions,
+  teacher: Teacher,
+  progression: Progression,
+  index: number,
+  examples: Example[],
+  embedding: EmbeddingSpec,
+  projection: Projection | null,
+): Promise<boolean> {
+  const abs = join(o.out, shardPath(index));
+  const recorded = progression.done[String(index)];
+  if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && hashFile(abs).sha256 === recorded.sha256) return false;
+  const out = await teacher.predict(
+    examples.map((e) => e.text),
+    { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) },
+  );
+  let emb: Float32Array | null = null;
+  if (embedding.mode === 'full') emb = out.embedding;
+  else if (projection) emb = project(out.embedding, out.dim, projection);
+  progression.done[String(index)] = writeShard(
+    o.out,
+    index,
+    {
+      ids: examples.map((e) => e.id),
+      textHashes: examples.map((e) => e.textHash),
+      labels: Int32Array.from(examples, (e) => e.label),
+      logits: out.logits,
+      classes: out.classes,
+      embedding: emb,
+      dim: embedding.dim,
+    },
+    o.dtype ?? 'float16',
+  );
+  writeFileAtomicSync(join(o.out, 'progress.json'), JSON.stringify(progression));
+  return true;
+}
+
+/**
+ * One streaming pass: unique examples in read order, cut into shards of shardRows; this build
+ * writes shard i when i mod n = k. Memory holds one shard of text at a time.
+ */
+async function buildShards(
+  o: BuildOptions,
+  teacher: Teacher,
+  progression: Progression,
+  embedding: EmbeddingSpec,
+  projection: Projection | null,
+  shardRows: number,
+) {
+  const isMine = (i: number) => !o.shard || i % o.shard.n === o.shard.k;
+  const progress = new Progress('cache', { unit: 'rows' });
+  const reader = new DatasetReader(o.data, { ...o.read, progress: false });
+  const seen = new Set<string>();
+  let duplicates = 0;
+  let rows = 0;
+  let shardCount = 0;
+  let written = 0;
+  const mine: number[] = [];
+  let chunk: Example[] = [];
+  const flush = async (): Promise<void> => {
+    const index = shardCount++;
+    const current = chunk;
+    chunk = [];
+    if (!isMine(index)) return;
+    mine.push(index);
+    if (!(await buildShard(o, teacher, progression, index, current, embedding, projection))) return;
+    written += 1;
+    if (o.stopAfterShards !== undefined && written >= o.stopAfterShards) process.exit(75);
+  };
+  for await (const ex of reader) {
+    if (seen.has(ex.id)) {
+      duplicates += 1;
+      continue;
+    }
+    seen.add(ex.id);
+    chunk.push(ex);
+    rows += 1;
+    if (chunk.length === shardRows) {
+      await flush();
+      progress.update(rows);
+    }
+  }
+  if (chunk.length > 0) await flush();
+  progress.finish();
+  return { rows, duplicates, shardCount, mine, summary: reader.summary };
+}
+
 /**
  * Builds (or resumes) a cache: runs the teacher once over the data files and writes its logits
  * and embeddings in shards, each written atomically; a rerun skips the shards already done.
@@ -136,152 +324,19 @@ export function writeShard(out: string, index: number, rows: ShardRows, dtype: E
 export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   const log = o.log ?? (() => undefined);
   const dtype = o.dtype ?? 'float16';
-  const { mode, k: pcaK } = parseEmbeddingMode(o.embedding ?? 'full');
+  parseEmbeddingMode(o.embedding ?? 'full');
   const shardRows = o.shardRows ?? 4096;
   if (!(shardRows >= 1)) throw new OptionError(`'--shard-rows' must be at least 1, got ${shardRows}`);
   const labels = LABEL_NAMES[o.read.classes];
-  // Held for the whole build: two builds into one folder would interleave their shards.
-  const lock = acquireFolderLock(o.out, 'kd cache build', log);
-  let teacher: Teacher;
-  try {
-    teacher = await Teacher.load(o.teacher, {
-      session: o.session,
-      ...(o.maxLength ? { maxLength: o.maxLength } : {}),
-    });
-  } catch (e) {
-    lock.release();
-    throw e;
-  }
+  const { teacher, lock } = await lockAndLoadTeacher(o, log);
   log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
     const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
-    if (mode === 'pca' && pcaK > teacher.head.cols && teacher.head.cols > 0)
-      throw new OptionError(`'--embedding pca:${pcaK}': the teacher's embedding has only ${teacher.head.cols} dimensions`);
-    const sourceDim = teacher.head.cols;
-    const embedding: EmbeddingSpec = {
-      mode,
-      dim: mode === 'full' ? sourceDim : mode === 'pca' ? pcaK : 0,
-      sourceDim,
-      dtype,
-      ...(mode === 'pca' ? { pcaFit: { file: o.pcaFit ?? o.data[0]!, rows: 0 } } : {}),
-    };
-    const base = {
-      teacher: {
-        fingerprint: teacher.fingerprint(),
-        labels: teacher.labels,
-        modelType: teacher.config.modelType,
-        classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
-      },
-      maxLength: teacher.tokenizer.maxLength,
-      embedding,
-      shardRows,
-    };
-    mkdirSync(join(o.out, 'shards'), { recursive: true });
-    // Leftovers of a killed run: temporary files are never part of the cache.
-    for (const dir of [o.out, join(o.out, 'shards')])
-      for (const f of readdirSync(dir)) if (f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
-
+    const base = manifestBase(o, teacher, dtype, shardRows);
     const identity = identityOf({ ...base, data: { files, classes: o.read.classes } as CacheManifest['data'] });
-    const progressPath = join(o.out, 'progress.json');
-    const manifestPath = join(o.out, 'manifest.json');
-    const fix = `Use another --out, or delete ${o.out} to rebuild.`;
-    if (existsSync(manifestPath)) {
-      const existing = JSON.parse(readFileSync(manifestPath, 'utf8')) as CacheManifest;
-      assertSameIdentity(identityOf(existing), identity, `the cache at ${o.out}`, fix);
-    }
-    let progression: Progression = { identity, done: {} };
-    if (existsSync(progressPath)) {
-      progression = JSON.parse(readFileSync(progressPath, 'utf8')) as Progression;
-      assertSameIdentity(progression.identity, identity, `the unfinished cache at ${o.out}`, fix);
-    }
-    // The identity goes to disk before anything else, so a build that stops at any point leaves
-    // a folder that refuses a different teacher, data or settings.
-    writeFileAtomicSync(progressPath, JSON.stringify(progression));
-
-    // W, b and the PCA projection, once.
-    const extrasPath = 'classifier.safetensors';
-    const extras = new Map<string, NamedTensor>();
-    if (teacher.head.weight) {
-      extras.set('classifier.weight', { dtype: 'float32', shape: [teacher.head.rows, teacher.head.cols], data: teacher.head.weight });
-      extras.set('classifier.bias', { dtype: 'float32', shape: [teacher.head.rows], data: teacher.head.bias! });
-    }
-    let projection: { mean: Float64Array; components: Float64Array; k: number } | null = null;
-    if (mode === 'pca') {
-      const fitFile = o.pcaFit ?? o.data[0]!;
-      const fit = await fitProjection(teacher, fitFile, o.read, pcaK, o.pcaRows ?? 20000, o.batchTokens);
-      embedding.pcaFit = { file: fitFile, rows: fit.rows };
-      projection = { mean: fit.mean, components: fit.components, k: pcaK };
-      extras.set('pca.mean', { dtype: 'float32', shape: [sourceDim], data: Float32Array.from(fit.mean) });
-      extras.set('pca.components', { dtype: 'float32', shape: [pcaK, sourceDim], data: Float32Array.from(fit.componentsRowMajor) });
-      extras.set('pca.variances', { dtype: 'float32', shape: [pcaK], data: Float32Array.from(fit.variances) });
-      log(
-        `PCA: ${pcaK} of ${sourceDim} dimensions fitted on ${fit.rows} rows of ${fitFile} (${(100 * fit.explained).toFixed(1)}% of the variance)`,
-      );
-    }
-    saveSafetensors(join(o.out, extrasPath), extras, { format: 'kd-cache-extras' });
-
-    // One streaming pass: unique examples in read order, cut into shards of shardRows; this
-    // build writes shard i when i mod n = k. Memory holds one shard of text at a time.
-    const isMine = (i: number) => !o.shard || i % o.shard.n === o.shard.k;
-    const progress = new Progress('cache', { unit: 'rows' });
-    const reader = new DatasetReader(o.data, { ...o.read, progress: false });
-    const seen = new Set<string>();
-    let duplicates = 0;
-    let rows = 0;
-    let shardCount = 0;
-    let written = 0;
-    const mine: number[] = [];
-    let chunk: Example[] = [];
-    const flush = async (): Promise<void> => {
-      const index = shardCount++;
-      const current = chunk;
-      chunk = [];
-      if (!isMine(index)) return;
-      mine.push(index);
-      const rel = shardPath(index);
-      const abs = join(o.out, rel);
-      const recorded = progression.done[String(index)];
-      if (recorded && existsSync(abs) && statSync(abs).size === recorded.bytes && hashFile(abs).sha256 === recorded.sha256) return;
-      const out = await teacher.predict(
-        current.map((e) => e.text),
-        { ...(o.batchTokens ? { batchTokens: o.batchTokens } : {}) },
-      );
-      let emb: Float32Array | null = null;
-      if (mode === 'full') emb = out.embedding;
-      else if (projection) emb = project(out.embedding, out.dim, projection);
-      progression.done[String(index)] = writeShard(
-        o.out,
-        index,
-        {
-          ids: current.map((e) => e.id),
-          textHashes: current.map((e) => e.textHash),
-          labels: Int32Array.from(current, (e) => e.label),
-          logits: out.logits,
-          classes: out.classes,
-          embedding: emb,
-          dim: embedding.dim,
-        },
-        dtype,
-      );
-      writeFileAtomicSync(progressPath, JSON.stringify(progression));
-      written += 1;
-      if (o.stopAfterShards !== undefined && written >= o.stopAfterShards) process.exit(75);
-    };
-    for await (const ex of reader) {
-      if (seen.has(ex.id)) {
-        duplicates += 1;
-        continue;
-      }
-      seen.add(ex.id);
-      chunk.push(ex);
-      rows += 1;
-      if (chunk.length === shardRows) {
-        await flush();
-        progress.update(rows);
-      }
-    }
-    if (chunk.length > 0) await flush();
-    progress.finish();
+    const progression = openProgression(o.out, identity);
+    const projection = await writeExtras(o, teacher, base.embedding, log);
+    const built = await buildShards(o, teacher, progression, base.embedding, projection, shardRows);
     const manifest: CacheManifest = {
       format: CACHE_FORMAT,
       version: CACHE_VERSION,
@@ -289,21 +344,21 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
       ...base,
       data: {
         files,
-        format: reader.summary.format,
+        format: built.summary.format,
         classes: o.read.classes,
         labels: [...labels],
-        rows,
-        duplicatesRemoved: duplicates,
-        skippedMalformed: reader.summary.skipped.malformed,
-        skippedNeutral: reader.summary.skipped.neutral,
+        rows: built.rows,
+        duplicatesRemoved: built.duplicates,
+        skippedMalformed: built.summary.skipped.malformed,
+        skippedNeutral: built.summary.skipped.neutral,
       },
-      shardCount,
+      shardCount: built.shardCount,
       part: o.shard ?? null,
-      shards: mine.map((i) => progression.done[String(i)]!),
-      extras: { path: extrasPath, ...hashFile(join(o.out, extrasPath)) },
+      shards: built.mine.map((i) => progression.done[String(i)]!),
+      extras: { path: EXTRAS_PATH, ...hashFile(join(o.out, EXTRAS_PATH)) },
     };
-    writeFileAtomicSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
-    rmSync(progressPath, { force: true });
+    writeFileAtomicSync(join(o.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    rmSync(join(o.out, 'progress.json'), { force: true });
     return manifest;
   } finally {
     await teacher.dispose();

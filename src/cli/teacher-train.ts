@@ -1,6 +1,7 @@
 // `kd teacher train`: the default teacher, trained from scratch and exported in the HF layout.
 import { Command } from 'commander';
-import { resolveTeacherConfig, trainDefaultTeacher, type DefaultTeacherConfig, type MemberConfig } from '../teacher/default-teacher.js';
+import { resolveTeacherConfig, type DefaultTeacherConfig, type MemberConfig } from '../teacher/default-config.js';
+import { trainDefaultTeacher } from '../teacher/default-train.js';
 import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 const NUMERIC: [keyof (DefaultTeacherConfig & MemberConfig), string, boolean][] = [

@@ -1,11 +1,12 @@
 // `kd teacher predict | eval | train`: run any HF-layout ONNX classifier, measure it, or
 // train the default teacher.
 import { Command } from 'commander';
-import { Teacher, softmaxRow } from '../teacher/teacher.js';
+import { Teacher } from '../teacher/teacher.js';
+import { softmaxRow } from '../util/stats.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
 import { ConfigError } from '../data/errors.js';
-import { accuracyReport, argmaxRow } from '../train/metrics.js';
+import { accuracyReport, argmaxRow } from '../eval/metrics.js';
 import type { SessionOptions } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
 import {

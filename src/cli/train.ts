@@ -5,8 +5,8 @@ import { METHODS, methodFlags } from '../distill/registry.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
 import { getStudent, STUDENTS } from '../student/registry.js';
 import { Student } from '../student/runtime.js';
-import { softmaxRow } from '../teacher/teacher.js';
-import { argmaxRow } from '../train/metrics.js';
+import { softmaxRow } from '../util/stats.js';
+import { argmaxRow } from '../eval/metrics.js';
 import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 /** `ngram 5, transformer 4`: a training default of each student, for the help text. */

@@ -4,11 +4,12 @@
 // and cuts the metrics log back to the checkpoint, so a killed run resumes to the same bytes.
 import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Trainer, StepResult } from './train-step.js';
+import type { Trainer, StepResult } from './trainer.js';
 import { DamagedFileError, loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
 import { OptionError, UserError } from '../errors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import type { ort } from './session.js';
+import type { FloatArray } from './params.js';
 import { Rng } from './rng.js';
 import { Progress } from '../util/progress.js';
 
@@ -45,6 +46,8 @@ export interface LoopOptions<B> {
   log?: (line: string) => void;
   /** Stop after this many steps in total (e.g. a time-boxed run). */
   maxSteps?: number;
+  /** At the end, load the best checkpoint's parameters (outDir/best.safetensors) into the trainer. */
+  restoreBest?: boolean;
 }
 
 export interface LoopResult {
@@ -176,6 +179,12 @@ export function saveParameters(trainer: Trainer, path: string, metadata: Record<
   saveSafetensors(path, tensors, metadata, { checksum: true });
 }
 
+/** Loads parameters written by saveParameters into the trainer's store (checksum required). */
+export function restoreParameters(trainer: Trainer, path: string): void {
+  const { tensors } = loadSafetensors(path, { requireChecksum: true, remedy: 'Delete the run folder and start the run anew' });
+  for (const [name, t] of tensors) trainer.store.get(name).set(t.data as FloatArray);
+}
+
 export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   mkdirSync(o.outDir, { recursive: true });
   const lastPath = join(o.outDir, 'last.safetensors');
@@ -292,6 +301,7 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
   }
   state.done = true;
   checkpoint();
+  if (o.restoreBest) restoreParameters(o.trainer, bestPath);
   return {
     steps: o.trainer.stepCount,
     epochsRun: Math.min(o.epochs, state.epoch + 1),

@@ -87,6 +87,17 @@ export class ParameterStore {
     return s;
   }
 
+  /** A copy with its own values (of the parameters `keep` accepts, all by default), in spec order. */
+  clone(keep: (spec: ParamSpec) => boolean = () => true): ParameterStore {
+    const copy = new ParameterStore(this.dtype);
+    for (const spec of this.specs) {
+      if (!keep(spec)) continue;
+      copy.specs.push(spec);
+      copy.values.set(spec.name, this.get(spec.name).slice());
+    }
+    return copy;
+  }
+
   /** Total number of scalar parameters. */
   count(): number {
     return this.specs.reduce((sum, s) => sum + numelOf(s.shape), 0);

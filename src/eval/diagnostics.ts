@@ -3,18 +3,6 @@
 import { Rng } from '../engine/rng.js';
 import { argmaxRow } from '../util/stats.js';
 
-export function softmaxRows(logits: ArrayLike<number>, n: number, classes: number): Float64Array {
-  const p = new Float64Array(n * classes);
-  for (let i = 0; i < n; i++) {
-    let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, logits[i * classes + c]!);
-    let s = 0;
-    for (let c = 0; c < classes; c++) s += p[i * classes + c] = Math.exp(logits[i * classes + c]! - max);
-    for (let c = 0; c < classes; c++) p[i * classes + c]! /= s;
-  }
-  return p;
-}
-
 export interface ReliabilityBin {
   low: number;
   high: number;

@@ -12,8 +12,9 @@ import { Student } from '../student/runtime.js';
 import { Teacher } from '../teacher/teacher.js';
 import { decodeModel } from '../teacher/onnx-model.js';
 import type { SessionOptions } from '../engine/session.js';
-import { accuracyReport, argmaxRow, type AccuracyReport } from '../train/metrics.js';
-import { calibration, deviationSlope, gradientVariance, softmaxRows, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
+import { accuracyReport, argmaxRow, type AccuracyReport } from './metrics.js';
+import { softmaxRows } from '../util/stats.js';
+import { calibration, deviationSlope, gradientVariance, type DeviationFit, type ReliabilityBin } from './diagnostics.js';
 
 export interface EvalReport extends AccuracyReport {
   model: string;
@@ -57,7 +58,7 @@ async function loadClassifier(dir: string, placement: SessionOptions): Promise<C
       dispose: () => s.dispose(),
     };
   }
-  const t = await Teacher.load(dir, { session: placement, warn: () => undefined });
+  const t = await Teacher.load(dir, { ...placement, warn: () => undefined });
   return {
     kind: `teacher:${t.config.modelType}`,
     labels: t.labels,
@@ -104,7 +105,7 @@ export async function evaluateModel(o: {
   read: ReadOptions & { classes: ClassCount };
   cache?: string;
   verifyCache?: boolean;
-  /** Where the model runs: `device` and `allowFallback` (latency is measured with ONNX Runtime's default threads). */
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
   session?: SessionOptions;
   limit?: number;
   seed?: number;

@@ -166,29 +166,11 @@ export function buildMarkdownTable(runs: ReportRun[], contexts: ReportContext[])
   return `${lines.join('\n')}\n`;
 }
 
-/**
- * The `kd report` page: one self-contained HTML document (inline SVG and CSS, no scripts, no
- * network) comparing runs, with learning curves, calibration, diagnostics, size and speed.
- *
- * @param runs - Runs read by {@link loadRun}.
- * @param contexts - Per dataset: the teacher (and its eval), baselines, caveats.
- * @param title - The page title.
- * @returns The HTML text (write it to a .html file).
- *
- * @example
- * ```ts
- * import { buildReport, loadRun } from 'kd-toolkit';
- * const html = buildReport([loadRun('runs')], [{ dataset: 'sentiment140', caveats: ['600-row sample'] }], 'Example');
- * console.log(html.length, html.slice(0, 60), html.match(/<svg/g).length);
- * // 19392 <!doctype html><html lang="en"><head><meta charset="utf-8">< 5
- * ```
- */
-export function buildReport(runs: ReportRun[], contexts: ReportContext[], title = 'Distillation report'): string {
-  const sections: string[] = [];
-  const datasets = [...new Set([...runs.map((r) => r.dataset), ...contexts.map((c) => c.dataset)])];
-  const score = (r: ReportRun) => r.summary.summary.test ?? r.summary.summary.dev;
+/** The run's test summary, or its dev summary when it has no test split. */
+const score = (r: ReportRun) => r.summary.summary.test ?? r.summary.summary.dev;
 
-  // 1. Comparison table.
+/** 1. The comparison table: teacher, baselines and every run, per dataset. */
+function comparisonSection(runs: ReportRun[], contexts: ReportContext[], datasets: string[]): string {
   const rows: string[] = [];
   for (const ds of datasets) {
     const ctx = contexts.find((c) => c.dataset === ds);
@@ -204,19 +186,22 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
       );
     }
     for (const r of runs.filter((x) => x.dataset === ds)) {
-      const s = score(r);
       const test = r.summary.summary.test;
       rows.push(
         `<tr><td>${escapeXml(ds)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${ds}|${r.student}|${r.label}|test-mean`, test?.mean ?? null)}${cell(`${ds}|${r.student}|${r.label}|test-std`, test?.std ?? null)}<td>${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'}</td>${cell(`${ds}|${r.student}|${r.label}|dev-mean`, r.summary.summary.dev.mean)}<td>${r.summary.summary.seeds.length}</td></tr>`,
       );
-      void s;
     }
   }
-  sections.push(`<section id="comparison"><h2>Comparison</h2><p>Accuracy on the held-out test split (mean ± std over seeds; the interval is the 95% t-interval of the mean), and on dev.</p>
-<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>test mean %</th><th>test std %</th><th>95% CI of mean %</th><th>dev mean %</th><th>seeds</th></tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`);
+  return (
+    '<section id="comparison"><h2>Comparison</h2><p>Accuracy on the held-out test split (mean ± std over seeds; ' +
+    'the interval is the 95% t-interval of the mean), and on dev.</p>\n' +
+    '<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>test mean %</th><th>test std %</th>' +
+    `<th>95% CI of mean %</th><th>dev mean %</th><th>seeds</th></tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`
+  );
+}
 
-  // 2. Bar charts per dataset (students as groups, methods as series), main runs only.
-  const main = runs.filter((r) => r.kind === 'main');
+/** 2. Bar charts per dataset (students as groups, methods as series), main runs only. */
+function methodsSection(main: ReportRun[], datasets: string[]): string | null {
   const plots: string[] = [];
   for (const ds of datasets) {
     const rs = main.filter((r) => r.dataset === ds);
@@ -239,9 +224,11 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
       ),
     );
   }
-  if (plots.length) sections.push(`<section id="methods"><h2>Methods</h2>${plots.join('')}</section>`);
+  return plots.length ? `<section id="methods"><h2>Methods</h2>${plots.join('')}</section>` : null;
+}
 
-  // 3. Late switch and sweeps.
+/** 3. Late switch and sweeps. */
+function sweepsSection(runs: ReportRun[]): string | null {
   const sweepSections: string[] = [];
   for (const [param, name] of [
     ['kdStart', 'late switch (fraction trained with CE first)'],
@@ -281,9 +268,11 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
       );
     }
   }
-  if (sweepSections.length) sections.push(`<section id="sweeps"><h2>Late switch and sweeps</h2>${sweepSections.join('')}</section>`);
+  return sweepSections.length ? `<section id="sweeps"><h2>Late switch and sweeps</h2>${sweepSections.join('')}</section>` : null;
+}
 
-  // 4. Learning curves (first seed of each run), per dataset and student.
+/** 4. Learning curves (first seed of each run), per dataset and student. */
+function curvesSection(main: ReportRun[]): string | null {
   const curvePlots: string[] = [];
   for (const [key, rs] of groupBy(main, (r) => `${r.dataset}|${r.student}`)) {
     const series = rs
@@ -291,105 +280,166 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
       .filter((s) => s.points.length);
     if (series.length) curvePlots.push(lineChart(`curves-${key}`, `${key}: dev accuracy while training`, series, 'step', 'dev accuracy'));
   }
-  if (curvePlots.length) sections.push(`<section id="curves"><h2>Learning curves</h2>${curvePlots.join('')}</section>`);
+  return curvePlots.length ? `<section id="curves"><h2>Learning curves</h2>${curvePlots.join('')}</section>` : null;
+}
 
-  // 5. Calibration and confidence.
-  const evaluated = runs.filter((r) => r.eval);
-  if (evaluated.length) {
-    const calPlots: string[] = [];
-    for (const [key, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
-      calPlots.push(
-        lineChart(
-          `reliability-${key}`,
-          `${key}: reliability`,
-          rs.map((r) => ({
-            name: r.label,
-            points: r.eval!.reliability.filter((b) => b.count > 0).map((b) => ({ x: b.confidence, y: b.accuracy })),
-          })),
-          'confidence',
-          'accuracy',
-          { diagonal: true },
-        ),
-      );
-      const first = rs[0]!.eval!;
-      const bins = first.confidenceHistogram.map((_, i) => `${(i / first.confidenceHistogram.length).toFixed(2)}`);
-      const hist: { name: string; values: (number | null)[]; errors: (number | null)[] }[] = [];
-      if (first.teacher)
-        hist.push({
-          name: 'teacher',
-          values: first.teacher.confidenceHistogram.map((c) => c / first.n),
-          errors: first.teacher.confidenceHistogram.map(() => null),
-        });
-      for (const r of rs)
-        hist.push({
+/** 5. Calibration and confidence. */
+function calibrationSection(evaluated: ReportRun[]): string {
+  const calPlots: string[] = [];
+  for (const [key, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
+    calPlots.push(
+      lineChart(
+        `reliability-${key}`,
+        `${key}: reliability`,
+        rs.map((r) => ({
           name: r.label,
-          values: r.eval!.confidenceHistogram.map((c) => c / r.eval!.n),
-          errors: r.eval!.confidenceHistogram.map(() => null),
-        });
-      calPlots.push(
-        barChart(`confidence-${key}`, `${key}: confidence histograms`, bins, hist, 'share of examples', [
-          0,
-          Math.max(...hist.flatMap((h) => h.values as number[])) * 1.05,
-        ]),
-      );
-    }
-    const calTable = evaluated.map(
-      (r) =>
-        `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${r.dataset}|${r.student}|${r.label}|eval-accuracy`, r.eval!.accuracy)}<td>${r.eval!.nll.toFixed(4)}</td><td data-value="${r.eval!.ece}">${r.eval!.ece.toFixed(4)}</td><td>${r.eval!.macroF1.toFixed(4)}</td><td>${r.eval!.teacher ? pct(r.eval!.teacher.agreement) : '–'}</td></tr>`,
+          points: r.eval!.reliability.filter((b) => b.count > 0).map((b) => ({ x: b.confidence, y: b.accuracy })),
+        })),
+        'confidence',
+        'accuracy',
+        { diagonal: true },
+      ),
     );
-    sections.push(
-      `<section id="calibration"><h2>Calibration and agreement</h2><table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>accuracy %</th><th>NLL</th><th>ECE</th><th>macro-F1</th><th>agreement with teacher %</th></tr></thead><tbody>${calTable.join('')}</tbody></table>${calPlots.join('')}</section>`,
-    );
-
-    // 6. Deviation diagnostic and gradient variance.
-    const dev = evaluated.filter((r) => r.eval!.teacher);
-    if (dev.length) {
-      const devPlots: string[] = [];
-      for (const [key, rs] of groupBy(dev, (r) => `${r.dataset}|${r.student}`)) {
-        devPlots.push(
-          lineChart(
-            `deviation-${key}`,
-            `${key}: logit of the student vs the teacher on the teacher's top class (binned means)`,
-            rs.map((r) => ({ name: r.label, points: r.eval!.teacher!.deviation.binned.map((b) => ({ x: b.u, y: b.v })) })),
-            'logit p_teacher(k)',
-            'logit p_student(k)',
-            { diagonal: true },
-          ),
-        );
-      }
-      const devRows = dev.map((r) => {
-        const d = r.eval!.teacher!.deviation;
-        const tr = r.evalTrain?.teacher?.deviation;
-        const gv = r.eval!.teacher!.gradientVariance;
-        return `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td><td data-value="${d.slope}">${d.slope.toFixed(3)} (${d.slopeCi95[0].toFixed(3)}–${d.slopeCi95[1].toFixed(3)})</td><td>${tr ? `${tr.slope.toFixed(3)} (${tr.slopeCi95[0].toFixed(3)}–${tr.slopeCi95[1].toFixed(3)})` : '–'}</td><td>${gv.variance['0']!.toFixed(4)}</td><td>${gv.variance['0.5']!.toFixed(4)}</td><td>${gv.lambdaStar.toFixed(3)}</td><td>${gv.variance.lambdaStar!.toFixed(4)}</td></tr>`;
+    const first = rs[0]!.eval!;
+    const bins = first.confidenceHistogram.map((_, i) => `${(i / first.confidenceHistogram.length).toFixed(2)}`);
+    const hist: { name: string; values: (number | null)[]; errors: (number | null)[] }[] = [];
+    if (first.teacher)
+      hist.push({
+        name: 'teacher',
+        values: first.teacher.confidenceHistogram.map((c) => c / first.n),
+        errors: first.teacher.confidenceHistogram.map(() => null),
       });
-      sections.push(`<section id="deviation"><h2>Student–teacher deviation and gradient variance</h2><p>Slope a of logit p_student(k) = a·logit p_teacher(k) + c on the teacher's top class (a &gt; 1: the student exaggerates the teacher's uncertainty), with a 1,000-resample bootstrap 95% interval. Gradient variance: variance over examples of the head's logit gradient (p_s − y) − λ(p_t − y) at the trained student, for CE (λ = 0), λ = 0.5 and the variance-minimizing λ*.</p>
-<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>slope, held-out</th><th>slope, train</th><th>grad var CE</th><th>grad var λ=0.5</th><th>λ*</th><th>grad var λ*</th></tr></thead><tbody>${devRows.join('')}</tbody></table>${devPlots.join('')}</section>`);
-    }
-
-    // 7. Size and speed.
-    const sizeRows: string[] = [];
-    for (const ctx of contexts) {
-      const t = ctx.teacher?.eval;
-      if (t)
-        sizeRows.push(
-          `<tr><td>${escapeXml(ctx.dataset)}</td><td>teacher</td><td>${t.size.parameters.toLocaleString('en-US')}</td><td>${(t.size.onnxBytes / 1e6).toFixed(1)}</td><td>${t.latency.batch1MsMedian.toFixed(2)}</td><td>${t.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
-        );
-    }
-    for (const [, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
-      const r = rs[0]!;
-      sizeRows.push(
-        `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)} student</td><td data-value="${r.eval!.size.parameters}">${r.eval!.size.parameters.toLocaleString('en-US')}</td><td>${(r.eval!.size.onnxBytes / 1e6).toFixed(1)}</td><td>${r.eval!.latency.batch1MsMedian.toFixed(2)}</td><td>${r.eval!.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
-      );
-    }
-    sections.push(
-      `<section id="size"><h2>Teacher and student size and speed</h2><table><thead><tr><th>dataset</th><th>model</th><th>parameters</th><th>ONNX MB</th><th>ms/example, batch 1</th><th>texts/s, batched</th></tr></thead><tbody>${sizeRows.join('')}</tbody></table></section>`,
+    for (const r of rs)
+      hist.push({
+        name: r.label,
+        values: r.eval!.confidenceHistogram.map((c) => c / r.eval!.n),
+        errors: r.eval!.confidenceHistogram.map(() => null),
+      });
+    calPlots.push(
+      barChart(`confidence-${key}`, `${key}: confidence histograms`, bins, hist, 'share of examples', [
+        0,
+        Math.max(...hist.flatMap((h) => h.values as number[])) * 1.05,
+      ]),
     );
   }
+  const calTable = evaluated.map(
+    (r) =>
+      `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>` +
+      `${cell(`${r.dataset}|${r.student}|${r.label}|eval-accuracy`, r.eval!.accuracy)}<td>` +
+      `${r.eval!.nll.toFixed(4)}</td><td data-value="${r.eval!.ece}">${r.eval!.ece.toFixed(4)}</td><td>` +
+      `${r.eval!.macroF1.toFixed(4)}</td><td>${r.eval!.teacher ? pct(r.eval!.teacher.agreement) : '–'}</td></tr>`,
+  );
+  return (
+    `<section id="calibration"><h2>Calibration and agreement</h2><table><thead><tr><th>dataset</th><th>student</th>` +
+    `<th>method</th><th>accuracy %</th><th>NLL</th><th>ECE</th><th>macro-F1</th><th>agreement with teacher %</th>` +
+    `</tr></thead><tbody>${calTable.join('')}</tbody></table>${calPlots.join('')}</section>`
+  );
+}
 
-  // 8. Caveats.
+/** 6. Deviation diagnostic and gradient variance. */
+function deviationSection(evaluated: ReportRun[]): string | null {
+  const dev = evaluated.filter((r) => r.eval!.teacher);
+  if (!dev.length) return null;
+  const devPlots: string[] = [];
+  for (const [key, rs] of groupBy(dev, (r) => `${r.dataset}|${r.student}`)) {
+    devPlots.push(
+      lineChart(
+        `deviation-${key}`,
+        `${key}: logit of the student vs the teacher on the teacher's top class (binned means)`,
+        rs.map((r) => ({ name: r.label, points: r.eval!.teacher!.deviation.binned.map((b) => ({ x: b.u, y: b.v })) })),
+        'logit p_teacher(k)',
+        'logit p_student(k)',
+        { diagonal: true },
+      ),
+    );
+  }
+  const devRows = dev.map((r) => {
+    const d = r.eval!.teacher!.deviation;
+    const tr = r.evalTrain?.teacher?.deviation;
+    const gv = r.eval!.teacher!.gradientVariance;
+    return (
+      `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>` +
+      `<td data-value="${d.slope}">${d.slope.toFixed(3)} (${d.slopeCi95[0].toFixed(3)}–${d.slopeCi95[1].toFixed(3)}` +
+      `)</td><td>` +
+      `${tr ? `${tr.slope.toFixed(3)} (${tr.slopeCi95[0].toFixed(3)}–${tr.slopeCi95[1].toFixed(3)})` : '–'}</td>` +
+      `<td>${gv.variance['0']!.toFixed(4)}</td><td>${gv.variance['0.5']!.toFixed(4)}</td><td>` +
+      `${gv.lambdaStar.toFixed(3)}</td><td>${gv.variance.lambdaStar!.toFixed(4)}</td></tr>`
+    );
+  });
+  return (
+    '<section id="deviation"><h2>Student–teacher deviation and gradient variance</h2><p>Slope a of logit p_student(k) = ' +
+    "a·logit p_teacher(k) + c on the teacher's top class (a &gt; 1: the student exaggerates the teacher's uncertainty), " +
+    "with a 1,000-resample bootstrap 95% interval. Gradient variance: variance over examples of the head's logit gradient " +
+    '(p_s − y) − λ(p_t − y) at the trained student, for CE (λ = 0), λ = 0.5 and the variance-minimizing λ*.</p>\n' +
+    '<table><thead><tr><th>dataset</th><th>student</th><th>method</th><th>slope, held-out</th><th>slope, train</th>' +
+    '<th>grad var CE</th><th>grad var λ=0.5</th><th>λ*</th><th>grad var λ*</th></tr></thead>' +
+    `<tbody>${devRows.join('')}</tbody></table>${devPlots.join('')}</section>`
+  );
+}
+
+/** 7. Size and speed. */
+function sizeSection(evaluated: ReportRun[], contexts: ReportContext[]): string {
+  const sizeRows: string[] = [];
+  for (const ctx of contexts) {
+    const t = ctx.teacher?.eval;
+    if (t)
+      sizeRows.push(
+        `<tr><td>${escapeXml(ctx.dataset)}</td><td>teacher</td><td>${t.size.parameters.toLocaleString('en-US')}` +
+          `</td><td>${(t.size.onnxBytes / 1e6).toFixed(1)}</td><td>${t.latency.batch1MsMedian.toFixed(2)}</td><td>` +
+          `${t.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
+      );
+  }
+  for (const [, rs] of groupBy(evaluated, (r) => `${r.dataset}|${r.student}`)) {
+    const r = rs[0]!;
+    sizeRows.push(
+      `<tr><td>${escapeXml(r.dataset)}</td><td>${escapeXml(r.student)} student</td><td data-value="` +
+        `${r.eval!.size.parameters}">${r.eval!.size.parameters.toLocaleString('en-US')}</td><td>` +
+        `${(r.eval!.size.onnxBytes / 1e6).toFixed(1)}</td><td>${r.eval!.latency.batch1MsMedian.toFixed(2)}</td><td>` +
+        `${r.eval!.latency.batchedTextsPerSecond.toFixed(0)}</td></tr>`,
+    );
+  }
+  return (
+    `<section id="size"><h2>Teacher and student size and speed</h2><table><thead><tr><th>dataset</th><th>model</th>` +
+    `<th>parameters</th><th>ONNX MB</th><th>ms/example, batch 1</th><th>texts/s, batched</th></tr></thead><tbody>` +
+    `${sizeRows.join('')}</tbody></table></section>`
+  );
+}
+
+/** 8. Caveats. */
+function caveatsSection(contexts: ReportContext[]): string | null {
   const caveats = contexts.flatMap((c) => (c.caveats ?? []).map((x) => `<li><b>${escapeXml(c.dataset)}</b>: ${escapeXml(x)}</li>`));
-  if (caveats.length) sections.push(`<section id="caveats"><h2>Caveats of the data</h2><ul>${caveats.join('')}</ul></section>`);
+  return caveats.length ? `<section id="caveats"><h2>Caveats of the data</h2><ul>${caveats.join('')}</ul></section>` : null;
+}
+
+/**
+ * The `kd report` page: one self-contained HTML document (inline SVG and CSS, no scripts, no
+ * network) comparing runs, with learning curves, calibration, diagnostics, size and speed.
+ *
+ * @param runs - Runs read by {@link loadRun}.
+ * @param contexts - Per dataset: the teacher (and its eval), baselines, caveats.
+ * @param title - The page title.
+ * @returns The HTML text (write it to a .html file).
+ *
+ * @example
+ * ```ts
+ * import { buildReport, loadRun } from 'kd-toolkit';
+ * const html = buildReport([loadRun('runs')], [{ dataset: 'sentiment140', caveats: ['600-row sample'] }], 'Example');
+ * console.log(html.length, html.slice(0, 60), html.match(/<svg/g).length);
+ * // 19392 <!doctype html><html lang="en"><head><meta charset="utf-8">< 5
+ * ```
+ */
+export function buildReport(runs: ReportRun[], contexts: ReportContext[], title = 'Distillation report'): string {
+  const datasets = [...new Set([...runs.map((r) => r.dataset), ...contexts.map((c) => c.dataset)])];
+  const main = runs.filter((r) => r.kind === 'main');
+  const evaluated = runs.filter((r) => r.eval);
+  const sections = [
+    comparisonSection(runs, contexts, datasets),
+    methodsSection(main, datasets),
+    sweepsSection(runs),
+    curvesSection(main),
+    ...(evaluated.length ? [calibrationSection(evaluated), deviationSection(evaluated), sizeSection(evaluated, contexts)] : []),
+    caveatsSection(contexts),
+  ].filter((x): x is string => x !== null);
 
   const style = `body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:12px 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}

@@ -75,6 +75,16 @@ function legend(names: string[], x: number, y: number): string {
     .join('');
 }
 
+/** A chart's SVG: its axes and marks, and the legend of its series at the right of the frame. */
+function chartSvg(name: string, title: string, f: Frame, series: readonly { name: string }[], body: string): string {
+  const key = legend(
+    series.map((s) => s.name),
+    f.width - f.right + 12,
+    f.top + 10,
+  );
+  return svg(name, title, f.width, f.height, `${body}${key}`);
+}
+
 /** Grouped bars with error bars: groups along x, one bar per series. */
 export function barChart(
   name: string,
@@ -113,17 +123,7 @@ export function barChart(
       if (e) bars.push(`<line x1="${x + bw * 0.45}" y1="${sy(v - e)}" x2="${x + bw * 0.45}" y2="${sy(v + e)}" stroke="#000"/>`);
     });
   });
-  return svg(
-    name,
-    title,
-    width,
-    height,
-    `${axes}${bars.join('')}${legend(
-      series.map((s) => s.name),
-      width - f.right + 12,
-      f.top + 10,
-    )}`,
-  );
+  return chartSvg(name, title, f, series, `${axes}${bars.join('')}`);
 }
 
 /** Lines with optional error bars. */
@@ -164,15 +164,5 @@ export function lineChart(
         parts.push(`<line x1="${sx(p.x)}" y1="${sy(p.lo)}" x2="${sx(p.x)}" y2="${sy(p.hi)}" stroke="${color}"/>`);
     }
   });
-  return svg(
-    name,
-    title,
-    width,
-    height,
-    `${axes}${parts.join('')}${legend(
-      series.map((s) => s.name),
-      width - f.right + 12,
-      f.top + 10,
-    )}`,
-  );
+  return chartSvg(name, title, f, series, `${axes}${parts.join('')}`);
 }

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join, resolve } from 'node:path';
 import { splitDataset } from '../data/split.js';
 import { parseClassCount, type ClassCount } from '../data/labels.js';
-import { resolveTeacherConfig, trainDefaultTeacher } from '../teacher/default-teacher.js';
+import { resolveTeacherConfig } from '../teacher/default-config.js';
+import { trainDefaultTeacher } from '../teacher/default-train.js';
 import { buildCache } from '../cache/build.js';
 import { verifyCache } from '../cache/reader.js';
 import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';

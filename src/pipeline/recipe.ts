@@ -6,7 +6,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../data/errors.js';
 import { getMethod, METHODS, parseMethodOptions } from '../distill/registry.js';
 import { MethodOptionError } from '../distill/method.js';
-import { resolveTeacherConfig, TEACHER_PRESETS } from '../teacher/default-teacher.js';
+import { resolveTeacherConfig, TEACHER_PRESETS } from '../teacher/default-config.js';
 import { parseEmbeddingMode } from '../cache/build.js';
 import { UserError } from '../errors.js';
 import { packageRoot } from '../util/versions.js';

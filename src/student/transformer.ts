@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DamagedFileError } from '../engine/safetensors.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
-import { tokenFeeds } from '../teacher/teacher.js';
+import { tokenFeeds } from '../text/feeds.js';
 import type { Example } from '../data/example.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import type { SetupContext, StudentDefinition, StudentSettings } from './student.js';

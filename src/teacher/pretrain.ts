@@ -5,39 +5,19 @@ import type { ModelDefinition } from '../engine/context.js';
 import * as op from '../engine/ops.js';
 import { bertEncoder, gelu, layerNorm, linear } from '../engine/layers.js';
 import { batchMean, correct, crossEntropy } from '../engine/losses.js';
-import { ParameterStore } from '../engine/params.js';
-import { Trainer, type LossDefinition } from '../engine/train-step.js';
+import type { ParameterStore } from '../engine/params.js';
+import { adamwTrainer } from '../engine/trainer.js';
+import { type LossDefinition } from '../engine/train-graph.js';
 import { ort, type SessionOptions } from '../engine/session.js';
 import { Rng } from '../engine/rng.js';
-import { loadSafetensors } from '../engine/safetensors.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
 import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
-import { join } from 'node:path';
+import type { MemberConfig, PretrainConfig } from './default-config.js';
 
-/**
- * The encoder's shape: the fields of a default-teacher member (MemberConfig) that pretraining
- * reads, declared here so that this file does not import default-teacher.ts, which imports it.
- */
-export interface EncoderShape {
-  layers: number;
-  hidden: number;
-  heads: number;
-  intermediate: number;
-  dropout: number;
-}
-
-export interface PretrainConfig {
-  epochs: number;
-  lr: number;
-  batchSize: number;
-  maskProbability: number;
-  seed: number;
-}
-
-export const DEFAULT_PRETRAIN: PretrainConfig = { epochs: 6, lr: 1e-3, batchSize: 64, maskProbability: 0.15, seed: 7 };
+export { DEFAULT_PRETRAIN, type PretrainConfig } from './default-config.js';
 
 /** Encoder + MLM head (dense, GELU, LayerNorm, decoder over the vocabulary), scored at masked positions only. */
-export function mlmModel(m: EncoderShape, vocabSize: number, maxLength: number): ModelDefinition {
+export function mlmModel(m: MemberConfig, vocabSize: number, maxLength: number): ModelDefinition {
   const seq = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
   return {
     inputs: { input_ids: seq, attention_mask: seq, token_type_ids: seq, mlm_positions: { dtype: 'int64', shape: ['masked'] } },
@@ -121,23 +101,25 @@ export async function pretrainEncoder(o: {
   tokenizer: TextTokenizer;
   texts: Encoding[];
   heldOut: Encoding[];
-  member: EncoderShape;
+  member: MemberConfig;
   maxLength: number;
   config: PretrainConfig;
   outDir: string;
   resume?: boolean;
+  /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
   session?: SessionOptions;
   log?: (line: string) => void;
   bucketedBatches: (lengths: ArrayLike<number>, batchSize: number, rng: Rng) => Int32Array[];
 }): Promise<PretrainResult> {
   const c = o.config;
   const totalSteps = Math.ceil(o.texts.length / c.batchSize) * c.epochs;
-  const trainer = await Trainer.create({
+  const trainer = await adamwTrainer({
     model: mlmModel(o.member, o.tokenizer.vocabSize, o.maxLength),
     loss: mlmLoss,
-    optimizer: { kind: 'adamw', lr: c.lr, weightDecay: 0.01, clipNorm: 1 },
-    schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(0.06 * totalSteps)), totalSteps },
-    stepsPerCall: 'auto',
+    lr: c.lr,
+    weightDecay: 0.01,
+    warmupRatio: 0.06,
+    totalSteps,
     seed: c.seed,
     session: o.session,
   });
@@ -177,15 +159,10 @@ export async function pretrainEncoder(o: {
     evaluate: async () => ({ score: await heldOutFeeds() }),
     ...(o.resume ? { resume: true } : {}),
     label: 'pretrain (MLM)',
+    restoreBest: true,
     ...(o.log ? { log: o.log } : {}),
   });
-  const best = loadSafetensors(join(o.outDir, 'best.safetensors'));
-  const encoder = new ParameterStore('float32');
-  for (const spec of trainer.store.specs) {
-    if (spec.name.startsWith('mlm.')) continue;
-    encoder.specs.push(spec);
-    encoder.values.set(spec.name, Float32Array.from(best.tensors.get(spec.name)!.data as Float32Array));
-  }
+  const encoder = trainer.store.clone((spec) => !spec.name.startsWith('mlm.'));
   const devMaskedAccuracy = loop.bestScore;
   await trainer.dispose();
   return { encoder, loop, devMaskedAccuracy };

@@ -1,12 +1,13 @@
 // A teacher: any Hugging Face-layout ONNX sequence classifier (config.json, tokenizer.json,
 // onnx/model.onnx), run for logits and the embedding its classifier reads, batched by length.
+import { tokenFeeds } from '../text/feeds.js';
 import { ConfigError, FormatError } from '../data/errors.js';
 import { UserError } from '../errors.js';
 import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
-import { TextTokenizer, type EncodedBatch, type Encoding } from '../text/tokenizer.js';
+import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { decodeModel, encodeModel, externalDataFiles, type ModelProto } from './onnx-model.js';
 import { optimizeTeacherGraph } from './optimize.js';
 import { findEmbeddingTables } from './embedding-tables.js';
@@ -409,28 +410,8 @@ function hashFileInto(hash: ReturnType<typeof createHash>, file: string): void {
   }
 }
 
-/** The standard BERT-style inputs of a padded batch as ONNX Runtime tensors. */
-export function tokenFeeds(batch: EncodedBatch, withTokenTypes = true): Record<string, ort.Tensor> {
-  const dims = [batch.size, batch.length];
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', batch.inputIds, dims),
-    attention_mask: new ort.Tensor('int64', batch.attentionMask, dims),
-  };
-  if (withTokenTypes) feeds.token_type_ids = new ort.Tensor('int64', batch.tokenTypeIds, dims);
-  return feeds;
-}
-
 function toFloat32(t: ort.Tensor): Float32Array {
   if (t.type === 'float32') return t.data as Float32Array;
   if (t.type === 'float64') return Float32Array.from(t.data as Float64Array);
   throw new Error(`teacher output has type ${t.type}; expected float32`);
-}
-
-/** Softmax of one row of logits. */
-export function softmaxRow(logits: ArrayLike<number>, offset: number, classes: number): number[] {
-  let max = -Infinity;
-  for (let c = 0; c < classes; c++) max = Math.max(max, logits[offset + c]!);
-  const e = Array.from({ length: classes }, (_, c) => Math.exp(logits[offset + c]! - max));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
 }

@@ -51,3 +51,39 @@ export class U32List {
     return this.data.subarray(0, this.length);
   }
 }
+
+/** The maximum of row `offset .. offset + classes` and Σ exp(x − max) over it. */
+function rowExpSum(logits: ArrayLike<number>, offset: number, classes: number): { max: number; sum: number } {
+  let max = -Infinity;
+  for (let c = 0; c < classes; c++) max = Math.max(max, logits[offset + c]!);
+  let sum = 0;
+  for (let c = 0; c < classes; c++) sum += Math.exp(logits[offset + c]! - max);
+  return { max, sum };
+}
+
+/** Softmax of `n` rows of [n, classes] logits (the host's one softmax). */
+export function softmaxRows(logits: ArrayLike<number>, n: number, classes: number, offset = 0): Float64Array {
+  const p = new Float64Array(n * classes);
+  for (let i = 0; i < n; i++) {
+    const at = offset + i * classes;
+    const { max, sum } = rowExpSum(logits, at, classes);
+    for (let c = 0; c < classes; c++) p[i * classes + c] = Math.exp(logits[at + c]! - max) / sum;
+  }
+  return p;
+}
+
+/** Softmax of the row of `classes` logits at `offset`. */
+export function softmaxRow(logits: ArrayLike<number>, offset: number, classes: number): number[] {
+  return Array.from(softmaxRows(logits, 1, classes, offset));
+}
+
+/** Log-softmax of the rows of [n, classes] logits. */
+export function logSoftmaxRows(logits: ArrayLike<number>, classes: number): Float64Array {
+  const out = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length / classes; i++) {
+    const { max, sum } = rowExpSum(logits, i * classes, classes);
+    const lse = max + Math.log(sum);
+    for (let c = 0; c < classes; c++) out[i * classes + c] = logits[i * classes + c]! - lse;
+  }
+  return out;
+}

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { Trainer, type LossDefinition, type TrainerOptions } from '../../../src/engine/train-step.js';
+import { Trainer, type TrainerOptions } from '../../../src/engine/trainer.js';
+import { type LossDefinition } from '../../../src/engine/train-graph.js';
 import type { ModelDefinition } from '../../../src/engine/context.js';
 import { linear } from '../../../src/engine/layers.js';
 import { batchMean, crossEntropy } from '../../../src/engine/losses.js';
@@ -253,4 +254,21 @@ test('a step limit between evaluations still evaluates where it stops, so there 
     withoutSeconds(join(dir2, 'metrics.jsonl')).map((r) => r.step),
     [4],
   );
+});
+
+test('restoreBest leaves the best checkpoint’s parameters in the trainer, and ParameterStore.clone copies them', async () => {
+  const dir = join(tempDir('kd-loop-best-'), 'run');
+  const trainer = await Trainer.create(trainerOptions());
+  await runTrainingLoop(loopOptions(trainer, dir, { restoreBest: true }));
+  const best = loadSafetensors(join(dir, 'best.safetensors')).tensors;
+  for (const spec of trainer.store.specs) assert.deepEqual(trainer.store.get(spec.name), best.get(spec.name)!.data);
+  const copy = trainer.store.clone((s) => s.name !== 'head.bias');
+  assert.deepEqual(
+    copy.specs.map((s) => s.name),
+    trainer.store.specs.map((s) => s.name).filter((n) => n !== 'head.bias'),
+  );
+  const weight = copy.get('head.weight');
+  assert.deepEqual(weight, trainer.store.get('head.weight'));
+  assert.notEqual(weight.buffer, trainer.store.get('head.weight').buffer, 'the copy owns its values');
+  await trainer.dispose();
 });

@@ -11,10 +11,11 @@ import { Rng } from '../../../src/engine/rng.js';
 import { optimizeTeacherGraph } from '../../../src/teacher/optimize.js';
 import { rewriteForFusion } from '../../../src/teacher/fusable.js';
 import type { ModelProto } from '../../../src/teacher/onnx-model.js';
-import { ensembleModel, TEACHER_PRESETS } from '../../../src/teacher/default-teacher.js';
+import { TEACHER_PRESETS } from '../../../src/teacher/default-config.js';
+import { ensembleModel } from '../../../src/teacher/default-model.js';
 import { ParameterStore } from '../../../src/engine/params.js';
 import { modelParamSpecs } from '../../../src/engine/context.js';
-import { exportModel } from '../../../src/engine/train-step.js';
+import { exportModel } from '../../../src/engine/train-graph.js';
 
 const { onnx } = onnxProto;
 const H = 6;
