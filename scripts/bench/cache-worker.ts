@@ -114,6 +114,16 @@ if (mode === 'write') {
   const shuffledSeconds = (performance.now() - t0) / 1000;
   reader.close();
   process.stdout.write(
-    `${JSON.stringify({ rawBytes, rawSeconds, storedBytes, storedSeconds, sequentialBytes, sequentialSeconds, shuffledRows, shuffledSeconds, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`,
+    `${JSON.stringify({
+      rawBytes,
+      rawSeconds,
+      storedBytes,
+      storedSeconds,
+      sequentialBytes,
+      sequentialSeconds,
+      shuffledRows,
+      shuffledSeconds,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+    })}\n`,
   );
 }

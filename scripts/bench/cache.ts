@@ -26,16 +26,21 @@ export async function benchCache(args: string[]): Promise<Record<string, unknown
     sizes[mode] = Number(w.result.bytes);
     if (mode === 'full') write = w;
     log(
-      `write ${mode}: ${rows} rows × ${d} in ${Number(w.result.seconds).toFixed(1)}s (${(Number(w.result.bytes) / 1e6 / Number(w.result.seconds)).toFixed(0)} MB/s), ${(Number(w.result.bytes) / 1e6).toFixed(0)} MB, peak RSS ${w.peakRssMb.toFixed(0)} MB`,
+      `write ${mode}: ${rows} rows × ${d} in ${Number(w.result.seconds).toFixed(1)}s ` +
+        `(${(Number(w.result.bytes) / 1e6 / Number(w.result.seconds)).toFixed(0)} MB/s), ` +
+        `${(Number(w.result.bytes) / 1e6).toFixed(0)} MB, peak RSS ${w.peakRssMb.toFixed(0)} MB`,
     );
   }
   const read = await runNodeChild(worker, ['read', join(root, 'full')]);
   const r = read.result as Record<string, number>;
   log(
-    `sequential read through the reader: ${(r.storedBytes / 1e9 / r.storedSeconds).toFixed(2)} GB/s as stored (float16), ${(r.sequentialBytes / 1e9 / r.sequentialSeconds).toFixed(2)} GB/s decoded to float32; raw fs read of the same files: ${(r.rawBytes / 1e9 / r.rawSeconds).toFixed(2)} GB/s`,
+    `sequential read through the reader: ${(r.storedBytes / 1e9 / r.storedSeconds).toFixed(2)} GB/s as stored (float16), ` +
+      `${(r.sequentialBytes / 1e9 / r.sequentialSeconds).toFixed(2)} GB/s decoded to float32; raw fs read of the same files: ` +
+      `${(r.rawBytes / 1e9 / r.rawSeconds).toFixed(2)} GB/s`,
   );
   log(
-    `shuffled batches of 256 rows: ${Math.round(r.shuffledRows / r.shuffledSeconds)} rows/s, peak RSS while reading ${read.peakRssMb.toFixed(0)} MB`,
+    `shuffled batches of 256 rows: ${Math.round(r.shuffledRows / r.shuffledSeconds)} rows/s, peak RSS while reading ` +
+      `${read.peakRssMb.toFixed(0)} MB`,
   );
   rmSync(root, { recursive: true, force: true });
   const result = {

@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { flag, log, runNodeChild } from './util.js';
 
 const WORDS =
-  'the quality sound great terrible works broke after week love hate recommend would not buy again fast shipping cheap plastic battery screen book movie album story characters'.split(
-    ' ',
-  );
+  'the quality sound great terrible works broke after week love hate recommend would not buy again fast shipping cheap plastic ' +
+  'battery screen book movie album story characters'.split(' ');
 
 async function generate(path: string, megabytes: number): Promise<number> {
   const out = createWriteStream(path);
@@ -67,10 +66,12 @@ export async function benchData(args: string[]): Promise<Record<string, unknown>
     ratio_vs_readline: Number((peerSeconds / oursSeconds).toFixed(2)),
   };
   log(
-    `kd reader: ${summary.rows} rows, ${summary.file_mb} MB in ${summary.seconds}s = ${summary.rows_per_s} rows/s, ${summary.mb_per_s} MB/s, peak RSS ${summary.peak_rss_mb} MB (target < 300)`,
+    `kd reader: ${summary.rows} rows, ${summary.file_mb} MB in ${summary.seconds}s = ${summary.rows_per_s} rows/s, ` +
+      `${summary.mb_per_s} MB/s, peak RSS ${summary.peak_rss_mb} MB (target < 300)`,
   );
   log(
-    `readline (split lines only): ${summary.readline_mb_per_s} MB/s, peak RSS ${summary.readline_peak_rss_mb} MB; kd/readline speed ratio ${summary.ratio_vs_readline}`,
+    `readline (split lines only): ${summary.readline_mb_per_s} MB/s, peak RSS ${summary.readline_peak_rss_mb} MB; kd/readline ` +
+      `speed ratio ${summary.ratio_vs_readline}`,
   );
   return summary;
 }

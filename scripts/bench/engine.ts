@@ -140,7 +140,8 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   };
   const peak = Math.max(...Object.values(peaks));
   log(
-    `ORT MatMul GFLOP/s: 256x768x256 ${peaks.mlp_shape.toFixed(1)}, 1024^3 ${peaks.square_1024.toFixed(1)}, 2048x768x768 ${peaks.wide.toFixed(1)} → peak ${peak.toFixed(1)}`,
+    `ORT MatMul GFLOP/s: 256x768x256 ${peaks.mlp_shape.toFixed(1)}, 1024^3 ${peaks.square_1024.toFixed(1)}, 2048x768x768 ` +
+      `${peaks.wide.toFixed(1)} → peak ${peak.toFixed(1)}`,
   );
 
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
@@ -151,14 +152,25 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   const mlpGflops = mlpStepFlops(MLP.batch) / mlpOurs / 1e9;
   const eps = (s: number, b: number) => b / s;
   log(
-    `MLP 768→256→2, batch 256, AdamW: kd ${eps(mlpOurs, MLP.batch).toFixed(0)} ex/s with ${MLP_STEPS_PER_CALL} steps per call (${mlpGflops.toFixed(1)} GFLOP/s, ${((100 * mlpGflops) / peak).toFixed(0)}% of MatMul peak), ${eps(mlpSingle, MLP.batch).toFixed(0)} ex/s with 1 (${((100 * mlpStepFlops(MLP.batch)) / mlpSingle / 1e9 / peak).toFixed(0)}%); tfjs-${mlpTfjs.result.backend} ${eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch).toFixed(0)} ex/s; ${'skipped' in mlpTorch ? `PyTorch skipped: ${mlpTorch.skipped}` : `PyTorch ${mlpTorch.torch} ${eps(mlpTorch.secondsPerStep, MLP.batch).toFixed(0)} ex/s`}`,
+    `MLP 768→256→2, batch 256, AdamW: kd ${eps(mlpOurs, MLP.batch).toFixed(0)} ex/s with ${MLP_STEPS_PER_CALL} steps per call ` +
+      `(${mlpGflops.toFixed(1)} GFLOP/s, ${((100 * mlpGflops) / peak).toFixed(0)}% of MatMul peak), ` +
+      `${eps(mlpSingle, MLP.batch).toFixed(0)} ex/s with 1 ` +
+      `(${((100 * mlpStepFlops(MLP.batch)) / mlpSingle / 1e9 / peak).toFixed(0)}%); tfjs-${mlpTfjs.result.backend} ` +
+      `${eps(Number(mlpTfjs.result.secondsPerStep), MLP.batch).toFixed(0)} ex/s; ` +
+      ('skipped' in mlpTorch
+        ? `PyTorch skipped: ${mlpTorch.skipped}`
+        : `PyTorch ${mlpTorch.torch} ${eps(mlpTorch.secondsPerStep, MLP.batch).toFixed(0)} ex/s`),
   );
 
   const trOurs = await oursTransformer(trSteps);
   const trTfjs = await runNodeChild(worker, ['transformer', String(Math.max(2, Math.round(trSteps / 4)))]);
   const trTorch = torchPeer('transformer', trSteps);
   log(
-    `Transformer (2 layers, hidden 128, 2 heads, seq 64, batch 32): kd ${eps(trOurs, TRANSFORMER.batch).toFixed(1)} ex/s; tfjs-${trTfjs.result.backend} ${eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch).toFixed(1)} ex/s; ${'skipped' in trTorch ? `PyTorch skipped: ${trTorch.skipped}` : `PyTorch ${eps(trTorch.secondsPerStep, TRANSFORMER.batch).toFixed(1)} ex/s`}`,
+    `Transformer (2 layers, hidden 128, 2 heads, seq 64, batch 32): kd ${eps(trOurs, TRANSFORMER.batch).toFixed(1)} ex/s; ` +
+      `tfjs-${trTfjs.result.backend} ${eps(Number(trTfjs.result.secondsPerStep), TRANSFORMER.batch).toFixed(1)} ex/s; ` +
+      ('skipped' in trTorch
+        ? `PyTorch skipped: ${trTorch.skipped}`
+        : `PyTorch ${eps(trTorch.secondsPerStep, TRANSFORMER.batch).toFixed(1)} ex/s`),
   );
 
   const sizes = quick ? [16, 20] : [16, 18, 20, 22];
@@ -167,7 +179,8 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
     const sec = await oursNgram(s, quick ? 20 : 100);
     ngram[`2^${s}`] = sec;
     log(
-      `hashed n-gram student, table 2^${s} x ${NGRAM.dim}, batch ${NGRAM.batch}: ${(sec * 1000).toFixed(2)} ms/step, ${eps(sec, NGRAM.batch).toFixed(0)} ex/s`,
+      `hashed n-gram student, table 2^${s} x ${NGRAM.dim}, batch ${NGRAM.batch}: ${(sec * 1000).toFixed(2)} ms/step, ` +
+        `${eps(sec, NGRAM.batch).toFixed(0)} ex/s`,
     );
   }
   const ngramTimes = Object.values(ngram);
@@ -201,7 +214,10 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
     pytorch: 'skipped' in mlpTorch ? mlpTorch.skipped : mlpTorch.torch,
   };
   log(
-    `targets: MLP ≥ 25× tfjs (${result.mlp_ratio_vs_tfjs}× with ${MLP_STEPS_PER_CALL} steps per call, ${result.mlp_one_step_per_call_ratio_vs_tfjs}× with 1), ≥ 40% of MatMul peak (${(100 * result.mlp_frac_of_matmul_peak).toFixed(0)}%); transformer ≥ 10× tfjs (${result.transformer_ratio_vs_tfjs}×); n-gram step time across table sizes within ${result.ngram_step_time_spread}×`,
+    `targets: MLP ≥ 25× tfjs (${result.mlp_ratio_vs_tfjs}× with ${MLP_STEPS_PER_CALL} steps per call, ` +
+      `${result.mlp_one_step_per_call_ratio_vs_tfjs}× with 1), ≥ 40% of MatMul peak ` +
+      `(${(100 * result.mlp_frac_of_matmul_peak).toFixed(0)}%); transformer ≥ 10× tfjs (${result.transformer_ratio_vs_tfjs}×); ` +
+      `n-gram step time across table sizes within ${result.ngram_step_time_spread}×`,
   );
   return result;
 }

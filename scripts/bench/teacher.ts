@@ -131,7 +131,13 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
     frac_of_matmul_peak: round(flops / ours / 1e9 / peak, 3),
   };
   log(
-    `kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} GFLOP/s counting the unoptimized model's FLOPs); ${best ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)` : 'transformers.js skipped'}`,
+    `kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ` +
+      `${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} ` +
+      `GFLOP/s counting the unoptimized model's FLOPs); ` +
+      (best
+        ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ` +
+          `ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)`
+        : 'transformers.js skipped'),
   );
   return result;
 }

@@ -250,11 +250,22 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
       'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
   log(
-    `n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ${'skipped' in ft ? `fastText skipped (${ft.skipped})` : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`}; cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`,
+    `n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ` +
+      `${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ` +
+      `${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ` +
+      ('skipped' in ft
+        ? `fastText skipped (${ft.skipped})`
+        : `fastText ${result.ngram_fasttext_examples_per_s} ex/s (${result.ngram_ratio_vs_fasttext}×)`) +
+      '; ' +
+      `cache reads ${(100 * result.ngram_cache_read_share).toFixed(2)}% of step time`,
   );
   rmSync(dir, { recursive: true, force: true });
   log(
-    `transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens, ${perCall} steps per call): kd ${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s (${result.transformer_ratio_vs_tfjs}×), ${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`,
+    `transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens, ${perCall} steps per call): kd ` +
+      `${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s ` +
+      `(${result.transformer_ratio_vs_tfjs}×), ` +
+      `${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; cache reads ` +
+      `${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`,
   );
   return result;
 }

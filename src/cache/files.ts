@@ -53,7 +53,8 @@ export class CacheFileRoots {
       const same = JSON.stringify(identityOf(partManifest)) === JSON.stringify(identityOf(manifest));
       if (!same)
         throw new UnsafeCachePathError(
-          `${where}: part ${JSON.stringify(part)} holds a different cache (teacher, data or settings) than the merge. Rerun kd cache merge with the right parts`,
+          `${where}: part ${JSON.stringify(part)} holds a different cache (teacher, data or settings) than the merge. Rerun kd ` +
+            `cache merge with the right parts`,
         );
       roots.push({ real: realpathSync(partDir), manifest: partManifest, name: part });
     }
@@ -69,7 +70,8 @@ export class CacheFileRoots {
     const where = `${join(this.dir, 'manifest.json')}: ${field}`;
     const refuse = (why: string) =>
       new UnsafeCachePathError(
-        `${where} ${JSON.stringify(rel)} ${why}; a cache reads only regular files inside its folder (or, for a merge, its parts). Rebuild or re-merge the cache rather than editing its manifest`,
+        `${where} ${JSON.stringify(rel)} ${why}; a cache reads only regular files inside its folder (or, for a merge, its ` +
+          `parts). Rebuild or re-merge the cache rather than editing its manifest`,
       );
     if (typeof rel !== 'string' || rel === '' || rel.includes('\0')) throw refuse('is not a file name');
     if (isAbsolute(rel)) throw refuse('is an absolute path');
@@ -90,7 +92,8 @@ export class CacheFileRoots {
       const own = root.manifest.shards.find((s) => s.index === entry.index);
       if (!own || resolve(this.base, root.name, own.path) !== lexical || own.sha256 !== entry.sha256 || own.bytes !== entry.bytes) {
         throw new CacheMismatchError(
-          `${where} ${JSON.stringify(rel)} is not shard ${entry.index} of part ${root.name} as that part's manifest lists it (the part was rebuilt or changed after the merge). Rerun kd cache merge`,
+          `${where} ${JSON.stringify(rel)} is not shard ${entry.index} of part ${root.name} as that part's manifest lists it ` +
+            `(the part was rebuilt or changed after the merge). Rerun kd cache merge`,
         );
       }
     }

@@ -76,7 +76,8 @@ export function readManifest(dir: string): CacheManifest {
   if (!existsSync(path)) {
     const building = existsSync(join(dir, 'progress.json'));
     throw new CacheMismatchError(
-      `${dir}: no manifest.json${building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'}`,
+      `${dir}: no manifest.json` +
+        (building ? ': the build is not finished (rerun the same kd cache build command to resume it)' : ': not a kd cache'),
     );
   }
   let m: CacheManifest;
@@ -158,7 +159,8 @@ export function assertSameIdentity(existing: Record<string, unknown>, wanted: Re
   for (const [field, value] of Object.entries(wanted)) {
     if (JSON.stringify(existing[field]) !== JSON.stringify(value)) {
       throw new CacheMismatchError(
-        `${where} was built with a different ${field.split('.')[0]}: ${field} is ${JSON.stringify(existing[field])}, this run has ${JSON.stringify(value)}. ${fix}`,
+        `${where} was built with a different ${field.split('.')[0]}: ${field} is ${JSON.stringify(existing[field])}, this run ` +
+          `has ${JSON.stringify(value)}. ${fix}`,
       );
     }
   }

@@ -64,7 +64,9 @@ export class CacheReader {
       );
     }
     const roots = CacheFileRoots.of(dir, manifest);
-    const rebuild = `The cache is damaged: rebuild it (delete ${dir} and rerun the kd cache build command that made it); kd cache verify ${dir} lists every damaged file`;
+    const rebuild =
+      `The cache is damaged: rebuild it (delete ${dir} and rerun the kd cache build command that made it); kd ` +
+      `cache verify ${dir} lists every damaged file`;
     let start = 0;
     try {
       for (const entry of [...manifest.shards].sort((a, b) => a.index - b.index)) {
@@ -134,7 +136,9 @@ export class CacheReader {
     const cached = this.manifest.data.labels;
     if (JSON.stringify(cached) === JSON.stringify(labelNames)) return;
     throw new CacheMismatchError(
-      `the cache ${this.dir} holds ${cached.length} classes (${cached.join(', ')}), built with --classes ${cached.length} from ${this.builtFrom()}; this run reads ${labelNames.length} (${labelNames.join(', ')}). Pass --classes ${cached.length} (and the --label-map the cache was built with), or rebuild the cache with --classes ${labelNames.length}`,
+      `the cache ${this.dir} holds ${cached.length} classes (${cached.join(', ')}), built with --classes ${cached.length} from ` +
+        `${this.builtFrom()}; this run reads ${labelNames.length} (${labelNames.join(', ')}). Pass --classes ${cached.length} ` +
+        `(and the --label-map the cache was built with), or rebuild the cache with --classes ${labelNames.length}`,
     );
   }
 
@@ -154,7 +158,10 @@ export class CacheReader {
     const ex = examples[first]!;
     const name = (names: readonly string[], k: number) => `'${names[k] ?? '?'}' (class ${k})`;
     throw new CacheMismatchError(
-      `${ex.file}:${ex.line}: id ${ex.id} is labelled ${name(labelNames, ex.label)} here but ${name(this.manifest.data.labels, cachedLabels[first]!)} in the cache ${this.dir} (built from ${this.builtFrom()}); ${differ} of ${examples.length} rows differ. Read the data as the cache build did (the same --label-map and --classes), or rebuild the cache over these files`,
+      `${ex.file}:${ex.line}: id ${ex.id} is labelled ${name(labelNames, ex.label)} here but ` +
+        `${name(this.manifest.data.labels, cachedLabels[first]!)} in the cache ${this.dir} (built from ${this.builtFrom()}); ` +
+        `${differ} of ${examples.length} rows differ. Read the data as the cache build did (the same --label-map and ` +
+        `--classes), or rebuild the cache over these files`,
     );
   }
 
@@ -402,11 +409,13 @@ export function mergeCaches(out: string, parts: string[]): CacheManifest {
   const same = partReals.findIndex((p) => p === outReal);
   if (same >= 0)
     throw new OptionError(
-      `'--out' ${out} is the part ${parts[same]} (both are ${outReal}): the merged manifest would replace that part's own. Give a new folder, e.g. --out ${join(dirname(outReal), 'merged')}`,
+      `'--out' ${out} is the part ${parts[same]} (both are ${outReal}): the merged manifest would replace that part's own. Give ` +
+        `a new folder, e.g. --out ${join(dirname(outReal), 'merged')}`,
     );
   if (existsSync(join(out, 'shards')) || existsSync(join(out, 'progress.json')))
     throw new OptionError(
-      `'--out' ${out} holds a cache of its own (a shards folder or an unfinished build): the merged manifest would orphan it. Give a new folder`,
+      `'--out' ${out} holds a cache of its own (a shards folder or an unfinished build): the merged manifest would orphan it. ` +
+        `Give a new folder`,
     );
   const first = manifests[0]!;
   manifests.forEach((m, i) =>
@@ -430,7 +439,8 @@ export function mergeCaches(out: string, parts: string[]): CacheManifest {
   const missing = Array.from({ length: first.shardCount }, (_, i) => i).filter((i) => !byIndex.has(i));
   if (missing.length)
     throw new CacheMismatchError(
-      `the parts lack shard(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''} of ${first.shardCount}: a part is missing or unfinished`,
+      `the parts lack shard(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''} of ${first.shardCount}: a ` +
+        `part is missing or unfinished`,
     );
   const lock = acquireFolderLock(out, 'kd cache merge');
   try {

@@ -62,7 +62,9 @@ function buildCommand(): Command {
       });
       const rows = manifest.shards.reduce((s, e) => s + e.rows, 0);
       process.stdout.write(
-        `cache ${o.out}: ${rows} rows in ${manifest.shards.length} shard(s)${manifest.part ? ` (part ${manifest.part.k}/${manifest.part.n} of ${manifest.shardCount} shards)` : ''}, embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}\n`,
+        `cache ${o.out}: ${rows} rows in ${manifest.shards.length} ` +
+          `shard(s)${manifest.part ? ` (part ${manifest.part.k}/${manifest.part.n} of ${manifest.shardCount} shards)` : ''}, ` +
+          `embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}\n`,
       );
       if (o.json)
         printJsonLine({
@@ -100,7 +102,9 @@ function infoCommand(): Command {
     .action((dir: string, o: { json?: boolean }) => {
       const info = cacheInfo(dir);
       process.stdout.write(
-        `${info.rows} rows, ${info.shards} shard(s), embedding ${JSON.stringify(info.embedding)}, ${((info.sizeOnDiskBytes as number) / 1e6).toFixed(1)} MB, teacher accuracy ${(100 * (info.teacherAccuracy as number)).toFixed(2)}%\n`,
+        `${info.rows} rows, ${info.shards} shard(s), embedding ${JSON.stringify(info.embedding)}, ` +
+          `${((info.sizeOnDiskBytes as number) / 1e6).toFixed(1)} MB, teacher accuracy ` +
+          `${(100 * (info.teacherAccuracy as number)).toFixed(2)}%\n`,
       );
       if (o.json) printJsonLine(info);
     });

@@ -34,7 +34,8 @@ export function dataSplitCommand(): Command {
             .join(', ')})`,
       );
       process.stdout.write(
-        `${manifest.unique} unique examples from ${files.length} file(s); ${manifest.duplicatesRemoved} duplicate ids removed; ${manifest.read.skipped.malformed} malformed rows in ${opts.out}/rejects.jsonl\n${lines.join('\n')}\nwritten to ${opts.out}\n`,
+        `${manifest.unique} unique examples from ${files.length} file(s); ${manifest.duplicatesRemoved} duplicate ids removed; ` +
+          `${manifest.read.skipped.malformed} malformed rows in ${opts.out}/rejects.jsonl\n${lines.join('\n')}\nwritten to ${opts.out}\n`,
       );
       if (opts.json) printJsonLine(manifest);
     },

@@ -78,13 +78,16 @@ function printHuman(s: DataStats, rejectsFile: string | undefined): void {
         : ''
     }${rejectsFile && s.skipped.malformed ? `; written to ${rejectsFile}` : ''}`,
     `decoded as Latin-1 (invalid UTF-8): ${s.latin1Lines} lines`,
-    `text length, characters: mean ${s.textLength.chars.mean.toFixed(1)}, p50 ${s.textLength.chars.p50}, p90 ${s.textLength.chars.p90}, p99 ${s.textLength.chars.p99}, max ${s.textLength.chars.max}`,
-    `text length, words:      mean ${s.textLength.words.mean.toFixed(1)}, p50 ${s.textLength.words.p50}, p90 ${s.textLength.words.p90}, p99 ${s.textLength.words.p99}, max ${s.textLength.words.max}`,
+    `text length, characters: mean ${s.textLength.chars.mean.toFixed(1)}, p50 ${s.textLength.chars.p50}, p90 ` +
+      `${s.textLength.chars.p90}, p99 ${s.textLength.chars.p99}, max ${s.textLength.chars.max}`,
+    `text length, words:      mean ${s.textLength.words.mean.toFixed(1)}, p50 ${s.textLength.words.p50}, p90 ` +
+      `${s.textLength.words.p90}, p99 ${s.textLength.words.p99}, max ${s.textLength.words.max}`,
   ];
   if (s.files.length > 1)
     for (const f of s.files)
       lines.push(
-        `  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}], neutral ${f.neutral}, malformed ${Object.values(f.malformed).reduce((a, b) => a + (b ?? 0), 0)}`,
+        `  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}], neutral ${f.neutral}, malformed ` +
+          `${Object.values(f.malformed).reduce((a, b) => a + (b ?? 0), 0)}`,
       );
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -31,7 +31,8 @@ function camel(flag: string): string {
 export function teacherTrainCommand(): Command {
   const cmd = new Command('train')
     .description(
-      'train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in the Hugging Face layout',
+      'train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in ' +
+        'the Hugging Face layout',
     )
     .requiredOption('--data <file...>', 'training data (a dev split is held out unless --dev is given)')
     .option('--dev <file...>', 'dev data for early stopping')
@@ -68,7 +69,9 @@ export function teacherTrainCommand(): Command {
     });
     const seconds = result.members.reduce((s, m) => s + m.loop.secondsTraining, 0);
     process.stdout.write(
-      `teacher written to ${result.out}: ${result.parameters} parameters, ${result.members.length} member(s) (dev ${result.members.map((m) => `${(100 * m.devAccuracy).toFixed(2)}%`).join(', ')}), ensemble dev accuracy ${(100 * result.devAccuracy).toFixed(2)}% (${result.devRows} rows), trained in ${seconds.toFixed(0)}s\n`,
+      `teacher written to ${result.out}: ${result.parameters} parameters, ${result.members.length} member(s) (dev ` +
+        `${result.members.map((m) => `${(100 * m.devAccuracy).toFixed(2)}%`).join(', ')}), ensemble dev accuracy ` +
+        `${(100 * result.devAccuracy).toFixed(2)}% (${result.devRows} rows), trained in ${seconds.toFixed(0)}s\n`,
     );
     if (o.json) printJsonLine({ ...result, config });
   });

@@ -99,7 +99,8 @@ export function classMapping(teacherLabels: readonly string[], datasetLabels: re
   if (map.every((m) => m >= 0)) return { map, byName: true };
   if (teacherLabels.length !== datasetLabels.length) {
     throw new ConfigError(
-      `the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by count: use a teacher trained for these classes, or pick --classes / --label-map to match its id2label`,
+      `the teacher's classes (${teacherLabels.join(', ')}) do not match the data's (${datasetLabels.join(', ')}) by name or by ` +
+        `count: use a teacher trained for these classes, or pick --classes / --label-map to match its id2label`,
     );
   }
   return { map: datasetLabels.map((_, i) => i), byName: false };
@@ -141,7 +142,9 @@ function evalCommand(): Command {
       });
       const report = accuracyReport(gold, predicted, datasetLabels.length);
       process.stdout.write(
-        `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
+        `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ` +
+          `${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ` +
+          `${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
       );
       if (o.json)
         printJsonLine({

@@ -92,10 +92,10 @@ export function trainCommand(): Command {
     };
     const { runs, summary } = await trainStudentSeeds(run, seeds);
     const pct = (x: number) => (100 * x).toFixed(2);
-    for (const r of runs)
-      process.stdout.write(
-        `seed ${r.seed}: dev ${pct(r.dev.accuracy)}%${r.test ? `, test ${pct(r.test.accuracy)}% (95% CI ${pct(r.test.interval95.low)}–${pct(r.test.interval95.high)})` : ''}, ${r.loop.steps} steps\n`,
-      );
+    for (const r of runs) {
+      const test = r.test ? `, test ${pct(r.test.accuracy)}% (95% CI ${pct(r.test.interval95.low)}–${pct(r.test.interval95.high)})` : '';
+      process.stdout.write(`seed ${r.seed}: dev ${pct(r.dev.accuracy)}%${test}, ${r.loop.steps} steps\n`);
+    }
     const s = summary.test ?? summary.dev;
     process.stdout.write(
       `${student.name}/${run.loss} over ${seeds.length} seed(s): ${summary.test ? 'test' : 'dev'} ${pct(s.mean)} ± ${pct(s.std)}% ` +

@@ -153,7 +153,8 @@ export async function resolveFormat(file: string, claimed: Format | 'auto'): Pro
   if (claimed === 'parquet') {
     throw new FormatError(
       file,
-      `does not look like Parquet (no PAR1 magic bytes)${guessed ? `: it looks like ${describeFormat(guessed)}. Use --format ${guessed}` : ''}`,
+      `does not look like Parquet (no PAR1 magic ` +
+        `bytes)${guessed ? `: it looks like ${describeFormat(guessed)}. Use --format ${guessed}` : ''}`,
     );
   }
   if (lines.some((l) => matches(claimed, l))) {

@@ -79,7 +79,8 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   // Before the first pass (which may read millions of rows), so a wrong --out fails at once.
   if (existsSync(options.out) && !statSync(options.out).isDirectory()) {
     throw new OptionError(
-      `'--out' ${options.out} is a file; it names the folder the split is written into (${SPLIT_NAMES.map((n) => `${n}.jsonl`).join(', ')}, rejects.jsonl, split.json): give a folder path`,
+      `'--out' ${options.out} is a file; it names the folder the split is written into ` +
+        `(${SPLIT_NAMES.map((n) => `${n}.jsonl`).join(', ')}, rejects.jsonl, split.json): give a folder path`,
     );
   }
   ensureFolder(options.out);
@@ -159,7 +160,8 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
     }
     if (k !== unique)
       throw new UserError(
-        `${files.join(', ')}: the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second); nothing was written: run again once no other process writes these files`,
+        `${files.join(', ')}: the input changed while splitting (${unique} unique rows on the first pass, ${k} on the second); ` +
+          `nothing was written: run again once no other process writes these files`,
       );
     await Promise.all(writers.map((w) => w.commit()));
   } catch (e) {

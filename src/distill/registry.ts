@@ -1,5 +1,5 @@
 // The methods `kd train --loss NAME` knows: one line each.
-import { OptionError } from '../errors.js';
+import { lookup } from '../util/registry.js';
 import { MethodOptionError, optionFlag, type DistillMethod } from './method.js';
 import { ce } from './methods/ce.js';
 import { kd } from './methods/kd.js';
@@ -40,9 +40,7 @@ export const METHODS: Record<string, DistillMethod<never>> = {
  * ```
  */
 export function getMethod(name: string): DistillMethod<unknown> {
-  const m = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
-  if (!m) throw new OptionError(`Unknown loss '${name}'. Known: ${Object.keys(METHODS).join(', ')}`);
-  return m as DistillMethod<unknown>;
+  return lookup(METHODS, 'loss', name) as DistillMethod<unknown>;
 }
 
 /**

@@ -100,7 +100,8 @@ export function assertSameRunConfig(stored: unknown, current: Record<string, unk
   if (!d) return;
   const show = (v: unknown) => (v === undefined ? '(not set)' : JSON.stringify(v));
   throw new OptionError(
-    `${where} was trained with ${d.field} = ${show(d.stored)}; this run asks for ${show(d.current)}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+    `${where} was trained with ${d.field} = ${show(d.stored)}; this run asks for ${show(d.current)}. Resume with the same ` +
+      `settings, or start a new run in another --out (or delete the run folder)`,
   );
 }
 
@@ -245,7 +246,8 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
     appendMetricsLine(metricsPath, `${JSON.stringify(row)}\n`);
     state.metricsLines += 1;
     log(
-      `step ${row.step} epoch ${row.epoch}: train loss ${row.trainLoss?.toFixed(4) ?? '-'}, dev ${dev.score.toFixed(4)}${improved ? ' (best)' : ''}`,
+      `step ${row.step} epoch ${row.epoch}: train loss ${row.trainLoss?.toFixed(4) ?? '-'}, dev ` +
+        `${dev.score.toFixed(4)}${improved ? ' (best)' : ''}`,
     );
     lossSum = 0;
     lossCount = 0;
@@ -272,7 +274,9 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
       results.forEach((result, k) => {
         if (!Number.isFinite(result.loss))
           throw new OptionError(
-            `training diverged at step ${first + k + 1}: loss ${result.loss} (learning rate ${result.lr.toExponential(2)} at that step). Lower the learning rate (--lr) and start a new run in another --out (or delete the run folder): a checkpoint resumes only with the settings it was trained with`,
+            `training diverged at step ${first + k + 1}: loss ${result.loss} (learning rate ${result.lr.toExponential(2)} at ` +
+              `that step). Lower the learning rate (--lr) and start a new run in another --out (or delete the run folder): a ` +
+              `checkpoint resumes only with the settings it was trained with`,
           );
         lossSum += result.loss;
         lossCount += 1;

@@ -161,7 +161,8 @@ export function loadSafetensors(path: string, opts: SafetensorsReadOptions = {})
       );
       if (actual !== stored)
         throw damaged(
-          `damaged: its contents do not match the sha256 kd stored in it (stored ${stored.slice(0, 12)}…, computed ${actual.slice(0, 12)}…), so the file changed after it was written`,
+          `damaged: its contents do not match the sha256 kd stored in it (stored ${stored.slice(0, 12)}…, computed ` +
+            `${actual.slice(0, 12)}…), so the file changed after it was written`,
         );
       metadata = rest;
     }

@@ -49,7 +49,10 @@ export function deviceProblem(device: Device): string | null {
   if (device === 'cpu') return null;
   if (device === 'cuda') {
     if (!existsSync(join(bindingDir(), 'libonnxruntime_providers_cuda.so'))) {
-      return 'the CUDA execution provider is not installed in onnxruntime-node. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js`';
+      return (
+        'the CUDA execution provider is not installed in onnxruntime-node. On a machine with CUDA 12 and cuDNN 9 run ' +
+        '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js`'
+      );
     }
     return null;
   }

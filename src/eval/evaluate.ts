@@ -58,7 +58,7 @@ async function loadClassifier(dir: string, placement: SessionOptions): Promise<C
       dispose: () => s.dispose(),
     };
   }
-  const t = await Teacher.load(dir, { ...placement, warn: () => undefined });
+  const t = await Teacher.load(dir, { session: placement, warn: () => undefined });
   return {
     kind: `teacher:${t.config.modelType}`,
     labels: t.labels,

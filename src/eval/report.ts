@@ -154,12 +154,16 @@ export function buildMarkdownTable(runs: ReportRun[], contexts: ReportContext[])
     const t = contexts.find((c) => c.dataset === ds)?.teacher?.eval;
     if (t)
       lines.push(
-        `| ${ds} | teacher | ${basename(contexts.find((c) => c.dataset === ds)!.teacher!.dir)} | ${pct(t.accuracy)} | ${pct(t.interval95.low)}–${pct(t.interval95.high)} (Wilson) | ${pct(contexts.find((c) => c.dataset === ds)!.teacher!.devAccuracy)} | – |`,
+        `| ${ds} | teacher | ${basename(contexts.find((c) => c.dataset === ds)!.teacher!.dir)} | ${pct(t.accuracy)} | ` +
+          `${pct(t.interval95.low)}–${pct(t.interval95.high)} (Wilson) | ` +
+          `${pct(contexts.find((c) => c.dataset === ds)!.teacher!.devAccuracy)} | – |`,
       );
     for (const r of runs.filter((x) => x.dataset === ds)) {
       const test = r.summary.summary.test;
       lines.push(
-        `| ${ds} | ${r.student} | ${r.label} | ${test ? `${pct(test.mean)} ± ${pct(test.std)}` : '–'} | ${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'} | ${pct(r.summary.summary.dev.mean)} | ${r.summary.summary.seeds.length} |`,
+        `| ${ds} | ${r.student} | ${r.label} | ${test ? `${pct(test.mean)} ± ${pct(test.std)}` : '–'} | ` +
+          `${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'} | ${pct(r.summary.summary.dev.mean)} | ` +
+          `${r.summary.summary.seeds.length} |`,
       );
     }
   }
@@ -177,18 +181,36 @@ function comparisonSection(runs: ReportRun[], contexts: ReportContext[], dataset
     if (ctx?.teacher?.eval) {
       const t = ctx.teacher.eval;
       rows.push(
-        `<tr class="teacher"><td>${escapeXml(ds)}</td><td>teacher</td><td>${escapeXml(basename(ctx.teacher.dir))}</td>${cell(`${ds}|teacher|test-mean`, t.accuracy)}<td>–</td><td>${pct(t.interval95.low)}–${pct(t.interval95.high)}</td>${cell(`${ds}|teacher|dev-mean`, ctx.teacher.devAccuracy ?? null)}<td>1</td></tr>`,
+        [
+          `<tr class="teacher"><td>${escapeXml(ds)}</td><td>teacher</td><td>${escapeXml(basename(ctx.teacher.dir))}</td>`,
+          cell(`${ds}|teacher|test-mean`, t.accuracy),
+          `<td>–</td><td>${pct(t.interval95.low)}–${pct(t.interval95.high)}</td>`,
+          cell(`${ds}|teacher|dev-mean`, ctx.teacher.devAccuracy ?? null),
+          '<td>1</td></tr>',
+        ].join(''),
       );
     }
     for (const b of ctx?.baselines ?? []) {
       rows.push(
-        `<tr class="baseline"><td>${escapeXml(ds)}</td><td>baseline</td><td>${escapeXml(b.name)}</td>${cell(`${ds}|baseline|${b.name}|test-mean`, b.accuracy)}<td>–</td><td>${b.interval95 ? `${pct(b.interval95[0])}–${pct(b.interval95[1])}` : '–'}</td><td>–</td><td>${escapeXml(b.note ?? '')}</td></tr>`,
+        [
+          `<tr class="baseline"><td>${escapeXml(ds)}</td><td>baseline</td><td>${escapeXml(b.name)}</td>`,
+          cell(`${ds}|baseline|${b.name}|test-mean`, b.accuracy),
+          `<td>–</td><td>${b.interval95 ? `${pct(b.interval95[0])}–${pct(b.interval95[1])}` : '–'}</td>`,
+          `<td>–</td><td>${escapeXml(b.note ?? '')}</td></tr>`,
+        ].join(''),
       );
     }
     for (const r of runs.filter((x) => x.dataset === ds)) {
       const test = r.summary.summary.test;
       rows.push(
-        `<tr><td>${escapeXml(ds)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>${cell(`${ds}|${r.student}|${r.label}|test-mean`, test?.mean ?? null)}${cell(`${ds}|${r.student}|${r.label}|test-std`, test?.std ?? null)}<td>${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'}</td>${cell(`${ds}|${r.student}|${r.label}|dev-mean`, r.summary.summary.dev.mean)}<td>${r.summary.summary.seeds.length}</td></tr>`,
+        [
+          `<tr><td>${escapeXml(ds)}</td><td>${escapeXml(r.student)}</td><td>${escapeXml(r.label)}</td>`,
+          cell(`${ds}|${r.student}|${r.label}|test-mean`, test?.mean ?? null),
+          cell(`${ds}|${r.student}|${r.label}|test-std`, test?.std ?? null),
+          `<td>${test ? `${pct(test.ci95[0])}–${pct(test.ci95[1])}` : '–'}</td>`,
+          cell(`${ds}|${r.student}|${r.label}|dev-mean`, r.summary.summary.dev.mean),
+          `<td>${r.summary.summary.seeds.length}</td></tr>`,
+        ].join(''),
       );
     }
   }
@@ -255,16 +277,24 @@ function sweepsSection(runs: ReportRun[]): string | null {
         const full = sw.runs.find((r) => Number(r.options.kdStart) === 0);
         if (ce && full) {
           const gain = score(full).mean - score(ce).mean;
-          extra = `<table><thead><tr><th>f</th><th>accuracy %</th><th>recovered gain (acc_f − acc_CE)/(acc_KD − acc_CE)</th></tr></thead><tbody>${sw.runs
+          const head =
+            '<table><thead><tr><th>f</th><th>accuracy %</th><th>recovered gain (acc_f − acc_CE)/(acc_KD − acc_CE)</th></tr></thead>';
+          extra = `${head}<tbody>${sw.runs
             .map((r) => {
               const rec = Math.abs(gain) > 1e-12 ? (score(r).mean - score(ce).mean) / gain : NaN;
-              return `<tr><td>${r.options.kdStart}</td>${cell(`${first.dataset}|${first.student}|late|${r.options.kdStart}`, score(r).mean)}<td data-value="${rec}">${Number.isFinite(rec) ? rec.toFixed(2) : '–'}</td></tr>`;
+              return (
+                `<tr><td>${r.options.kdStart}</td>` +
+                cell(`${first.dataset}|${first.student}|late|${r.options.kdStart}`, score(r).mean) +
+                '<td ' +
+                `data-value="${rec}">${Number.isFinite(rec) ? rec.toFixed(2) : '–'}</td></tr>`
+              );
             })
             .join('')}</tbody></table>`;
         }
       }
       sweepSections.push(
-        `<h3>${escapeXml(name)}: ${escapeXml(series[0]!.name)}</h3>${lineChart(`sweep-${param}-${sw.key}`, `${name} sweep`, series, param, 'accuracy')}${extra}`,
+        `<h3>${escapeXml(name)}: ` +
+          `${escapeXml(series[0]!.name)}</h3>${lineChart(`sweep-${param}-${sw.key}`, `${name} sweep`, series, param, 'accuracy')}${extra}`,
       );
     }
   }
@@ -441,8 +471,16 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
     caveatsSection(contexts),
   ].filter((x): x is string => x !== null);
 
-  const style = `body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222;line-height:1.4}
-table{border-collapse:collapse;margin:12px 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}
-tr.teacher{background:#eef5ff}tr.baseline{background:#f6f6f6}h2{border-bottom:2px solid #1f77b4;padding-bottom:2px;margin-top:32px}svg{display:block;margin:12px 0;background:#fff}`;
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeXml(title)}</title><style>${style}</style></head><body><h1>${escapeXml(title)}</h1><p>Generated by kd-toolkit ${escapeXml(toolVersion)} from ${runs.length} run(s): ${runs.map((r) => escapeXml(basename(r.dir))).join(', ')}.</p>${sections.join('\n')}</body></html>\n`;
+  const style =
+    `body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:12px 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}` +
+    `td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}
+tr.teacher{background:#eef5ff}tr.baseline{background:#f6f6f6}` +
+    `h2{border-bottom:2px solid #1f77b4;padding-bottom:2px;margin-top:32px}svg{display:block;margin:12px 0;background:#fff}`;
+  return (
+    `<!doctype html><html lang="en"><head><meta ` +
+    `charset="utf-8"><title>${escapeXml(title)}</title><style>${style}</style></head><body><h1>${escapeXml(title)}</h1><p>Generated ` +
+    `by kd-toolkit ${escapeXml(toolVersion)} from ${runs.length} run(s): ` +
+    `${runs.map((r) => escapeXml(basename(r.dir))).join(', ')}.</p>${sections.join('\n')}</body></html>\n`
+  );
 }

@@ -47,7 +47,8 @@ function frame(
   parts.push(`<line x1="${f.left}" y1="${f.top}" x2="${f.left}" y2="${f.height - f.bottom}" stroke="#333"/>`);
   for (const t of ticks(f.ymin, f.ymax)) {
     parts.push(
-      `<line x1="${f.left - 4}" y1="${sy(t)}" x2="${f.width - f.right}" y2="${sy(t)}" stroke="#ddd"/><text x="${f.left - 6}" y="${sy(t) + 4}" text-anchor="end" font-size="11">${t}</text>`,
+      `<line x1="${f.left - 4}" y1="${sy(t)}" x2="${f.width - f.right}" y2="${sy(t)}" stroke="#ddd"/><text x="${f.left - 6}" ` +
+        `y="${sy(t) + 4}" text-anchor="end" font-size="11">${t}</text>`,
     );
   }
   for (const t of xTicks ?? ticks(f.xmin, f.xmax).map((v) => ({ v, label: String(v) }))) {
@@ -57,20 +58,25 @@ function frame(
     `<text x="${(f.left + f.width - f.right) / 2}" y="${f.height - 4}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`,
   );
   parts.push(
-    `<text transform="translate(12 ${(f.top + f.height - f.bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeXml(yLabel)}</text>`,
+    `<text transform="translate(12 ${(f.top + f.height - f.bottom) / 2}) rotate(-90)" text-anchor="middle" ` +
+      `font-size="12">${escapeXml(yLabel)}</text>`,
   );
   return { sx, sy, axes: parts.join('') };
 }
 
 function svg(name: string, title: string, width: number, height: number, body: string): string {
-  return `<svg data-plot="${escapeXml(name)}" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img"><title>${escapeXml(title)}</title>${body}</svg>`;
+  return (
+    `<svg data-plot="${escapeXml(name)}" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 ` +
+    `0 ${width} ${height}" role="img"><title>${escapeXml(title)}</title>${body}</svg>`
+  );
 }
 
 function legend(names: string[], x: number, y: number): string {
   return names
     .map(
       (n, i) =>
-        `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 14}" y="${y + i * 16}" font-size="11">${escapeXml(n)}</text>`,
+        `<rect x="${x}" y="${y + i * 16 - 9}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${x + 14}" ` +
+        `y="${y + i * 16}" font-size="11">${escapeXml(n)}</text>`,
     )
     .join('');
 }
@@ -117,7 +123,8 @@ export function barChart(
       const x = sx(g) + bw * (k + 0.5);
       const y = sy(v);
       bars.push(
-        `<rect data-series="${escapeXml(s.name)}" data-group="${escapeXml(groups[g]!)}" data-value="${v}" x="${x}" y="${y}" width="${bw * 0.9}" height="${Math.max(0, sy(ymin) - y)}" fill="${PALETTE[k % PALETTE.length]}"/>`,
+        `<rect data-series="${escapeXml(s.name)}" data-group="${escapeXml(groups[g]!)}" data-value="${v}" x="${x}" y="${y}" ` +
+          `width="${bw * 0.9}" height="${Math.max(0, sy(ymin) - y)}" fill="${PALETTE[k % PALETTE.length]}"/>`,
       );
       const e = s.errors[g];
       if (e) bars.push(`<line x1="${x + bw * 0.45}" y1="${sy(v - e)}" x2="${x + bw * 0.45}" y2="${sy(v + e)}" stroke="#000"/>`);

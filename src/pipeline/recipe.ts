@@ -32,7 +32,10 @@ export interface Recipe {
     students: StudentKind[];
     methods: Method[];
     lateSwitch?: Method & { kdStart: number[]; students?: StudentKind[] };
-    /** One parameter varied around a method, e.g. { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }. */
+    /**
+     * One parameter varied around a method, e.g.
+     * { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }.
+     */
     sweeps?: (Method & { student: StudentKind; param: string; values: (number | string)[]; seeds?: number[] })[];
   };
   quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
@@ -465,7 +468,8 @@ export function loadRecipe(path: string): Recipe {
   }
   if (r.teacher.dir && !existsSync(r.teacher.dir))
     throw new ConfigError(
-      `${path}: teacher.dir: ${r.teacher.dir} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, onnx/model.onnx)`,
+      `${path}: teacher.dir: ${r.teacher.dir} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, ` +
+        `onnx/model.onnx)`,
     );
   return r;
 }

@@ -1,5 +1,5 @@
 // The students `kd train --student NAME` and recipes know: one line each.
-import { OptionError } from '../errors.js';
+import { lookup } from '../util/registry.js';
 import type { StudentDefinition } from './student.js';
 import { ngram } from './ngram.js';
 import { transformer } from './transformer.js';
@@ -11,9 +11,7 @@ export const STUDENTS: Record<string, StudentDefinition<never>> = {
 
 /** The student called `name`; an unknown name is an OptionError listing the known ones. */
 export function getStudent(name: string): StudentDefinition<unknown> {
-  const s = Object.hasOwn(STUDENTS, name) ? STUDENTS[name] : undefined;
-  if (!s) throw new OptionError(`Unknown student '${name}'. Known: ${Object.keys(STUDENTS).join(', ')}`);
-  return s as StudentDefinition<unknown>;
+  return lookup(STUDENTS, 'student', name) as StudentDefinition<unknown>;
 }
 
 /** The student's defaults with `settings` merged onto them (undefined entries keep the default). */

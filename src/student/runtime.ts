@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { readJsonObject } from '../teacher/teacher.js';
+import { predictRows } from '../engine/batches.js';
 import type { StudentCard } from './student.js';
 import { getStudent, STUDENTS } from './registry.js';
 
@@ -92,7 +93,8 @@ export class Student {
       if (e instanceof UserError) throw e;
       throw new FormatError(
         modelFile,
-        `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the student again with kd train`,
+        `ONNX Runtime could not load the student (${(e as Error).message.split('\n')[0]}); the file is damaged: export the ` +
+          `student again with kd train`,
       );
     }
     return new Student(dir, card, session, getStudent(card.kind).loader(dir, card), device);
@@ -110,14 +112,11 @@ export class Student {
    * @returns Row-major logits, C = `labels.length`.
    */
   async logits(texts: readonly string[], batchSize = 256): Promise<Float32Array> {
-    const C = this.labels.length;
-    const out = new Float32Array(texts.length * C);
-    for (let s = 0; s < texts.length; s += batchSize) {
-      const part = texts.slice(s, s + batchSize);
-      const r = await this.session.run(await this.featurize(part), ['logits']);
-      out.set(r.logits!.data as Float32Array, s * C);
-    }
-    return out;
+    const inOrder = Int32Array.from({ length: texts.length }, (_, i) => i);
+    return predictRows(inOrder, this.labels.length, batchSize, async (rows) => {
+      const part = Array.from(rows, (i) => texts[i]!);
+      return (await this.session.run(await this.featurize(part), ['logits'])).logits!.data as Float32Array;
+    });
   }
 
   async dispose(): Promise<void> {

@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { DamagedFileError } from '../engine/safetensors.js';
 import { TextTokenizer, type Encoding } from '../text/tokenizer.js';
 import { tokenFeeds } from '../text/feeds.js';
+import { writeBertConfig } from '../teacher/bert-config.js';
 import type { Example } from '../data/example.js';
-import { writeFileAtomicSync } from '../util/fs.js';
 import type { SetupContext, StudentDefinition, StudentSettings } from './student.js';
 
 export interface TransformerStudentConfig {
@@ -79,27 +79,6 @@ export function transformerStudent(cfg: TransformerStudentConfig, headSize: numb
   };
 }
 
-/** The Hugging Face config.json of an exported student (BertForSequenceClassification). */
-function hfConfig(c: TransformerStudentConfig, labels: string[], training: Record<string, unknown>): Record<string, unknown> {
-  return {
-    architectures: ['BertForSequenceClassification'],
-    model_type: 'bert',
-    vocab_size: c.vocabSize,
-    hidden_size: c.hidden,
-    num_hidden_layers: c.layers,
-    num_attention_heads: c.heads,
-    intermediate_size: c.intermediate,
-    hidden_act: 'gelu',
-    max_position_embeddings: c.maxLength,
-    type_vocab_size: 2,
-    layer_norm_eps: 1e-12,
-    pad_token_id: 0,
-    id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])),
-    label2id: Object.fromEntries(labels.map((l, i) => [l, i])),
-    kd: { producer: 'kd-toolkit', role: 'student', training },
-  };
-}
-
 /** The vocabulary: the run's own on resume (ids must point at the same rows), else --tokenizer's, else trained on the training texts. */
 function vocabulary(base: { maxLength: number }, vocabSize: number, ctx: SetupContext) {
   if (ctx.resuming) {
@@ -162,7 +141,16 @@ export const transformer: StudentDefinition<TransformerStudentConfig> = {
   batches: (_n, lengths, batchSize, rng) => bucketedBatches(lengths, batchSize, rng),
   exportFiles: (dir, s) => {
     s.tokenizer!.save(dir);
-    writeFileAtomicSync(join(dir, 'config.json'), `${JSON.stringify(hfConfig(s.config, s.labels, s.training), null, 2)}\n`);
+    writeBertConfig(dir, {
+      vocabSize: s.config.vocabSize,
+      hidden: s.config.hidden,
+      layers: s.config.layers,
+      heads: s.config.heads,
+      intermediate: s.config.intermediate,
+      maxLength: s.config.maxLength,
+      labels: s.labels,
+      kd: { producer: 'kd-toolkit', role: 'student', training: s.training },
+    });
     return { inputs: SEQ_INPUTS };
   },
   loader: (dir) => {

@@ -100,7 +100,8 @@ export function externalDataOf(t: TensorProto, modelPath: string): ExternalData 
   if (length === null) throw bad(`length '${entries.get('length')}' is not a non-negative integer`);
   if (offset + length > stat.size)
     throw bad(
-      `offset ${offset} + length ${length} is past the end of '${location}' (${stat.size} bytes; the file is truncated or not this model's)`,
+      `offset ${offset} + length ${length} is past the end of '${location}' (${stat.size} bytes; the file is truncated or not ` +
+        `this model's)`,
     );
   return { file, offset, length };
 }

@@ -60,8 +60,8 @@ function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
 /**
  * Returns `model` rewritten for what kd reads from it — position 0 only (row-prune.ts), the
  * last attention folded to its single query and the others fused (attention-fusion.ts), GELU
- * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never returns a graph whose outputs differ from the
- * original's by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
+ * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never
+ * returns a graph whose outputs differ from the original's by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
  * GPU against the CPU reference, since GPU matrix products (TF32 on CUDA) differ from the CPU's
  * by more than 1e-4 with or without a rewrite. A wrong rewrite is off by far more than either.
  */

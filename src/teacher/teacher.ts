@@ -261,7 +261,9 @@ export class Teacher {
       const beyond = tokenizer.limitVocabulary(config.vocabSize);
       if (beyond.length)
         warn(
-          `warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`,
+          `warning: ${dir}: tokenizer.json has ${beyond.length} token(s) with ids at or above ` +
+            `${config.vocabSize === declared.vocabSize ? 'config.json vocab_size' : 'the word embedding table size'} ` +
+            `${config.vocabSize} (${beyond.slice(0, 5).join(', ')}); they are encoded as ${tokenizer.specials.unk}`,
         );
     }
     const sessionOpts: SessionOptions = { ...opts.session };

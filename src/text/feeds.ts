@@ -1,5 +1,5 @@
 // A padded batch of encodings as the standard BERT-style ONNX inputs.
-import { ort } from '../engine/session.js';
+import * as ort from 'onnxruntime-node';
 import type { EncodedBatch } from './tokenizer.js';
 
 /** The standard BERT-style inputs of a padded batch as ONNX Runtime tensors. */

@@ -99,7 +99,8 @@ export class TextTokenizer {
     } catch (e) {
       throw new FormatError(
         file,
-        `not a tokenizer the tokenizers library can read (${(e as Error).message.split('\n')[0]}); export the tokenizer again (tokenizer.save_pretrained writes tokenizer.json)`,
+        `not a tokenizer the tokenizers library can read (${(e as Error).message.split('\n')[0]}); export the tokenizer again ` +
+          `(tokenizer.save_pretrained writes tokenizer.json)`,
       );
     }
     return new TextTokenizer(native, maxLength, specials, config);

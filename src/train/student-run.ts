@@ -11,8 +11,9 @@ import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { DistillMethod, MethodData, StepSchedule } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, type LossDefinition } from '../engine/train-graph.js';
-import { Trainer } from '../engine/trainer.js';
-import { DamagedFileError, loadSafetensors } from '../engine/safetensors.js';
+import { adamwTrainer, type Trainer } from '../engine/trainer.js';
+import { DamagedFileError } from '../engine/safetensors.js';
+import { lengthOrder, predictRows } from '../engine/batches.js';
 import { OptionError } from '../errors.js';
 import { createHash } from 'node:crypto';
 import { ort, type SessionOptions } from '../engine/session.js';
@@ -101,13 +102,15 @@ function joinCache(cache: CacheReader, examples: Example[], what: string): Int32
     }
     if (textHashes[r] !== ex.textHash)
       throw new ConfigError(
-        `${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed since the cache was built. Rebuild the cache`,
+        `${ex.file}:${ex.line}: id ${ex.id} has text hash ${ex.textHash}, the cache has ${textHashes[r]}: the data changed ` +
+          `since the cache was built. Rebuild the cache`,
       );
     rows[i] = r;
   });
   if (missing.length)
     throw new ConfigError(
-      `${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`,
+      `${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ` +
+        `${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`,
     );
   return rows;
 }
@@ -269,16 +272,13 @@ function trainingGraphs(
 
 /** Class logits [n, C] of `xs` from the trainer's current weights (length-sorted batches when lengths matter). */
 function predictor(trainer: Trainer, featurizer: Featurizer, classes: number) {
-  return async (xs: Example[]): Promise<Float32Array> => {
-    const order = Int32Array.from({ length: xs.length }, (_, i) => i);
-    if (featurizer.lengths.length) order.sort((a, b) => xs[a]!.text.length - xs[b]!.text.length);
-    const out = new Float32Array(xs.length * classes);
-    for (let s = 0; s < order.length; s += 256) {
-      const part = order.subarray(s, s + 256);
-      const logits = (await trainer.evaluate(featurizer.feeds(xs, part), ['logits'])).logits!.data as Float32Array;
-      part.forEach((r, k) => out.set(logits.subarray(k * classes, (k + 1) * classes), r * classes));
-    }
-    return out;
+  return (xs: Example[]): Promise<Float32Array> => {
+    const order = featurizer.lengths.length
+      ? lengthOrder(xs.map((e) => e.text.length))
+      : Int32Array.from({ length: xs.length }, (_, i) => i);
+    const logitsOf = async (part: Int32Array) =>
+      (await trainer.evaluate(featurizer.feeds(xs, part), ['logits'])).logits!.data as Float32Array;
+    return predictRows(order, classes, 256, logitsOf);
   };
 }
 
@@ -290,25 +290,17 @@ function accuracyOf(xs: Example[], logits: Float32Array, classes: number): Accur
   );
 }
 
-/** The best checkpoint's weights back into the trainer. */
-function restoreBest(trainer: Trainer, trainingDir: string): void {
-  const best = loadSafetensors(join(trainingDir, 'best.safetensors'), {
-    requireChecksum: true,
-    remedy: 'Delete the run folder and start the run anew',
-  });
-  for (const [name, t] of best.tensors) trainer.store.get(name).set(t.data as Float32Array);
-}
-
 /** AdamW with linear warm-up and decay over the run's steps, on the run's device. */
 async function createTrainer(o: StudentRunOptions, model: ModelDefinition, loss: LossDefinition, trainRows: number) {
   const batchesPerEpoch = Math.ceil(trainRows / o.batchSize);
   const totalSteps = batchesPerEpoch * o.epochs;
-  const trainer = await Trainer.create({
+  const trainer = await adamwTrainer({
     model,
     loss,
-    optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
-    schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * totalSteps)), totalSteps },
-    stepsPerCall: 'auto',
+    lr: o.lr,
+    weightDecay: o.weightDecay,
+    warmupRatio: o.warmupRatio,
+    totalSteps,
     seed: o.seed,
     session: o.session,
   });
@@ -399,6 +391,8 @@ function trainLoop(
     ...(o.resume ? { resume: true } : {}),
     label: `${o.student}/${o.loss} seed ${o.seed}`,
     ...(o.log ? { log: o.log } : {}),
+    // The best checkpoint's weights back into the trainer when training ends.
+    restoreBest: true,
   });
 }
 
@@ -480,7 +474,6 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       },
       async () => accuracyOf(d.dev, await predict(d.dev), classes).accuracy,
     );
-    restoreBest(trainer, paths.trainingDir);
     const devReport = accuracyOf(d.dev, await predict(d.dev), classes);
     const testReport = d.test ? accuracyOf(d.test, await predict(d.test), classes) : null;
     exportRun(o, paths.modelDir, cache, {
@@ -571,9 +564,14 @@ export async function trainStudentSeeds(
     dev: summarize(runs.map((r) => r.dev.accuracy)),
     test: runs.every((r) => r.test) ? summarize(runs.map((r) => r.test!.accuracy)) : null,
   };
-  writeFileAtomicSync(
-    join(o.out, 'summary.json'),
-    `${JSON.stringify({ student: o.student, loss: o.loss, lossOptions: o.lossOptions, summary, runs: runs.map((r) => ({ seed: r.seed, dev: r.dev.accuracy, test: r.test?.accuracy ?? null, steps: r.loop.steps, bestStep: r.loop.bestStep })) }, null, 2)}\n`,
-  );
+  const perSeed = runs.map((r) => ({
+    seed: r.seed,
+    dev: r.dev.accuracy,
+    test: r.test?.accuracy ?? null,
+    steps: r.loop.steps,
+    bestStep: r.loop.bestStep,
+  }));
+  const file = { student: o.student, loss: o.loss, lossOptions: o.lossOptions, summary, runs: perSeed };
+  writeFileAtomicSync(join(o.out, 'summary.json'), `${JSON.stringify(file, null, 2)}\n`);
   return { runs, summary };
 }

@@ -115,7 +115,8 @@ export function acquireFolderLock(dir: string, what: string, log: (line: string)
     if (owner && (owner.host !== me.host || isAlive(owner.pid))) {
       const where = owner.host === me.host ? '' : ` on ${owner.host}`;
       throw new LockHeldError(
-        `${dir} is in use by ${owner.command || 'another kd process'} (pid ${owner.pid}${where}; lock file ${path}). Wait for it to finish or use another folder; if no such process is running, delete ${path}`,
+        `${dir} is in use by ${owner.command || 'another kd process'} (pid ${owner.pid}${where}; lock file ${path}). Wait for ` +
+          `it to finish or use another folder; if no such process is running, delete ${path}`,
       );
     }
     if (Date.now() > giveUpAt)
@@ -135,7 +136,10 @@ export function acquireFolderLock(dir: string, what: string, log: (line: string)
       if (now !== 'gone' && JSON.stringify(now) === JSON.stringify(owner)) {
         rmSync(path, { force: true });
         log(
-          `${what}: took over the stale lock ${path}${owner ? ` of pid ${owner.pid} (${owner.command || 'kd'}), which is no longer running` : ' (unreadable: its owner died while writing it)'}`,
+          `${what}: took over the stale lock ${path}` +
+            (owner
+              ? ` of pid ${owner.pid} (${owner.command || 'kd'}), which is no longer running`
+              : ' (unreadable: its owner died while writing it)'),
         );
       }
     } finally {

@@ -62,7 +62,9 @@ export class Progress {
     if (total !== undefined && total > 0) {
       const pct = Math.min(100, (100 * this.done) / total);
       const eta = rate > 0 ? (total - this.done) / rate : Infinity;
-      line += `/${formatCount(total)} ${this.opts.unit} (${pct.toFixed(1)}%) ${formatCount(rate)} ${this.opts.unit}/s ETA ${formatDuration(eta)}`;
+      line +=
+        `/${formatCount(total)} ${this.opts.unit} (${pct.toFixed(1)}%) ${formatCount(rate)} ${this.opts.unit}/s ETA ` +
+        `${formatDuration(eta)}`;
     } else {
       line += ` ${this.opts.unit} ${formatCount(rate)} ${this.opts.unit}/s`;
     }

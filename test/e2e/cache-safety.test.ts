@@ -63,7 +63,9 @@ test('a logit set to 1e30 in a shard: kd train and kd eval --cache refuse the ca
   writeFileSync(shard, bytes);
   const bad = bytes.length;
   const refusal = new RegExp(
-    `^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: altered: checksum differs; damaged block\\(s\\) at offsets 0–${bad - 1}\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build command that made it\\); kd cache verify .* lists every damaged file$`,
+    `^kd: error: ${damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/shards/shard-00001\\.kdc: altered: checksum differs; damaged ` +
+      `block\\(s\\) at offsets 0–${bad - 1}\\. The cache is damaged: rebuild it \\(delete .* and rerun the kd cache build ` +
+      `command that made it\\); kd cache verify .* lists every damaged file$`,
   );
 
   const refused = train(damaged, join(root, 'run-refused'));
@@ -92,7 +94,8 @@ test("a build into a folder locked by a live process is refused naming the pid a
   assert.equal(refused.status, 2, refused.stderr);
   assert.equal(
     lastLine(refused),
-    `kd: error: ${out} is in use by kd cache build (pid ${process.pid}; lock file ${lock}). Wait for it to finish or use another folder; if no such process is running, delete ${lock}`,
+    `kd: error: ${out} is in use by kd cache build (pid ${process.pid}; lock file ${lock}). Wait for it to finish or use ` +
+      `another folder; if no such process is running, delete ${lock}`,
   );
   assert.equal(existsSync(join(out, 'progress.json')), false, 'the refused build wrote nothing');
   assert.deepEqual(JSON.parse(readFileSync(lock, 'utf8')), live, 'the live lock is left alone');
@@ -109,53 +112,56 @@ test("a build into a folder locked by a live process is refused naming the pid a
   assert.equal(verifyCache(out).ok, true);
 });
 
-test("two concurrent builds with different teachers into one --out: exactly one succeeds, and the cache is that one's and verifies", async () => {
-  {
-    const order = [TEACHER(), OTHER()];
-    const out = join(tempDir(), 'race');
-    const runs = order.map((teacher) => {
-      const child = spawn(
-        process.execPath,
-        [
-          join(repoRoot, 'bin', 'kd.js'),
-          'cache',
-          'build',
-          '--teacher',
-          teacher,
-          '--data',
-          files('train'),
-          '--out',
-          out,
-          '--shard-rows',
-          '500',
-          '--json',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+test(
+  "two concurrent builds with different teachers into one --out: exactly one succeeds, and the cache is that one's " + 'and verifies',
+  async () => {
+    {
+      const order = [TEACHER(), OTHER()];
+      const out = join(tempDir(), 'race');
+      const runs = order.map((teacher) => {
+        const child = spawn(
+          process.execPath,
+          [
+            join(repoRoot, 'bin', 'kd.js'),
+            'cache',
+            'build',
+            '--teacher',
+            teacher,
+            '--data',
+            files('train'),
+            '--out',
+            out,
+            '--shard-rows',
+            '500',
+            '--json',
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        return new Promise<{ teacher: string; status: number | null; stdout: string; stderr: string }>((done) =>
+          child.on('close', (status) => done({ teacher, status, stdout, stderr })),
+        );
+      });
+      const results = await Promise.all(runs);
+      const winners = results.filter((r) => r.status === 0);
+      assert.equal(winners.length, 1, results.map((r) => `${r.status}: ${r.stderr}`).join('\n'));
+      const loser = results.find((r) => r.status !== 0)!;
+      assert.equal(loser.status, 2);
+      // Refused by the lock while the winner runs, or by the identity once it has finished.
+      assert.match(
+        loser.stderr,
+        /kd: error: .* (is in use by kd cache build \(pid \d+; lock file .*\.kd-lock\)|was built with a different teacher)/,
       );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      return new Promise<{ teacher: string; status: number | null; stdout: string; stderr: string }>((done) =>
-        child.on('close', (status) => done({ teacher, status, stdout, stderr })),
-      );
-    });
-    const results = await Promise.all(runs);
-    const winners = results.filter((r) => r.status === 0);
-    assert.equal(winners.length, 1, results.map((r) => `${r.status}: ${r.stderr}`).join('\n'));
-    const loser = results.find((r) => r.status !== 0)!;
-    assert.equal(loser.status, 2);
-    // Refused by the lock while the winner runs, or by the identity once it has finished.
-    assert.match(
-      loser.stderr,
-      /kd: error: .* (is in use by kd cache build \(pid \d+; lock file .*\.kd-lock\)|was built with a different teacher)/,
-    );
-    assert.equal(verifyCache(out).ok, true);
-    const won = JSON.parse(winners[0]!.stdout.trimEnd().split('\n').at(-1)!) as { teacher: Record<string, string> };
-    assert.deepEqual(manifestOf(out).teacher.fingerprint, won.teacher);
-    assert.equal(existsSync(join(out, LOCK_FILE)), false);
-  }
-});
+      assert.equal(verifyCache(out).ok, true);
+      const won = JSON.parse(winners[0]!.stdout.trimEnd().split('\n').at(-1)!) as { teacher: Record<string, string> };
+      assert.deepEqual(manifestOf(out).teacher.fingerprint, won.teacher);
+      assert.equal(existsSync(join(out, LOCK_FILE)), false);
+    }
+  },
+);
 
 test('the identity is on disk before the first shard: a build that stops early still refuses another teacher', () => {
   const data = join(tempDir(), 'broken.jsonl');
@@ -169,7 +175,10 @@ test('the identity is on disk before the first shard: a build that stops early s
   assert.equal(other.status, 2);
   assert.match(
     lastLine(other),
-    /^kd: error: the unfinished cache at .* was built with a different teacher: teacher\.fingerprint\.model is "[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/,
+    new RegExp(
+      String.raw`^kd: error: the unfinished cache at .* was built with a different teacher: teacher\.fingerprint\.model is "[0-9a-f]+` +
+        String.raw`", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$`,
+    ),
   );
 });
 
@@ -209,13 +218,18 @@ test('a label or class mismatch with the cache names the labels, the file and li
   const idx = (l: string) => (l === 'negative' ? 0 : 1);
   assert.equal(
     lastLine(swapped),
-    `kd: error: ${files('train')}:1: id ${first.id} is labelled '${other}' (class ${idx(other)}) here but '${first.label}' (class ${idx(first.label)}) in the cache ${cache} (built from ${files('train')}, ${files('dev')}, ${files('test')}); 400 of 400 rows differ. Read the data as the cache build did (the same --label-map and --classes), or rebuild the cache over these files`,
+    `kd: error: ${files('train')}:1: id ${first.id} is labelled '${other}' (class ${idx(other)}) here but '${first.label}' ` +
+      `(class ${idx(first.label)}) in the cache ${cache} (built from ${files('train')}, ${files('dev')}, ${files('test')}); 400 ` +
+      `of 400 rows differ. Read the data as the cache build did (the same --label-map and --classes), or rebuild the cache over ` +
+      `these files`,
   );
   const three = train(cache, join(root, 'three'), ['--classes', '3']);
   assert.equal(three.status, 2, three.stderr);
   assert.equal(
     lastLine(three),
-    `kd: error: the cache ${cache} holds 2 classes (negative, positive), built with --classes 2 from ${files('train')}, ${files('dev')}, ${files('test')}; this run reads 3 (negative, neutral, positive). Pass --classes 2 (and the --label-map the cache was built with), or rebuild the cache with --classes 3`,
+    `kd: error: the cache ${cache} holds 2 classes (negative, positive), built with --classes 2 from ${files('train')}, ` +
+      `${files('dev')}, ${files('test')}; this run reads 3 (negative, neutral, positive). Pass --classes 2 (and the --label-map ` +
+      `the cache was built with), or rebuild the cache with --classes 3`,
   );
   const evalSwapped = runKd([
     'eval',
@@ -233,6 +247,9 @@ test('a label or class mismatch with the cache names the labels, the file and li
   assert.equal(evalSwapped.status, 2, evalSwapped.stderr);
   assert.match(
     lastLine(evalSwapped),
-    /test\.jsonl:1: id \d+ is labelled '(negative|positive)' \(class [01]\) here but '(negative|positive)' \(class [01]\) in the cache .*; 50 of 50 rows differ/,
+    new RegExp(
+      String.raw`test\.jsonl:1: id \d+ is labelled '(negative|positive)' \(class [01]\) here but '(negative|positive)' \(class [01]\)` +
+        String.raw` in the cache .*; 50 of 50 rows differ`,
+    ),
   );
 });

@@ -115,7 +115,10 @@ test('a cache built with another teacher is refused, naming the field that diffe
   assert.equal(r.status, 2);
   assert.match(
     r.stderr.trimEnd().split('\n').at(-1)!,
-    /^kd: error: the cache at .* was built with a different teacher: teacher\.fingerprint\.model is "a94ca6e3[0-9a-f]+", this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$/,
+    new RegExp(
+      String.raw`^kd: error: the cache at .* was built with a different teacher: teacher\.fingerprint\.model is "a94ca6e3[0-9a-f]+", ` +
+        String.raw`this run has "[0-9a-f]+"\. Use another --out, or delete .* to rebuild\.$`,
+    ),
   );
   assert.throws(
     () => CacheReader.open(out, { teacherFingerprint: { model: 'x', tokenizer: 'y', config: 'z' } }),

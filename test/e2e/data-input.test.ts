@@ -132,7 +132,8 @@ test('UTF-16 input (with or without a byte-order mark) is named as UTF-16 with t
   assert.equal(r.status, 2);
   assert.equal(
     r.stderr,
-    `kd: error: ${withBom}: is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 ${withBom} > ${join(dir, 'bom.utf8.csv')}\n`,
+    `kd: error: ${withBom}: is UTF-16 (little-endian, with a byte-order mark) text, not UTF-8; kd reads UTF-8: convert it ` +
+      `first, e.g. iconv -f UTF-16 -t UTF-8 ${withBom} > ${join(dir, 'bom.utf8.csv')}\n`,
   );
   const noBom = join(dir, 'plain.ft.txt');
   writeFileSync(noBom, Buffer.from('__label__2 Great: loved it\n', 'utf16le'));
@@ -140,7 +141,10 @@ test('UTF-16 input (with or without a byte-order mark) is named as UTF-16 with t
   assert.equal(b.status, 2);
   assert.match(
     b.stderr,
-    /^kd: error: .*plain\.ft\.txt: looks like UTF-16 \(little-endian\) text, not UTF-8: every other byte is NUL; kd reads UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 /,
+    new RegExp(
+      String.raw`^kd: error: .*plain\.ft\.txt: looks like UTF-16 \(little-endian\) text, not UTF-8: every other byte is NUL; kd reads` +
+        String.raw` UTF-8: convert it first, e.g. iconv -f UTF-16 -t UTF-8 `,
+    ),
   );
 });
 
@@ -193,7 +197,8 @@ test('kd data split --out naming an existing file is refused before reading', ()
   assert.equal(r.status, 2);
   assert.equal(
     r.stderr,
-    `kd: error: '--out' ${out} is a file; it names the folder the split is written into (train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json): give a folder path\n`,
+    `kd: error: '--out' ${out} is a file; it names the folder the split is written into (train.jsonl, dev.jsonl, test.jsonl, ` +
+      `rejects.jsonl, split.json): give a folder path\n`,
   );
   assert.equal(readFileSync(out, 'utf8'), 'not a folder');
 });
@@ -210,12 +215,14 @@ test('outputs under an unwritable path say which path cannot be created and why'
   assert.equal(underFile.status, 2, underFile.stderr);
   assert.equal(
     underFile.stderr,
-    `kd: error: cannot create folder ${join(blocker, 'split')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`,
+    `kd: error: cannot create folder ${join(blocker, 'split')}: ${blocker} exists and is a file, not a folder. Choose an output ` +
+      `path in a writable folder\n`,
   );
   const rejects = runKdWithin(['data', 'stats', data, '--rejects', join(blocker, 'r', 'rejects.jsonl')], 30);
   assert.equal(
     rejects.stderr,
-    `kd: error: cannot create folder ${join(blocker, 'r')}: ${blocker} exists and is a file, not a folder. Choose an output path in a writable folder\n`,
+    `kd: error: cannot create folder ${join(blocker, 'r')}: ${blocker} exists and is a file, not a folder. Choose an output ` +
+      `path in a writable folder\n`,
   );
   const proc = `/proc/kd-test-${process.pid}`;
   const virtual = runKdWithin(['data', 'split', data, '--out', join(proc, 'split')], 30);
@@ -223,7 +230,8 @@ test('outputs under an unwritable path say which path cannot be created and why'
   assert.equal(virtual.status, 2, virtual.stderr);
   assert.equal(
     virtual.stderr,
-    `kd: error: cannot create folder ${proc}: /proc does not accept new files or folders (a virtual or read-only file system). Choose an output path in a writable folder\n`,
+    `kd: error: cannot create folder ${proc}: /proc does not accept new files or folders (a virtual or read-only file system). ` +
+      `Choose an output path in a writable folder\n`,
   );
   if (process.getuid?.() !== 0) {
     // Not root (CI): a chmod 0o555 folder refuses the write too.
@@ -232,7 +240,8 @@ test('outputs under an unwritable path say which path cannot be created and why'
     const denied = runKdWithin(['data', 'split', data, '--out', join(readOnly, 'split')], 30);
     assert.equal(
       denied.stderr,
-      `kd: error: cannot create folder ${join(readOnly, 'split')}: permission denied (${readOnly} is not writable by this user). Choose an output path in a writable folder\n`,
+      `kd: error: cannot create folder ${join(readOnly, 'split')}: permission denied (${readOnly} is not writable by this ` +
+        `user). Choose an output path in a writable folder\n`,
     );
   }
 });

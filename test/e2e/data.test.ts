@@ -112,7 +112,8 @@ test('kd data split writes malformed rows with file and line to rejects.jsonl; -
   assert.equal(strict.status, 2);
   assert.equal(
     strict.stderr,
-    `kd: error: ${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).\n`,
+    `kd: error: ${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict ` +
+      `to skip malformed rows (they are counted and written to the rejects file).\n`,
   );
 });
 

@@ -32,7 +32,10 @@ function fallsBack(name: string, args: string[]): ReturnType<typeof runKd> {
   const last = refused.stderr.trimEnd().split('\n').at(-1)!;
   assert.match(
     last,
-    /^kd: error: --device cuda: the CUDA execution provider is not installed .*\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/,
+    new RegExp(
+      String.raw`^kd: error: --device cuda: the CUDA execution provider is not installed .*\. Use --device cpu, or pass --allow-cpu-f` +
+        String.raw`allback to run on CPU with a warning$`,
+    ),
     name,
   );
   const allowed = runKd([...args, '--device', 'cuda', '--allow-cpu-fallback']);
@@ -68,19 +71,23 @@ test('kd train: the trainer session falls back to CPU only with --allow-cpu-fall
   assert.equal(r.json().runs.length, 1);
 });
 
-test('kd eval, kd predict, kd teacher predict, kd cache build: the student or teacher session falls back to CPU, and eval reports the device it ran on', () => {
-  const model = join(student, 'seed-13', 'model');
-  const ev = fallsBack('kd eval', ['eval', '--model', model, '--data', files('test'), '--json']);
-  assert.equal(ev.json().latency.device, 'cpu', 'the latency is measured on CPU, not labelled cuda');
-  const teacherEval = fallsBack('kd eval (teacher)', ['eval', '--model', TEACHER(), '--data', files('test'), '--limit', '20', '--json']);
-  assert.equal(teacherEval.json().latency.device, 'cpu');
-  assert.equal(fallsBack('kd predict', ['predict', '--model', model, '--text', 'great product', '--json']).json().labels.length, 1);
-  assert.equal(
-    fallsBack('kd teacher predict', ['teacher', 'predict', '--model', TEACHER(), '--text', 'great product', '--json']).json().device,
-    'cpu',
-  );
-  fallsBack('kd cache build', ['cache', 'build', '--teacher', TEACHER(), '--data', files('dev'), '--out', join(root, 'cache-dev')]);
-});
+test(
+  'kd eval, kd predict, kd teacher predict, kd cache build: the student or teacher session falls back to CPU, and eval ' +
+    'reports the device it ran on',
+  () => {
+    const model = join(student, 'seed-13', 'model');
+    const ev = fallsBack('kd eval', ['eval', '--model', model, '--data', files('test'), '--json']);
+    assert.equal(ev.json().latency.device, 'cpu', 'the latency is measured on CPU, not labelled cuda');
+    const teacherEval = fallsBack('kd eval (teacher)', ['eval', '--model', TEACHER(), '--data', files('test'), '--limit', '20', '--json']);
+    assert.equal(teacherEval.json().latency.device, 'cpu');
+    assert.equal(fallsBack('kd predict', ['predict', '--model', model, '--text', 'great product', '--json']).json().labels.length, 1);
+    assert.equal(
+      fallsBack('kd teacher predict', ['teacher', 'predict', '--model', TEACHER(), '--text', 'great product', '--json']).json().device,
+      'cpu',
+    );
+    fallsBack('kd cache build', ['cache', 'build', '--teacher', TEACHER(), '--data', files('dev'), '--out', join(root, 'cache-dev')]);
+  },
+);
 
 test('kd teacher train: every member trainer falls back to CPU only with --allow-cpu-fallback', () => {
   const r = fallsBack('kd teacher train', [

@@ -99,26 +99,34 @@ function runs(out: string) {
   };
 }
 
-test('kd distill refuses a recipe with a YAML syntax error or an unknown student, or an --out it did not make, in one line before any stage runs', () => {
-  const broken = join(root, 'broken.yaml');
-  writeFileSync(broken, 'name: tiny\nruns:\n  seeds: [13, 14\n  students: [ngram]\n');
-  const out = join(root, 'never');
-  const r = runKd(['distill', '--recipe', broken, '--out', out]);
-  assert.equal(r.status, 2, r.stderr);
-  assert.match(r.stderr, new RegExp(`^kd: error: ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4:3: YAML syntax error: [^\\n]+\\n$`));
-  const cnn = runKd(['distill', '--recipe', recipe((x) => (x.runs.students = ['cnn'])), '--out', out]);
-  assert.equal(cnn.status, 2, cnn.stderr);
-  assert.equal(cnn.stderr, `kd: error: ${join(root, 'recipe.yaml')}: runs.students[0]: unknown student "cnn"; known: ngram, transformer\n`);
-  assert.ok(!existsSync(out), 'nothing was run');
-  // An --out folder kd distill did not make is refused, since stages remove their folders in it.
-  const foreign = join(root, 'foreign');
-  mkdirSync(join(foreign, 'data'), { recursive: true });
-  writeFileSync(join(foreign, 'data', 'notes.txt'), 'mine');
-  const refused = runKd(['distill', '--recipe', recipe(), '--out', foreign]);
-  assert.equal(refused.status, 2, refused.stderr);
-  assert.equal(
-    refused.stderr,
-    `kd: error: --out ${foreign}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill removes stage folders in it when settings change, so give a new or empty folder\n`,
-  );
-  assert.equal(readFileSync(join(foreign, 'data', 'notes.txt'), 'utf8'), 'mine');
-});
+test(
+  'kd distill refuses a recipe with a YAML syntax error or an unknown student, or an --out it did not make, in one line ' +
+    'before any stage runs',
+  () => {
+    const broken = join(root, 'broken.yaml');
+    writeFileSync(broken, 'name: tiny\nruns:\n  seeds: [13, 14\n  students: [ngram]\n');
+    const out = join(root, 'never');
+    const r = runKd(['distill', '--recipe', broken, '--out', out]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^kd: error: ${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4:3: YAML syntax error: [^\\n]+\\n$`));
+    const cnn = runKd(['distill', '--recipe', recipe((x) => (x.runs.students = ['cnn'])), '--out', out]);
+    assert.equal(cnn.status, 2, cnn.stderr);
+    assert.equal(
+      cnn.stderr,
+      `kd: error: ${join(root, 'recipe.yaml')}: runs.students[0]: unknown student "cnn"; known: ngram, transformer\n`,
+    );
+    assert.ok(!existsSync(out), 'nothing was run');
+    // An --out folder kd distill did not make is refused, since stages remove their folders in it.
+    const foreign = join(root, 'foreign');
+    mkdirSync(join(foreign, 'data'), { recursive: true });
+    writeFileSync(join(foreign, 'data', 'notes.txt'), 'mine');
+    const refused = runKd(['distill', '--recipe', recipe(), '--out', foreign]);
+    assert.equal(refused.status, 2, refused.stderr);
+    assert.equal(
+      refused.stderr,
+      `kd: error: --out ${foreign}: the folder exists and is not a kd distill output (no recipe.resolved.json); kd distill ` +
+        `removes stage folders in it when settings change, so give a new or empty folder\n`,
+    );
+    assert.equal(readFileSync(join(foreign, 'data', 'notes.txt'), 'utf8'), 'mine');
+  },
+);

@@ -55,15 +55,13 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
     await page.goto(`file://${report}`);
     assert.deepEqual(errors, []);
     assert.deepEqual(requests, [], 'the report is self-contained');
-    const plots = await page
-      .locator('svg[data-plot]')
-      .evaluateAll((svgs) =>
-        svgs.map((s) => ({
-          name: s.getAttribute('data-plot'),
-          marks: s.querySelectorAll('rect[data-value], path[data-series], circle').length,
-          box: s.getBoundingClientRect().height,
-        })),
-      );
+    const plots = await page.locator('svg[data-plot]').evaluateAll((svgs) =>
+      svgs.map((s) => ({
+        name: s.getAttribute('data-plot'),
+        marks: s.querySelectorAll('rect[data-value], path[data-series], circle').length,
+        box: s.getBoundingClientRect().height,
+      })),
+    );
     assert.ok(plots.length >= 8, `${plots.length} plots`);
     for (const sweep of ['sweep-kdStart', 'sweep-lambda', 'sweep-tau', 'sweep-subclasses'])
       assert.ok(

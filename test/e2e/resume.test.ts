@@ -64,39 +64,43 @@ const NGRAM = ['--loss', 'kd', '--dim', '8', '--buckets', '4096', '--epochs', '2
 const lastLine = (stderr: string) => stderr.trimEnd().split('\n').at(-1)!;
 const modelBytes = (out: string) => readFileSync(join(out, 'seed-13', 'model', 'onnx', 'model.onnx'));
 
-test('a transformer student killed (SIGKILL) after a checkpoint resumes to the bytes of an uninterrupted run, and a same-seed rerun gives them too', async () => {
-  const straight = join(root, 't-straight');
-  const r = runKd([...base(straight), ...TRANSFORMER]);
-  assert.equal(r.status, 0, r.stderr);
+test(
+  'a transformer student killed (SIGKILL) after a checkpoint resumes to the bytes of an uninterrupted run, and a same-seed ' +
+    'rerun gives them too',
+  async () => {
+    const straight = join(root, 't-straight');
+    const r = runKd([...base(straight), ...TRANSFORMER]);
+    assert.equal(r.status, 0, r.stderr);
 
-  const killed = join(root, 't-killed');
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...base(killed), ...TRANSFORMER], { stdio: 'ignore' });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const checkpoint = join(killed, 'seed-13', 'training', 'last.safetensors');
-  while (!existsSync(checkpoint) && child.exitCode === null) await sleep(5);
-  // Some moment after the first checkpoint (step 4 of 63): mid-step, mid-evaluation or mid-write.
-  await sleep(Math.floor(Math.random() * 60));
-  child.kill('SIGKILL');
-  await exited;
-  assert.equal(child.signalCode, 'SIGKILL', 'the run was killed, not finished');
-  assert.ok(!existsSync(join(killed, 'seed-13', 'result.json')));
-  const resumed = runKd([...base(killed), ...TRANSFORMER, '--resume']);
-  assert.equal(resumed.status, 0, resumed.stderr);
-  assert.match(resumed.stderr, /resumed from .*last\.safetensors at step [1-9]\d*/);
+    const killed = join(root, 't-killed');
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...base(killed), ...TRANSFORMER], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const checkpoint = join(killed, 'seed-13', 'training', 'last.safetensors');
+    while (!existsSync(checkpoint) && child.exitCode === null) await sleep(5);
+    // Some moment after the first checkpoint (step 4 of 63): mid-step, mid-evaluation or mid-write.
+    await sleep(Math.floor(Math.random() * 60));
+    child.kill('SIGKILL');
+    await exited;
+    assert.equal(child.signalCode, 'SIGKILL', 'the run was killed, not finished');
+    assert.ok(!existsSync(join(killed, 'seed-13', 'result.json')));
+    const resumed = runKd([...base(killed), ...TRANSFORMER, '--resume']);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resumed from .*last\.safetensors at step [1-9]\d*/);
 
-  const rerun = join(root, 't-rerun');
-  assert.equal(runKd([...base(rerun), ...TRANSFORMER]).status, 0);
-  assert.ok(modelBytes(killed).equals(modelBytes(straight)), 'resumed model.onnx differs from the uninterrupted run');
-  assert.ok(modelBytes(rerun).equals(modelBytes(straight)), 'same-seed rerun model.onnx differs');
-  for (const f of ['tokenizer.json', 'vocab.txt'])
-    assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
-  const rows = (out: string) =>
-    readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8')
-      .trimEnd()
-      .split('\n')
-      .map((l) => JSON.parse(l).step);
-  assert.deepEqual(rows(killed), rows(straight), 'metrics.jsonl has each evaluation once');
-});
+    const rerun = join(root, 't-rerun');
+    assert.equal(runKd([...base(rerun), ...TRANSFORMER]).status, 0);
+    assert.ok(modelBytes(killed).equals(modelBytes(straight)), 'resumed model.onnx differs from the uninterrupted run');
+    assert.ok(modelBytes(rerun).equals(modelBytes(straight)), 'same-seed rerun model.onnx differs');
+    for (const f of ['tokenizer.json', 'vocab.txt'])
+      assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
+    const rows = (out: string) =>
+      readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l).step);
+    assert.deepEqual(rows(killed), rows(straight), 'metrics.jsonl has each evaluation once');
+  },
+);
 
 test('--resume with a changed setting is refused naming the field, old and new value, and config.json is left as it was', () => {
   const out = join(root, 'changed');
@@ -113,7 +117,8 @@ test('--resume with a changed setting is refused naming the field, old and new v
     assert.equal(r.status, 2, `${flags.join(' ')}: ${r.stderr}`);
     assert.equal(
       lastLine(r.stderr),
-      `kd: error: ${join(out, 'seed-13', 'result.json')} was trained with ${says}. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+      `kd: error: ${join(out, 'seed-13', 'result.json')} was trained with ${says}. Resume with the same settings, or start a ` +
+        `new run in another --out (or delete the run folder)`,
     );
   }
   // A finished kd seed is not summarized as a ce one.
@@ -140,7 +145,8 @@ test('a damaged checkpoint, a rerun over a finished run, repeated or unsafe seed
   assert.equal(again.status, 2);
   assert.equal(
     lastLine(again.stderr),
-    `kd: error: ${join(out, 'seed-13')} holds a previous run (result.json): pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew`,
+    `kd: error: ${join(out, 'seed-13')} holds a previous run (result.json): pass --resume to continue it with the same ` +
+      `settings, or choose another --out (or delete that folder) to start anew`,
   );
 
   const killed = join(root, 'damaged');

@@ -172,7 +172,8 @@ test('lelp is refused when the cache has no embeddings, naming the option and th
   assert.equal(r.status, 2);
   assert.equal(
     r.stderr.trimEnd().split('\n').at(-1),
-    "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+    "kd: error: '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with " +
+      '--embedding full (or pca:K)',
   );
   const missing = runKd([
     'train',

@@ -122,8 +122,10 @@ export function parseAmazonCsvRecord(
   if (!parsed.ok) {
     const message =
       parsed.error === 'unclosed_quote'
-        ? `the quoted field in column ${parsed.column} is not closed by the end of the record (expected 3 quoted columns "label","title","text")`
-        : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (RFC 4180 doubles quotes: "")`;
+        ? `the quoted field in column ${parsed.column} is not closed by the end of the record (expected 3 quoted columns ` +
+          `"label","title","text")`
+        : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (RFC 4180 ` +
+          `doubles quotes: "")`;
     return {
       kind: 'malformed',
       reject: {

@@ -28,7 +28,8 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   } catch (e) {
     throw new FormatError(
       ctx.file,
-      `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download or export it again`,
+      `the Parquet footer (its metadata) cannot be read: the file is damaged or cut short (${(e as Error).message}); download ` +
+        `or export it again`,
     );
   }
   const fields = resolveFields(columns, ctx.fields, `${ctx.file} (Parquet schema)`);
@@ -39,7 +40,8 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
     const read = (columns: string[]) =>
       parquetReadObjects({ file, metadata, columns, rowStart, rowEnd, compressors }) as Promise<Record<string, unknown>[]>;
     const where = (column?: string) =>
-      `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ${rowStart + 1}-${rowEnd})`;
+      `${column !== undefined ? `column '${column}', ` : ''}row group ${g + 1} of ${metadata.row_groups.length} (rows ` +
+      `${rowStart + 1}-${rowEnd})`;
     const damaged = (column: string | undefined, why: string) =>
       new FormatError(ctx.file, `${where(column)}: the file is damaged (${why}); download or export it again`);
     const headerProblem = (
@@ -152,7 +154,8 @@ async function pageHeaderProblem(
         rows! > pageValues!
       ) {
         return bad(
-          `the page at byte ${offset} has impossible counts (definition levels ${def} bytes, repetition levels ${rep} bytes, ${nulls} nulls, ${rows} rows)`,
+          `the page at byte ${offset} has impossible counts (definition levels ${def} bytes, repetition levels ${rep} bytes, ` +
+            `${nulls} nulls, ${rows} rows)`,
         );
       }
     }

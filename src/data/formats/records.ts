@@ -42,7 +42,8 @@ export function resolveFields(available: readonly string[], mapping: FieldMappin
     const found = candidates.find((c) => has.has(c));
     if (found === undefined) {
       throw new ConfigError(
-        `${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). Name it with ${option}`,
+        `${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). ` +
+          `Name it with ${option}`,
       );
     }
     return found;
@@ -104,7 +105,9 @@ export function recordToRow(
         ...where,
         reason: 'unknown_label',
         field: `'${fields.label}'`,
-        message: `expected ${known} (for ${ctx.classes} classes), got ${JSON.stringify(fieldText(rawLabel) ?? rawLabel)}; map other values with --label-map`,
+        message:
+          `expected ${known} (for ${ctx.classes} classes), got ${JSON.stringify(fieldText(rawLabel) ?? rawLabel)}; map ` +
+          `other values with --label-map`,
       },
     };
   }
@@ -149,34 +152,20 @@ export class JsonlParser {
   private fields: ResolvedFields | null = null;
   constructor(private readonly ctx: ParseContext) {}
 
+  private invalidJson(line: string, lineNo: number, message: string): RowEvent {
+    return { kind: 'malformed', reject: { file: this.ctx.file, line: lineNo, reason: 'invalid_json', message, raw: truncateRaw(line) } };
+  }
+
   parse(line: string, lineNo: number): RowEvent | null {
     if (line.trim() === '') return null;
     let record: unknown;
     try {
       record = JSON.parse(line);
     } catch (e) {
-      return {
-        kind: 'malformed',
-        reject: {
-          file: this.ctx.file,
-          line: lineNo,
-          reason: 'invalid_json',
-          message: `expected one JSON object per line: ${(e as Error).message}`,
-          raw: truncateRaw(line),
-        },
-      };
+      return this.invalidJson(line, lineNo, `expected one JSON object per line: ${(e as Error).message}`);
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      return {
-        kind: 'malformed',
-        reject: {
-          file: this.ctx.file,
-          line: lineNo,
-          reason: 'invalid_json',
-          message: `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`,
-          raw: truncateRaw(line),
-        },
-      };
+      return this.invalidJson(line, lineNo, `expected a JSON object ({"text": ..., "label": ...}), got ${describeJsonValue(record)}`);
     }
     const obj = record as Record<string, unknown>;
     this.fields ??= resolveFields(Object.keys(obj), this.ctx.fields, `${this.ctx.file}:${lineNo}`);

@@ -54,7 +54,8 @@ export function parseSentiment140Line(line: string, lineNo: number, ctx: ParseCo
       const message =
         parsed.error === 'unclosed_quote'
           ? `the quoted field in column ${parsed.column} is not closed by the end of the line (expected 6 quoted columns ${COLUMNS})`
-          : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (expected 6 quoted columns ${COLUMNS})`;
+          : `a quote inside the quoted field in column ${parsed.column} is neither doubled nor followed by a comma (expected 6 ` +
+            `quoted columns ${COLUMNS})`;
       return { kind: 'malformed', reject: { ...where, reason: parsed.error, message } };
     }
     return {

@@ -97,11 +97,13 @@ export const lelp: DistillMethod<LelpOptions> = {
   check: (o, cache) => {
     if (cache.embeddingMode === 'none')
       throw new MethodOptionError(
-        "'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+        "'--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding " +
+          'full (or pca:K)',
       );
     if (o.variant !== 'pca' && !cache.hasClassifier)
       throw new MethodOptionError(
-        "'--loss lelp' needs the teacher's classifier W for the null-space projection; the cache has none. Use --lelp-variant pca, or a teacher whose head kd can find",
+        "'--loss lelp' needs the teacher's classifier W for the null-space projection; the cache has none. Use --lelp-variant " +
+          'pca, or a teacher whose head kd can find',
       );
   },
   headSize: (o, classes) => classes * o.subclasses,

@@ -18,14 +18,19 @@ test('a file that is not the claimed format fails at once and says what it looks
   const file = fixturePath('data', 'sentiment140_bad.csv');
   await assert.rejects(resolveFormat(file, 'amazon-fasttext'), {
     name: 'FormatError',
-    message: `${file}: does not look like Amazon reviews fastText lines ("__label__<n> <title>: <text>"): none of its first 5 lines fits; it looks like Sentiment140 CSV (6 quoted columns polarity,id,date,query,user,text, no header). Use --format sentiment140 (or auto)`,
+    message:
+      `${file}: does not look like Amazon reviews fastText lines ("__label__<n> <title>: <text>"): none of its first 5 ` +
+      `lines fits; it looks like Sentiment140 CSV (6 quoted columns polarity,id,date,query,user,text, no header). Use --format ` +
+      `sentiment140 (or auto)`,
   });
   const ft = fixturePath('data', 'amazon_bad.ft.txt');
   await assert.rejects(resolveFormat(ft, 'amazon-csv'), {
     message: /does not look like Amazon reviews CSV .*it looks like Amazon reviews fastText lines/,
   });
   await assert.rejects(resolveFormat(file, 'csv'), {
-    message: `${file}: looks like Sentiment140 CSV (6 quoted columns polarity,id,date,query,user,text, no header), not a CSV with a header row. Use --format sentiment140`,
+    message:
+      `${file}: looks like Sentiment140 CSV (6 quoted columns polarity,id,date,query,user,text, no header), not a CSV ` +
+      `with a header row. Use --format sentiment140`,
   });
   await assert.rejects(resolveFormat(file, 'parquet'), {
     message: /does not look like Parquet \(no PAR1 magic bytes\): it looks like Sentiment140/,

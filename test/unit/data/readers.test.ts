@@ -61,12 +61,17 @@ test('--strict stops at the first malformed row naming file, line, field and exp
   const file = fixturePath('data', 'sentiment140_bad.csv');
   await assert.rejects(read(file, { strict: true }), {
     name: 'DataError',
-    message: `${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).`,
+    message:
+      `${file}:4: expected 6 columns (polarity,id,date,query,user,text), got 5. Fix the row, or run without --strict to ` +
+      `skip malformed rows (they are counted and written to the rejects file).`,
   });
   const amazon = fixturePath('data', 'amazon_bad.csv');
   await assert.rejects(read(amazon, { strict: true }), {
     name: 'DataError',
-    message: `${amazon}:3: field 'label' (column 1): expected 1 (negative) or 2 (positive), got "3"; labels 3-5 are Amazon Full star ratings: use --classes 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written to the rejects file).`,
+    message:
+      `${amazon}:3: field 'label' (column 1): expected 1 (negative) or 2 (positive), got "3"; labels 3-5 are Amazon Full ` +
+      `star ratings: use --classes 5. Fix the row, or run without --strict to skip malformed rows (they are counted and written ` +
+      `to the rejects file).`,
   });
 });
 
@@ -165,7 +170,9 @@ test('generic CSV: named fields, multi-line quoted field, neutral and bad rows',
   const file = fixturePath('data', 'generic.csv');
   await assert.rejects(read(file), {
     name: 'ConfigError',
-    message: `${file}:1 (header): cannot tell which field holds the text (looked for text, content, sentence, review, body; fields present: review_id, stars, comment). Name it with --text-field`,
+    message:
+      `${file}:1 (header): cannot tell which field holds the text (looked for text, content, sentence, review, body; ` +
+      `fields present: review_id, stars, comment). Name it with --text-field`,
   });
   const { examples, summary, rejects } = await read(file, { textField: 'comment', labelField: 'stars', idField: 'review_id' });
   assert.deepEqual(

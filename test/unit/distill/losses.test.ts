@@ -153,7 +153,8 @@ test('an option the method does not read is an error, not silently ignored', () 
   assert.throws(() => parseMethodOptions('kd', { lamda: 0.5 }), {
     name: 'ConfigError',
     message:
-      "loss 'kd' does not use option 'lamda' (--lamda) with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it",
+      "loss 'kd' does not use option 'lamda' (--lamda) with these settings; it reads kdStart, lambda, lambdaRamp, " +
+      'lambdaSchedule, tau. Remove it or pick the loss that takes it',
   });
   assert.throws(() => parseMethodOptions('ce', { subclasses: 4, kdStart: 0.5 }), {
     message:

@@ -178,7 +178,8 @@ test('a resume with other settings is refused naming the field, old and new valu
     assert.ok(e instanceof OptionError, String(e));
     assert.equal(
       e.message,
-      `${join(dir, 'last.safetensors')} was trained with lr = 0.05; this run asks for 0.5. Resume with the same settings, or start a new run in another --out (or delete the run folder)`,
+      `${join(dir, 'last.safetensors')} was trained with lr = 0.05; this run asks for 0.5. Resume with the same settings, or ` +
+        `start a new run in another --out (or delete the run folder)`,
     );
     return true;
   });
@@ -206,7 +207,8 @@ test('metrics and checkpoints are never written through a symbolic link', async 
       (e: unknown) =>
         e instanceof UserError &&
         e.message ===
-          `${join(dir, file)} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, or choose another --out`,
+          `${join(dir, file)} is a symbolic link; kd writes run files only as plain files in the run folder. Remove the link, ` +
+            `or choose another --out`,
     );
     assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
     await trainer.dispose();
@@ -225,7 +227,10 @@ test("divergence is the user's to fix: an OptionError naming the step and the le
     assert.ok(e instanceof OptionError, String(e));
     assert.match(
       e.message,
-      /^training diverged at step [123]: loss (NaN|-?Infinity) \(learning rate [\d.e+]+ at that step\)\. Lower the learning rate \(--lr\) and start a new run/,
+      new RegExp(
+        String.raw`^training diverged at step [123]: loss (NaN|-?Infinity) \(learning rate [\d.e+]+ at that step\)\. Lower the learni` +
+          String.raw`ng rate \(--lr\) and start a new run`,
+      ),
     );
     return true;
   });

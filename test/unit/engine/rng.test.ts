@@ -86,6 +86,8 @@ test('safetensors round-trips tensors and metadata; a truncated file names the t
   writeFileSync(path, bytes.subarray(0, bytes.length - 4));
   assert.throws(() => loadSafetensors(path), {
     name: 'DamagedFileError',
-    message: `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with the command that made it`,
+    message:
+      `${path}: tensor 'b' is truncated or inconsistent (offsets 24-40, file ${bytes.length - 4} bytes). Rewrite it with ` +
+      `the command that made it`,
   });
 });

@@ -255,44 +255,47 @@ test('a run saved and resumed gives the bit-identical result of an uninterrupted
 });
 
 for (const dtype of ['float64', 'float32'] as const) {
-  test(`several optimizer steps per call give the results of single steps (${dtype}; dropout, clipping, decay groups, schedule)`, async () => {
-    const options = {
-      model: mlp(dtype, 16, 0.3),
-      loss: ceLoss,
-      optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig,
-      dtype,
-      seed: 21,
-      schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 10 },
-    };
-    const batches = Array.from({ length: 10 }, (_, s) => data(100 + s)).map((d) => batch(dtype, d.x, d.labels));
-    const single = await Trainer.create(options);
-    const singleResults: StepResult[] = [];
-    for (const b of batches) singleResults.push(await single.step(b));
-    const fused = await Trainer.create({ ...options, stepsPerCall: 'auto' });
-    assert.equal(fused.stepsPerCall, 4);
-    // 4 in one call and 2 single; then 4 in one call.
-    const fusedResults = [...(await fused.steps(batches.slice(0, 6))), ...(await fused.steps(batches.slice(6)))];
-    assert.equal(fused.stepCount, 10);
-    const tol = dtype === 'float64' ? 1e-12 : 1e-5;
-    fusedResults.forEach((r, k) => {
-      assert.ok(Math.abs(r.loss - singleResults[k]!.loss) <= tol, `step ${k} loss ${r.loss} vs ${singleResults[k]!.loss}`);
-      assert.ok(Math.abs(r.gradNorm - singleResults[k]!.gradNorm) <= tol * 10, `step ${k} grad norm`);
-      assert.equal(r.lr, singleResults[k]!.lr);
-      assert.deepEqual(r.metrics.correct, singleResults[k]!.metrics.correct);
-    });
-    assert.ok(maxDiff(snapshot(fused), snapshot(single)) <= tol, `parameters differ by ${maxDiff(snapshot(fused), snapshot(single))}`);
-    // Checkpoints are interchangeable: a single-step trainer resumes a fused run's checkpoint.
-    const half = await Trainer.create({ ...options, stepsPerCall: 4 });
-    await half.steps(batches.slice(0, 4));
-    const path = join(tempDir(), 'ckpt.safetensors');
-    half.save(path);
-    const resumed = await Trainer.create(options);
-    resumed.load(path);
-    for (const b of batches.slice(4)) await resumed.step(b);
-    assert.equal(resumed.stepCount, 10);
-    assert.ok(maxDiff(snapshot(resumed), snapshot(single)) <= tol);
-    await Promise.all([single.dispose(), fused.dispose(), half.dispose(), resumed.dispose()]);
-  });
+  test(
+    `several optimizer steps per call give the results of single steps (${dtype}; dropout, clipping, decay ` + `groups, schedule)`,
+    async () => {
+      const options = {
+        model: mlp(dtype, 16, 0.3),
+        loss: ceLoss,
+        optimizer: { kind: 'adamw', lr: 0.01, weightDecay: 0.01, clipNorm: 1 } as OptimizerConfig,
+        dtype,
+        seed: 21,
+        schedule: { kind: 'cosine' as const, warmupSteps: 2, totalSteps: 10 },
+      };
+      const batches = Array.from({ length: 10 }, (_, s) => data(100 + s)).map((d) => batch(dtype, d.x, d.labels));
+      const single = await Trainer.create(options);
+      const singleResults: StepResult[] = [];
+      for (const b of batches) singleResults.push(await single.step(b));
+      const fused = await Trainer.create({ ...options, stepsPerCall: 'auto' });
+      assert.equal(fused.stepsPerCall, 4);
+      // 4 in one call and 2 single; then 4 in one call.
+      const fusedResults = [...(await fused.steps(batches.slice(0, 6))), ...(await fused.steps(batches.slice(6)))];
+      assert.equal(fused.stepCount, 10);
+      const tol = dtype === 'float64' ? 1e-12 : 1e-5;
+      fusedResults.forEach((r, k) => {
+        assert.ok(Math.abs(r.loss - singleResults[k]!.loss) <= tol, `step ${k} loss ${r.loss} vs ${singleResults[k]!.loss}`);
+        assert.ok(Math.abs(r.gradNorm - singleResults[k]!.gradNorm) <= tol * 10, `step ${k} grad norm`);
+        assert.equal(r.lr, singleResults[k]!.lr);
+        assert.deepEqual(r.metrics.correct, singleResults[k]!.metrics.correct);
+      });
+      assert.ok(maxDiff(snapshot(fused), snapshot(single)) <= tol, `parameters differ by ${maxDiff(snapshot(fused), snapshot(single))}`);
+      // Checkpoints are interchangeable: a single-step trainer resumes a fused run's checkpoint.
+      const half = await Trainer.create({ ...options, stepsPerCall: 4 });
+      await half.steps(batches.slice(0, 4));
+      const path = join(tempDir(), 'ckpt.safetensors');
+      half.save(path);
+      const resumed = await Trainer.create(options);
+      resumed.load(path);
+      for (const b of batches.slice(4)) await resumed.step(b);
+      assert.equal(resumed.stepCount, 10);
+      assert.ok(maxDiff(snapshot(resumed), snapshot(single)) <= tol);
+      await Promise.all([single.dispose(), fused.dispose(), half.dispose(), resumed.dispose()]);
+    },
+  );
 }
 
 test("several steps per call refuse a model with a sparse table, saying why; 'auto' picks one", async () => {
@@ -364,9 +367,12 @@ test('a missing execution provider is a clear error, or a warned CPU fallback wh
       createSession(bytes, { device: 'cuda' }),
       (e: Error) =>
         e instanceof DeviceError &&
-        /^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. On a machine with CUDA 12 and cuDNN 9 run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js`\. Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$/.test(
-          e.message,
-        ),
+        new RegExp(
+          String.raw`^--device cuda: the CUDA execution provider is not installed in onnxruntime-node\. ` +
+            String.raw`On a machine with CUDA 12 and cuDNN 9 run ` +
+            String.raw`\x60ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js\x60\. ` +
+            String.raw`Use --device cpu, or pass --allow-cpu-fallback to run on CPU with a warning$`,
+        ).test(e.message),
     );
     resetFallbackWarnings();
     const warnings: string[] = [];

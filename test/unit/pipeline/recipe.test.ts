@@ -43,7 +43,9 @@ test('an unknown field or loss option in a recipe is an error that says where an
   const option = withEdit('- { loss: kd, lambda: 0.5, tau: 2 }', '- { loss: kd, lamda: 0.5, tau: 2 }');
   assert.throws(() => loadRecipe(option), {
     name: 'ConfigError',
-    message: `${option}: runs.methods[1].lamda: loss 'kd' does not use this option with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it (run ngram-kd)`,
+    message:
+      `${option}: runs.methods[1].lamda: loss 'kd' does not use this option with these settings; it reads kdStart, ` +
+      `lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it (run ngram-kd)`,
   });
   const loss = withEdit('- { loss: dtkd }', '- { loss: dtk }');
   assert.throws(() => loadRecipe(loss), { message: `${loss}: runs.methods[2].loss: unknown loss "dtk"; known: ce, kd, dtkd, lelp` });
@@ -160,7 +162,8 @@ test('every bad recipe value is refused when the recipe is read, naming the file
     [
       'a sweep over an option its loss ignores',
       (r) => Object.assign(r.runs.sweeps[0], { param: 'subclasses', values: [2] }),
-      "runs.sweeps[0].param: loss 'kd' does not use this option with these settings; it reads kdStart, lambda, lambdaRamp, lambdaSchedule, tau. Remove it or pick the loss that takes it (run ngram-kd-subclasses2)",
+      "runs.sweeps[0].param: loss 'kd' does not use this option with these settings; it reads kdStart, lambda, lambdaRamp, " +
+        'lambdaSchedule, tau. Remove it or pick the loss that takes it (run ngram-kd-subclasses2)',
     ],
     [
       'a method epochs override of 0',
@@ -197,7 +200,8 @@ test('every bad recipe value is refused when the recipe is read, naming the file
         r.cache.embedding = 'none';
         r.runs.methods.push({ loss: 'lelp', subclasses: 4 });
       },
-      "cache.embedding: none cannot serve runs.methods[2] (run ngram-lelp): '--loss lelp' needs teacher embeddings, but the cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)",
+      "cache.embedding: none cannot serve runs.methods[2] (run ngram-lelp): '--loss lelp' needs teacher embeddings, but the " +
+        'cache was built with --embedding none. Rebuild it with --embedding full (or pca:K)',
     ],
   ];
   for (const [what, edit, message] of cases) {
@@ -235,6 +239,8 @@ test('an empty recipe, a YAML syntax error and a missing teacher folder are one-
   );
   const teacher = crafted((r) => (r.teacher = { dir: join(dir, 'no-such-teacher') }));
   assert.throws(() => loadRecipe(teacher), {
-    message: `${teacher}: teacher.dir: ${join(dir, 'no-such-teacher')} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, onnx/model.onnx)`,
+    message:
+      `${teacher}: teacher.dir: ${join(dir, 'no-such-teacher')} does not exist; give an HF-layout teacher folder ` +
+      `(config.json, tokenizer.json, onnx/model.onnx)`,
   });
 });

@@ -21,36 +21,40 @@ function predictJson(model: string, cwd: string, extra: string[] = []): { logits
   return { status: r.status, stderr: r.stderr, logits: r.status === 0 ? r.json().logits : [] };
 }
 
-test('a model.onnx_data export loads from another folder with the inline model’s logits, and a decoy model.onnx_data in the cwd is not read', () => {
-  const dir = copyFixture();
-  assert.ok(moveToExternalData(dir) >= 10);
-  assert.ok(readFileSync(join(dir, 'onnx', 'model.onnx')).length < 40_000, 'the weights left model.onnx');
-  // The decoy: same size, other values. ONNX Runtime resolving against the cwd would use it silently.
-  const cwd = tempDir('kd-cwd-');
-  const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
-  writeFileSync(
-    join(cwd, 'model.onnx_data'),
-    data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
-  );
-  const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'));
-  assert.equal(inline.status, 0, inline.stderr);
-  for (const extra of [[], ['--no-graph-optimization']]) {
-    const external = predictJson(dir, cwd, extra);
-    assert.equal(external.status, 0, external.stderr);
-    inline.logits
-      .flat()
-      .forEach((v, k) =>
-        assert.ok(
-          Math.abs(v - external.logits.flat()[k]!) < 1e-5,
-          `${extra.join(' ')} logit ${k}: ${external.logits.flat()[k]} vs inline ${v}`,
-        ),
-      );
-  }
-  // And from a folder without any model.onnx_data (the load used to fail there).
-  const bare = predictJson(dir, tempDir('kd-cwd-'));
-  assert.equal(bare.status, 0, bare.stderr);
-  assert.deepEqual(bare.logits, predictJson(dir, cwd).logits);
-});
+test(
+  'a model.onnx_data export loads from another folder with the inline model’s logits, and a decoy model.onnx_data in the cwd ' +
+    'is not read',
+  () => {
+    const dir = copyFixture();
+    assert.ok(moveToExternalData(dir) >= 10);
+    assert.ok(readFileSync(join(dir, 'onnx', 'model.onnx')).length < 40_000, 'the weights left model.onnx');
+    // The decoy: same size, other values. ONNX Runtime resolving against the cwd would use it silently.
+    const cwd = tempDir('kd-cwd-');
+    const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
+    writeFileSync(
+      join(cwd, 'model.onnx_data'),
+      data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
+    );
+    const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'));
+    assert.equal(inline.status, 0, inline.stderr);
+    for (const extra of [[], ['--no-graph-optimization']]) {
+      const external = predictJson(dir, cwd, extra);
+      assert.equal(external.status, 0, external.stderr);
+      inline.logits
+        .flat()
+        .forEach((v, k) =>
+          assert.ok(
+            Math.abs(v - external.logits.flat()[k]!) < 1e-5,
+            `${extra.join(' ')} logit ${k}: ${external.logits.flat()[k]} vs inline ${v}`,
+          ),
+        );
+    }
+    // And from a folder without any model.onnx_data (the load used to fail there).
+    const bare = predictJson(dir, tempDir('kd-cwd-'));
+    assert.equal(bare.status, 0, bare.stderr);
+    assert.deepEqual(bare.logits, predictJson(dir, cwd).logits);
+  },
+);
 
 test('the model fingerprint covers model.onnx_data: new weights there change it', async () => {
   const dir = copyFixture();
@@ -81,63 +85,66 @@ function craftedClassifier(entries: Record<string, string>): { dir: string; weig
   return { dir, weight };
 }
 
-test('an external-data location that leaves the model folder, is absolute or is not a regular file is refused before anything is read', async () => {
-  const escape = craftedClassifier({ location: '../../../../../../../../etc/passwd', offset: '0', length: '512' });
-  const absolute = craftedClassifier({ location: '/dev/zero', offset: '0', length: '600000000' });
-  const linked = craftedClassifier({ location: 'weights.bin', offset: '0', length: '512' });
-  symlinkSync('/etc/passwd', join(linked.dir, 'onnx', 'weights.bin'));
-  const folder = craftedClassifier({ location: 'weights', offset: '0', length: '512' });
-  mkdirSync(join(folder.dir, 'onnx', 'weights'));
-  const cases: [string, RegExp][] = [
-    [escape.dir, /tensor '.*': external data location '\.\.\/\.\.\/.*etc\/passwd' leaves the model's folder .*re-export the model/],
-    [absolute.dir, /external data location '\/dev\/zero' is an absolute path/],
-    [linked.dir, /external data location 'weights\.bin' is a link to \/etc\/passwd, outside the model's folder/],
-    [folder.dir, /external data location 'weights' is not a regular file/],
-  ];
-  for (const [dir, message] of cases) {
-    const modelFile = join(dir, 'onnx', 'model.onnx');
-    await assert.rejects(
-      Teacher.load(dir, quiet),
-      (e: Error) => e instanceof FormatError && e.message.startsWith(`${modelFile}: `) && message.test(e.message),
-      dir,
-    );
-    // The CLI: one line naming the model file, exit 2; run from / as the report's reproduction did.
-    const r = runKd(['teacher', 'predict', '--model', dir, '--text', 'hi'], { cwd: '/' });
-    assert.equal(r.status, 2, r.stderr);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`^kd: error: ${modelFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: tensor`));
-  }
-  // Every stored tensor is checked, not only initializers: here an unused Constant node's value.
-  const constant = copyFixture();
-  const model = readModel(constant);
-  model.graph!.node!.push(
-    onnx.NodeProto.create({
-      opType: 'Constant',
-      output: ['unused'],
-      attribute: [
-        {
-          name: 'value',
-          type: onnx.AttributeProto.AttributeType.TENSOR,
-          t: {
-            name: 'unused',
-            dataType: 1,
-            dims: [4],
-            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-            externalData: [{ key: 'location', value: '../../../../../../../../etc/hostname' }],
+test(
+  'an external-data location that leaves the model folder, is absolute or is not a regular file is refused before ' + 'anything is read',
+  async () => {
+    const escape = craftedClassifier({ location: '../../../../../../../../etc/passwd', offset: '0', length: '512' });
+    const absolute = craftedClassifier({ location: '/dev/zero', offset: '0', length: '600000000' });
+    const linked = craftedClassifier({ location: 'weights.bin', offset: '0', length: '512' });
+    symlinkSync('/etc/passwd', join(linked.dir, 'onnx', 'weights.bin'));
+    const folder = craftedClassifier({ location: 'weights', offset: '0', length: '512' });
+    mkdirSync(join(folder.dir, 'onnx', 'weights'));
+    const cases: [string, RegExp][] = [
+      [escape.dir, /tensor '.*': external data location '\.\.\/\.\.\/.*etc\/passwd' leaves the model's folder .*re-export the model/],
+      [absolute.dir, /external data location '\/dev\/zero' is an absolute path/],
+      [linked.dir, /external data location 'weights\.bin' is a link to \/etc\/passwd, outside the model's folder/],
+      [folder.dir, /external data location 'weights' is not a regular file/],
+    ];
+    for (const [dir, message] of cases) {
+      const modelFile = join(dir, 'onnx', 'model.onnx');
+      await assert.rejects(
+        Teacher.load(dir, quiet),
+        (e: Error) => e instanceof FormatError && e.message.startsWith(`${modelFile}: `) && message.test(e.message),
+        dir,
+      );
+      // The CLI: one line naming the model file, exit 2; run from / as the report's reproduction did.
+      const r = runKd(['teacher', 'predict', '--model', dir, '--text', 'hi'], { cwd: '/' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^kd: error: ${modelFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: tensor`));
+    }
+    // Every stored tensor is checked, not only initializers: here an unused Constant node's value.
+    const constant = copyFixture();
+    const model = readModel(constant);
+    model.graph!.node!.push(
+      onnx.NodeProto.create({
+        opType: 'Constant',
+        output: ['unused'],
+        attribute: [
+          {
+            name: 'value',
+            type: onnx.AttributeProto.AttributeType.TENSOR,
+            t: {
+              name: 'unused',
+              dataType: 1,
+              dims: [4],
+              dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+              externalData: [{ key: 'location', value: '../../../../../../../../etc/hostname' }],
+            },
           },
-        },
-      ],
-    }),
-  );
-  writeModel(constant, model);
-  assert.throws(
-    () => decodeModel(join(constant, 'onnx', 'model.onnx')),
-    /tensor 'unused': external data location '.*etc\/hostname' leaves the model's folder/,
-  );
-  // The shared reader refuses too, whoever decoded the graph (the head search reads the weight through it).
-  const index = new GraphIndex(readModel(escape.dir), join(escape.dir, 'onnx', 'model.onnx'));
-  assert.throws(() => index.constantFloats(escape.weight), /leaves the model's folder/);
-});
+        ],
+      }),
+    );
+    writeModel(constant, model);
+    assert.throws(
+      () => decodeModel(join(constant, 'onnx', 'model.onnx')),
+      /tensor 'unused': external data location '.*etc\/hostname' leaves the model's folder/,
+    );
+    // The shared reader refuses too, whoever decoded the graph (the head search reads the weight through it).
+    const index = new GraphIndex(readModel(escape.dir), join(escape.dir, 'onnx', 'model.onnx'));
+    assert.throws(() => index.constantFloats(escape.weight), /leaves the model's folder/);
+  },
+);
 
 test('an offset or length past the end of the data file is refused, not read short or allocated', async () => {
   const dir = copyFixture();

@@ -95,8 +95,10 @@ test('a graph with no linear layer before the logits is a clear error', () => {
     () => findClassifierHead(model, 'm.onnx', 'logits'),
     (e: Error) =>
       e instanceof HeadNotFoundError &&
-      /^could not find the classifier layer that produces 'logits': looked for Gemm, or MatMul \(\+ Add\) with constant weights \(possibly behind Identity, Cast or Transpose\), and found Softmax '.*'\. Name the tensor the classifier reads with --embedding-output NAME$/.test(
-        e.message,
-      ),
+      new RegExp(
+        String.raw`^could not find the classifier layer that produces 'logits': looked for Gemm, or MatMul \(\+ Add\) with constant w` +
+          String.raw`eights \(possibly behind Identity, Cast or Transpose\), and found Softmax '.*'\. Name the tensor the classifier re` +
+          String.raw`ads with --embedding-output NAME$`,
+      ).test(e.message),
   );
 });

@@ -81,41 +81,45 @@ test('max_position_embeddings larger than the position table: truncation at the 
   }
 });
 
-test('RoBERTa-style positions (a CumSum over the padding mask, from pad_token_id + 1) leave rows − pad − 1 positions; the smallest word table bounds the ids; a relative-position bias does not bound the length', () => {
-  // input_ids → Not(Equal(ids, pad)) → Cast → CumSum → Mul(mask) → Add(pad) → Gather(pos [514, 8]);
-  // a second member's word table [3000, 4] read through a Cast; a T5-style bias [32, 12] indexed by a Range.
-  const node = (opType: string, inputs: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []) =>
-    onnx.NodeProto.create({ opType, input: inputs, output: [output], attribute });
-  const graph = onnx.GraphProto.create({
-    input: [onnx.ValueInfoProto.create({ name: 'input_ids' })],
-    output: [onnx.ValueInfoProto.create({ name: 'sum' })],
-    initializer: [
-      floatInitializer('word', [50265, 8], new Float32Array(0)),
-      floatInitializer('word2', [3000, 4], new Float32Array(0)),
-      floatInitializer('pos', [514, 8], new Float32Array(0)),
-      floatInitializer('rel', [32, 12], new Float32Array(0)),
-      int64Initializer('pad', [1]),
-      int64Initializer('axis', [1]),
-      int64Initializer('zero', [0]),
-      int64Initializer('n', [64]),
-    ],
-    node: [
-      node('Equal', ['input_ids', 'pad'], 'is_pad'),
-      node('Not', ['is_pad'], 'not_pad'),
-      node('Cast', ['not_pad'], 'mask', [{ name: 'to', i: 7, type: onnx.AttributeProto.AttributeType.INT }]),
-      node('CumSum', ['mask', 'axis'], 'cum'),
-      node('Mul', ['cum', 'mask'], 'masked'),
-      node('Add', ['masked', 'pad'], 'position_ids_computed'),
-      node('Gather', ['word', 'input_ids'], 'w'),
-      node('Gather', ['pos', 'position_ids_computed'], 'p'),
-      node('Add', ['w', 'p'], 'sum'),
-      node('Cast', ['input_ids'], 'ids32', [{ name: 'to', i: 6, type: onnx.AttributeProto.AttributeType.INT }]),
-      node('Gather', ['word2', 'ids32'], 'w2'),
-      node('Range', ['zero', 'n', 'axis'], 'buckets'),
-      node('Gather', ['rel', 'buckets'], 'bias'),
-    ],
-  });
-  const model = onnx.ModelProto.create({ graph });
-  const t = findEmbeddingTables(model, '/nonexistent/model.onnx', 1);
-  assert.deepEqual([t.wordRows, t.wordTable, t.maxPositions, t.positionTable], [3000, 'word2', 512, 'pos']);
-});
+test(
+  'RoBERTa-style positions (a CumSum over the padding mask, from pad_token_id + 1) leave rows − pad − 1 positions; the ' +
+    'smallest word table bounds the ids; a relative-position bias does not bound the length',
+  () => {
+    // input_ids → Not(Equal(ids, pad)) → Cast → CumSum → Mul(mask) → Add(pad) → Gather(pos [514, 8]);
+    // a second member's word table [3000, 4] read through a Cast; a T5-style bias [32, 12] indexed by a Range.
+    const node = (opType: string, inputs: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []) =>
+      onnx.NodeProto.create({ opType, input: inputs, output: [output], attribute });
+    const graph = onnx.GraphProto.create({
+      input: [onnx.ValueInfoProto.create({ name: 'input_ids' })],
+      output: [onnx.ValueInfoProto.create({ name: 'sum' })],
+      initializer: [
+        floatInitializer('word', [50265, 8], new Float32Array(0)),
+        floatInitializer('word2', [3000, 4], new Float32Array(0)),
+        floatInitializer('pos', [514, 8], new Float32Array(0)),
+        floatInitializer('rel', [32, 12], new Float32Array(0)),
+        int64Initializer('pad', [1]),
+        int64Initializer('axis', [1]),
+        int64Initializer('zero', [0]),
+        int64Initializer('n', [64]),
+      ],
+      node: [
+        node('Equal', ['input_ids', 'pad'], 'is_pad'),
+        node('Not', ['is_pad'], 'not_pad'),
+        node('Cast', ['not_pad'], 'mask', [{ name: 'to', i: 7, type: onnx.AttributeProto.AttributeType.INT }]),
+        node('CumSum', ['mask', 'axis'], 'cum'),
+        node('Mul', ['cum', 'mask'], 'masked'),
+        node('Add', ['masked', 'pad'], 'position_ids_computed'),
+        node('Gather', ['word', 'input_ids'], 'w'),
+        node('Gather', ['pos', 'position_ids_computed'], 'p'),
+        node('Add', ['w', 'p'], 'sum'),
+        node('Cast', ['input_ids'], 'ids32', [{ name: 'to', i: 6, type: onnx.AttributeProto.AttributeType.INT }]),
+        node('Gather', ['word2', 'ids32'], 'w2'),
+        node('Range', ['zero', 'n', 'axis'], 'buckets'),
+        node('Gather', ['rel', 'buckets'], 'bias'),
+      ],
+    });
+    const model = onnx.ModelProto.create({ graph });
+    const t = findEmbeddingTables(model, '/nonexistent/model.onnx', 1);
+    assert.deepEqual([t.wordRows, t.wordTable, t.maxPositions, t.positionTable], [3000, 'word2', 512, 'pos']);
+  },
+);

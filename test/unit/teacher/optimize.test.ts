@@ -204,7 +204,10 @@ test("kd's own teacher export (2 layers): attention fused in the first layer, th
   });
   assert.match(
     result.note,
-    /^graph optimized: \d+ nodes compute position 0 only, 0 removed; 1 single-query attention blocks without key\/value projections; \d+ patterns put in fusable form; 1 attention blocks fused$/,
+    new RegExp(
+      String.raw`^graph optimized: \d+ nodes compute position 0 only, 0 removed; 1 single-query attention blocks without key\/value p` +
+        String.raw`rojections; \d+ patterns put in fusable form; 1 attention blocks fused$`,
+    ),
   );
   const ops = result.model.graph!.node!.map((n) => n.opType);
   assert.equal(ops.filter((o) => o === 'Attention').length, 1);
