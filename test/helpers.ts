@@ -1,4 +1,5 @@
 // Test helpers: where the shared data lives, temp folders, and running the CLI.
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,4 +63,45 @@ export function runKd(args: string[], opts: { cwd?: string; env?: Record<string,
     stderr: r.stderr ?? '',
     json: () => JSON.parse(stdout.trimEnd().split('\n').at(-1)!),
   };
+}
+
+/** The folders of a split and a cache of it made by {@link splitAndCache}. */
+export interface SplitAndCache {
+  split: string;
+  cache: string;
+  /** `<split>/<name>.jsonl` (train, dev, test). */
+  files: (name: string) => string;
+}
+
+/** Where {@link splitAndCache} writes under `root`: `<root>/split` and `<root>/cache`. */
+export function splitAndCachePaths(root: string): SplitAndCache {
+  const split = join(root, 'split');
+  return { split, cache: join(root, 'cache'), files: (name) => join(split, `${name}.jsonl`) };
+}
+
+/**
+ * `kd data split` of `data` into `<root>/split` and `kd cache build` of its three files with the
+ * tiny random BERT into `<root>/cache`: the set-up the training tests share. Both must succeed.
+ */
+export function splitAndCache(root: string, data: string, splitArgs: string[], cacheArgs: string[] = []): SplitAndCache {
+  const paths = splitAndCachePaths(root);
+  const { split, cache, files } = paths;
+  const s = runKd(['data', 'split', data, ...splitArgs, '--out', split]);
+  assert.equal(s.status, 0, `kd data split: ${s.stderr}`);
+  const teacher = sharedPath('fixtures', 'hf', 'tiny-random-bert');
+  const c = runKd([
+    'cache',
+    'build',
+    '--teacher',
+    teacher,
+    '--data',
+    files('train'),
+    files('dev'),
+    files('test'),
+    '--out',
+    cache,
+    ...cacheArgs,
+  ]);
+  assert.equal(c.status, 0, `kd cache build: ${c.stderr}`);
+  return paths;
 }

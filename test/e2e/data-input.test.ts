@@ -53,9 +53,9 @@ test('Amazon CSV: a quoted field with a line break is one row, and later errors 
   );
 });
 
-test('a Parquet file with a damaged page is a FormatError naming the file, column and row group (exit 2)', () => {
-  const file = join(tempDir(), 'reviews.parquet');
-  const bytes = Buffer.from(
+/** Four labelled reviews in two row groups of two, as hyparquet-writer writes them. */
+function fourReviewsParquet(): Buffer<ArrayBuffer> {
+  return Buffer.from(
     parquetWriteBuffer({
       columnData: [
         { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
@@ -64,6 +64,11 @@ test('a Parquet file with a damaged page is a FormatError naming the file, colum
       rowGroupSize: 2,
     }),
   );
+}
+
+test('a Parquet file with a damaged page is a FormatError naming the file, column and row group (exit 2)', () => {
+  const file = join(tempDir(), 'reviews.parquet');
+  const bytes = fourReviewsParquet();
   writeFileSync(file, bytes);
   assert.equal(runKd(['data', 'stats', file, '--json']).json().rows, 4);
   // Damage the first data page of column 'text' in row group 1: a value length inside the page.
@@ -84,15 +89,7 @@ test('a Parquet file with a damaged page is a FormatError naming the file, colum
 
 test('a damaged Parquet page header (negative level length, missing size) is refused before decoding, not decoded forever', () => {
   const file = join(tempDir(), 'reviews.parquet');
-  const bytes = Buffer.from(
-    parquetWriteBuffer({
-      columnData: [
-        { name: 'label', data: [1n, 0n, 1n, 0n], type: 'INT64' },
-        { name: 'text', data: ['great product', 'broke quickly', 'works well', 'returned it'], type: 'STRING' },
-      ],
-      rowGroupSize: 2,
-    }),
-  );
+  const bytes = fourReviewsParquet();
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
   const label = parquetMetadata(ab).row_groups[0]!.columns.find((c) => c.meta_data?.path_in_schema[0] === 'label')!.meta_data!;
   const pageStart = Number(label.data_page_offset);

@@ -8,29 +8,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot, runKd, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
+import { repoRoot, runKd, S140_RANDOM, splitAndCache, splitAndCachePaths, tempDir } from '../helpers.js';
 
 const root = tempDir('kd-resume-');
-const split = join(root, 'split');
-const cache = join(root, 'cache');
-const files = (s: string) => join(split, `${s}.jsonl`);
+const { cache, files } = splitAndCachePaths(root);
 
 before(() => {
-  const s = runKd(['data', 'split', S140_RANDOM(), '--limit', '400', '--dev', '0.15', '--test', '0.1', '--out', split]);
-  assert.equal(s.status, 0, s.stderr);
-  const c = runKd([
-    'cache',
-    'build',
-    '--teacher',
-    sharedPath('fixtures', 'hf', 'tiny-random-bert'),
-    '--data',
-    files('train'),
-    files('dev'),
-    files('test'),
-    '--out',
-    cache,
-  ]);
-  assert.equal(c.status, 0, c.stderr);
+  splitAndCache(root, S140_RANDOM(), ['--limit', '400', '--dev', '0.15', '--test', '0.1']);
 });
 
 const base = (out: string) => ['train', '--cache', cache, '--train', files('train'), '--dev', files('dev'), '--out', out];

@@ -7,31 +7,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Student } from '../../src/student/runtime.js';
 import { readAllExamples } from '../../src/data/read.js';
-import { runKd, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
+import { runKd, S140_RANDOM, sharedPath, splitAndCache, splitAndCachePaths, tempDir } from '../helpers.js';
 
 const root = tempDir('kd-train-');
-const split = join(root, 'split');
-const cache = join(root, 'cache');
-const files = (s: string) => join(split, `${s}.jsonl`);
+const { cache, files } = splitAndCachePaths(root);
 
 before(() => {
-  const s = runKd(['data', 'split', S140_RANDOM(), '--limit', '2400', '--dev', '0.15', '--test', '0.15', '--out', split]);
-  assert.equal(s.status, 0, s.stderr);
-  const c = runKd([
-    'cache',
-    'build',
-    '--teacher',
-    sharedPath('fixtures', 'hf', 'tiny-random-bert'),
-    '--data',
-    files('train'),
-    files('dev'),
-    files('test'),
-    '--out',
-    cache,
-    '--shard-rows',
-    '1000',
-  ]);
-  assert.equal(c.status, 0, c.stderr);
+  splitAndCache(root, S140_RANDOM(), ['--limit', '2400', '--dev', '0.15', '--test', '0.15'], ['--shard-rows', '1000']);
 });
 
 function train(out: string, extra: string[]) {
