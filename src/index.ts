@@ -6,7 +6,7 @@
 export * from './data/read.js';
 export * from './data/split.js';
 export * from './data/labels.js';
-export type { Example } from './data/example.js';
+export { isLabelled, type Example, type LabelledExample } from './data/example.js';
 
 // Teacher: any Hugging Face-layout ONNX sequence classifier.
 export { Teacher, type TeacherOptions, type TeacherConfig, type PredictOptions, type TeacherOutputs } from './teacher/teacher.js';
@@ -32,10 +32,10 @@ export { runDistill, type DistillOptions } from './pipeline/distill.js';
 
 // Errors: every one a user can cause is a UserError (message: what, where, how to fix).
 export { UserError, OptionError } from './errors.js';
-export { DataError, FormatError, ConfigError, type Reject } from './data/errors.js';
+export { DataError, FormatError, ConfigError, UnlabelledDataError, type LabelNeed, type Reject } from './data/errors.js';
 export { CacheMismatchError } from './cache/manifest.js';
 export { UnsafeCachePathError } from './cache/files.js';
-export { ShardFormatError } from './cache/format.js';
+export { ShardFormatError, NO_LABEL } from './cache/format.js';
 export { MethodOptionError } from './distill/method.js';
 export { HeadNotFoundError } from './teacher/head.js';
 export { DeviceError, type Device } from './engine/session.js';

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { buildCache } from '../../src/cache/build.js';
 import { CacheReader } from '../../src/cache/reader.js';
 import { readAllExamples } from '../../src/data/read.js';
+import { requireLabel } from '../../src/data/errors.js';
 import { getMethod } from '../../src/distill/registry.js';
 import { Trainer } from '../../src/engine/trainer.js';
 import { type LossDefinition } from '../../src/engine/train-graph.js';
@@ -158,7 +159,9 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const ngTorch = torchPeer('ngram-kd', Math.max(20, Math.round(steps / 2)), batchesFile);
   const ft = fasttextPeer(
     examples.map((e) => e.text),
-    examples.map((e) => e.label),
+    examples.map(
+      (e) => requireLabel(e, { needs: 'the training benchmark', why: 'fastText learns labels', instead: 'use a labelled split' }).label,
+    ),
     dir,
   );
 

@@ -16,7 +16,7 @@ import { hashFile } from './files.js';
 import { matrix, principalComponents } from '../engine/linalg.js';
 import { Progress } from '../util/progress.js';
 import { toolVersion } from '../util/versions.js';
-import { encodeShard, type EmbeddingDType, type ShardRows } from './format.js';
+import { encodeShard, NO_LABEL, type EmbeddingDType, type ShardRows } from './format.js';
 import {
   assertSameIdentity,
   BLOCK_BYTES,
@@ -233,7 +233,7 @@ async function buildShard(
     {
       ids: examples.map((e) => e.id),
       textHashes: examples.map((e) => e.textHash),
-      labels: Int32Array.from(examples, (e) => e.label),
+      labels: Int32Array.from(examples, (e) => e.label ?? NO_LABEL),
       logits: out.logits,
       classes: out.classes,
       embedding: emb,
@@ -263,6 +263,7 @@ async function buildShards(
   const seen = new Set<string>();
   let duplicates = 0;
   let rows = 0;
+  let unlabeled = 0;
   let shardCount = 0;
   let written = 0;
   const mine: number[] = [];
@@ -285,6 +286,7 @@ async function buildShards(
     seen.add(ex.id);
     chunk.push(ex);
     rows += 1;
+    if (ex.label === null) unlabeled += 1;
     if (chunk.length === shardRows) {
       await flush();
       progress.update(rows);
@@ -292,7 +294,7 @@ async function buildShards(
   }
   if (chunk.length > 0) await flush();
   progress.finish();
-  return { rows, duplicates, shardCount, mine, summary: reader.summary };
+  return { rows, unlabeled, duplicates, shardCount, mine, summary: reader.summary };
 }
 
 /**
@@ -348,6 +350,8 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
         classes: o.read.classes,
         labels: [...labels],
         rows: built.rows,
+        labeled: built.rows - built.unlabeled,
+        unlabeled: built.unlabeled,
         duplicatesRemoved: built.duplicates,
         skippedMalformed: built.summary.skipped.malformed,
         skippedNeutral: built.summary.skipped.neutral,

@@ -12,12 +12,16 @@
 //         80   u64 × 6 section lengths (bytes)
 //        128   sections, each starting at a multiple of 64
 // idOffsets: u32 × (rows + 1) into idBytes (UTF-8); textHashes: u64 × rows (the 16 hex digits);
-// labels: i32 × rows; logits: f32 × rows × classes; embedding: dtype × rows × dim.
+// labels: i32 × rows, the class index, or NO_LABEL (-1) for an unlabelled row (`--format text`,
+// `--unlabeled`): version 1 always stored i32 and classes are never negative, so old shards read as
+// before and no version bump was needed; logits: f32 × rows × classes; embedding: dtype × rows × dim.
 import { UserError } from '../errors.js';
 
 export const MAGIC = 'KDCACHE1';
 export const SHARD_VERSION = 1;
 export const HEADER_BYTES = 128;
+/** The label stored for a row without one (its teacher outputs are cached like any other row's). */
+export const NO_LABEL = -1;
 const ALIGN = 64;
 
 export type EmbeddingDType = 'float32' | 'float16';

@@ -46,7 +46,11 @@ export interface CacheManifest {
     format: string;
     classes: number;
     labels: string[];
+    /** Unique rows cached; of them, with a label and without one (stored as NO_LABEL, see format.ts). */
     rows: number;
+    /** Absent in caches built before unlabelled rows were read: then every row is labelled. */
+    labeled?: number;
+    unlabeled?: number;
     duplicatesRemoved: number;
     skippedMalformed: number;
     skippedNeutral: number;

@@ -8,7 +8,7 @@ import type { Example } from '../data/example.js';
 import { loadSafetensors } from '../engine/safetensors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { argmaxRow } from '../util/stats.js';
-import { decodeHeader, HALF_TABLE, halvesToFloats, HEADER_BYTES, type ShardLayout } from './format.js';
+import { decodeHeader, HALF_TABLE, halvesToFloats, HEADER_BYTES, NO_LABEL, type ShardLayout } from './format.js';
 import { CacheFileRoots, damagedBlocks, hashOpenFile } from './files.js';
 import { assertSameIdentity, CacheMismatchError, identityOf, readManifest, type CacheManifest, type ShardEntry } from './manifest.js';
 
@@ -150,13 +150,14 @@ export class CacheReader {
     let first = -1;
     let differ = 0;
     examples.forEach((ex, i) => {
-      if (cachedLabels[i] === ex.label) return;
+      if (cachedLabels[i] === (ex.label ?? NO_LABEL)) return;
       differ += 1;
       if (first < 0) first = i;
     });
     if (first < 0) return;
     const ex = examples[first]!;
-    const name = (names: readonly string[], k: number) => `'${names[k] ?? '?'}' (class ${k})`;
+    const name = (names: readonly string[], k: number | null) =>
+      k === null || k === NO_LABEL ? 'unlabelled' : `'${names[k] ?? '?'}' (class ${k})`;
     throw new CacheMismatchError(
       `${ex.file}:${ex.line}: id ${ex.id} is labelled ${name(labelNames, ex.label)} here but ` +
         `${name(this.manifest.data.labels, cachedLabels[first]!)} in the cache ${this.dir} (built from ${this.builtFrom()}); ` +
@@ -469,10 +470,15 @@ export function cacheInfo(dir: string): Record<string, unknown> {
   try {
     const m = reader.manifest;
     let right = 0;
+    let unlabeled = 0;
     const C = reader.classes;
     const counts = new Array<number>(C).fill(0);
     for (const part of reader.sequential()) {
       part.labels.forEach((y, i) => {
+        if (y === NO_LABEL) {
+          unlabeled += 1;
+          return;
+        }
         counts[y]! += 1;
         if (argmaxRow(part.logits, i * C, C) === y) right += 1;
       });
@@ -484,9 +490,11 @@ export function cacheInfo(dir: string): Record<string, unknown> {
       shards: m.shards.length,
       classes: C,
       labels: Object.fromEntries(m.data.labels.map((l, i) => [l, counts[i]])),
+      unlabeled,
       embedding: m.embedding,
       sizeOnDiskBytes: bytes,
-      teacherAccuracy: right / Math.max(1, reader.rows),
+      // On the labelled rows only (all of them, in a cache without unlabelled rows); null when there are none.
+      teacherAccuracy: unlabeled > 0 && unlabeled === reader.rows ? null : right / Math.max(1, reader.rows - unlabeled),
       teacher: m.teacher,
       maxLength: m.maxLength,
       data: { files: m.data.files.map((f) => f.path), rows: m.data.rows, duplicatesRemoved: m.data.duplicatesRemoved },

@@ -64,12 +64,15 @@ function buildCommand(): Command {
       process.stdout.write(
         `cache ${o.out}: ${rows} rows in ${manifest.shards.length} ` +
           `shard(s)${manifest.part ? ` (part ${manifest.part.k}/${manifest.part.n} of ${manifest.shardCount} shards)` : ''}, ` +
-          `embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}\n`,
+          `embedding ${manifest.embedding.mode} ${manifest.embedding.dim} ${manifest.embedding.dtype}` +
+          `${manifest.data.unlabeled ? `; data: ${manifest.data.labeled} labelled, ${manifest.data.unlabeled} unlabelled rows` : ''}\n`,
       );
       if (o.json)
         printJsonLine({
           out: o.out,
           rows,
+          labeled: manifest.data.labeled,
+          unlabeled: manifest.data.unlabeled,
           shards: manifest.shards.length,
           shardCount: manifest.shardCount,
           part: manifest.part,
@@ -104,7 +107,8 @@ function infoCommand(): Command {
       process.stdout.write(
         `${info.rows} rows, ${info.shards} shard(s), embedding ${JSON.stringify(info.embedding)}, ` +
           `${((info.sizeOnDiskBytes as number) / 1e6).toFixed(1)} MB, teacher accuracy ` +
-          `${(100 * (info.teacherAccuracy as number)).toFixed(2)}%\n`,
+          `${info.teacherAccuracy === null ? 'n/a' : `${(100 * (info.teacherAccuracy as number)).toFixed(2)}%`}` +
+          `${info.unlabeled ? ` on the labelled rows (${info.unlabeled as number} rows unlabelled)` : ''}\n`,
       );
       if (o.json) printJsonLine(info);
     });

@@ -53,12 +53,15 @@ export interface DataCliOptions {
   idField?: string;
   labelMap?: string;
   strict?: boolean;
+  unlabeled?: boolean;
 }
 
 /** The reader options every data-taking command accepts. */
 export function dataOptions(): Option[] {
   return [
-    new Option('--format <format>', 'input format').choices(['auto', ...FORMATS]).default('auto'),
+    new Option('--format <format>', 'input format; text (one unlabelled text per line) is never auto-detected: name it')
+      .choices(['auto', ...FORMATS])
+      .default('auto'),
     new Option('--classes <n>', 'number of classes: 2 (neutral skipped), 3 (neutral kept), 5 (Amazon Full)')
       .choices(['2', '3', '5'])
       .default('2'),
@@ -68,6 +71,7 @@ export function dataOptions(): Option[] {
     new Option('--id-field <name>', 'JSONL/CSV/Parquet: field holding a stable id (default: a content hash)'),
     new Option('--label-map <map>', 'map raw labels to classes, e.g. "0=negative,4=positive"'),
     new Option('--strict', 'stop at the first malformed row with an error naming file, line and field'),
+    new Option('--unlabeled', 'JSONL/CSV/Parquet: accept rows without a label (no label field, or an empty/null one) as unlabelled'),
   ];
 }
 
@@ -81,6 +85,7 @@ export function toReadOptions(o: DataCliOptions): ReadOptions & { classes: Class
     ...(o.idField !== undefined ? { idField: o.idField } : {}),
     ...(o.labelMap !== undefined ? { labelMap: parseLabelMap(o.labelMap) } : {}),
     strict: Boolean(o.strict),
+    ...(o.unlabeled ? { unlabeled: true } : {}),
   };
 }
 

@@ -5,7 +5,10 @@ import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOp
 
 export function dataSplitCommand(): Command {
   const cmd = new Command('split')
-    .description('split into train/dev/test JSONL by a seeded hash of each id, stratified by label, duplicate ids removed')
+    .description(
+      'split into train/dev/test JSONL by a seeded hash of each id, stratified by label, duplicate ids removed; ' +
+        'unlabelled rows all go to train (dev and test measure, so they need labels)',
+    )
     .argument('<file...>', 'data files; duplicates across them are removed by id (first occurrence kept)')
     .requiredOption('--out <dir>', 'output folder (train.jsonl, dev.jsonl, test.jsonl, rejects.jsonl, split.json)')
     .option('--dev <fraction>', 'fraction of each class for dev', '0.1')
@@ -29,9 +32,11 @@ export function dataSplitCommand(): Command {
       });
       const lines = SPLIT_NAMES.map(
         (s) =>
-          `${s}: ${Object.values(manifest.counts[s]).reduce((a, b) => a + b, 0)} (${Object.entries(manifest.counts[s])
+          `${s}: ${Object.values(manifest.counts[s]).reduce((a, b) => a + b, 0) + manifest.unlabeled[s]} (${Object.entries(
+            manifest.counts[s],
+          )
             .map(([k, v]) => `${k} ${v}`)
-            .join(', ')})`,
+            .join(', ')}${manifest.unlabeled[s] ? `, unlabelled ${manifest.unlabeled[s]}` : ''})`,
       );
       process.stdout.write(
         `${manifest.unique} unique examples from ${files.length} file(s); ${manifest.duplicatesRemoved} duplicate ids removed; ` +

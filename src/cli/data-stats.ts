@@ -18,7 +18,7 @@ const REJECTS_SHOWN = 20;
 export function dataStatsCommand(): Command {
   const cmd = new Command('stats')
     .description('count rows, labels and skipped rows; text-length percentiles')
-    .argument('<file...>', 'data files (Sentiment140 CSV, Amazon CSV/fastText, JSONL, CSV, Parquet)')
+    .argument('<file...>', 'data files (Sentiment140 CSV, Amazon CSV/fastText, JSONL, CSV, Parquet, plain text with --format text)')
     .option('--json', 'print a JSON summary as the last line of stdout')
     .option('--rejects <file>', 'write every malformed row (file, line, reason) to this JSONL file');
   for (const o of dataOptions()) cmd.addOption(o);
@@ -63,10 +63,10 @@ function reportRejectsOnStderr(rejects: Reject[]): void {
 }
 
 function printHuman(s: DataStats, rejectsFile: string | undefined): void {
-  const pct = (n: number) => (s.rows ? ((100 * n) / s.rows).toFixed(1) : '0.0');
+  const pct = (n: number) => (s.labeled ? ((100 * n) / s.labeled).toFixed(1) : '0.0');
   const lines = [
     `format: ${s.format}`,
-    `rows read: ${s.rows}`,
+    `rows read: ${s.rows}${s.unlabeled ? ` (labelled ${s.labeled}, unlabelled ${s.unlabeled})` : ''}`,
     `labels: ${Object.entries(s.labels)
       .map(([name, n]) => `${name} ${n} (${pct(n)}%)`)
       .join(', ')}`,
@@ -78,6 +78,7 @@ function printHuman(s: DataStats, rejectsFile: string | undefined): void {
         : ''
     }${rejectsFile && s.skipped.malformed ? `; written to ${rejectsFile}` : ''}`,
     `decoded as Latin-1 (invalid UTF-8): ${s.latin1Lines} lines`,
+    ...(s.blankLines ? [`blank lines skipped: ${s.blankLines}`] : []),
     `text length, characters: mean ${s.textLength.chars.mean.toFixed(1)}, p50 ${s.textLength.chars.p50}, p90 ` +
       `${s.textLength.chars.p90}, p99 ${s.textLength.chars.p99}, max ${s.textLength.chars.max}`,
     `text length, words:      mean ${s.textLength.words.mean.toFixed(1)}, p50 ${s.textLength.words.p50}, p90 ` +
@@ -86,7 +87,8 @@ function printHuman(s: DataStats, rejectsFile: string | undefined): void {
   if (s.files.length > 1)
     for (const f of s.files)
       lines.push(
-        `  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}], neutral ${f.neutral}, malformed ` +
+        `  ${f.file}: ${f.format}, ${f.rows} rows, labels [${f.labelCounts.join(', ')}]` +
+          `${s.unlabeled ? `, unlabelled ${f.unlabeled}` : ''}, neutral ${f.neutral}, malformed ` +
           `${Object.values(f.malformed).reduce((a, b) => a + (b ?? 0), 0)}`,
       );
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -5,7 +5,8 @@ import { Teacher } from '../teacher/teacher.js';
 import { softmaxRow } from '../util/stats.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
-import { ConfigError } from '../data/errors.js';
+import { ConfigError, requireLabel } from '../data/errors.js';
+import { EVAL_NEEDS_LABELS } from '../eval/evaluate.js';
 import { accuracyReport, argmaxRow } from '../eval/metrics.js';
 import type { SessionOptions } from '../engine/session.js';
 import { Progress } from '../util/progress.js';
@@ -121,7 +122,7 @@ function evalCommand(): Command {
     for await (const ex of reader) {
       if (texts.length >= limit) break;
       texts.push(ex.text);
-      gold.push(ex.label);
+      gold.push(requireLabel(ex, { ...EVAL_NEEDS_LABELS, needs: 'kd teacher eval' }).label);
     }
     const teacher = await loadTeacher(o, sessionOptions(cmd));
     try {

@@ -15,6 +15,7 @@ const DESCRIPTIONS: Record<Format, string> = {
   jsonl: 'JSON Lines (one JSON object per line)',
   csv: 'CSV with a header row',
   parquet: 'Parquet',
+  text: 'plain text (one unlabelled text per line; only with --format text, never auto-detected)',
 };
 
 export function describeFormat(format: Format): string {
@@ -104,6 +105,8 @@ function matches(format: Format, line: SniffedLine): boolean {
       return line.text.includes(',') && !line.text.trimStart().startsWith('{');
     case 'parquet':
       return false;
+    case 'text':
+      return true;
   }
 }
 

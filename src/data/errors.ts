@@ -63,3 +63,35 @@ export class ConfigError extends UserError {
 export function truncateRaw(raw: string): string {
   return raw.length > 2000 ? `${raw.slice(0, 2000)}…` : raw;
 }
+
+/** Why a stage needs labels, and where unlabelled rows go instead: the parts of an {@link UnlabelledDataError}. */
+export interface LabelNeed {
+  /** The stage, as the user typed it: "kd eval", "kd train --train". */
+  needs: string;
+  /** Why it needs labels. */
+  why: string;
+  /** What to do instead, a sentence. */
+  instead: string;
+}
+
+/** An unlabelled row (`--format text`, or `--unlabeled` and no label) where a stage needs labels. */
+export class UnlabelledDataError extends UserError {
+  readonly file: string;
+  constructor(where: { file: string; line: number; id: string }, need: LabelNeed) {
+    super(
+      `${where.file}:${where.line}: row ${where.id} has no label, but ${need.needs} needs labelled data (${need.why}). ` +
+        `Give a labelled file; ${need.instead}`,
+    );
+    this.name = 'UnlabelledDataError';
+    this.file = where.file;
+  }
+}
+
+/** Returns `ex` if it is labelled; throws {@link UnlabelledDataError} otherwise. */
+export function requireLabel<T extends { file: string; line: number; id: string; label: number | null }>(
+  ex: T,
+  need: LabelNeed,
+): T & { label: number } {
+  if (ex.label === null) throw new UnlabelledDataError(ex, need);
+  return ex as T & { label: number };
+}

@@ -1,12 +1,12 @@
-// The unit every stage passes along: one labelled text with a stable id and a text hash.
+// The unit every stage passes along: one text (labelled or not) with a stable id and a text hash.
 
 export interface Example {
   /** Stable id: the tweet id for Sentiment140, else a content hash ("h" + 16 hex digits). */
   id: string;
   /** 16 hex digits of SHA-256 of `text`: the cache key for teacher outputs. */
   textHash: string;
-  /** Class index into LABEL_NAMES[classes]. */
-  label: number;
+  /** Class index into LABEL_NAMES[classes]; null for an unlabelled row (`--format text`, `--unlabeled`). */
+  label: number | null;
   /** The text models read. For Amazon reviews: see `joinTitleAndBody`. */
   text: string;
   /** Amazon review title and body, kept apart. */
@@ -31,4 +31,11 @@ export function joinTitleAndBody(title: string, body: string): string {
 /** The id of a row that carries no id of its own: its text hash, marked with "h". */
 export function contentId(textHash: string): string {
   return `h${textHash}`;
+}
+
+/** An example that carries a class. */
+export type LabelledExample = Example & { label: number };
+
+export function isLabelled(ex: Example): ex is LabelledExample {
+  return ex.label !== null;
 }

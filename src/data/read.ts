@@ -10,6 +10,7 @@ import { CsvRecordParser } from './formats/csv-records.js';
 import { readParquetRows } from './formats/parquet.js';
 import { JsonlParser } from './formats/records.js';
 import { parseSentiment140Line } from './formats/sentiment140.js';
+import { parseTextLine } from './formats/text.js';
 import type { FieldMapping, Format, ParseContext, RowEvent } from './formats/types.js';
 import { Progress } from '../util/progress.js';
 
@@ -33,6 +34,11 @@ export interface FileSummary {
   rows: number;
   /** Rows per class index. */
   labelCounts: number[];
+  /** Rows read with a label, and without one (`--format text`, `--unlabeled`). */
+  labeled: number;
+  unlabeled: number;
+  /** Blank lines skipped (`--format text`). */
+  blankLines: number;
   neutral: number;
   malformed: Partial<Record<MalformedReason, number>>;
   /** Lines that were not valid UTF-8 and were decoded as Windows-1252. */
@@ -45,6 +51,11 @@ export interface ReadSummary {
   classes: ClassCount;
   rows: number;
   labels: Record<string, number>;
+  /** Rows read with a label, and without one (`--format text`, `--unlabeled`). */
+  labeled: number;
+  unlabeled: number;
+  /** Blank lines skipped (`--format text`). */
+  blankLines: number;
   skipped: { neutral: number; malformed: number };
   malformed: Partial<Record<MalformedReason, number>>;
   latin1Lines: number;
@@ -80,6 +91,8 @@ function lineParser(format: Exclude<Format, 'parquet'>, ctx: ParseContext): { pa
       const p = new CsvRecordParser(ctx);
       return { parse: (l, n) => p.push(l, n), finish: () => p.finish() };
     }
+    case 'text':
+      return { parse: (l, n) => parseTextLine(l, n, ctx) };
   }
 }
 
@@ -108,6 +121,9 @@ export class DatasetReader implements AsyncIterable<Example> {
       classes: this.classes,
       rows: 0,
       labels: Object.fromEntries(LABEL_NAMES[this.classes].map((n) => [n, 0])),
+      labeled: 0,
+      unlabeled: 0,
+      blankLines: 0,
       skipped: { neutral: 0, malformed: 0 },
       malformed: {},
       latin1Lines: 0,
@@ -137,6 +153,9 @@ export class DatasetReader implements AsyncIterable<Example> {
         bytes: statSync(file).size,
         rows: 0,
         labelCounts: new Array<number>(this.classes).fill(0),
+        labeled: 0,
+        unlabeled: 0,
+        blankLines: 0,
         neutral: 0,
         malformed: {},
         latin1Lines: 0,
@@ -182,11 +201,22 @@ export class DatasetReader implements AsyncIterable<Example> {
       case 'example': {
         const { label } = event.example;
         file.rows += 1;
-        file.labelCounts[label]! += 1;
         this.summary.rows += 1;
-        this.summary.labels[LABEL_NAMES[this.classes][label]!]! += 1;
+        if (label === null) {
+          file.unlabeled += 1;
+          this.summary.unlabeled += 1;
+        } else {
+          file.labeled += 1;
+          this.summary.labeled += 1;
+          file.labelCounts[label]! += 1;
+          this.summary.labels[LABEL_NAMES[this.classes][label]!]! += 1;
+        }
         return event.example;
       }
+      case 'blank':
+        file.blankLines += 1;
+        this.summary.blankLines += 1;
+        return null;
       case 'neutral':
         file.neutral += 1;
         this.summary.skipped.neutral += 1;

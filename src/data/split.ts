@@ -29,7 +29,10 @@ export interface SplitManifest {
   kind: 'kd-split';
   version: 1;
   config: { files: string[]; format: string; classes: number; dev: number; test: number; seed: number; limit: number | null };
+  /** Labelled rows per split and class. */
   counts: Record<SplitName, Record<string, number>>;
+  /** Unlabelled rows per split: all in train (dev and test need labels), never stratified. */
+  unlabeled: Record<SplitName, number>;
   unique: number;
   duplicatesRemoved: number;
   /** Duplicate ids whose label differed from the first occurrence's (the first wins). */
@@ -41,7 +44,9 @@ export interface SplitManifest {
 
 /** One line of a split file; `kd data stats` and every later stage read it back as JSONL. */
 export function exampleToJsonl(ex: Example, labelNames: readonly string[]): string {
-  const row: Record<string, unknown> = { id: ex.id, textHash: ex.textHash, label: labelNames[ex.label], text: ex.text };
+  // An unlabelled row keeps `"label": null` (read back with --unlabeled).
+  const label = ex.label === null ? null : labelNames[ex.label];
+  const row: Record<string, unknown> = { id: ex.id, textHash: ex.textHash, label, text: ex.text };
   if (ex.title !== undefined) {
     row.title = ex.title;
     row.body = ex.body;
@@ -54,9 +59,13 @@ function checkFraction(name: string, value: number): void {
   if (!Number.isFinite(value) || value < 0 || value >= 1) throw new OptionError(`'--${name}' must be a fraction in [0, 1), got ${value}`);
 }
 
+/** `labels` value of an unlabelled row in {@link assignSplits}: in no class, so it stays in train. */
+export const SPLIT_NO_LABEL = 255;
+
 /**
  * Assigns each class's examples to test, dev and train by sorting them on a seeded hash
- * of their id: exact per-class proportions, and the same assignment on every machine.
+ * of their id: exact per-class proportions, and the same assignment on every machine. Rows of no
+ * class (label {@link SPLIT_NO_LABEL}: unlabelled) go to train: dev and test are for measuring, which needs labels.
  */
 export function assignSplits(keys: Float64Array, labels: Uint8Array, classes: number, dev: number, test: number): Uint8Array {
   const split = new Uint8Array(keys.length);
@@ -91,7 +100,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   // Pass 1: unique ids in read order, their class and seeded key.
   const rejects: Reject[] = [];
   const first = new DatasetReader(files, { ...options, onReject: (r) => rejects.push(r) });
-  const firstLabel = new Map<string, number>();
+  const firstLabel = new Map<string, number | null>();
   let keys = new Float64Array(1024);
   let labels = new Uint8Array(1024);
   let unique = 0;
@@ -114,7 +123,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       labels = l2;
     }
     keys[unique] = unitHash(options.seed, ex.id);
-    labels[unique] = ex.label;
+    labels[unique] = ex.label ?? SPLIT_NO_LABEL;
     unique += 1;
   }
   // A limit keeps the rows with the smallest seeded keys: a random subset, not the first N
@@ -145,6 +154,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   const counts = Object.fromEntries(
     SPLIT_NAMES.map((s) => [s, Object.fromEntries(labelNames.map((n) => [n, 0]))]),
   ) as SplitManifest['counts'];
+  const unlabeled: SplitManifest['unlabeled'] = { train: 0, dev: 0, test: 0 };
   try {
     const seen = new Set<string>();
     let k = 0;
@@ -155,7 +165,8 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       const s = split[k]!;
       k += 1;
       if (s === 255) continue;
-      counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
+      if (ex.label === null) unlabeled[SPLIT_NAMES[s]!] += 1;
+      else counts[SPLIT_NAMES[s]!][labelNames[ex.label]!]! += 1;
       await writers[s]!.write(`${exampleToJsonl(ex, labelNames)}\n`);
     }
     if (k !== unique)
@@ -182,6 +193,7 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
       limit: options.limit ?? null,
     },
     counts,
+    unlabeled,
     unique: keptIndex.length,
     duplicatesRemoved: duplicates,
     duplicateLabelConflicts: conflicts,

@@ -1,12 +1,12 @@
 // `kd eval`: a student (or any teacher folder) on labelled data: accuracy with an interval,
 // macro-F1, NLL, calibration, agreement with the teacher (from a cache), the deviation
 // diagnostic, gradient variance, size and speed.
-import { ConfigError } from '../data/errors.js';
+import { ConfigError, requireLabel, type LabelNeed } from '../data/errors.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
-import type { Example } from '../data/example.js';
+import type { LabelledExample } from '../data/example.js';
 import { CacheReader } from '../cache/reader.js';
 import { Student } from '../student/runtime.js';
 import { Teacher } from '../teacher/teacher.js';
@@ -99,6 +99,13 @@ function parameterCount(onnxPath: string): number {
  * // pass --allow-cpu-fallback to run on CPU with a warning
  * ```
  */
+/** Why `kd eval` (and `kd teacher eval`) refuse unlabelled rows, and where those go instead. */
+export const EVAL_NEEDS_LABELS: LabelNeed = {
+  needs: 'kd eval',
+  why: 'accuracy is measured against gold labels',
+  instead: 'unlabelled rows (--format text, or --unlabeled) are teacher inputs for kd cache build --data',
+};
+
 export async function evaluateModel(o: {
   model: string;
   data: string[];
@@ -110,9 +117,9 @@ export async function evaluateModel(o: {
   limit?: number;
   seed?: number;
 }): Promise<EvalReport> {
-  const examples: Example[] = [];
+  const examples: LabelledExample[] = [];
   for await (const ex of new DatasetReader(o.data, { ...o.read, progress: false })) {
-    examples.push(ex);
+    examples.push(requireLabel(ex, EVAL_NEEDS_LABELS));
     if (o.limit !== undefined && examples.length >= o.limit) break;
   }
   const labels = [...LABEL_NAMES[o.read.classes]];

@@ -3,11 +3,11 @@
 // member with early stopping on dev, tune the ensemble weights and export the teacher folder.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../data/errors.js';
+import { ConfigError, requireLabel } from '../data/errors.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { assignSplits } from '../data/split.js';
 import { LABEL_NAMES } from '../data/labels.js';
-import type { Example } from '../data/example.js';
+import type { Example, LabelledExample } from '../data/example.js';
 import type { ParameterStore } from '../engine/params.js';
 import { adamwTrainer, type Trainer } from '../engine/trainer.js';
 import { exportModel } from '../engine/train-graph.js';
@@ -83,13 +83,25 @@ async function readExamples(files: string[], read: ReadOptions, limit: number, s
   return out.filter((_, i) => keep.has(i));
 }
 
+/** {@link readExamples} for the rows the teacher learns and is measured on: every one must be labelled. */
+async function readLabelledExamples(files: string[], read: ReadOptions, limit: number, seed: number): Promise<LabelledExample[]> {
+  const rows = await readExamples(files, read, limit, seed);
+  return rows.map((ex) =>
+    requireLabel(ex, {
+      needs: 'kd teacher train',
+      why: 'the teacher learns from gold labels',
+      instead: 'unlabelled text can go to its masked-language pretraining instead',
+    }),
+  );
+}
+
 /** The training rows and the dev rows: the dev files, or a seeded stratified split of the training rows. */
-async function readTrainAndDev(o: TrainTeacherOptions, classes: number): Promise<{ train: Example[]; dev: Example[] }> {
+async function readTrainAndDev(o: TrainTeacherOptions, classes: number): Promise<{ train: LabelledExample[]; dev: LabelledExample[] }> {
   const cfg = o.config;
-  let train = await readExamples(o.trainFiles, o.read, o.limit ?? Infinity, cfg.seed);
-  let dev: Example[];
+  let train = await readLabelledExamples(o.trainFiles, o.read, o.limit ?? Infinity, cfg.seed);
+  let dev: LabelledExample[];
   if (o.devFiles?.length) {
-    dev = await readExamples(o.devFiles, o.read, Infinity, cfg.seed);
+    dev = await readLabelledExamples(o.devFiles, o.read, Infinity, cfg.seed);
   } else {
     const keys = Float64Array.from(train, (e) => unitHash(cfg.seed, e.id));
     const split = assignSplits(
@@ -258,7 +270,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   mkdirSync(work, { recursive: true });
   const tokenizer = runTokenizer(o, work, train);
   writeRunJson(o, work, train.length, dev.length);
-  const tokenize = async (rows: Example[]): Promise<TokenizedSet> => ({
+  const tokenize = async (rows: LabelledExample[]): Promise<TokenizedSet> => ({
     encodings: await tokenizer.encode(rows.map((e) => e.text)),
     labels: Int32Array.from(rows, (e) => e.label),
   });

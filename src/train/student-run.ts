@@ -1,12 +1,12 @@
 // `kd train`: a student trained from cached teacher outputs with one distillation method,
 // for one or several seeds; the best checkpoint exported in a layout users can run.
-import { ConfigError } from '../data/errors.js';
+import { ConfigError, requireLabel, type LabelNeed } from '../data/errors.js';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CacheReader } from '../cache/reader.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
-import type { Example } from '../data/example.js';
+import type { Example, LabelledExample } from '../data/example.js';
 import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { DistillMethod, MethodData, StepSchedule } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
@@ -73,16 +73,29 @@ export interface StudentRunResult {
 }
 
 interface Split {
-  examples: Example[];
+  examples: LabelledExample[];
 }
 
-async function readSplit(files: string[], read: ReadOptions): Promise<Split> {
-  const examples: Example[] = [];
+/** Why each data option of `kd train` refuses unlabelled rows, and what to do instead. */
+const NEEDS_LABELS: Record<'train' | 'dev' | 'test', LabelNeed> = {
+  train: {
+    needs: 'kd train --train',
+    why: 'the student learns from gold labels there',
+    instead:
+      "transfer sets (unlabelled rows the student learns from with the teacher's targets alone) will be taken by a separate option, " +
+      'not built yet',
+  },
+  dev: { needs: 'kd train --dev', why: 'early stopping measures accuracy', instead: 'hold out labelled rows for dev' },
+  test: { needs: 'kd train --test', why: 'the test measures accuracy', instead: 'hold out labelled rows for test' },
+};
+
+async function readSplit(files: string[], read: ReadOptions, role: 'train' | 'dev' | 'test'): Promise<Split> {
+  const examples: LabelledExample[] = [];
   const seen = new Set<string>();
   for await (const ex of new DatasetReader(files, { ...read, progress: false })) {
     if (seen.has(ex.id)) continue;
     seen.add(ex.id);
-    examples.push(ex);
+    examples.push(requireLabel(ex, NEEDS_LABELS[role]));
   }
   return { examples };
 }
@@ -165,9 +178,9 @@ function checkRunFolder(o: StudentRunOptions, p: RunPaths): boolean {
 async function readRunData(o: StudentRunOptions, cache: CacheReader) {
   const labels = LABEL_NAMES[o.read.classes];
   cache.assertClasses(labels);
-  const train = limitRows((await readSplit(o.train, o.read)).examples, o.limit);
-  const dev = (await readSplit(o.dev, o.read)).examples;
-  const test = o.test?.length ? (await readSplit(o.test, o.read)).examples : null;
+  const train = limitRows((await readSplit(o.train, o.read, 'train')).examples, o.limit);
+  const dev = (await readSplit(o.dev, o.read, 'dev')).examples;
+  const test = o.test?.length ? (await readSplit(o.test, o.read, 'test')).examples : null;
   const rows = joinCache(cache, train, 'training');
   const cached = cache.read(rows);
   cache.assertLabels(train, cached.labels, labels);
@@ -282,7 +295,7 @@ function predictor(trainer: Trainer, featurizer: Featurizer, classes: number) {
   };
 }
 
-function accuracyOf(xs: Example[], logits: Float32Array, classes: number): AccuracyReport {
+function accuracyOf(xs: LabelledExample[], logits: Float32Array, classes: number): AccuracyReport {
   return accuracyReport(
     xs.map((e) => e.label),
     xs.map((_, i) => argmaxRow(logits, i * classes, classes)),

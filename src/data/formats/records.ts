@@ -4,7 +4,7 @@
 // schemas and this toolkit's own split files as they are.
 import { ConfigError, truncateRaw } from '../errors.js';
 import { contentId, joinTitleAndBody } from '../example.js';
-import { resolveLabel } from '../labels.js';
+import { resolveLabel, type LabelResolution } from '../labels.js';
 import { shortHash } from '../../util/hash.js';
 import type { FieldMapping, ParseContext, RowEvent } from './types.js';
 
@@ -20,7 +20,8 @@ const SENTIMENT140_POLARITY = new Map([
 /** Field names resolved for one file. */
 export interface ResolvedFields {
   text: string;
-  label: string;
+  /** Absent only with `--unlabeled` when the file has no label field. */
+  label?: string;
   title?: string;
   id?: string;
   labelMap?: ReadonlyMap<string, string>;
@@ -34,7 +35,7 @@ export interface ResolvedFields {
 export function resolveFields(available: readonly string[], mapping: FieldMapping, where: string): ResolvedFields {
   const has = new Set(available);
   const list = available.join(', ');
-  const pick = (explicit: string | undefined, candidates: string[], option: string, what: string): string => {
+  const pick = (explicit: string | undefined, candidates: string[], option: string, what: string, hint = ''): string => {
     if (explicit !== undefined) {
       if (!has.has(explicit)) throw new ConfigError(`${where}: ${option} ${explicit}: no such field (fields present: ${list})`);
       return explicit;
@@ -43,13 +44,17 @@ export function resolveFields(available: readonly string[], mapping: FieldMappin
     if (found === undefined) {
       throw new ConfigError(
         `${where}: cannot tell which field holds the ${what} (looked for ${candidates.join(', ')}; fields present: ${list}). ` +
-          `Name it with ${option}`,
+          `Name it with ${option}${hint}`,
       );
     }
     return found;
   };
   const text = pick(mapping.textField, TEXT_CANDIDATES, '--text-field', 'text');
-  const label = pick(mapping.labelField, LABEL_CANDIDATES, '--label-field', 'label');
+  const unlabeledHint = ', or pass --unlabeled to read rows without labels';
+  const label =
+    mapping.unlabeled && mapping.labelField === undefined && !LABEL_CANDIDATES.some((c) => has.has(c))
+      ? undefined
+      : pick(mapping.labelField, LABEL_CANDIDATES, '--label-field', 'label', mapping.unlabeled ? '' : unlabeledHint);
   let title: string | undefined;
   if (mapping.titleField !== undefined) title = pick(mapping.titleField, [], '--title-field', 'title');
   // HF amazon_polarity keeps the body in `content` beside `title`; elsewhere `text` is
@@ -60,10 +65,21 @@ export function resolveFields(available: readonly string[], mapping: FieldMappin
   else if (has.has('id')) id = 'id';
   let labelMap = mapping.labelMap;
   // Sentiment140 in any container (HF Parquet, or a CSV with its column names) keeps 0/2/4.
-  if (labelMap === undefined && (label === 'sentiment' || label === 'polarity') && SENTIMENT140_FIELDS.every((f) => has.has(f))) {
+  if (
+    labelMap === undefined &&
+    label !== undefined &&
+    (label === 'sentiment' || label === 'polarity') &&
+    SENTIMENT140_FIELDS.every((f) => has.has(f))
+  ) {
     labelMap = SENTIMENT140_POLARITY;
   }
-  return { text, label, ...(title !== undefined ? { title } : {}), ...(id !== undefined ? { id } : {}), ...(labelMap ? { labelMap } : {}) };
+  return {
+    text,
+    ...(label !== undefined ? { label } : {}),
+    ...(title !== undefined ? { title } : {}),
+    ...(id !== undefined ? { id } : {}),
+    ...(labelMap ? { labelMap } : {}),
+  };
 }
 
 function fieldText(value: unknown): string | undefined {
@@ -82,21 +98,25 @@ export function recordToRow(
   raw: string,
 ): RowEvent {
   const where = { file: ctx.file, line: lineNo, raw: truncateRaw(raw) };
-  const missing = [fields.text, fields.label].find((f) => !(f in record));
+  const unlabeled = ctx.fields.unlabeled === true;
+  const required = unlabeled || fields.label === undefined ? [fields.text] : [fields.text, fields.label];
+  const missing = required.find((f) => !(f in record));
   if (missing !== undefined) {
     const flag = missing === fields.text ? '--text-field' : '--label-field';
+    const hint = missing === fields.text ? '' : ', or pass --unlabeled to read rows without labels';
     return {
       kind: 'malformed',
       reject: {
         ...where,
         reason: 'missing_field',
         field: `'${missing}'`,
-        message: `the field is missing (fields present: ${Object.keys(record).join(', ')}); name the right one with ${flag}`,
+        message: `the field is missing (fields present: ${Object.keys(record).join(', ')}); name the right one with ${flag}${hint}`,
       },
     };
   }
-  const rawLabel = record[fields.label];
-  const label = resolveLabel(rawLabel, ctx.classes, fields.labelMap);
+  const rawLabel = fields.label === undefined ? undefined : record[fields.label];
+  const noLabel = rawLabel === undefined || rawLabel === null || (typeof rawLabel === 'string' && rawLabel.trim() === '');
+  const label: LabelResolution = unlabeled && noLabel ? { kind: 'class', index: -1 } : resolveLabel(rawLabel, ctx.classes, fields.labelMap);
   if (label.kind === 'unknown') {
     const known = fields.labelMap ? [...fields.labelMap.keys()].join(', ') : `a class name or index 0-${ctx.classes - 1}`;
     return {
@@ -107,7 +127,7 @@ export function recordToRow(
         field: `'${fields.label}'`,
         message:
           `expected ${known} (for ${ctx.classes} classes), got ${JSON.stringify(fieldText(rawLabel) ?? rawLabel)}; map ` +
-          `other values with --label-map`,
+          `other values with --label-map${noLabel ? ', or pass --unlabeled to read rows without labels' : ''}`,
       },
     };
   }
@@ -132,7 +152,7 @@ export function recordToRow(
   } else {
     id = contentId(textHash);
   }
-  const example = { id, textHash, label: label.index, text, file: ctx.file, line: lineNo };
+  const example = { id, textHash, label: label.index < 0 ? null : label.index, text, file: ctx.file, line: lineNo };
   return { kind: 'example', example: title !== undefined ? { ...example, title, body } : example };
 }
 
