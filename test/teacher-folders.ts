@@ -8,6 +8,17 @@ import { sharedPath, tempDir } from './helpers.js';
 const { onnx } = onnxProto;
 export type ModelProto = InstanceType<typeof onnx.ModelProto>;
 
+/** A valid kd-student.json of a small n-gram student, for tests that damage one field at a time. */
+export const NGRAM_CARD = {
+  format: 'kd-student',
+  version: 1,
+  kind: 'ngram',
+  labels: ['negative', 'positive'],
+  inputs: ['ngram_ids', 'ngram_mask'],
+  config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 },
+  training: {},
+};
+
 /** A writable copy of ../shared/fixtures/hf/<name> (the shared files are read-only). */
 export function copyFixture(name = 'tiny-random-bert'): string {
   const dir = join(tempDir('kd-teacher-'), name);

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { runKd, sharedPath, tempDir } from '../helpers.js';
-import { copyFixture } from '../teacher-folders.js';
+import { copyFixture, NGRAM_CARD } from '../teacher-folders.js';
 
 const { onnx } = onnxProto;
 
@@ -72,16 +72,6 @@ function studentFolder(card: string, model: Uint8Array): string {
   writeFileSync(join(dir, 'onnx', 'model.onnx'), model);
   return dir;
 }
-
-const NGRAM_CARD = {
-  format: 'kd-student',
-  version: 1,
-  kind: 'ngram',
-  labels: ['negative', 'positive'],
-  inputs: ['ngram_ids', 'ngram_mask'],
-  config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 },
-  training: {},
-};
 
 test('kd predict on a damaged kd-student.json or student model names the file', () => {
   const teacherModel = readFileSync(sharedPath('fixtures', 'hf', 'tiny-random-bert', 'onnx', 'model.onnx'));

@@ -8,6 +8,7 @@ import { readTeacherConfig } from '../../../src/teacher/teacher.js';
 import { readStudentCard } from '../../../src/student/runtime.js';
 import { ConfigError, FormatError } from '../../../src/data/errors.js';
 import { sharedPath, tempDir } from '../../helpers.js';
+import { NGRAM_CARD } from '../../teacher-folders.js';
 
 const FIXTURE_CONFIG = JSON.parse(readFileSync(sharedPath('fixtures', 'hf', 'tiny-random-bert', 'config.json'), 'utf8')) as Record<
   string,
@@ -61,22 +62,12 @@ test('each malformed config.json field is a ConfigError naming the file and the 
   }
 });
 
-const CARD = {
-  format: 'kd-student',
-  version: 1,
-  kind: 'ngram',
-  labels: ['negative', 'positive'],
-  inputs: ['ngram_ids', 'ngram_mask'],
-  config: { ngrams: { buckets: 1024, maxN: 2, maxFeatures: 64 }, dim: 8, hidden: 0, dropout: 0 },
-  training: {},
-};
-
 test('each malformed kd-student.json field is a ConfigError naming the file and the field', () => {
   const dir = tempDir('kd-card-');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'kd-student.json');
-  writeFileSync(path, JSON.stringify(CARD));
-  assert.deepEqual(readStudentCard(path), CARD);
+  writeFileSync(path, JSON.stringify(NGRAM_CARD));
+  assert.deepEqual(readStudentCard(path), NGRAM_CARD);
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ format: 'kd-cache' }, /field format must be "kd-student", got "kd-cache"/],
     [{ version: 2 }, /field version must be 1 \(the only card version this kd reads\), got 2/],
@@ -85,12 +76,12 @@ test('each malformed kd-student.json field is a ConfigError naming the file and 
     [{ labels: ['negative'] }, /field labels must be a list of at least two class names/],
     [{ config: null }, /field config must be an object/],
     [
-      { config: { ...CARD.config, ngrams: { buckets: 0, maxN: 2, maxFeatures: 64 } } },
+      { config: { ...NGRAM_CARD.config, ngrams: { buckets: 0, maxN: 2, maxFeatures: 64 } } },
       /field config\.ngrams must be \{ buckets, maxN, maxFeatures \} \(positive integers\)/,
     ],
   ];
   for (const [edit, message] of cases) {
-    writeFileSync(path, JSON.stringify({ ...CARD, ...edit }));
+    writeFileSync(path, JSON.stringify({ ...NGRAM_CARD, ...edit }));
     assert.throws(
       () => readStudentCard(path),
       (e: Error) =>
