@@ -326,7 +326,16 @@ function writeRunFile(o: StudentRunOptions, path: string, cache: CacheReader, ru
   const fingerprint = { dir: o.cache, teacher: cache.manifest.teacher.fingerprint, data: cache.manifest.data.files };
   // The student's settings under its name (`ngram: { dim: 32, ... }`), as kd has always recorded them.
   const student = { settings: undefined, [o.student]: o.settings ?? {} };
-  const recorded = { ...o, ...student, log: undefined, read: { ...o.read, labelMap: undefined }, resolved, cache: fingerprint, runConfig };
+  const recorded = {
+    ...o,
+    ...student,
+    log: undefined,
+    verifyCache: undefined,
+    read: { ...o.read, labelMap: undefined },
+    resolved,
+    cache: fingerprint,
+    runConfig,
+  };
   writeFileAtomicSync(path, `${JSON.stringify({ ...recorded, versions: runVersions() }, null, 2)}\n`);
 }
 
@@ -570,8 +579,11 @@ export async function trainStudentSeeds(
   seeds: number[],
 ): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
   checkSeeds(seeds);
+  // One checksum pass over the cache for all seeds, not one per seed (each seed still checks paths and sizes).
+  if (o.verifyCache !== false && seeds.length > 1) CacheReader.open(o.cache, { verify: true }).close();
+  const verified = seeds.length > 1 ? { verifyCache: false } : {};
   const runs: StudentRunResult[] = [];
-  for (const seed of seeds) runs.push(await trainStudent({ ...o, seed, out: join(o.out, `seed-${seed}`) }));
+  for (const seed of seeds) runs.push(await trainStudent({ ...o, ...verified, seed, out: join(o.out, `seed-${seed}`) }));
   const summary: SeedSummary = {
     seeds,
     dev: summarize(runs.map((r) => r.dev.accuracy)),
