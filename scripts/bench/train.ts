@@ -14,6 +14,7 @@ import { requireLabel } from '../../src/data/errors.js';
 import { getMethod } from '../../src/distill/registry.js';
 import { Trainer } from '../../src/engine/trainer.js';
 import { type LossDefinition } from '../../src/engine/train-graph.js';
+import { batchMean } from '../../src/engine/losses.js';
 import { ort } from '../../src/engine/session.js';
 import { Rng } from '../../src/engine/rng.js';
 import { ngramFeeds, ngramStudent, DEFAULT_NGRAM_STUDENT } from '../../src/student/ngram.js';
@@ -106,7 +107,7 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const options = kd.parse({ lambda: 0.5, tau: 2 });
   const loss = (): LossDefinition => ({
     inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...kd.inputs(options, 2) },
-    build: (o, i) => ({ loss: kd.loss(options, o.head!, i.labels!, i, 2).loss }),
+    build: (o, i) => ({ loss: kd.loss(options, o.head!, i.labels!, i, 2, batchMean).loss }),
   });
   const batchRows = (size: number) => Int32Array.from({ length: size }, () => rng.int(examples.length));
 

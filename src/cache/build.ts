@@ -33,6 +33,12 @@ export interface BuildOptions {
   teacher: string;
   data: string[];
   read: ReadOptions & { classes: ClassCount };
+  /**
+   * Transfer sets (`kd cache build --transfer`): files read after `data` with `unlabeled: true` (and `transferFormat`
+   * when given), so plain text sits in the same cache as labelled files; their rows are cached like any other.
+   */
+  transfer?: string[];
+  transferFormat?: ReadOptions['format'];
   out: string;
   dtype?: EmbeddingDType;
   /** 'full', 'none' or 'pca:K'. */
@@ -260,6 +266,14 @@ async function buildShards(
   const isMine = (i: number) => !o.shard || i % o.shard.n === o.shard.k;
   const progress = new Progress('cache', { unit: 'rows' });
   const reader = new DatasetReader(o.data, { ...o.read, progress: false });
+  const transferReader = o.transfer?.length
+    ? new DatasetReader(o.transfer, {
+        ...o.read,
+        unlabeled: true,
+        progress: false,
+        ...(o.transferFormat ? { format: o.transferFormat } : {}),
+      })
+    : null;
   const seen = new Set<string>();
   let duplicates = 0;
   let rows = 0;
@@ -278,7 +292,7 @@ async function buildShards(
     written += 1;
     if (o.stopAfterShards !== undefined && written >= o.stopAfterShards) process.exit(75);
   };
-  for await (const ex of reader) {
+  for await (const ex of transferReader ? chain(reader, transferReader) : reader) {
     if (seen.has(ex.id)) {
       duplicates += 1;
       continue;
@@ -294,7 +308,18 @@ async function buildShards(
   }
   if (chunk.length > 0) await flush();
   progress.finish();
-  return { rows, unlabeled, duplicates, shardCount, mine, summary: reader.summary };
+  const summary = reader.summary;
+  if (transferReader) {
+    summary.skipped.malformed += transferReader.summary.skipped.malformed;
+    summary.skipped.neutral += transferReader.summary.skipped.neutral;
+  }
+  return { rows, unlabeled, duplicates, shardCount, mine, summary };
+}
+
+/** The rows of `a`, then those of `b`. */
+async function* chain<T>(a: AsyncIterable<T>, b: AsyncIterable<T>): AsyncGenerator<T> {
+  yield* a;
+  yield* b;
 }
 
 /**
@@ -333,9 +358,12 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
   const { teacher, lock } = await lockAndLoadTeacher(o, log);
   log(`teacher ${o.teacher}: ${teacher.optimization}`);
   try {
-    const files = await Promise.all(o.data.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
+    const inputs = [...o.data, ...(o.transfer ?? [])];
+    const files = await Promise.all(inputs.map(async (path) => ({ path, sha256: await fileSha256(path), bytes: statSync(path).size })));
     const base = manifestBase(o, teacher, dtype, shardRows);
-    const identity = identityOf({ ...base, data: { files, classes: o.read.classes } as CacheManifest['data'] });
+    // Which files are transfer sets, and their format, change how rows are read: part of the cache's identity.
+    const transfer = o.transfer?.length ? { transfer: { files: o.transfer.length, format: o.transferFormat ?? null } } : {};
+    const identity = identityOf({ ...base, data: { files, classes: o.read.classes, ...transfer } as CacheManifest['data'] });
     const progression = openProgression(o.out, identity);
     const projection = await writeExtras(o, teacher, base.embedding, log);
     const built = await buildShards(o, teacher, progression, base.embedding, projection, shardRows);
@@ -352,6 +380,7 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
         rows: built.rows,
         labeled: built.rows - built.unlabeled,
         unlabeled: built.unlabeled,
+        ...transfer,
         duplicatesRemoved: built.duplicates,
         skippedMalformed: built.summary.skipped.malformed,
         skippedNeutral: built.summary.skipped.neutral,

@@ -51,6 +51,8 @@ export interface CacheManifest {
     /** Absent in caches built before unlabelled rows were read: then every row is labelled. */
     labeled?: number;
     unlabeled?: number;
+    /** With `--transfer`: the last `files` of `files` are transfer sets, read unlabelled in `format` (null: as the rest). */
+    transfer?: { files: number; format: string | null };
     duplicatesRemoved: number;
     skippedMalformed: number;
     skippedNeutral: number;

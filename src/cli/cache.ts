@@ -1,6 +1,7 @@
 // `kd cache build | verify | info | merge`: teacher outputs computed once and stored.
 import { Command, Option } from 'commander';
 import { buildCache, parseShard } from '../cache/build.js';
+import { FORMATS, type Format } from '../data/formats/types.js';
 import { cacheInfo, mergeCaches, verifyCache } from '../cache/reader.js';
 import {
   batchTokensOption,
@@ -18,6 +19,10 @@ function buildCommand(): Command {
     .description('run the teacher over the data once and store logits and embeddings (resumable, shardable)')
     .requiredOption('--teacher <dir>', 'teacher folder')
     .requiredOption('--data <file...>', 'data files (duplicate ids removed)')
+    .option('--transfer <file...>', 'transfer sets: files read as unlabelled rows (after --data), for kd train --transfer')
+    .addOption(
+      new Option('--transfer-format <format>', 'format of the --transfer files (default: as --format)').choices([...FORMATS, 'auto']),
+    )
     .requiredOption('--out <dir>', 'cache folder')
     .addOption(new Option('--dtype <dtype>', 'embedding storage type').choices(['float16', 'float32']).default('float16'))
     .option('--embedding <mode>', 'full | pca:K | none', 'full')
@@ -33,6 +38,8 @@ function buildCommand(): Command {
       o: DataCliOptions & {
         teacher: string;
         data: string[];
+        transfer?: string[];
+        transferFormat?: Format | 'auto';
         out: string;
         dtype: 'float16' | 'float32';
         embedding: string;
@@ -47,6 +54,8 @@ function buildCommand(): Command {
       const manifest = await buildCache({
         teacher: o.teacher,
         data: o.data,
+        ...(o.transfer ? { transfer: o.transfer } : {}),
+        ...(o.transferFormat ? { transferFormat: o.transferFormat } : {}),
         read: toReadOptions(o),
         out: o.out,
         dtype: o.dtype,

@@ -7,6 +7,7 @@ import { getStudent, STUDENTS } from '../student/registry.js';
 import { Student } from '../student/runtime.js';
 import { softmaxRow } from '../util/stats.js';
 import { argmaxRow } from '../eval/metrics.js';
+import { FORMATS, type Format } from '../data/formats/types.js';
 import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 /** `ngram 5, transformer 4`: a training default of each student, for the help text. */
@@ -25,6 +26,11 @@ export function trainCommand(): Command {
     .requiredOption('--train <file...>', 'training data (every row must be in the cache)')
     .requiredOption('--dev <file...>', 'dev data for early stopping')
     .option('--test <file...>', 'test data, evaluated once with the best checkpoint')
+    .option('--transfer <file...>', "transfer set: rows learnt from the teacher's targets alone (labels unused); must be in the cache")
+    .addOption(
+      new Option('--transfer-format <format>', 'format of the --transfer files (default: as --format)').choices([...FORMATS, 'auto']),
+    )
+    .option('--transfer-ratio <x>', 'share of transfer rows in each batch, in (0, 1) (default: their share of all rows)')
     .addOption(new Option('--student <kind>', 'student architecture').choices(Object.keys(STUDENTS)).default('ngram'))
     .addOption(new Option('--loss <method>', 'distillation method').choices(Object.keys(METHODS)).default('kd'))
     .requiredOption('--out <dir>', 'run folder')
@@ -69,6 +75,11 @@ export function trainCommand(): Command {
       train: o.train as string[],
       dev: o.dev as string[],
       ...(o.test ? { test: o.test as string[] } : {}),
+      ...(o.transfer ? { transfer: o.transfer as string[] } : {}),
+      ...(o.transferFormat ? { transferFormat: o.transferFormat as Format | 'auto' } : {}),
+      ...(o.transferRatio !== undefined
+        ? { transferRatio: numberOption('transfer-ratio', String(o.transferRatio), { min: 0, max: 1 }) }
+        : {}),
       read: toReadOptions(o),
       student: student.name,
       settings: Object.fromEntries(student.options.map((opt) => [opt.key, int(opt.flag, o[camel(opt.flag)], opt.min)])),

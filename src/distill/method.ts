@@ -20,9 +20,16 @@ export interface MethodData {
   bias: Float32Array | null;
   /** PCA projection of the cache, when embeddings were reduced: mean [sourceDim], components [dim, sourceDim]. */
   pca: { mean: Float32Array; components: Float32Array } | null;
+  /** Gold labels of the training rows; NO_LABEL (−1) on transfer rows (`kd train --transfer`), whose gold label is never used. */
   labels: Int32Array;
   seed: number;
 }
+
+/**
+ * A batch average the loss terms use: the plain mean over the batch, or, in a step that mixes
+ * labelled and transfer rows, the mean over the rows of one kind (see `kd train --transfer`).
+ */
+export type RowMean = (perExample: Value) => Value;
 
 /** Per-step scalars computed on the host (schedules, warm-up, the late switch). */
 export interface StepSchedule {
@@ -113,8 +120,22 @@ export interface DistillMethod<O> {
   create(o: O, data: MethodData): MethodRun;
   /** Batch inputs the loss reads besides labels. */
   inputs(o: O, classes: number): InputSpecs;
-  /** The loss graph; `head` is the student's raw output, `labels` int64 [B]. */
-  loss(o: O, head: Value, labels: Value, inputs: Record<string, Value>, classes: number): LossParts;
+  /**
+   * The loss graph on labelled rows; `head` is the student's raw output, `labels` int64 [B].
+   * Every batch average goes through `mean` (the plain batch mean unless the step mixes in transfer rows).
+   */
+  loss(o: O, head: Value, labels: Value, inputs: Record<string, Value>, classes: number, mean: RowMean): LossParts;
+  /**
+   * The loss on transfer rows (`kd train --transfer`: rows learnt from the teacher's targets alone, gold labels unused):
+   * the method's teacher term, averaged with `mean` over those rows. A method without it (ce) refuses transfer sets.
+   */
+  transfer?: {
+    /** Why transfer rows fit this method's teacher term, for kd train --help and docs. */
+    summary: string;
+    /** The weight of the transfer-row loss at this step: 0 before the late switch, else 1. */
+    weight(o: O, schedule: StepSchedule): number;
+    loss(o: O, head: Value, inputs: Record<string, Value>, classes: number, mean: RowMean): LossParts;
+  };
   /** Class logits [B, C] from the head (identity unless the head has subclasses). */
   classLogits(o: O, head: Value, classes: number): Value;
 }

@@ -222,6 +222,8 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
   let lastLoss = NaN;
   let lossSum = 0;
   let lossCount = 0;
+  /** Sums of the loss's named scalar terms (ce, kd, transfer_kd, ...) since the last evaluation. */
+  let termSums: Record<string, number> = {};
   const evaluate = async (epoch: number): Promise<void> => {
     const dev = await o.evaluate();
     state.lastEvalStep = o.trainer.stepCount;
@@ -238,6 +240,9 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
       step: o.trainer.stepCount,
       epoch: epoch + 1,
       trainLoss: lossCount ? lossSum / lossCount : null,
+      ...(Object.keys(termSums).length && lossCount
+        ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / lossCount])) }
+        : {}),
       dev: dev.score,
       ...dev.details,
       best: state.bestScore,
@@ -251,6 +256,7 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
     );
     lossSum = 0;
     lossCount = 0;
+    termSums = {};
     if (o.patience !== undefined && state.badEvals >= o.patience) state.done = true;
   };
   let steps = 0;
@@ -280,6 +286,7 @@ export async function runTrainingLoop<B>(o: LoopOptions<B>): Promise<LoopResult>
           );
         lossSum += result.loss;
         lossCount += 1;
+        for (const [k, v] of Object.entries(result.metrics)) if (typeof v === 'number') termSums[k] = (termSums[k] ?? 0) + v;
       });
       const result = results.at(-1)!;
       state.batchIndex += n;

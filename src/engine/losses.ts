@@ -46,8 +46,13 @@ export function klDivergence(
  * KL(softmax(zt/τ) ‖ softmax(zs/τ)), a scalar; τ² keeps its gradients on the scale of CE's.
  * Used by kd and dtkd.
  */
-export function distillationTerm(teacherLogits: Value, studentLogits: Value, tau: number): Value {
-  return op.mul(batchMean(klDivergence(teacherLogits, studentLogits, tau)), tau * tau);
+export function distillationTerm(
+  teacherLogits: Value,
+  studentLogits: Value,
+  tau: number,
+  mean: (perExample: Value) => Value = batchMean,
+): Value {
+  return op.mul(mean(klDivergence(teacherLogits, studentLogits, tau)), tau * tau);
 }
 
 /** Mean over the batch (a scalar). */
@@ -57,6 +62,15 @@ export function batchMean(perExample: Value): Value {
     perExample.shape.map((_, i) => i),
     false,
   );
+}
+
+/**
+ * Σ_i w_i·x_i / max(Σ_i w_i, 1) for per-example values `x` [B] and row weights `w` [B] (0 or 1):
+ * the mean over the rows of one kind, 0 when the batch has none of them.
+ */
+export function maskedMean(perExample: Value, weights: Value): Value {
+  const total = op.reduceSum(op.mul(perExample, weights), [0], false);
+  return op.div(total, op.maximum(op.reduceSum(weights, [0], false), 1));
 }
 
 /** 1 where argmax(logits) equals the label, else 0 (ties count as correct for the first max). */

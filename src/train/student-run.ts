@@ -18,6 +18,11 @@ import { OptionError } from '../errors.js';
 import { createHash } from 'node:crypto';
 import { ort, type SessionOptions } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from '../eval/metrics.js';
+import { batchMean, maskedMean } from '../engine/losses.js';
+import * as op from '../engine/ops.js';
+import { NO_LABEL } from '../cache/format.js';
+import { scalarFeed } from '../distill/method.js';
+import type { InputSpecs } from '../engine/context.js';
 import { exportStudent, type StudentKind } from '../student/export.js';
 import { getStudent, resolveStudentSettings } from '../student/registry.js';
 import type { Featurizer, StudentDefinition, StudentSetup } from '../student/student.js';
@@ -32,6 +37,14 @@ export interface StudentRunOptions {
   dev: string[];
   test?: string[];
   read: ReadOptions & { classes: ClassCount };
+  /**
+   * Transfer sets: rows the student learns from with the teacher's targets alone (gold labels, if any, unused); they
+   * must be in the cache. Read with `read` and `unlabeled: true`, in `transferFormat` when given.
+   */
+  transfer?: string[];
+  transferFormat?: ReadOptions['format'];
+  /** Fraction of each batch that is transfer rows, in (0, 1); default n_transfer / (n_train + n_transfer). */
+  transferRatio?: number;
   /** A student in src/student/registry.ts (ngram, transformer). */
   student: StudentKind;
   /** The student's architecture settings by key (e.g. { dim: 32, buckets: 262144 }); missing ones take its defaults. */
@@ -68,6 +81,8 @@ export interface StudentRunResult {
   parameters: number;
   model: string;
   trainRows: number;
+  /** Transfer rows it learnt from (0 without --transfer). */
+  transferRows?: number;
   /** The settings it was trained with (see StudentRunConfig); a resumed run must match them. */
   runConfig?: StudentRunConfig;
 }
@@ -81,9 +96,7 @@ const NEEDS_LABELS: Record<'train' | 'dev' | 'test', LabelNeed> = {
   train: {
     needs: 'kd train --train',
     why: 'the student learns from gold labels there',
-    instead:
-      "transfer sets (unlabelled rows the student learns from with the teacher's targets alone) will be taken by a separate option, " +
-      'not built yet',
+    instead: "unlabelled rows the student should learn from with the teacher's targets alone go in --transfer",
   },
   dev: { needs: 'kd train --dev', why: 'early stopping measures accuracy', instead: 'hold out labelled rows for dev' },
   test: { needs: 'kd train --test', why: 'the test measures accuracy', instead: 'hold out labelled rows for test' },
@@ -101,7 +114,7 @@ async function readSplit(files: string[], read: ReadOptions, role: 'train' | 'de
 }
 
 /** Rows of the cache for `examples`, by id, with the text hash checked. */
-function joinCache(cache: CacheReader, examples: Example[], what: string): Int32Array {
+function joinCache(cache: CacheReader, examples: Example[], what: 'training' | 'transfer'): Int32Array {
   const { ids, textHashes } = cache.keys();
   const rowOf = new Map<string, number>();
   ids.forEach((id, r) => rowOf.set(id, r));
@@ -122,8 +135,12 @@ function joinCache(cache: CacheReader, examples: Example[], what: string): Int32
   });
   if (missing.length)
     throw new ConfigError(
-      `${missing.length} of ${examples.length} ${what} rows are not in the cache ${cache.dir} (first: id ${missing[0]!.id} at ` +
-        `${missing[0]!.file}:${missing[0]!.line}). Build the cache over the same files`,
+      `${missing[0]!.file}:${missing[0]!.line}: ${missing.length} of ${examples.length} ${what} rows are not in the cache ` +
+        `${cache.dir} (first: id ${missing[0]!.id}). ` +
+        (what === 'transfer'
+          ? `The teacher labels transfer rows in the cache build: rebuild the cache with ${missing[0]!.file} among its --transfer ` +
+            'files (kd cache build --transfer, with the same --transfer-format)'
+          : 'Build the cache over the same files'),
     );
   return rows;
 }
@@ -174,17 +191,53 @@ function checkRunFolder(o: StudentRunOptions, p: RunPaths): boolean {
   return started;
 }
 
-/** The splits, the cache rows of the training split and their cached teacher outputs (labels checked). */
+/**
+ * The transfer rows of `files` (labels read but never used), first occurrence of each id; a row that is also a
+ * training row is left out (it is learnt from with its label already), one that is a dev or test row is refused.
+ */
+async function readTransfer(o: StudentRunOptions, train: readonly Example[], held: readonly Example[]): Promise<Example[]> {
+  const read: ReadOptions = { ...o.read, unlabeled: true, progress: false, ...(o.transferFormat ? { format: o.transferFormat } : {}) };
+  const trainIds = new Set(train.map((e) => e.id));
+  const heldIds = new Set(held.map((e) => e.id));
+  const seen = new Set<string>();
+  const out: Example[] = [];
+  for await (const ex of new DatasetReader(o.transfer!, read)) {
+    if (heldIds.has(ex.id))
+      throw new ConfigError(
+        `${ex.file}:${ex.line}: transfer row ${ex.id} is also a dev or test row: the student would learn the teacher's answer ` +
+          'on a row it is measured on. Leave the dev and test rows out of --transfer',
+      );
+    if (seen.has(ex.id) || trainIds.has(ex.id)) continue;
+    seen.add(ex.id);
+    out.push({ ...ex, label: null });
+  }
+  if (out.length === 0)
+    throw new ConfigError(
+      `--transfer ${o.transfer!.join(' ')}: no row that is not already a training row. Give unlabelled in-domain text, or leave out --transfer`,
+    );
+  return out;
+}
+
+/** The splits, the cache rows of the training (and transfer) rows and their cached teacher outputs (labels checked). */
 async function readRunData(o: StudentRunOptions, cache: CacheReader) {
   const labels = LABEL_NAMES[o.read.classes];
   cache.assertClasses(labels);
   const train = limitRows((await readSplit(o.train, o.read, 'train')).examples, o.limit);
   const dev = (await readSplit(o.dev, o.read, 'dev')).examples;
   const test = o.test?.length ? (await readSplit(o.test, o.read, 'test')).examples : null;
+  const transfer = o.transfer?.length ? limitRows(await readTransfer(o, train, [...dev, ...(test ?? [])]), o.limit) : [];
   const rows = joinCache(cache, train, 'training');
-  const cached = cache.read(rows);
-  cache.assertLabels(train, cached.labels, labels);
-  return { labels, train, dev, test, cached };
+  const transferRows = transfer.length ? joinCache(cache, transfer, 'transfer') : new Int32Array(0);
+  const all = new Int32Array(rows.length + transferRows.length);
+  all.set(rows);
+  all.set(transferRows, rows.length);
+  const cached = cache.read(all);
+  cache.assertLabels(train, cached.labels.subarray(0, train.length), labels);
+  // Transfer rows keep no gold label, whatever the cache holds for them.
+  cached.labels.fill(NO_LABEL, train.length);
+  /** Training rows, then transfer rows: the index space of the batches and of MethodData. */
+  const pool: Example[] = transfer.length ? [...train, ...transfer] : train;
+  return { labels, train, transfer, pool, dev, test, cached };
 }
 type RunData = Awaited<ReturnType<typeof readRunData>>;
 
@@ -220,6 +273,17 @@ function buildRunConfig(
       train: { rows: d.train.length, sha256: splitDigest(d.train) },
       dev: { rows: d.dev.length, sha256: splitDigest(d.dev) },
       test: d.test ? { rows: d.test.length, sha256: splitDigest(d.test) } : null,
+      // Only with --transfer, so runs without one keep the run config (and resume) they always had.
+      ...(d.transfer.length
+        ? {
+            transfer: {
+              rows: d.transfer.length,
+              sha256: splitDigest(d.transfer),
+              ratio: transferRatio(o, d),
+              format: o.transferFormat ?? null,
+            },
+          }
+        : {}),
     },
     cache: {
       teacher: cache.manifest.teacher.fingerprint,
@@ -259,12 +323,65 @@ function methodData(cache: CacheReader, d: RunData, seed: number): MethodData {
   };
 }
 
-/** The student with the method's class logits on top, and the method's loss over its head. */
-function trainingGraphs(
+/** `--transfer-ratio`, or the transfer rows' share of all rows. */
+function transferRatio(o: StudentRunOptions, d: { train: readonly Example[]; transfer: readonly Example[] }): number {
+  return o.transferRatio ?? d.transfer.length / (d.train.length + d.transfer.length);
+}
+
+/** Transfer rows per batch: the ratio's share of the batch, at least one row of each kind. */
+export function transferPerBatch(batchSize: number, ratio: number): number {
+  return Math.min(batchSize - 1, Math.max(1, Math.round(batchSize * ratio)));
+}
+
+/**
+ * An epoch of batches mixing `nl` labelled rows (indices 0..nl−1) and `nt` transfer rows (nl..nl+nt−1) in a set
+ * ratio: ⌈(nl + nt) / B⌉ steps, each with B − b_t labelled and b_t transfer rows. Each kind is drawn in the student's
+ * own batch order (its length buckets), pass after pass, so the smaller share repeats and the larger one is sampled.
+ */
+export function mixedBatches(
+  nl: number,
+  nt: number,
+  batchSize: number,
+  ratio: number,
+  order: (offset: number, n: number, rng: Rng) => Int32Array[],
+  rng: Rng,
+): Int32Array[] {
+  const bt = transferPerBatch(batchSize, ratio);
+  const bl = batchSize - bt;
+  const steps = Math.ceil((nl + nt) / batchSize);
+  const stream = (offset: number, n: number, size: number): Int32Array => {
+    const out = new Int32Array(steps * size);
+    let filled = 0;
+    while (filled < out.length)
+      for (const b of order(offset, n, rng)) {
+        const take = Math.min(b.length, out.length - filled);
+        for (let k = 0; k < take; k++) out[filled + k] = b[k]! + offset;
+        filled += take;
+        if (filled === out.length) break;
+      }
+    return out;
+  };
+  const labelled = stream(0, nl, bl);
+  const transfer = stream(nl, nt, bt);
+  return Array.from({ length: steps }, (_, k) => {
+    const batch = new Int32Array(batchSize);
+    batch.set(labelled.subarray(k * bl, (k + 1) * bl));
+    batch.set(transfer.subarray(k * bt, (k + 1) * bt), bl);
+    return batch;
+  });
+}
+
+/**
+ * The student with the method's class logits on top, and the method's loss over its head. With transfer rows
+ * (`transfer`), the loss is the mean over the batch of each row's loss: the method's loss on labelled rows
+ * (input `labelled` = 1), its transfer loss on the others, weighted by `transfer_weight`; terms are logged per kind.
+ */
+export function trainingGraphs(
   model: ModelDefinition,
   method: DistillMethod<unknown>,
   options: unknown,
   classes: number,
+  transfer = false,
 ): { full: ModelDefinition; loss: LossDefinition } {
   const full: ModelDefinition = {
     inputs: model.inputs,
@@ -274,14 +391,38 @@ function trainingGraphs(
     },
   };
   const loss: LossDefinition = {
-    inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...method.inputs(options, classes) },
+    inputs: {
+      labels: { dtype: 'int64', shape: ['batch_size'] },
+      ...method.inputs(options, classes),
+      ...(transfer ? TRANSFER_INPUTS : {}),
+    },
     build: (outputs, inputs) => {
-      const { loss: value, terms } = method.loss(options, outputs.head!, inputs.labels!, inputs, classes);
-      return { loss: value, metrics: terms };
+      const head = outputs.head!;
+      if (!transfer) {
+        const { loss: value, terms } = method.loss(options, head, inputs.labels!, inputs, classes, batchMean);
+        return { loss: value, metrics: terms };
+      }
+      const isLabelled = inputs.labelled!;
+      const isTransfer = op.sub(1, isLabelled);
+      const gold = method.loss(options, head, inputs.labels!, inputs, classes, (x) => maskedMean(x, isLabelled));
+      const teacher = method.transfer!.loss(options, head, inputs, classes, (x) => maskedMean(x, isTransfer));
+      const labelledShare = batchMean(isLabelled);
+      const value = op.add(
+        op.mul(gold.loss, labelledShare),
+        op.mul(teacher.loss, op.mul(op.sub(1, labelledShare), inputs.transfer_weight!)),
+      );
+      const transferTerms = Object.fromEntries(Object.entries(teacher.terms).map(([k, v]) => [`transfer_${k}`, v]));
+      return { loss: value, metrics: { ...gold.terms, ...transferTerms } };
     },
   };
   return { full, loss };
 }
+
+/** The loss inputs a step with transfer rows adds: which rows are labelled (1) or transfer rows (0), and their weight. */
+const TRANSFER_INPUTS: InputSpecs = {
+  labelled: { dtype: 'float32', shape: ['batch_size'] },
+  transfer_weight: { dtype: 'float32', shape: [] },
+};
 
 /** Class logits [n, C] of `xs` from the trainer's current weights (length-sorted batches when lengths matter). */
 function predictor(trainer: Trainer, featurizer: Featurizer, classes: number) {
@@ -301,6 +442,28 @@ function accuracyOf(xs: LabelledExample[], logits: Float32Array, classes: number
     xs.map((_, i) => argmaxRow(logits, i * classes, classes)),
     classes,
   );
+}
+
+/** `--transfer` needs a method with a teacher term on transfer rows, and a ratio in (0, 1). */
+function checkTransferOptions(o: StudentRunOptions, method: DistillMethod<unknown>): void {
+  if (o.transferRatio !== undefined && !o.transfer?.length)
+    throw new OptionError("'--transfer-ratio' sets the share of transfer rows in each batch: give the transfer set with --transfer");
+  if (o.transferFormat !== undefined && !o.transfer?.length)
+    throw new OptionError("'--transfer-format' is the format of the --transfer files: give them with --transfer");
+  if (!o.transfer?.length) return;
+  if (!method.transfer)
+    throw new OptionError(
+      `'--loss ${o.loss}' learns from gold labels alone, and transfer rows have none that kd uses (they are learnt from the ` +
+        "teacher's targets): use --loss kd, dtkd or lelp with --transfer, or leave out --transfer",
+    );
+  if (o.transferRatio !== undefined && !(o.transferRatio > 0 && o.transferRatio < 1))
+    throw new OptionError(
+      `'--transfer-ratio' must be a fraction in (0, 1) (the share of transfer rows in each batch), got ${o.transferRatio}`,
+    );
+  if (o.batchSize < 2)
+    throw new OptionError(
+      `'--batch-size' must be at least 2 with --transfer (each batch holds labelled and transfer rows), got ${o.batchSize}`,
+    );
 }
 
 /** AdamW with linear warm-up and decay over the run's steps, on the run's device. */
@@ -377,7 +540,8 @@ function exportRun(
 function setupStudent(o: StudentRunOptions, student: StudentDefinition<unknown>, d: RunData, tokenizerDir: string, resuming: boolean) {
   const settings = resolveStudentSettings(o.student, { ...o.settings, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr });
   const setup = student.setup(settings, {
-    train: d.train,
+    // Transfer texts are in-domain text too: a student's own vocabulary is learnt from them as well.
+    train: d.pool,
     tokenizerDir,
     resuming,
     ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
@@ -453,6 +617,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
   const student = getStudent(o.student);
   const method = getMethod(o.loss);
   const options = parseMethodOptions(o.loss, o.lossOptions);
+  checkTransferOptions(o, method);
   const cache = CacheReader.open(o.cache, { verify: o.verifyCache ?? true });
   try {
     method.check?.(options, { embeddingMode: cache.manifest.embedding.mode, hasClassifier: cache.manifest.teacher.classifier.rows > 0 });
@@ -472,27 +637,52 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
 
     const data = methodData(cache, d, o.seed);
     const bound = method.create(options, data);
-    const featurizer = await student.featurizer(setup.config, setup.tokenizer, [d.train, d.dev, ...(d.test ? [d.test] : [])]);
-    const { full, loss } = trainingGraphs(student.model(setup.config, headSize), method, options, classes);
-    const { trainer, totalSteps, batchesPerEpoch } = await createTrainer(o, full, loss, d.train.length);
+    const featurizer = await student.featurizer(setup.config, setup.tokenizer, [d.pool, d.dev, ...(d.test ? [d.test] : [])]);
+    const withTransfer = d.transfer.length > 0;
+    const { full, loss } = trainingGraphs(student.model(setup.config, headSize), method, options, classes, withTransfer);
+    const { trainer, totalSteps, batchesPerEpoch } = await createTrainer(o, full, loss, d.pool.length);
     writeRunFile(o, paths.configPath, cache, runConfig, {
       student: setup.config,
       lossOptions: options,
       headSize,
       trainRows: d.train.length,
+      ...(withTransfer ? { transferRows: d.transfer.length, transferRatio: transferRatio(o, d) } : {}),
       devRows: d.dev.length,
       testRows: d.test?.length ?? 0,
       stepsPerCall: trainer.stepsPerCall,
     });
     const predict = predictor(trainer, featurizer, classes);
-    log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${d.train.length} training rows, ${trainer.store.count()} parameters`);
+    const rowsLine = withTransfer
+      ? `${d.train.length} labelled + ${d.transfer.length} transfer rows (${transferPerBatch(o.batchSize, transferRatio(o, d))} of ` +
+        `each batch of ${o.batchSize})`
+      : `${d.train.length} training rows`;
+    log(`${o.student} student, loss ${o.loss}, seed ${o.seed}: ${rowsLine}, ${trainer.store.count()} parameters`);
+    const nl = d.train.length;
+    const order = (offset: number, n: number, size: number, rng: Rng) =>
+      student.batches(n, featurizer.lengths.slice(offset, offset + n), size, rng);
     const loop = await trainLoop(
       o,
       { trainer, totalSteps, batchesPerEpoch, runConfig, trainingDir: paths.trainingDir },
-      (_e, rng) => student.batches(d.train.length, featurizer.lengths, o.batchSize, rng),
+      withTransfer
+        ? (_e, rng) =>
+            mixedBatches(nl, d.transfer.length, o.batchSize, transferRatio(o, d), (off, n, r) => order(off, n, o.batchSize, r), rng)
+        : (_e, rng) => student.batches(nl, featurizer.lengths, o.batchSize, rng),
       (r, schedule) => {
-        const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(d.train[i]!.label))), [r.length]);
-        return { ...featurizer.feeds(d.train, r), labels: labelFeed, ...bound.feeds(r, schedule) };
+        // Transfer rows (index ≥ nl) get label 0 in the feed; the loss never reads it (their rows are masked out of CE).
+        const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(i < nl ? d.train[i]!.label : 0))), [
+          r.length,
+        ]);
+        const feeds = { ...featurizer.feeds(d.pool, r), labels: labelFeed, ...bound.feeds(r, schedule) };
+        if (!withTransfer) return feeds;
+        return {
+          ...feeds,
+          labelled: new ort.Tensor(
+            'float32',
+            Float32Array.from(r, (i) => (i < nl ? 1 : 0)),
+            [r.length],
+          ),
+          transfer_weight: scalarFeed(method.transfer!.weight(options, schedule)),
+        };
       },
       async () => accuracyOf(d.dev, await predict(d.dev), classes).accuracy,
     );
@@ -516,6 +706,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       parameters: trainer.store.count(),
       model: paths.modelDir,
       trainRows: d.train.length,
+      ...(withTransfer ? { transferRows: d.transfer.length } : {}),
       runConfig,
     };
     writeFileAtomicSync(paths.resultPath, `${JSON.stringify(result, null, 2)}\n`);

@@ -161,7 +161,7 @@ test('a text file and a JSONL without labels: data stats, split and cache build 
   assert.equal(tev.status, 2);
   assert.match(tev.stderr, /^kd: error: .*mixed\.jsonl:301: row h[0-9a-f]{16} has no label, but kd teacher eval needs labelled data/);
 
-  // kd train --train with unlabelled rows: refused, pointing to the transfer-set option to come.
+  // kd train --train with unlabelled rows: refused, pointing to --transfer.
   const firstUnlabelled = mixedTrain.findIndex((l) => (JSON.parse(l) as { label: unknown }).label === null) + 1;
   const tr = runKd([
     'train',
@@ -180,8 +180,7 @@ test('a text file and a JSONL without labels: data stats, split and cache build 
     tr.stderr,
     `kd: error: ${splitFiles[0]}:${firstUnlabelled}: row ${(JSON.parse(mixedTrain[firstUnlabelled - 1]!) as { id: string }).id} ` +
       'has no label, but kd train --train needs labelled data (the student learns from gold labels there). Give a labelled file; ' +
-      "transfer sets (unlabelled rows the student learns from with the teacher's targets alone) will be taken by a separate option, " +
-      'not built yet\n',
+      "unlabelled rows the student should learn from with the teacher's targets alone go in --transfer\n",
   );
 });
 

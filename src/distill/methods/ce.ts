@@ -1,6 +1,5 @@
 // Plain cross-entropy with the gold labels: the student without distillation (the baseline).
 import type { DistillMethod } from '../method.js';
-import { mean } from '../method.js';
 import { crossEntropy } from '../../engine/losses.js';
 
 export const ce: DistillMethod<Record<string, never>> = {
@@ -11,7 +10,7 @@ export const ce: DistillMethod<Record<string, never>> = {
   headSize: (_o, classes) => classes,
   create: () => ({ feeds: () => ({}) }),
   inputs: () => ({}),
-  loss: (_o, head, labels) => {
+  loss: (_o, head, labels, _inputs, _classes, mean) => {
     const ceTerm = mean(crossEntropy(head, labels));
     return { loss: ceTerm, terms: { ce: ceTerm } };
   },

@@ -7,10 +7,10 @@
 // Deviation from the reference (documented): when x + y ≤ ε — common with 2-class heads —
 // the rule gives negative or infinite temperatures, so both fall back to τ; and every
 // temperature is clamped to [τ/4, 4τ] (`--dtkd-guard clamp`, the default; `fallback` only
-// does the first).
+// does the first). On transfer rows (no gold label used): α·L_dt + β·τ²·KL, after the late switch.
 import type { Value } from '../../engine/graph.js';
 import type { DistillMethod, MethodOption } from '../method.js';
-import { mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { readOptions, rowsFeed, scalarFeed, type RowMean } from '../method.js';
 import { crossEntropy, distillationTerm, klDivergence } from '../../engine/losses.js';
 import { KD_START } from './kd.js';
 import * as op from '../../engine/ops.js';
@@ -44,6 +44,14 @@ export function dtkdTemperatures(
     return guard === 'clamp' ? op.clip(t, tau / 4, 4 * tau) : t;
   };
   return { teacher: temperature(x), student: temperature(y) };
+}
+
+/** The teacher terms: L_dt, τ²·KL and α·L_dt + β·τ²·KL, each averaged with `mean`. */
+function dtkdTerms(o: DtkdOptions, zt: Value, head: Value, mean: RowMean): { distill: Value; dt: Value; kd: Value } {
+  const { teacher, student } = dtkdTemperatures(zt, head, o.tau, o.guard);
+  const dt = mean(op.mul(klDivergence(zt, head, teacher, student), op.squeeze(op.mul(teacher, student), [1])));
+  const kd = distillationTerm(zt, head, o.tau, mean);
+  return { distill: op.add(op.mul(dt, o.alpha), op.mul(kd, o.beta)), dt, kd };
 }
 
 const OPTIONS = [
@@ -82,14 +90,18 @@ export const dtkd: DistillMethod<DtkdOptions> = {
       };
     },
   }),
-  loss: (o, head, labels, inputs) => {
-    const zt = inputs.teacher_logits!;
-    const { teacher, student } = dtkdTemperatures(zt, head, o.tau, o.guard);
+  loss: (o, head, labels, inputs, _classes, mean) => {
     const ceTerm = mean(crossEntropy(head, labels));
-    const dt = mean(op.mul(klDivergence(zt, head, teacher, student), op.squeeze(op.mul(teacher, student), [1])));
-    const kdTerm = distillationTerm(zt, head, o.tau);
-    const distill = op.add(op.mul(dt, o.alpha), op.mul(kdTerm, o.beta));
-    return { loss: op.add(ceTerm, op.mul(distill, inputs.dtkd_weight!)), terms: { ce: ceTerm, dt, kd: kdTerm } };
+    const { distill, dt, kd } = dtkdTerms(o, inputs.teacher_logits!, head, mean);
+    return { loss: op.add(ceTerm, op.mul(distill, inputs.dtkd_weight!)), terms: { ce: ceTerm, dt, kd } };
+  },
+  transfer: {
+    summary: 'α·L_dt + β·τ²·KL alone',
+    weight: (o, s) => (s.progress < o.kdStart ? 0 : 1),
+    loss: (o, head, inputs, _classes, mean) => {
+      const { distill, dt, kd } = dtkdTerms(o, inputs.teacher_logits!, head, mean);
+      return { loss: distill, terms: { dt, kd } };
+    },
   },
   classLogits: (_o, head) => head,
 };

@@ -1,7 +1,8 @@
 // Vanilla KD (Hinton et al. 2015): (1 − λ)·CE(zs, y) + λ·τ²·KL(softmax(zt/τ) ‖ softmax(zs/τ)),
 // KL summed over classes and averaged over the batch. λ follows a schedule and the late switch.
+// On transfer rows (no gold label used): τ²·KL alone, after the late switch.
 import type { DistillMethod, LambdaSchedule, MethodOption } from '../method.js';
-import { distillWeight, LAMBDA_SCHEDULE_OPTIONS, mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { distillWeight, LAMBDA_SCHEDULE_OPTIONS, readOptions, rowsFeed, scalarFeed } from '../method.js';
 import { crossEntropy, distillationTerm } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
 
@@ -47,11 +48,19 @@ export const kd: DistillMethod<KdOptions> = {
       kd_lambda: scalarFeed(distillWeight(o.lambda, o.schedule, o.kdStart, s.progress)),
     }),
   }),
-  loss: (o, head, labels, inputs) => {
+  loss: (o, head, labels, inputs, _classes, mean) => {
     const lambda = inputs.kd_lambda!;
     const ceTerm = mean(crossEntropy(head, labels));
-    const kdTerm = distillationTerm(inputs.teacher_logits!, head, o.tau);
+    const kdTerm = distillationTerm(inputs.teacher_logits!, head, o.tau, mean);
     return { loss: op.add(op.mul(ceTerm, op.sub(1, lambda)), op.mul(kdTerm, lambda)), terms: { ce: ceTerm, kd: kdTerm } };
+  },
+  transfer: {
+    summary: 'τ²·KL(teacher ‖ student) alone',
+    weight: (o, s) => (s.progress < o.kdStart ? 0 : 1),
+    loss: (o, head, inputs, _classes, mean) => {
+      const kdTerm = distillationTerm(inputs.teacher_logits!, head, o.tau, mean);
+      return { loss: kdTerm, terms: { kd: kdTerm } };
+    },
   },
   classLogits: (_o, head) => head,
 };

@@ -2,9 +2,10 @@
 // cross-entropy against targets split from the teacher's class probabilities along directions
 // of its embedding space the classifier does not use; class probability p(c) = Σ_s p(c, s).
 // The paper uses no gold-label term (α = 0); here α weights CE on the class marginals.
+// Transfer rows (no gold label) are grouped by the teacher's label and learn the subclass targets alone.
 import type { Value } from '../../engine/graph.js';
 import type { DistillMethod, MethodData, MethodOption } from '../method.js';
-import { MethodOptionError, mean, readOptions, rowsFeed, scalarFeed } from '../method.js';
+import { MethodOptionError, readOptions, rowsFeed, scalarFeed } from '../method.js';
 import { KD_START } from './kd.js';
 import { crossEntropy, softCrossEntropy } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
@@ -67,10 +68,10 @@ export interface LelpPrepared {
 export function lelpPrepare(o: LelpOptions, data: MethodData): LelpPrepared {
   const { h, d } = fullEmbeddings(data);
   const n = data.labels.length;
-  const groups =
-    o.groupBy === 'gold'
-      ? data.labels
-      : Int32Array.from({ length: n }, (_, i) => argmaxRow(data.teacherLogits, i * data.classes, data.classes));
+  // Transfer rows (label NO_LABEL) are grouped by the teacher's label whatever --group-by says.
+  const groups = Int32Array.from({ length: n }, (_, i) =>
+    o.groupBy === 'gold' && data.labels[i]! >= 0 ? data.labels[i]! : argmaxRow(data.teacherLogits, i * data.classes, data.classes),
+  );
   const w = data.weight ? Float64Array.from(data.weight) : null;
   const dirs = lelpDirections(h, n, d, groups, data.classes, w, o);
   return { targets: lelpTargets(h, n, d, data.teacherLogits, data.classes, w, dirs, o), directions: dirs };
@@ -120,13 +121,21 @@ export const lelp: DistillMethod<LelpOptions> = {
     lelp_targets: { dtype: 'float32', shape: ['batch_size', classes * o.subclasses] },
     lelp_weight: { dtype: 'float32', shape: [] },
   }),
-  loss: (o, head, labels, inputs, classes) => {
+  loss: (o, head, labels, inputs, classes, mean) => {
     const w = inputs.lelp_weight!;
     const soft = mean(softCrossEntropy(head, inputs.lelp_targets!));
     const gold = mean(crossEntropy(marginalLogits(head, classes, o.subclasses), labels));
     // weight w·(1−α) on the subclass targets, the rest on gold labels (all of it before the late switch)
     const onTargets = op.mul(w, 1 - o.alpha);
     return { loss: op.add(op.mul(soft, onTargets), op.mul(gold, op.sub(1, onTargets))), terms: { lelp: soft, ce: gold } };
+  },
+  transfer: {
+    summary: 'soft cross-entropy on the pseudo-subclass targets alone (grouped by the teacher label)',
+    weight: (o, s) => (s.progress < o.kdStart ? 0 : 1),
+    loss: (o, head, inputs, _classes, mean) => {
+      const soft = mean(softCrossEntropy(head, inputs.lelp_targets!));
+      return { loss: soft, terms: { lelp: soft } };
+    },
   },
   classLogits: (o, head, classes) => marginalLogits(head, classes, o.subclasses),
 };

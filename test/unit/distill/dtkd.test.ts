@@ -8,6 +8,7 @@ import { createSession, ort } from '../../../src/engine/session.js';
 import { dtkdTemperatures } from '../../../src/distill/methods/dtkd.js';
 import { getMethod } from '../../../src/distill/registry.js';
 import { declareInputs } from '../../../src/engine/context.js';
+import { batchMean } from '../../../src/engine/losses.js';
 
 async function temps(zt: number[][], zs: number[][], tau: number, guard: 'clamp' | 'fallback' = 'clamp') {
   const g = new Graph();
@@ -81,7 +82,7 @@ test('the guard: x + y ≤ 0 falls back to τ, extreme ratios are clamped to [τ
     labels: { dtype: 'int64', shape: ['batch_size'] },
     ...method.inputs(o, 2),
   });
-  const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, 2);
+  const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, 2, batchMean);
   const grad = gradients(loss, [inputs.head!]).get(inputs.head!)!;
   const { session } = await createSession(
     g.serialize({

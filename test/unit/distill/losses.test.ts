@@ -10,6 +10,7 @@ import { createSession, ort } from '../../../src/engine/session.js';
 import { getMethod, parseMethodOptions } from '../../../src/distill/registry.js';
 import * as op from '../../../src/engine/ops.js';
 import { fixturePath } from '../../helpers.js';
+import { batchMean } from '../../../src/engine/losses.js';
 
 interface Golden {
   zs: number[][];
@@ -34,7 +35,7 @@ async function lossValue(name: string, raw: Record<string, unknown>, head: numbe
     labels: { dtype: 'int64', shape: ['batch_size'] },
     ...method.inputs(o, classes),
   });
-  const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, classes);
+  const { loss } = method.loss(o, inputs.head!, inputs.labels!, inputs, classes, batchMean);
   const { session } = await createSession(g.serialize({ outputs: [{ name: 'loss', value: loss }] }));
   const feeds: Record<string, ort.Tensor> = { head: f32(head), labels: labels(), ...extra };
   for (const n of session.inputNames) assert.ok(n in feeds, `feed ${n}`);
@@ -101,7 +102,7 @@ test('§4: for a linear student at τ = 1 the logit gradient of (1−λ)CE + λK
     ...kd.inputs(o, 3),
   });
   const logits = op.matmul(inputs.x!, inputs.w!);
-  const { loss } = kd.loss(o, logits, inputs.labels!, inputs, 3);
+  const { loss } = kd.loss(o, logits, inputs.labels!, inputs, 3, batchMean);
   const grads = gradients(loss, [inputs.w!]);
   const { session } = await createSession(
     g.serialize({
