@@ -204,3 +204,39 @@ export async function splitDataset(files: readonly string[], options: SplitOptio
   writeFileAtomicSync(join(options.out, 'split.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
 }
+
+/**
+ * A seeded, stratified subset of `k` labelled examples (few-label runs): each class gets its share of `k`
+ * (largest remainders), taking the examples with the smallest seeded hash of their id: the same subset wherever the
+ * rows lie and whatever their order. Returns the indices of the subset and of the rest, both in input order.
+ *
+ * @param labels - The class of each example.
+ * @param ids - Each example's id (the hash key).
+ * @throws {OptionError} `k` is not an integer in [classes, n].
+ */
+export function labelledSubset(
+  labels: ArrayLike<number>,
+  ids: readonly string[],
+  k: number,
+  seed: number,
+  classes: number,
+): { subset: Int32Array; rest: Int32Array } {
+  const n = labels.length;
+  if (!Number.isInteger(k) || k < classes || k > n)
+    throw new OptionError(`a labelled subset of ${k} rows: must be an integer in [${classes}, ${n}] (the training rows)`);
+  const byClass: number[][] = Array.from({ length: classes }, () => []);
+  for (let i = 0; i < n; i++) byClass[labels[i]!]!.push(i);
+  const exact = byClass.map((m) => (k * m.length) / n);
+  const take = exact.map(Math.floor);
+  const order = exact.map((x, c) => ({ c, r: x - Math.floor(x) })).sort((a, b) => b.r - a.r || a.c - b.c);
+  for (let j = 0; j < k - take.reduce((a, b) => a + b, 0); j++) take[order[j]!.c]! += 1;
+  const chosen = new Uint8Array(n);
+  byClass.forEach((members, c) => {
+    const keyed = members.map((i) => ({ i, key: unitHash(seed, ids[i]!) })).sort((a, b) => a.key - b.key || a.i - b.i);
+    for (const { i } of keyed.slice(0, take[c]!)) chosen[i] = 1;
+  });
+  const subset: number[] = [];
+  const rest: number[] = [];
+  for (let i = 0; i < n; i++) (chosen[i] ? subset : rest).push(i);
+  return { subset: Int32Array.from(subset), rest: Int32Array.from(rest) };
+}

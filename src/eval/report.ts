@@ -35,6 +35,8 @@ export interface ReportRun {
   eval: EvalReport | null;
   evalTrain: EvalReport | null;
   curves: { seed: number; points: { step: number; dev: number }[] }[];
+  /** Few-label runs (a recipe's runs.labels): the gold-labelled rows the student saw, and its transfer set. */
+  labels?: { k: number; transfer: string | null; transferRows: number };
 }
 
 /** Context a pipeline adds: the teacher, baselines and data caveats, per dataset. */
@@ -75,7 +77,15 @@ function label(loss: string, options: Record<string, unknown>): string {
 export function loadRun(dir: string): ReportRun {
   const summary = readJson<Summary>(join(dir, 'summary.json'));
   if (!summary) throw new ConfigError(`${dir}: no summary.json (a run folder of kd train)`);
-  const meta = readJson<{ dataset?: string; label?: string; kind?: ReportRun['kind'] }>(join(dir, 'run.json')) ?? {};
+  const meta =
+    readJson<{
+      dataset?: string;
+      label?: string;
+      kind?: ReportRun['kind'];
+      labels?: number | null;
+      transfer?: string | null;
+      transferRows?: number;
+    }>(join(dir, 'run.json')) ?? {};
   const seedDirs = readdirSync(dir)
     .filter((d) => d.startsWith('seed-'))
     .sort();
@@ -104,6 +114,9 @@ export function loadRun(dir: string): ReportRun {
     eval: readJson<EvalReport>(join(dir, 'eval.json')),
     evalTrain: readJson<EvalReport>(join(dir, 'eval-train.json')),
     curves,
+    ...(typeof meta.labels === 'number'
+      ? { labels: { k: meta.labels, transfer: meta.transfer ?? null, transferRows: meta.transferRows ?? 0 } }
+      : {}),
   };
 }
 
@@ -313,6 +326,46 @@ function curvesSection(main: ReportRun[]): string | null {
   return curvePlots.length ? `<section id="curves"><h2>Learning curves</h2>${curvePlots.join('')}</section>` : null;
 }
 
+/**
+ * The "labels used" axis (few-label runs): test accuracy against k gold labels per method, with the teacher's line,
+ * and the fraction of the teacher's accuracy each student keeps.
+ */
+function labelsSection(runs: ReportRun[], contexts: ReportContext[]): string | null {
+  const few = runs.filter((r) => r.labels);
+  if (!few.length) return null;
+  const parts: string[] = [];
+  for (const [key, rs] of groupBy(few, (r) => `${r.dataset}|${r.student}`)) {
+    const [dataset, student] = key.split('|') as [string, string];
+    const teacher = contexts.find((c) => c.dataset === dataset)?.teacher?.eval?.accuracy;
+    const ks = [...new Set(rs.map((r) => r.labels!.k))].sort((a, b) => a - b);
+    const methods = groupBy(rs, (r) => r.label.replace(/-k\d+/, ''));
+    const header = `<tr><th>method</th>${ks.map((k) => `<th>k = ${k}: test %</th><th>of teacher</th>`).join('')}</tr>`;
+    const rows = [...methods].map(([m, xs]) => {
+      const cells = ks.map((k) => {
+        const r = xs.find((x) => x.labels!.k === k);
+        const sc = r ? score(r) : null;
+        const kept = sc && teacher ? `${pct(sc.mean / teacher, 1)}%` : '–';
+        return sc ? `<td>${pct(sc.mean)} ± ${pct(sc.std)}</td><td>${kept}</td>` : '<td>–</td><td>–</td>';
+      });
+      return `<tr><td>${escapeXml(m)}</td>${cells.join('')}</tr>`;
+    });
+    const teacherRow =
+      teacher === undefined
+        ? ''
+        : `<tr class="teacher"><td>teacher (all labels)</td>${ks.map(() => `<td>${pct(teacher)}</td><td>100%</td>`).join('')}</tr>`;
+    const series = [...methods].map(([m, xs]) => ({
+      name: m,
+      points: xs.map((x) => ({ x: x.labels!.k, y: score(x).mean })).sort((a, b) => a.x - b.x),
+    }));
+    if (teacher !== undefined) series.push({ name: 'teacher', points: ks.map((k) => ({ x: k, y: teacher })) });
+    parts.push(
+      `<h3>${escapeXml(dataset)}, ${escapeXml(student)} student</h3><table>${header}${teacherRow}${rows.join('')}</table>` +
+        lineChart(`labels-${key}`, `${key}: test accuracy against gold labels used`, series, 'gold labels (k)', 'test accuracy'),
+    );
+  }
+  return `<section id="labels"><h2>Labels used</h2><p>Each student saw k gold-labelled rows; runs with a transfer set also learnt from the rest of the training rows through the teacher's outputs alone (-aug: plus augmented copies).</p>${parts.join('')}</section>`;
+}
+
 /** 5. Calibration and confidence. */
 function calibrationSection(evaluated: ReportRun[]): string {
   const calPlots: string[] = [];
@@ -465,6 +518,7 @@ export function buildReport(runs: ReportRun[], contexts: ReportContext[], title 
   const sections = [
     comparisonSection(runs, contexts, datasets),
     methodsSection(main, datasets),
+    labelsSection(runs, contexts),
     sweepsSection(runs),
     curvesSection(main),
     ...(evaluated.length ? [calibrationSection(evaluated), deviationSection(evaluated), sizeSection(evaluated, contexts)] : []),

@@ -5,8 +5,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { splitDataset } from '../data/split.js';
-import { parseClassCount, type ClassCount } from '../data/labels.js';
+import { exampleToJsonl, labelledSubset, splitDataset } from '../data/split.js';
+import { readAllExamples } from '../data/read.js';
+import type { Example } from '../data/example.js';
+import type { Format } from '../data/formats/types.js';
+import { LABEL_NAMES, parseClassCount, type ClassCount } from '../data/labels.js';
 import { resolveTeacherConfig } from '../teacher/default-config.js';
 import { trainDefaultTeacher } from '../teacher/default-train.js';
 import { buildCache } from '../cache/build.js';
@@ -142,6 +145,10 @@ interface SplitFiles {
   trainFiles: string[];
   devFiles: string[];
   testFiles: string[];
+  /** The recipe's transfer files as one unlabelled JSONL (data.transfer.files), and augmented copies (data.transfer.augment). */
+  transfer: { plain: string | null; augmented: string | null; key: string };
+  /** Few-label runs: per k, the labelled subset of the training split and the rest of it, unlabelled. */
+  labels: Map<number, { labelled: string; rest: string }>;
 }
 
 /** Stages remove their own folders when their settings change: only inside a folder kd distill made. */
@@ -194,7 +201,94 @@ async function splitStage(c: DistillContext): Promise<SplitFiles> {
     trainFiles: [join(splitDir, 'train.jsonl'), ...extra],
     devFiles: [join(splitDir, 'dev.jsonl')],
     testFiles: recipe.data.test?.length ? recipe.data.test : [join(splitDir, 'test.jsonl')],
+    transfer: { plain: null, augmented: null, key: '' },
+    labels: new Map(),
   };
+}
+
+/** Augmented copies of `examples` into `out` (kd augment's library function; see src/data/augment.ts). */
+async function augmentToFile(_examples: readonly Example[], _out: string, _options: Record<string, unknown>, _log: (l: string) => void) {
+  throw new ConfigError('data.transfer.augment: augmentation is being merged (kd augment); run without runs.transfer: [aug] for now');
+}
+
+/** Writes `examples` as unlabelled JSONL rows (the form kd data split writes, with `"label": null`). */
+function writeUnlabelled(path: string, examples: readonly Example[], classes: ClassCount): void {
+  const names = LABEL_NAMES[classes];
+  writeFileAtomicSync(path, examples.map((e) => `${exampleToJsonl({ ...e, label: null }, names)}\n`).join(''));
+}
+
+/**
+ * 1b. Transfer sets (data.transfer): the recipe's files read unlabelled into `<out>/transfer/transfer.jsonl`, and, when
+ * the runs ask for `aug`, augmented copies of the training split (and those files) in `augmented.jsonl`.
+ */
+async function transferStage(c: DistillContext, f: SplitFiles, jobs: readonly Job[]): Promise<void> {
+  const t = c.recipe.data.transfer;
+  const wantsAug = jobs.some((j) => j.transfer === 'aug');
+  if (!t?.files && !wantsAug) return;
+  const dir = join(c.out, 'transfer');
+  const plain = t?.files ? join(dir, 'transfer.jsonl') : null;
+  const augmented = wantsAug ? join(dir, 'augmented.jsonl') : null;
+  const settings = {
+    split: f.splitKey,
+    files: t?.files ?? [],
+    inputs: fileStamps(t?.files ?? []),
+    format: t?.format ?? 'auto',
+    augment: wantsAug ? t!.augment : null,
+  };
+  const key = await stage(
+    dir,
+    settings,
+    c.log,
+    'transfer',
+    async () => {
+      const read = { ...c.read, unlabeled: true, ...(t?.format ? { format: t.format as Format } : {}) };
+      const external = t?.files ? (await readAllExamples(t.files, read)).examples : [];
+      if (plain) writeUnlabelled(plain, external, c.classes);
+      if (augmented) {
+        const train = (await readAllExamples([join(f.splitDir, 'train.jsonl')], c.read)).examples;
+        await augmentToFile([...train, ...external], augmented, t!.augment!, c.log);
+      }
+    },
+    () => (!plain || existsSync(plain)) && (!augmented || existsSync(augmented)),
+  );
+  f.transfer = { plain, augmented, key };
+}
+
+/** 1c. Few-label runs: per k, the seeded stratified k-row subset of the training split and the rest of it, unlabelled. */
+async function labelsStage(c: DistillContext, f: SplitFiles, jobs: readonly Job[]): Promise<void> {
+  const ks = [...new Set(jobs.flatMap((j) => (j.labels === undefined ? [] : [j.labels])))];
+  if (!ks.length) return;
+  const dir = join(c.out, 'labels');
+  const seed = c.recipe.data.split.seed;
+  const files = new Map(ks.map((k) => [k, { labelled: join(dir, `k${k}`, 'labelled.jsonl'), rest: join(dir, `k${k}`, 'rest.jsonl') }]));
+  await stage(
+    dir,
+    { split: f.splitKey, labels: ks, seed },
+    c.log,
+    'labelled subsets',
+    async () => {
+      const train = (await readAllExamples([join(f.splitDir, 'train.jsonl')], c.read)).examples;
+      const names = LABEL_NAMES[c.classes];
+      for (const [k, out] of files) {
+        const { subset, rest } = labelledSubset(
+          train.map((e) => e.label!),
+          train.map((e) => e.id),
+          Math.min(k, train.length),
+          seed,
+          c.classes,
+        );
+        mkdirSync(join(dir, `k${k}`), { recursive: true });
+        writeFileAtomicSync(out.labelled, Array.from(subset, (i) => `${exampleToJsonl(train[i]!, names)}\n`).join(''));
+        writeUnlabelled(
+          out.rest,
+          Array.from(rest, (i) => train[i]!),
+          c.classes,
+        );
+      }
+    },
+    () => [...files.values()].every((x) => existsSync(x.labelled) && existsSync(x.rest)),
+  );
+  f.labels = files;
 }
 
 /** 2. Teacher: the given folder, or one trained from the recipe's preset. Returns its folder. */
@@ -220,18 +314,28 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
 /** 3. Cache over every file a student reads. Returns the cache folder and its stage key. */
 async function cacheStage(c: DistillContext, f: SplitFiles, teacherDir: string, teacher: Record<string, string>) {
   const cacheDir = join(c.out, 'cache');
-  const cacheFiles = [...new Set([...f.trainFiles, ...f.devFiles, ...f.testFiles])];
-  const outsideFiles = cacheFiles.filter((file) => !file.startsWith(`${f.splitDir}/`));
+  // Transfer files (unlabelled JSONL) are cached with the rest; the few-label files are rows of the split's train file.
+  const transferFiles = [f.transfer.plain, f.transfer.augmented].filter((x): x is string => x !== null);
+  const cacheFiles = [...new Set([...f.trainFiles, ...f.devFiles, ...f.testFiles, ...transferFiles])];
+  const outsideFiles = cacheFiles.filter((file) => !file.startsWith(`${f.splitDir}/`) && !transferFiles.includes(file));
   const cacheKey = await stage(
     cacheDir,
-    { teacherDir, teacher, split: f.splitKey, cacheFiles, inputs: fileStamps(outsideFiles), cache: c.recipe.cache },
+    {
+      teacherDir,
+      teacher,
+      split: f.splitKey,
+      cacheFiles,
+      inputs: fileStamps(outsideFiles),
+      cache: c.recipe.cache,
+      ...(transferFiles.length ? { transfer: f.transfer.key } : {}),
+    },
     c.log,
     'cache',
     () =>
       buildCache({
         teacher: teacherDir,
         data: cacheFiles,
-        read: c.read,
+        read: transferFiles.length ? { ...c.read, unlabeled: true } : c.read,
         out: cacheDir,
         dtype: c.recipe.cache.dtype,
         embedding: c.recipe.cache.embedding,
@@ -247,9 +351,19 @@ async function cacheStage(c: DistillContext, f: SplitFiles, teacherDir: string, 
 function jobRunOptions(c: DistillContext, f: SplitFiles, cacheDir: string, job: Job, dir: string, seed: number): StudentRunOptions {
   const { loss, lossOptions, training } = splitMethod(job.method);
   const s = resolveStudentSettings(job.student, { ...c.recipe.students[job.student], ...training });
+  const few = job.labels === undefined ? null : f.labels.get(job.labels)!;
+  const transfer = !job.transfer
+    ? []
+    : [
+        // Few-label runs: the rest of the split and the extra training files (their labels unused) are transfer rows.
+        ...(few ? [few.rest, ...f.extra] : []),
+        ...(f.transfer.plain ? [f.transfer.plain] : []),
+        ...(job.transfer === 'aug' && f.transfer.augmented ? [f.transfer.augmented] : []),
+      ];
   return {
     cache: cacheDir,
-    train: f.trainFiles,
+    train: few ? [few.labelled] : f.trainFiles,
+    ...(transfer.length ? { transfer } : {}),
     dev: f.devFiles,
     test: f.testFiles,
     read: c.read,
@@ -282,7 +396,16 @@ async function studentStage(c: DistillContext, f: SplitFiles, cache: { cacheDir:
   // The cache's key stands for the teacher and the split too: any of them changed redoes the run.
   await stage(
     dir,
-    { student: job.student, method: job.method, seeds: jobSeeds, cache: cache.cacheKey, s, quick: c.quick },
+    {
+      student: job.student,
+      method: job.method,
+      seeds: jobSeeds,
+      cache: cache.cacheKey,
+      s,
+      quick: c.quick,
+      ...(job.labels !== undefined ? { labels: job.labels } : {}),
+      ...(job.transfer ? { transfer: job.transfer } : {}),
+    },
     c.log,
     `train ${job.name}`,
     async () => {
@@ -293,6 +416,9 @@ async function studentStage(c: DistillContext, f: SplitFiles, cache: { cacheDir:
         kind: job.kind,
         student: job.student,
         method: job.method,
+        labels: job.labels ?? null,
+        transfer: job.transfer ?? null,
+        transferRows: r.runs[0]!.transferRows ?? 0,
       };
       writeFileAtomicSync(join(dir, 'run.json'), `${JSON.stringify(meta, null, 2)}\n`);
       const best = r.runs[0]!;
@@ -411,6 +537,8 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const c: DistillContext = { recipe, out: o.out, quick, classes, read: { classes, progress: false }, session: o.session, log };
   prepareOutput(o, recipe);
   const files = await splitStage(c);
+  await transferStage(c, files, jobs);
+  await labelsStage(c, files, jobs);
   const teacherDir = await teacherStage(c, files, o.teacher);
   const teacher = teacherFingerprint(teacherDir);
   const cache = await cacheStage(c, files, teacherDir, teacher);

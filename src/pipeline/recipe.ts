@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../data/errors.js';
+import { FORMATS } from '../data/formats/types.js';
 import { getMethod, METHODS, parseMethodOptions } from '../distill/registry.js';
 import { MethodOptionError } from '../distill/method.js';
 import { resolveTeacherConfig, TEACHER_PRESETS } from '../teacher/default-config.js';
@@ -22,7 +23,16 @@ export type Method = { loss: string } & Record<string, unknown>;
 export interface Recipe {
   name: string;
   classes: number;
-  data: { split: { files: string[]; dev: number; test: number; seed: number }; extraTrain?: string[]; test?: string[] };
+  data: {
+    split: { files: string[]; dev: number; test: number; seed: number };
+    extraTrain?: string[];
+    test?: string[];
+    /**
+     * Transfer sets: unlabelled in-domain files (read in `format`, default auto) and augmented copies of the
+     * training split (`augment`: kd augment's options). Used by runs.transfer.
+     */
+    transfer?: { files?: string[]; format?: string; augment?: Record<string, unknown> };
+  };
   teacher: { preset?: string; dir?: string };
   cache: { embedding: string; dtype: 'float16' | 'float32' };
   /** Settings per student (its option keys and epochs, batchSize, lr), merged onto the student's defaults. */
@@ -37,8 +47,18 @@ export interface Recipe {
      * { student: ngram, loss: kd, lambda: 0.5, tau: 2, param: lambda, values: [0.25, 0.75, 1] }.
      */
     sweeps?: (Method & { student: StudentKind; param: string; values: (number | string)[]; seeds?: number[] })[];
+    /**
+     * Few-label runs: each k keeps a seeded stratified k-row subset of the training split labelled; the rest of the
+     * split becomes transfer rows. Runs are named `<student>-<method>-k<k>`.
+     */
+    labels?: number[];
+    /**
+     * Transfer variants of the main methods that have a teacher term on transfer rows: `plain` (the transfer files,
+     * and with runs.labels the rest of the split) and `aug` (plus augmented copies; names end in `-aug`).
+     */
+    transfer?: ('plain' | 'aug')[];
   };
-  quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number };
+  quick?: { limit?: number; extraTrain?: boolean; teacherPreset?: string; seeds?: number[]; epochs?: number; labels?: number[] };
   caveats?: string[];
 }
 
@@ -53,6 +73,10 @@ export type Job = {
   name: string;
   kind: 'main' | 'late' | 'sweep';
   seeds?: number[];
+  /** Few-label runs: the size of the labelled subset. */
+  labels?: number;
+  /** The transfer set it learns from as well: none, the plain transfer rows, or those plus augmented copies. */
+  transfer?: 'plain' | 'aug';
   /** The recipe field the run comes from, for errors. */ field: string;
 };
 
@@ -73,13 +97,43 @@ export function splitMethod(method: Method): {
   return { loss, lossOptions: rest, training };
 }
 
-/** Every run a recipe asks for: students × methods, the late switch, the sweeps. */
+/**
+ * The few-label runs of a recipe with runs.labels: per k, every main method; ce on the k rows alone, the methods with
+ * a transfer term once per runs.transfer variant (default plain).
+ */
+function fewLabelJobs(recipe: Recipe, quick: boolean): Job[] {
+  const jobs: Job[] = [];
+  for (const k of (quick && recipe.quick?.labels) || recipe.runs.labels!)
+    for (const student of recipe.runs.students)
+      recipe.runs.methods.forEach((m, i) => {
+        const base = { student, method: m, kind: 'main' as const, labels: k, field: `runs.methods[${i}]` };
+        if (!getMethod(m.loss).transfer) jobs.push({ ...base, name: `${student}-${m.loss}-k${k}` });
+        else
+          for (const t of recipe.runs.transfer ?? ['plain'])
+            jobs.push({ ...base, name: `${student}-${m.loss}-k${k}${t === 'aug' ? '-aug' : ''}`, transfer: t });
+      });
+  return jobs;
+}
+
+/** Every run a recipe asks for: students × methods, the late switch, the sweeps (or the few-label runs). */
 export function planJobs(recipe: Recipe, quick: boolean): Job[] {
+  if (recipe.runs.labels?.length) return fewLabelJobs(recipe, quick);
   const jobs: Job[] = [];
   for (const student of recipe.runs.students) {
-    recipe.runs.methods.forEach((m, i) =>
-      jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main', field: `runs.methods[${i}]` }),
-    );
+    recipe.runs.methods.forEach((m, i) => {
+      jobs.push({ student, method: m, name: `${student}-${m.loss}`, kind: 'main', field: `runs.methods[${i}]` });
+      // With every row labelled, a transfer variant adds the transfer files (plain) or those and augmented copies (aug).
+      if (getMethod(m.loss).transfer)
+        for (const t of recipe.runs.transfer ?? [])
+          jobs.push({
+            student,
+            method: m,
+            name: `${student}-${m.loss}-${t === 'aug' ? 'aug' : 'transfer'}`,
+            kind: 'main',
+            transfer: t,
+            field: `runs.methods[${i}]`,
+          });
+    });
     const ls = recipe.runs.lateSwitch;
     if (ls && (!ls.students || ls.students.includes(student))) {
       const { kdStart: _all, students: _s, ...rest } = ls;
@@ -279,6 +333,13 @@ const RECIPE_SCHEMA = object({
       },
       extraTrain: { schema: list(text) },
       test: { schema: list(text) },
+      transfer: {
+        schema: object({
+          files: { schema: list(text, { min: 1 }) },
+          format: { schema: oneOf([...FORMATS, 'auto'], 'format') },
+          augment: { schema: object({}, { extra: true }) },
+        }),
+      },
     }),
   },
   teacher: {
@@ -347,6 +408,8 @@ const RECIPE_SCHEMA = object({
           ),
         ),
       },
+      labels: { schema: list(positiveInt, { min: 1, unique: true }) },
+      transfer: { schema: list(oneOf(['plain', 'aug'], 'transfer variant'), { min: 1, unique: true }) },
     }),
   },
   quick: {
@@ -356,6 +419,7 @@ const RECIPE_SCHEMA = object({
       teacherPreset: { schema: preset },
       seeds: { schema: seedList },
       epochs: { schema: positiveInt },
+      labels: { schema: list(positiveInt, { min: 1, unique: true }) },
     }),
   },
   caveats: { schema: list(text) },
@@ -423,10 +487,25 @@ function substituteShared(v: unknown, shared: string): unknown {
   return v;
 }
 
+/** What runs.labels and runs.transfer need of the data section. */
+function checkTransfer(r: Recipe): void {
+  const t = r.runs.transfer ?? [];
+  if (t.includes('aug') && !r.data.transfer?.augment)
+    throw new FieldError(
+      'runs.transfer',
+      "lists aug, but data.transfer.augment is not set: give kd augment's options there (copies, seed)",
+    );
+  if (t.includes('plain') && !r.runs.labels?.length && !r.data.transfer?.files)
+    throw new FieldError('runs.transfer', 'lists plain, but there is no transfer set: give data.transfer.files (or runs.labels)');
+  if (r.runs.labels?.length && (r.runs.lateSwitch || r.runs.sweeps?.length))
+    throw new FieldError('runs.labels', 'few-label runs take runs.methods only; move lateSwitch and sweeps to another recipe');
+}
+
 /** Checks a parsed recipe; throws a ConfigError `<file>: <field path>: <problem and fix>`. */
 export function validateRecipe(path: string, raw: unknown): Recipe {
   try {
     RECIPE_SCHEMA(raw, '');
+    checkTransfer(raw as Recipe);
     checkRuns(raw as Recipe);
   } catch (e) {
     if (e instanceof FieldError) throw new ConfigError(`${path}: ${e.message}`);
@@ -455,11 +534,13 @@ export function loadRecipe(path: string): Recipe {
   r.data.split.files = r.data.split.files.map(abs);
   r.data.extraTrain = (r.data.extraTrain ?? []).map(abs);
   r.data.test = (r.data.test ?? []).map(abs);
+  if (r.data.transfer?.files) r.data.transfer.files = r.data.transfer.files.map(abs);
   if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
   for (const [field, files] of [
     ['data.split.files', r.data.split.files],
     ['data.extraTrain', r.data.extraTrain],
     ['data.test', r.data.test],
+    ['data.transfer.files', r.data.transfer?.files ?? []],
   ] as const) {
     files.forEach((f, i) => {
       if (!existsSync(f))
