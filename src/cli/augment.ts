@@ -1,6 +1,6 @@
 // `kd augment`: augmented copies of data files as an unlabelled transfer set (Tang et al. 2019).
 import { Command } from 'commander';
-import { AUGMENT_DEFAULTS, augmentExamples } from '../pipeline/augment.js';
+import { AUGMENT_DEFAULTS, augmentExamples, type AugmentSummary } from '../pipeline/augment.js';
 import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
 
 interface AugmentCliOptions extends DataCliOptions {
@@ -62,21 +62,25 @@ export function augmentCommand(): Command {
       ...(o.wordList !== undefined ? { wordList: o.wordList } : {}),
       ...(o.tokenizer !== undefined ? { tokenizer: o.tokenizer } : {}),
     });
-    const r = summary.config.replacement;
-    const replacement =
-      r.kind === 'off'
-        ? 'replacement off (give --teacher DIR or --word-list FILE)'
-        : r.kind === 'word-list'
-          ? `replacement from word list ${r.file} (${r.words} words)`
-          : `replacement by ${r.k} nearest embedding neighbours of ${r.teacher} (${r.words} words)`;
-    process.stdout.write(
-      `${summary.rowsRead} rows read, ${summary.copiesWritten} copies written to ${summary.out}, ` +
-        `${summary.skipped.identicalToSource + summary.skipped.repeatedCopy} skipped (${summary.skipped.identicalToSource} identical ` +
-        `to their source, ${summary.skipped.repeatedCopy} repeats of an earlier copy)` +
-        `${summary.duplicateSourceIds ? `, ${summary.duplicateSourceIds} rows with a repeated id left out` : ''}; ` +
-        `${summary.masked} words masked with ${summary.config.maskToken}, ${summary.replaced} replaced, ${summary.ngramCopies} n-gram copies; ` +
-        `${replacement}\n`,
-    );
+    process.stdout.write(`${summaryLine(summary)}\n`);
     if (o.json) printJsonLine(summary);
   });
+}
+
+/** The one line kd augment prints: rows read, copies written and skipped, what the rules did. */
+export function summaryLine(s: AugmentSummary): string {
+  const r = s.config.replacement;
+  const replacement =
+    r.kind === 'off'
+      ? 'replacement off (give --teacher DIR or --word-list FILE)'
+      : r.kind === 'word-list'
+        ? `replacement from word list ${r.file} (${r.words} words)`
+        : `replacement by ${r.k} nearest embedding neighbours of ${r.teacher} (${r.words} words)`;
+  const { identicalToSource, repeatedCopy } = s.skipped;
+  const repeatedIds = s.duplicateSourceIds ? `, ${s.duplicateSourceIds} rows with a repeated id left out` : '';
+  return (
+    `${s.rowsRead} rows read, ${s.copiesWritten} copies written to ${s.out}, ${identicalToSource + repeatedCopy} skipped ` +
+    `(${identicalToSource} identical to their source, ${repeatedCopy} repeats of an earlier copy)${repeatedIds}; ` +
+    `${s.masked} words masked with ${s.config.maskToken}, ${s.replaced} replaced, ${s.ngramCopies} n-gram copies; ${replacement}`
+  );
 }
