@@ -1,7 +1,7 @@
 // `kd augment`: augmented copies of data files as an unlabelled transfer set (Tang et al. 2019).
 import { Command } from 'commander';
 import { AUGMENT_DEFAULTS, augmentExamples, type AugmentSummary } from '../pipeline/augment.js';
-import { dataOptions, numberOption, printJsonLine, toReadOptions, type DataCliOptions } from './common.js';
+import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 interface AugmentCliOptions extends DataCliOptions {
   data: string[];
@@ -46,7 +46,7 @@ export function augmentCommand(): Command {
     .option('--tokenizer <dir>', "mask with this tokenizer.json's mask token, else its unknown token (default: the teacher's, else [MASK])")
     .option('--json', 'print the summary as the last line of stdout');
   for (const o of dataOptions()) cmd.addOption(o);
-  return cmd.action(async (o: AugmentCliOptions) => {
+  return usesDevice(cmd).action(async (o: AugmentCliOptions) => {
     const prob = (flag: string, v: string) => numberOption(flag, v, { min: 0, max: 1 });
     const summary = await augmentExamples(o.data, {
       ...toReadOptions(o),
@@ -61,6 +61,7 @@ export function augmentCommand(): Command {
       ...(o.teacher !== undefined ? { teacher: o.teacher } : {}),
       ...(o.wordList !== undefined ? { wordList: o.wordList } : {}),
       ...(o.tokenizer !== undefined ? { tokenizer: o.tokenizer } : {}),
+      session: sessionOptions(cmd),
     });
     process.stdout.write(`${summaryLine(summary)}\n`);
     if (o.json) printJsonLine(summary);
@@ -80,7 +81,8 @@ export function summaryLine(s: AugmentSummary): string {
   const repeatedIds = s.duplicateSourceIds ? `, ${s.duplicateSourceIds} rows with a repeated id left out` : '';
   return (
     `${s.rowsRead} rows read, ${s.copiesWritten} copies written to ${s.out}, ${identicalToSource + repeatedCopy} skipped ` +
-    `(${identicalToSource} identical to their source, ${repeatedCopy} repeats of an earlier copy)${repeatedIds}; ` +
+    `(${identicalToSource} identical to their source, ${repeatedCopy} repeats of an earlier copy)${repeatedIds}, ` +
+    `${s.duplicateTextsKept} repeating another row's text (kept); ` +
     `${s.masked} words masked with ${s.config.maskToken}, ${s.replaced} replaced, ${s.ngramCopies} n-gram copies; ${replacement}`
   );
 }

@@ -9,6 +9,7 @@ import { DatasetReader, type ReadOptions, type ReadSummary } from '../data/read.
 import { augmentText, splitWords, WordListReplacer, type AugmentRules, type WordReplacer } from '../text/augment.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { Rng } from '../engine/rng.js';
+import type { SessionOptions } from '../engine/session.js';
 import { EmbeddingNeighbours, type EmbeddingNeighboursInfo } from '../teacher/word-neighbours.js';
 import { shortHash } from '../util/hash.js';
 import { AtomicFileWriter, writeFileAtomicSync } from '../util/fs.js';
@@ -36,6 +37,8 @@ export interface AugmentOptions extends ReadOptions {
   neighbours?: number;
   /** Folder with tokenizer.json whose mask token (else unknown token) masks words; default `teacher`, else `[MASK]`. */
   tokenizer?: string;
+  /** ONNX Runtime session for the neighbour search (device, threads); default CPU. */
+  session?: SessionOptions;
 }
 
 /** The resolved settings, as saved in the sidecar. */
@@ -145,10 +148,10 @@ function maskTokenOf(dir: string | undefined): { token: string; from: string } {
 }
 
 /** Validates every option and input and loads what the rules need; throws before any row is read. */
-function prepare(
+async function prepare(
   files: readonly string[],
   o: AugmentOptions,
-): { config: Omit<AugmentConfig, 'format'>; rules: AugmentRules; replacer?: WordReplacer } {
+): Promise<{ config: Omit<AugmentConfig, 'format'>; rules: AugmentRules; replacer?: WordReplacer }> {
   if (files.length === 0) throw new OptionError("'--data' names no file; give one or more data files");
   const copies = o.copies ?? AUGMENT_DEFAULTS.copies;
   const seed = o.seed ?? AUGMENT_DEFAULTS.seed;
@@ -182,7 +185,7 @@ function prepare(
   let replacer: WordReplacer | undefined;
   let replacement: AugmentConfig['replacement'] = { kind: 'off' };
   if (o.teacher !== undefined) {
-    const near = EmbeddingNeighbours.fromTeacher(o.teacher, { k: neighbours });
+    const near = await EmbeddingNeighbours.fromTeacher(o.teacher, { k: neighbours, ...(o.session ? { session: o.session } : {}) });
     replacer = near;
     replacement = { kind: 'embedding-neighbours', ...near.info };
   } else if (o.wordList !== undefined) {
@@ -220,13 +223,17 @@ function prepare(
  * @example
  * ```ts
  * import { augmentExamples } from 'kd-toolkit';
- * const summary = await augmentExamples(['train.jsonl'], { out: 'transfer.jsonl', copies: 4, seed: 13, teacher: 'models/teacher' });
- * summary.copiesWritten; // 39,871 for 9,992 reviews: 97 copies came out as their source and were skipped
- * // transfer.jsonl: {"id":"h3f…a1.aug0","textHash":"…","label":null,"text":"Great [MASK], fine sound","source_id":"h3f…a1","copy":0}
+ * // The 9,992-review Amazon sample, 4 copies, masking and n-grams only (no teacher, no word list):
+ * const s = await augmentExamples(['train_random_sample_9992.ft.txt'], { out: 'transfer.jsonl', copies: 4, seed: 13 });
+ * [s.copiesWritten, s.skipped.identicalToSource, s.skipped.repeatedCopy, s.duplicateTextsKept]; // [39556, 388, 24, 1409]
+ * // transfer.jsonl, line 1 (text shortened):
+ * // {"id":"hb2ea29f7ddee3567.aug0","textHash":"0db6f5581353ba9f","label":null,
+ * //  "text":"Great travel guide to Europe!: … The combination of good [MASK], illustration and [MASK] [MASK] perfect. …",
+ * //  "source_id":"hb2ea29f7ddee3567","copy":0}
  * ```
  */
 export async function augmentExamples(files: readonly string[], options: AugmentOptions): Promise<AugmentSummary> {
-  const { config, rules } = prepare(files, options);
+  const { config, rules } = await prepare(files, options);
   const reader = new DatasetReader(files, options);
   const writer = await AtomicFileWriter.create(options.out);
   const seenIds = new Set<string>();

@@ -7,6 +7,9 @@ import type { WordReplacer } from '../text/augment.js';
 import { findEmbeddingTables } from './embedding-tables.js';
 import { decodeModel, GraphIndex } from './onnx-model.js';
 import { readJsonObject } from './teacher.js';
+import { Graph, int } from '../engine/graph.js';
+import * as op from '../engine/ops.js';
+import { createSession, ort, type SessionOptions } from '../engine/session.js';
 
 /** A vocabulary word and the embedding row that holds it. */
 export interface VocabularyWord {
@@ -68,35 +71,78 @@ export interface EmbeddingNeighboursInfo {
   k: number;
 }
 
+/** Score rows per ONNX Runtime call: the [batch, words] cosine block stays near 64 MiB. */
+const SCORE_BLOCK = 1 << 24;
+
+/**
+ * Each of `count` unit vectors' `k` nearest others by cosine, best first (ties: the lower index
+ * first, as ONNX TopK orders them), as a [count, k] table of indices. The cosines are one Gemm of
+ * the table with itself in ONNX Runtime, in blocks of rows, and a TopK of k + 1 that drops the row itself.
+ */
+export async function nearestByCosine(vectors: Float32Array, count: number, dim: number, k: number, session: SessionOptions = {}) {
+  const g = new Graph('word_neighbours');
+  const table = g.constant(vectors.subarray(0, count * dim), 'float32', [count, dim], 'unit_vectors');
+  const rows = g.input('rows', 'int64', ['B']);
+  const scores = op.gemm(op.gather(table, rows), table, null, { transB: true });
+  const take = Math.min(k + 1, count);
+  const [, indices] = g.addNode('TopK', [scores, g.int64s([take], 'k')], { axis: int(-1), largest: int(1), sorted: int(1) }, [
+    { dtype: 'float32', shape: ['B', take] },
+    { dtype: 'int64', shape: ['B', take] },
+  ]);
+  g.output(indices!, 'indices');
+  const handle = await createSession(g.serialize(), session);
+  const nearest = new Int32Array(count * k);
+  const block = Math.max(1, Math.floor(SCORE_BLOCK / count));
+  try {
+    for (let start = 0; start < count; start += block) {
+      const n = Math.min(block, count - start);
+      const ids = BigInt64Array.from({ length: n }, (_, j) => BigInt(start + j));
+      const out = await handle.session.run({ rows: new ort.Tensor('int64', ids, [n]) });
+      const got = out.indices!.data as BigInt64Array;
+      for (let j = 0; j < n; j++) {
+        let w = 0;
+        for (let t = 0; t < take && w < k; t++) {
+          const idx = Number(got[j * take + t]!);
+          if (idx !== start + j) nearest[(start + j) * k + w++] = idx;
+        }
+      }
+    }
+  } finally {
+    await handle.session.release();
+  }
+  return nearest;
+}
+
 /**
  * Each vocabulary word's k nearest other vocabulary words by cosine of their input embeddings
- * (ties: the lower token id first), computed when a word is first asked for and kept.
+ * (ties: the lower token id first), all computed when the teacher is loaded ({@link nearestByCosine}).
  *
  * ```ts
- * const near = EmbeddingNeighbours.fromTeacher('models/teacher', { k: 10 });
- * near.replacements('great'); // ['good', 'excellent', …] (10 words)
+ * const near = await EmbeddingNeighbours.fromTeacher('models/teacher', { k: 10 });
+ * near.replacements('great').length; // 10: the words nearest to 'great', best first
+ * near.replacements('##ing'); // []: not a whole word of the vocabulary
  * ```
  */
 export class EmbeddingNeighbours implements WordReplacer {
   private readonly index = new Map<string, number>();
-  private readonly memo = new Map<string, readonly string[]>();
+  private readonly lists: (readonly string[] | undefined)[];
 
-  /** `vectors`: one unit-length row of `dim` per word, in the order of `words`. */
+  /** `nearest`: [words, k] indices into `words`, best first. */
   constructor(
     readonly words: readonly string[],
-    private readonly vectors: Float32Array,
-    readonly dim: number,
+    private readonly nearest: Int32Array,
     readonly k: number,
     readonly info: EmbeddingNeighboursInfo,
   ) {
     words.forEach((w, i) => this.index.set(w, i));
+    this.lists = new Array<readonly string[] | undefined>(words.length);
   }
 
   /**
    * Reads `dir/tokenizer.json` and the word-embedding table of `dir/onnx/model.onnx` (the 2-D
    * initializer a Gather of `input_ids` reads; see teacher/embedding-tables.ts).
    */
-  static fromTeacher(dir: string, opts: { k: number }): EmbeddingNeighbours {
+  static async fromTeacher(dir: string, opts: { k: number; session?: SessionOptions }): Promise<EmbeddingNeighbours> {
     const modelFile = join(dir, 'onnx', 'model.onnx');
     const tokenizerFile = join(dir, 'tokenizer.json');
     for (const f of [tokenizerFile, modelFile])
@@ -125,41 +171,20 @@ export class EmbeddingNeighbours implements WordReplacer {
     }
     if (words.length < 2)
       throw new ConfigError(`${tokenizerFile}: ${words.length} whole-word token(s) with an embedding; replacement needs two or more`);
-    const info = { teacher: dir, table: tables.wordTable, rows, dim, words: words.length, k: opts.k };
-    return new EmbeddingNeighbours(words, vectors.slice(0, words.length * dim), dim, opts.k, info);
+    const k = Math.min(opts.k, words.length - 1);
+    const nearest = await nearestByCosine(vectors, words.length, dim, k, opts.session ?? {});
+    const info = { teacher: dir, table: tables.wordTable, rows, dim, words: words.length, k };
+    return new EmbeddingNeighbours(words, nearest, k, info);
   }
 
   replacements(word: string): readonly string[] {
-    const cached = this.memo.get(word);
-    if (cached) return cached;
     const i = this.index.get(word);
-    const result = i === undefined ? [] : this.nearest(i);
-    this.memo.set(word, result);
-    return result;
-  }
-
-  /** The k words of highest cosine with word `i` (itself left out), best first. */
-  private nearest(i: number): string[] {
-    const { dim, vectors } = this;
-    const k = Math.min(this.k, this.words.length - 1);
-    const best: number[] = [];
-    const scores: number[] = [];
-    const q = i * dim;
-    for (let w = 0; w < this.words.length; w++) {
-      if (w === i) continue;
-      let dot = 0;
-      const at = w * dim;
-      for (let j = 0; j < dim; j++) dot += vectors[q + j]! * vectors[at + j]!;
-      if (best.length === k && dot <= scores[k - 1]!) continue; // ties keep the earlier (lower id) word
-      let pos = best.length;
-      while (pos > 0 && scores[pos - 1]! < dot) pos -= 1;
-      best.splice(pos, 0, w);
-      scores.splice(pos, 0, dot);
-      if (best.length > k) {
-        best.pop();
-        scores.pop();
-      }
+    if (i === undefined) return [];
+    let list = this.lists[i];
+    if (list === undefined) {
+      list = Array.from(this.nearest.subarray(i * this.k, (i + 1) * this.k), (w) => this.words[w]!);
+      this.lists[i] = list;
     }
-    return best.map((w) => this.words[w]!);
+    return list;
   }
 }

@@ -167,7 +167,7 @@ test('embedding-neighbour replacement on tiny-random-bert: every replaced word i
     progress: false,
   });
   // Neighbour sets from the class (its ranking is checked against float64 cosines in test/unit/teacher).
-  const near = EmbeddingNeighbours.fromTeacher(TEACHER(), { k: 3 });
+  const near = await EmbeddingNeighbours.fromTeacher(TEACHER(), { k: 3 });
   let replaced = 0;
   for (const r of rows(out)) {
     const src = splitWords(texts.find((t) => `h${createHash('sha256').update(t).digest('hex').slice(0, 16)}` === r.source_id)!).words;

@@ -78,10 +78,10 @@ test('wholeWordVocabulary: the word-shaped whole tokens below the table rows (no
   );
 });
 
-test('EmbeddingNeighbours: k nearest by cosine, best first, equal to a float64 ranking from the raw table', () => {
+test('EmbeddingNeighbours: k nearest by cosine, best first, equal to a float64 ranking from the raw table', async () => {
   const ranked = rankedByCosine();
   for (const k of [1, 3, 15]) {
-    const near = EmbeddingNeighbours.fromTeacher(TEACHER(), { k });
+    const near = await EmbeddingNeighbours.fromTeacher(TEACHER(), { k });
     assert.deepEqual([near.info.rows, near.info.dim, near.info.words, near.info.table], [56, 64, 16, 'tok.weight']);
     for (const w of WORDS) {
       const expected = ranked.get(w)!.slice(0, k);
