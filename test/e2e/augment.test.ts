@@ -24,7 +24,8 @@ test('kd augment: deterministic by seed, each row names its source, the output r
     a.stdout,
     new RegExp(
       `^300 rows read, ${summary.copiesWritten} copies written to .*a\\.jsonl, \\d+ skipped \\(\\d+ identical to their source, ` +
-        `\\d+ repeats of an earlier copy\\), \\d+ repeating another row's text \\(kept\\); \\d+ words masked with \\[MASK\\], 0 replaced, \\d+ n-gram copies; ` +
+        `\\d+ repeats of an earlier copy\\), \\d+ repeating another row's text \\(kept\\); ` +
+        `\\d+ words masked with \\[MASK\\], 0 replaced, \\d+ n-gram copies; ` +
         `replacement off \\(give --teacher DIR or --word-list FILE\\)\n`,
     ),
   );
