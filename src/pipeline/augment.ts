@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { OptionError, UserError } from '../errors.js';
 import { ConfigError } from '../data/errors.js';
 import { DatasetReader, type ReadOptions, type ReadSummary } from '../data/read.js';
+import { resolveFormat } from '../data/detect.js';
 import { augmentText, splitWords, WordListReplacer, type AugmentRules, type WordReplacer } from '../text/augment.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { Rng } from '../engine/rng.js';
@@ -177,6 +178,8 @@ async function prepare(
   if (pMask + pReplace > 1)
     throw new OptionError(`'--p-mask' + '--p-replace' must be at most 1 (one draw per word picks one rule), got ${pMask + pReplace}`);
   for (const f of files) checkInputFile(f);
+  // The format too (binary, compressed, blank files), so such an input fails before the teacher is loaded.
+  for (const f of files) await resolveFormat(f, o.format ?? 'auto');
   const out = resolve(o.out);
   if (files.some((f) => resolve(f) === out)) throw new OptionError(`'--out' ${o.out} is one of the input files; write elsewhere`);
   if (statSync(o.out, { throwIfNoEntry: false })?.isDirectory())

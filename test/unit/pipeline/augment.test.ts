@@ -230,6 +230,8 @@ test('bad input is refused before any work, naming the file or option; nothing i
     // Options are checked before the (bad) teacher folder is loaded.
     [{ copies: -1, teacher: join(dir, 'no-teacher') }, /'--copies'/, OptionError],
     [{ teacher: join(dir, 'no-teacher') }, /'--teacher' .*no-teacher: no .*tokenizer\.json/],
+    // A file that is not text fails on its format before the teacher is loaded.
+    [{ files: [join(TEACHER(), 'onnx', 'model.onnx')], teacher: join(dir, 'no-teacher') }, /model\.onnx: looks like a binary file/],
     [{ out: dir }, /'--out' .* is a folder/, OptionError],
     [{ out: good }, /'--out' .*in\.jsonl is one of the input files/, OptionError],
   ];
