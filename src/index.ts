@@ -30,6 +30,19 @@ export { evaluateModel, type EvalReport } from './eval/evaluate.js';
 export { buildReport, loadRun, type ReportRun, type ReportContext } from './eval/report.js';
 export { runDistill, type DistillOptions } from './pipeline/distill.js';
 
+// Transfer sets: augmented copies of data files (kd augment).
+export {
+  augmentExamples,
+  augmentStream,
+  augmentedId,
+  AUGMENT_DEFAULTS,
+  type AugmentOptions,
+  type AugmentConfig,
+  type AugmentSummary,
+} from './pipeline/augment.js';
+export { augmentText, splitWords, WordListReplacer, type AugmentRules, type AugmentedText, type WordReplacer } from './text/augment.js';
+export { EmbeddingNeighbours, wholeWordVocabulary } from './teacher/word-neighbours.js';
+
 // Errors: every one a user can cause is a UserError (message: what, where, how to fix).
 export { UserError, OptionError } from './errors.js';
 export { DataError, FormatError, ConfigError, UnlabelledDataError, type LabelNeed, type Reject } from './data/errors.js';

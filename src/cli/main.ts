@@ -10,6 +10,7 @@ import { predictCommand, trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { distillCommand } from './distill.js';
+import { augmentCommand } from './augment.js';
 import { deviceOptions } from './common.js';
 
 export function buildProgram(): Command {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   data.addCommand(dataStatsCommand());
   data.addCommand(dataSplitCommand());
   program.addCommand(data);
+  program.addCommand(augmentCommand());
   program.addCommand(teacherCommand());
   program.addCommand(cacheCommand());
   program.addCommand(trainCommand());

@@ -56,6 +56,7 @@ test('each command that opens a session says in its help that the device options
     ['predict'],
     ['eval'],
     ['distill'],
+    ['augment'],
   ];
   for (const path of sessionCommands) {
     const { cmd } = probe(path);
