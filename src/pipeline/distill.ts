@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join, resolve } from 'node:path';
 import { exampleToJsonl, labelledSubset, splitDataset } from '../data/split.js';
 import { readAllExamples } from '../data/read.js';
+import { augmentExamples } from './augment.js';
 import type { Example } from '../data/example.js';
 import type { Format } from '../data/formats/types.js';
 import { LABEL_NAMES, parseClassCount, type ClassCount } from '../data/labels.js';
@@ -206,11 +207,6 @@ async function splitStage(c: DistillContext): Promise<SplitFiles> {
   };
 }
 
-/** Augmented copies of `examples` into `out` (kd augment's library function; see src/data/augment.ts). */
-async function augmentToFile(_examples: readonly Example[], _out: string, _options: Record<string, unknown>, _log: (l: string) => void) {
-  throw new ConfigError('data.transfer.augment: augmentation is being merged (kd augment); run without runs.transfer: [aug] for now');
-}
-
 /** Writes `examples` as unlabelled JSONL rows (the form kd data split writes, with `"label": null`). */
 function writeUnlabelled(path: string, examples: readonly Example[], classes: ClassCount): void {
   const names = LABEL_NAMES[classes];
@@ -221,19 +217,23 @@ function writeUnlabelled(path: string, examples: readonly Example[], classes: Cl
  * 1b. Transfer sets (data.transfer): the recipe's files read unlabelled into `<out>/transfer/transfer.jsonl`, and, when
  * the runs ask for `aug`, augmented copies of the training split (and those files) in `augmented.jsonl`.
  */
-async function transferStage(c: DistillContext, f: SplitFiles, jobs: readonly Job[]): Promise<void> {
+async function transferStage(c: DistillContext, f: SplitFiles, jobs: readonly Job[], teacherDir: string, teacher: object): Promise<void> {
   const t = c.recipe.data.transfer;
   const wantsAug = jobs.some((j) => j.transfer === 'aug');
   if (!t?.files && !wantsAug) return;
   const dir = join(c.out, 'transfer');
   const plain = t?.files ? join(dir, 'transfer.jsonl') : null;
   const augmented = wantsAug ? join(dir, 'augmented.jsonl') : null;
+  const augment = wantsAug ? t!.augment! : null;
+  // Replacement words are the teacher's embedding neighbours unless `replace: none`.
+  const byTeacher = augment !== null && augment.replace !== 'none';
   const settings = {
     split: f.splitKey,
     files: t?.files ?? [],
     inputs: fileStamps(t?.files ?? []),
     format: t?.format ?? 'auto',
-    augment: wantsAug ? t!.augment : null,
+    augment,
+    ...(byTeacher ? { teacher } : {}),
   };
   const key = await stage(
     dir,
@@ -245,8 +245,16 @@ async function transferStage(c: DistillContext, f: SplitFiles, jobs: readonly Jo
       const external = t?.files ? (await readAllExamples(t.files, read)).examples : [];
       if (plain) writeUnlabelled(plain, external, c.classes);
       if (augmented) {
-        const train = (await readAllExamples([join(f.splitDir, 'train.jsonl')], c.read)).examples;
-        await augmentToFile([...train, ...external], augmented, t!.augment!, c.log);
+        const { replace: _r, ...rules } = augment as Record<string, unknown>;
+        const summary = await augmentExamples([join(f.splitDir, 'train.jsonl'), ...(plain ? [plain] : [])], {
+          ...c.read,
+          unlabeled: true,
+          out: augmented,
+          ...rules,
+          ...(byTeacher ? { teacher: teacherDir } : {}),
+          ...(c.session ? { session: c.session } : {}),
+        });
+        c.log(`augment: ${summary.copiesWritten} copies of ${summary.rowsRead} rows in ${augmented}`);
       }
     },
     () => (!plain || existsSync(plain)) && (!augmented || existsSync(augmented)),
@@ -537,10 +545,10 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const c: DistillContext = { recipe, out: o.out, quick, classes, read: { classes, progress: false }, session: o.session, log };
   prepareOutput(o, recipe);
   const files = await splitStage(c);
-  await transferStage(c, files, jobs);
   await labelsStage(c, files, jobs);
   const teacherDir = await teacherStage(c, files, o.teacher);
   const teacher = teacherFingerprint(teacherDir);
+  await transferStage(c, files, jobs, teacherDir, teacher);
   const cache = await cacheStage(c, files, teacherDir, teacher);
   // Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;

@@ -337,7 +337,19 @@ const RECIPE_SCHEMA = object({
         schema: object({
           files: { schema: list(text, { min: 1 }) },
           format: { schema: oneOf([...FORMATS, 'auto'], 'format') },
-          augment: { schema: object({}, { extra: true }) },
+          augment: {
+            hint: 'augment: { copies: 2, seed: 13 } (kd augment: pMask, pReplace, pNgram, maxNgram, neighbours, replace)',
+            schema: object({
+              copies: { schema: positiveInt, required: true },
+              seed: { schema: int(), required: true },
+              pMask: { schema: number(0, 1) },
+              pReplace: { schema: number(0, 1) },
+              pNgram: { schema: number(0, 1) },
+              maxNgram: { schema: positiveInt },
+              neighbours: { schema: positiveInt },
+              replace: { schema: oneOf(['teacher', 'none'], 'replacement source') },
+            }),
+          },
         }),
       },
     }),
