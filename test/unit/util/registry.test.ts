@@ -22,12 +22,18 @@ test('two entries with one name are a bug, named in the error', () => {
 });
 
 test('the method and student registries hold every export of their index, in the documented order', () => {
-  // The namespace lists ce, dtkd, kd, lelp (sorted); the registry keeps the order the methods declare.
-  assert.deepEqual(Object.keys(allMethods), ['ce', 'dtkd', 'kd', 'lelp']);
-  assert.deepEqual(Object.keys(METHODS), ['ce', 'kd', 'dtkd', 'lelp']);
-  for (const [exported, method] of Object.entries(allMethods)) assert.equal(METHODS[method.name], method, exported);
-  assert.deepEqual(Object.keys(STUDENTS), ['ngram', 'transformer']);
-  for (const [exported, student] of Object.entries(allStudents)) assert.equal(STUDENTS[student.name], student, exported);
-  assert.throws(() => lookup(METHODS, 'loss', 'kdd'), { name: 'OptionError', message: "Unknown loss 'kdd'. Known: ce, kd, dtkd, lelp" });
-  assert.throws(() => lookup(STUDENTS, 'student', 'cnn'), { message: "Unknown student 'cnn'. Known: ngram, transformer" });
+  // A namespace lists its keys sorted (ce, dtkd, kd, lelp); the registry keeps the order the methods declare. Only the
+  // shipped entries' order is pinned, so adding one (one file plus one export line) needs no change here.
+  assert.deepEqual(Object.keys(allMethods), Object.keys(allMethods).sort());
+  assert.deepEqual(Object.keys(METHODS).slice(0, 4), ['ce', 'kd', 'dtkd', 'lelp']);
+  assert.deepEqual(Object.keys(STUDENTS).slice(0, 2), ['ngram', 'transformer']);
+  for (const [all, table] of [
+    [allMethods, METHODS],
+    [allStudents, STUDENTS],
+  ] as const) {
+    assert.equal(Object.keys(table).length, Object.keys(all).length);
+    for (const [exported, entry] of Object.entries(all)) assert.equal(table[entry.name], entry, exported);
+  }
+  assert.throws(() => lookup(METHODS, 'loss', 'kdd'), { name: 'OptionError', message: /^Unknown loss 'kdd'\. Known: ce, kd, dtkd, lelp/ });
+  assert.throws(() => lookup(STUDENTS, 'student', 'cnn'), { message: /^Unknown student 'cnn'\. Known: ngram, transformer/ });
 });
