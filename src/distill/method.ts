@@ -6,6 +6,7 @@ import type { Value } from '../engine/graph.js';
 import type { InputSpecs } from '../engine/context.js';
 import { ort } from '../engine/session.js';
 import { batchMean } from '../engine/losses.js';
+import type { Registered } from '../util/registry.js';
 
 /** What the method can see of the cache and the training rows, host side. */
 export interface MethodData {
@@ -105,7 +106,8 @@ export interface MethodRun {
   feeds(rows: ArrayLike<number>, schedule: StepSchedule): Record<string, ort.Tensor>;
 }
 
-export interface DistillMethod<O> {
+/** One distillation method; exported from `methods/index.ts`, it is in the registry (`order` places it in listings). */
+export interface DistillMethod<O> extends Registered {
   name: string;
   summary: string;
   /** The options it reads: parsing, the unused-option check, kd train's flags and recipe checks come from this list. */

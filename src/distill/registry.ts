@@ -1,13 +1,11 @@
-// The methods `kd train --loss NAME` knows: one line each.
-import { lookup } from '../util/registry.js';
+// The methods `kd train --loss NAME` knows, built from methods/index.ts (one export line each).
+import { lookup, registryOf } from '../util/registry.js';
 import { MethodOptionError, optionFlag, type DistillMethod } from './method.js';
-import { ce } from './methods/ce.js';
-import { kd } from './methods/kd.js';
-import { dtkd } from './methods/dtkd.js';
-import { lelp } from './methods/lelp.js';
+import * as allMethods from './methods/index.js';
 
 /**
- * Every distillation method by name (`kd train --loss NAME`, a recipe's `loss:`): one line each.
+ * Every distillation method by name (`kd train --loss NAME`, a recipe's `loss:`), one export line each in
+ * `distill/methods/index.ts`, listed in the order the methods declare (`order`).
  *
  * @example
  * ```ts
@@ -16,12 +14,7 @@ import { lelp } from './methods/lelp.js';
  * // [ 'ce', 'kd', 'dtkd', 'lelp' ]
  * ```
  */
-export const METHODS: Record<string, DistillMethod<never>> = {
-  ce: ce as DistillMethod<never>,
-  kd: kd as DistillMethod<never>,
-  dtkd: dtkd as DistillMethod<never>,
-  lelp: lelp as DistillMethod<never>,
-};
+export const METHODS: Record<string, DistillMethod<never>> = registryOf(Object.values(allMethods) as DistillMethod<never>[], 'loss');
 
 /**
  * The method registered as `name`.

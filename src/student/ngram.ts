@@ -78,6 +78,7 @@ const PREPROCESSING = {
 
 export const ngram: StudentDefinition<NgramStudentConfig> = {
   name: 'ngram',
+  order: 1,
   summary: 'hashed bag of word uni- and bigrams (fastText-like)',
   options: [
     { key: 'dim', flag: 'dim', help: 'ngram: embedding width', min: 1 },

@@ -1,13 +1,23 @@
-// The students `kd train --student NAME` and recipes know: one line each.
-import { lookup } from '../util/registry.js';
+// The students `kd train --student NAME` and recipes know, built from students.ts (one export line each).
+import { lookup, registryOf } from '../util/registry.js';
 import type { StudentDefinition } from './student.js';
-import { ngram } from './ngram.js';
-import { transformer } from './transformer.js';
+import * as allStudents from './students.js';
 
-export const STUDENTS: Record<string, StudentDefinition<never>> = {
-  ngram: ngram as StudentDefinition<never>,
-  transformer: transformer as StudentDefinition<never>,
-};
+/**
+ * Every student architecture by name (`kd train --student NAME`, a recipe's `students:`), one export line each in
+ * `student/students.ts`, listed in the order the students declare (`order`).
+ *
+ * @example
+ * ```ts
+ * import { STUDENTS } from 'kd-toolkit';
+ * console.log(Object.keys(STUDENTS));
+ * // [ 'ngram', 'transformer' ]
+ * ```
+ */
+export const STUDENTS: Record<string, StudentDefinition<never>> = registryOf(
+  Object.values(allStudents) as StudentDefinition<never>[],
+  'student',
+);
 
 /** The student called `name`; an unknown name is an OptionError listing the known ones. */
 export function getStudent(name: string): StudentDefinition<unknown> {

@@ -6,6 +6,7 @@ import type { Example } from '../data/example.js';
 import type { Rng } from '../engine/rng.js';
 import type { ort } from '../engine/session.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
+import type { Registered } from '../util/registry.js';
 
 /** An integer architecture setting: its key (recipe field, settings key), its kd train flag, help and minimum. */
 export interface StudentOption {
@@ -65,7 +66,8 @@ export interface StudentCard {
   training: Record<string, unknown>;
 }
 
-export interface StudentDefinition<C> {
+/** One student architecture; exported from `students.ts`, it is in the registry (`order` places it in listings). */
+export interface StudentDefinition<C> extends Registered {
   name: string;
   summary: string;
   /** Architecture settings, in the order kd train and recipes list them. */

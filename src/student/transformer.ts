@@ -103,6 +103,7 @@ const SEQ_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
 
 export const transformer: StudentDefinition<TransformerStudentConfig> = {
   name: 'transformer',
+  order: 2,
   summary: 'small BERT-style encoder on its own WordPiece vocabulary (or the teacher tokenizer)',
   options: [
     { key: 'layers', flag: 'layers', help: 'transformer: layers', min: 1 },

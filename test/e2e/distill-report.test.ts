@@ -1,16 +1,15 @@
 // kd distill --quick end to end (data → split → tiny teacher → cache → students with every
-// method → eval → report), then the report in a real browser: headless Chromium from
-// Debian driven by playwright-core. No console errors, every plot drawn, key numbers equal
-// to the runs' JSON; a screenshot is saved in test-output/.
+// method → eval → report), then the report in a real browser: headless Chromium (Debian's, or the
+// npm-shipped build when it is absent; see test/browser.ts) driven by playwright-core. No console
+// errors, every plot drawn, key numbers equal to the runs' JSON; a screenshot is saved in test-output/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { launchChromium } from '../browser.js';
 import { repoRoot, runKd, tempDir } from '../helpers.js';
 
-const CHROMIUM = process.env.KD_CHROMIUM ?? '/usr/bin/chromium';
-
-test('kd distill --quick runs every stage, skips finished ones on rerun, and writes a report that renders', async () => {
+test('kd distill --quick runs every stage, skips finished ones on rerun, and writes a report that renders', async (t) => {
   const out = join(tempDir('kd-distill-'), 'quick');
   const r = runKd(['distill', '--recipe', join(repoRoot, 'recipes', 'sentiment140.yaml'), '--quick', '--out', out, '--json']);
   assert.equal(r.status, 0, r.stderr.slice(-3000));
@@ -30,21 +29,8 @@ test('kd distill --quick runs every stage, skips finished ones on rerun, and wri
     assert.match(again.stderr, new RegExp(`${stage}: done before, skipped`));
   assert.ok(statSync(report).mtimeMs >= reportTime);
 
-  assert.ok(existsSync(CHROMIUM), `headless Chromium is needed at ${CHROMIUM} (apt-get install chromium); .ci/run installs it`);
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const { browser, choice } = await launchChromium();
+  t.diagnostic(`chromium: ${choice.description}`);
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
     const errors: string[] = [];

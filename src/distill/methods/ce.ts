@@ -4,6 +4,7 @@ import { crossEntropy } from '../../engine/losses.js';
 
 export const ce: DistillMethod<Record<string, never>> = {
   name: 'ce',
+  order: 1,
   summary: 'cross-entropy with the gold labels (no teacher)',
   options: [],
   parse: () => ({}),

@@ -70,6 +70,7 @@ const OPTIONS = [
 
 export const dtkd: DistillMethod<DtkdOptions> = {
   name: 'dtkd',
+  order: 3,
   summary: 'dynamic-temperature KD: CE + w·(α·L_dt + β·τ²·KL), per-sample temperatures from max logits',
   options: OPTIONS,
   parse: (raw) => {

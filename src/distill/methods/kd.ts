@@ -31,6 +31,7 @@ const OPTIONS = [
 
 export const kd: DistillMethod<KdOptions> = {
   name: 'kd',
+  order: 2,
   summary: 'temperature-scaled KD: (1-λ)·CE + λ·τ²·KL(teacher ‖ student)',
   options: OPTIONS,
   parse: (raw) => {

@@ -79,6 +79,7 @@ export function lelpPrepare(o: LelpOptions, data: MethodData): LelpPrepared {
 
 export const lelp: DistillMethod<LelpOptions> = {
   name: 'lelp',
+  order: 4,
   summary: 'pseudo-subclass targets from the teacher embedding (null space of W, rotated per-class PCA)',
   options: OPTIONS,
   parse: (raw) => {
