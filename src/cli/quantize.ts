@@ -1,6 +1,10 @@
 // `kd quantize`: onnx/model.onnx of a Hugging Face-layout folder → int8 onnx/model_quantized.onnx beside it.
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { quantizeModel } from '../quantize/model.js';
+import { readStudentCard } from '../student/runtime.js';
+import { getStudent } from '../student/registry.js';
 import { numberOption, printJsonLine, sessionOptions, usesDevice } from './common.js';
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
@@ -23,7 +27,11 @@ export function quantizeCommand(): Command {
       dir: string,
       o: { weightScales: 'column' | 'tensor'; minEmbedding: string; checkRows: string; minAgreement: string; json?: boolean },
     ) => {
+      // A kd student is checked on its own features (the n-gram student's hashing is not in its graph).
+      const cardPath = join(dir, 'kd-student.json');
+      const card = existsSync(cardPath) ? readStudentCard(cardPath) : null;
       const r = await quantizeModel(dir, {
+        ...(card ? { feeds: getStudent(card.kind).loader(dir, card) } : {}),
         weightScales: o.weightScales,
         minEmbeddingElements: numberOption('min-embedding', o.minEmbedding, { integer: true, min: 0 }),
         checkRows: numberOption('check-rows', o.checkRows, { integer: true, min: 1 }),

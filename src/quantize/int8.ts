@@ -4,8 +4,8 @@
 /** Rounds to the nearest integer, ties to even (numpy's `round`, ONNX's rounding in QuantizeLinear). */
 export function roundHalfToEven(x: number): number {
   const r = Math.round(x);
-  // Math.round sends every tie up; a tie that landed on an odd integer belongs one lower.
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  // Math.round sends every tie up; a tie that landed on an odd integer belongs one lower. `+ 0` turns −0 into 0.
+  return (r - x === 0.5 && r % 2 !== 0 ? r - 1 : r) + 0;
 }
 
 /** int8 values with the float scale of each group (one per tensor, column or row). */
