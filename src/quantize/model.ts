@@ -221,9 +221,11 @@ async function compareModels(
  * @example
  * ```ts
  * import { quantizeModel } from 'kd-toolkit';
- * const r = await quantizeModel('../shared/fixtures/hf/tiny-random-bert-copy');
- * console.log(r.bytes, r.rewritten, r.check.agreement, r.check.maxDiff);
- * // { fp32: 489303, int8: 210339 } { MatMul: 12, Gemm: 2, Gather: 0 } 1 0.0016   (rounded)
+ * // A writable copy of ../shared/fixtures/hf/tiny-random-bert (a PyTorch export, opset 14):
+ * const r = await quantizeModel('models/tiny-random-bert');
+ * console.log(r.file, r.bytes, r.rewritten, r.check.agreement, r.check.maxDiff);
+ * // models/tiny-random-bert/onnx/model_quantized.onnx { fp32: 489303, int8: 199028 } { MatMul: 12, Gemm: 2, Gather: 0 } 1 0.0092
+ * //   (maxDiff rounded)
  * ```
  */
 export async function quantizeModel(dir: string, opts: QuantizeOptions = {}): Promise<QuantizeReport> {
