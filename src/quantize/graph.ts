@@ -245,86 +245,92 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
     );
   };
 
-  for (const n of g.node ?? []) {
-    const input = n.input ?? [];
+  /** MatMul(A, W) with W a constant [K, N] float32 matrix and A not constant → int8. */
+  const rewriteMatMul = (n: NodeProto): boolean => {
+    const [a, b] = n.input ?? [];
+    const w = index.constants.has(a!) ? null : floatMatrix(b!);
+    if (!w) return false;
+    int8MatMul(a!, matmulWeight(b!, b!, w.data, w.rows, w.cols), n.output![0]!, n.name || n.output![0]!);
+    replaced.add(b!);
+    return true;
+  };
+
+  /** Gemm(A, B, C) with B constant and transA = 0 → int8 A · (alpha · B or Bᵀ), then + beta · C in float. */
+  const rewriteGemm = (n: NodeProto): boolean => {
+    const [a, bName, c] = n.input ?? [];
+    const b = intAttr(n, 'transA', 0) === 0 && !index.constants.has(a!) ? floatMatrix(bName!) : null;
+    if (!b) return false;
     const name = n.name || n.output![0]!;
-    if (n.opType === 'MatMul' && !index.constants.has(input[0]!)) {
-      const b = floatMatrix(input[1]!);
-      if (b) {
-        int8MatMul(input[0]!, matmulWeight(input[1]!, input[1]!, b.data, b.rows, b.cols), n.output![0]!, name);
-        replaced.add(input[1]!);
-        rewritten.MatMul += 1;
-        continue;
-      }
-    }
-    if (n.opType === 'Gemm' && intAttr(n, 'transA', 0) === 0 && !index.constants.has(input[0]!)) {
-      const b = floatMatrix(input[1]!);
-      if (b) {
-        const transB = intAttr(n, 'transB', 0) === 1;
-        const alpha = floatAttr(n, 'alpha', 1);
-        const beta = floatAttr(n, 'beta', 1);
-        const [k, cols] = transB ? [b.cols, b.rows] : [b.rows, b.cols];
-        // W = alpha · (transB ? Bᵀ : B), [K, N]: alpha folded into the weight scales it would multiply anyway.
-        const w = new Float32Array(k * cols);
-        for (let r = 0; r < k; r++)
-          for (let c = 0; c < cols; c++) w[r * cols + c] = alpha * (transB ? b.data[c * b.cols + r]! : b.data[r * b.cols + c]!);
-        const weight = matmulWeight(`${input[1]}|${transB}|${alpha}`, input[1]!, w, k, cols);
-        const c = input[2] && beta !== 0 ? input[2] : null;
-        const product = c ? fresh(`${n.output![0]}_MatMul`) : n.output![0]!;
-        int8MatMul(input[0]!, weight, product, name);
-        if (c) {
-          let bias = c;
-          if (beta !== 1) {
-            const constant = index.constantFloats(c);
-            bias = fresh(`${c}_beta`);
-            if (constant)
-              initializers.push(
-                floatTensor(
-                  bias,
-                  constant.dims,
-                  constant.data.map((x) => beta * x),
-                ),
-              );
-            else {
-              const betaName = fresh(`${name}_beta`);
-              initializers.push(floatTensor(betaName, [], Float32Array.of(beta)));
-              out.push(node('Mul', [c, betaName], [bias], fresh(`${name}_bias_beta_mul`)));
-            }
-          }
-          out.push(node('Add', [product, bias], [n.output![0]!], fresh(`${name}_bias_add`)));
+    const transB = intAttr(n, 'transB', 0) === 1;
+    const alpha = floatAttr(n, 'alpha', 1);
+    const beta = floatAttr(n, 'beta', 1);
+    const [k, cols] = transB ? [b.cols, b.rows] : [b.rows, b.cols];
+    // W = alpha · (transB ? Bᵀ : B), [K, N]: alpha folded into the weight scales it would multiply anyway.
+    const w = new Float32Array(k * cols);
+    for (let r = 0; r < k; r++)
+      for (let col = 0; col < cols; col++) w[r * cols + col] = alpha * (transB ? b.data[col * b.cols + r]! : b.data[r * b.cols + col]!);
+    const weight = matmulWeight(`${bName}|${transB}|${alpha}`, bName!, w, k, cols);
+    const hasBias = Boolean(c) && beta !== 0;
+    const product = hasBias ? fresh(`${n.output![0]}_MatMul`) : n.output![0]!;
+    int8MatMul(a!, weight, product, name);
+    if (hasBias) {
+      let bias = c!;
+      if (beta !== 1) {
+        const constant = index.constantFloats(c!);
+        bias = fresh(`${c}_beta`);
+        if (constant)
+          initializers.push(
+            floatTensor(
+              bias,
+              constant.dims,
+              constant.data.map((x) => beta * x),
+            ),
+          );
+        else {
+          const betaName = fresh(`${name}_beta`);
+          initializers.push(floatTensor(betaName, [], Float32Array.of(beta)));
+          out.push(node('Mul', [c!, betaName], [bias], fresh(`${name}_bias_beta_mul`)));
         }
-        replaced.add(input[1]!);
-        rewritten.Gemm += 1;
-        continue;
       }
+      out.push(node('Add', [product, bias], [n.output![0]!], fresh(`${name}_bias_add`)));
     }
-    if (n.opType === 'Gather' && intAttr(n, 'axis', 0) === 0 && !index.constants.has(input[1]!)) {
-      const table = floatMatrix(input[0]!);
-      if (table && table.rows * table.cols >= minEmbedding) {
-        let q = int8Weights.get(`${input[0]}|rows`);
-        if (!q) {
-          const { values, scales } = quantizeSymmetric(table.data, table.rows, table.cols, 'row');
-          q = { values: fresh(`${input[0]}_quantized`), scale: fresh(`${input[0]}_scale`), zeroPoint: '' };
-          initializers.push(int8Tensor(q.values, [table.rows, table.cols], values), floatTensor(q.scale, [table.rows, 1], scales));
-          int8Weights.set(`${input[0]}|rows`, q);
-          weights.push({ name: input[0]!, kind: 'embedding', shape: [table.rows, table.cols] });
-        }
-        const output = n.output![0]!;
-        const rows = fresh(`${output}_quantized`);
-        const rowScales = fresh(`${output}_scale`);
-        const cast = fresh(`${rows}_cast_output`);
-        out.push(
-          node('Gather', [q.values, input[1]!], [rows], fresh(`${name}_quant`)),
-          node('Gather', [q.scale, input[1]!], [rowScales], fresh(`${name}_scale_gather`)),
-          node('Cast', [rows], [cast], fresh(`${rows}_cast`), { to: T.FLOAT }),
-          node('Mul', [cast, rowScales], [output], fresh(`${name}_dequantize_mul`)),
-        );
-        replaced.add(input[0]!);
-        rewritten.Gather += 1;
-        continue;
-      }
+    replaced.add(bName!);
+    return true;
+  };
+
+  /** Gather(E, ids) on axis 0 of a constant float32 table of at least minEmbedding elements → int8 rows + row scales. */
+  const rewriteGather = (n: NodeProto): boolean => {
+    const [tableName, ids] = n.input ?? [];
+    const table = intAttr(n, 'axis', 0) === 0 && !index.constants.has(ids!) ? floatMatrix(tableName!) : null;
+    if (!table || table.rows * table.cols < minEmbedding) return false;
+    let q = int8Weights.get(`${tableName}|rows`);
+    if (!q) {
+      const { values, scales } = quantizeSymmetric(table.data, table.rows, table.cols, 'row');
+      q = { values: fresh(`${tableName}_quantized`), scale: fresh(`${tableName}_scale`), zeroPoint: '' };
+      initializers.push(int8Tensor(q.values, [table.rows, table.cols], values), floatTensor(q.scale, [table.rows, 1], scales));
+      int8Weights.set(`${tableName}|rows`, q);
+      weights.push({ name: tableName!, kind: 'embedding', shape: [table.rows, table.cols] });
     }
-    out.push(n);
+    const name = n.name || n.output![0]!;
+    const output = n.output![0]!;
+    const rows = fresh(`${output}_quantized`);
+    const rowScales = fresh(`${output}_scale`);
+    const cast = fresh(`${rows}_cast_output`);
+    out.push(
+      node('Gather', [q.values, ids!], [rows], fresh(`${name}_quant`)),
+      node('Gather', [q.scale, ids!], [rowScales], fresh(`${name}_scale_gather`)),
+      node('Cast', [rows], [cast], fresh(`${rows}_cast`), { to: T.FLOAT }),
+      node('Mul', [cast, rowScales], [output], fresh(`${name}_dequantize_mul`)),
+    );
+    replaced.add(tableName!);
+    return true;
+  };
+
+  const rewrites = { MatMul: rewriteMatMul, Gemm: rewriteGemm, Gather: rewriteGather };
+  for (const n of g.node ?? []) {
+    const op = n.opType as keyof typeof rewrites;
+    if (Object.hasOwn(rewrites, op) && rewrites[op](n)) rewritten[op] += 1;
+    else out.push(n);
   }
   if (rewritten.MatMul + rewritten.Gemm + rewritten.Gather === 0) throw new NothingToQuantizeError(modelPath, ops, minEmbedding);
 
