@@ -162,6 +162,18 @@ interface Int8Weight {
  * @throws {AlreadyQuantizedError} The graph has quantized ops.
  * @throws {NothingToQuantizeError} No node can be quantized (the message lists the ops found).
  * @throws {FormatError} The default opset is below 11 (DynamicQuantizeLinear's).
+ *
+ * @example
+ * ```ts
+ * import { quantizeGraph } from 'kd-toolkit';
+ * import onnxProto from 'onnx-proto';
+ * const file = 'models/tiny-random-bert/onnx/model.onnx';
+ * const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
+ * const { model: int8, rewritten, weights } = quantizeGraph(model, file, { weightScales: 'column' });
+ * console.log(rewritten, weights[0]);
+ * // { MatMul: 12, Gemm: 2, Gather: 0 } { name: 'onnx::MatMul_306', kind: 'matmul', shape: [ 64, 64 ] }
+ * writeFileSync('models/tiny-random-bert/onnx/model_quantized.onnx', onnxProto.onnx.ModelProto.encode(int8).finish());
+ * ```
  */
 export function quantizeGraph(model: ModelProto, modelPath: string, opts: QuantizeGraphOptions = {}): QuantizedGraph {
   const weightScales = opts.weightScales ?? 'column';
