@@ -505,7 +505,7 @@ function writeRunFile(o: StudentRunOptions, path: string, cache: CacheReader, ru
 }
 
 /** The best model in the student's export layout, with what it was trained with and how it scored. */
-function exportRun(
+async function exportRun(
   o: StudentRunOptions,
   modelDir: string,
   cache: CacheReader,
@@ -517,8 +517,8 @@ function exportRun(
     dev: AccuracyReport;
     test: AccuracyReport | null;
   },
-): Promise<unknown> {
-  return exportStudent(modelDir, {
+): Promise<void> {
+  await exportStudent(modelDir, {
     kind: o.student,
     labels: r.labels,
     onnx: r.onnx,
