@@ -5,6 +5,7 @@ import { benchEngine } from './bench/engine.js';
 import { benchTeacher } from './bench/teacher.js';
 import { benchCache } from './bench/cache.js';
 import { benchTrain } from './bench/train.js';
+import { benchQuantize } from './bench/quantize.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
@@ -14,6 +15,7 @@ const BENCHES: Record<string, Bench> = {
   teacher: benchTeacher,
   cache: benchCache,
   train: benchTrain,
+  quantize: benchQuantize,
 };
 
 async function main(): Promise<void> {

@@ -11,6 +11,10 @@ export { isLabelled, type Example, type LabelledExample } from './data/example.j
 // Teacher: any Hugging Face-layout ONNX sequence classifier.
 export { Teacher, type TeacherOptions, type TeacherConfig, type PredictOptions, type TeacherOutputs } from './teacher/teacher.js';
 
+// int8: any HF-layout ONNX model → onnx/model_quantized.onnx (transformers.js' default q8).
+export { quantizeModel, AgreementError, type QuantizeOptions, type QuantizeReport, type QuantizeCheck } from './quantize/model.js';
+export { quantizeGraph, AlreadyQuantizedError, NothingToQuantizeError, type QuantizeGraphOptions } from './quantize/graph.js';
+
 // Cache of teacher outputs.
 export { buildCache, type BuildOptions } from './cache/build.js';
 export { CacheReader, verifyCache, mergeCaches, type CachedRows } from './cache/reader.js';

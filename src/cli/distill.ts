@@ -10,8 +10,10 @@ export function distillCommand(): Command {
     .option('--out <dir>', 'output folder (default: runs/<recipe name>)')
     .option('--quick', "the recipe's quick size: a small slice, the tiny teacher, one seed (CI)")
     .option('--teacher <dir>', "use this teacher folder instead of the recipe's")
+    .option('--no-quantize', 'export the students without the int8 onnx/model_quantized.onnx')
     .option('--json', 'print a JSON summary as the last line of stdout');
-  return usesDevice(cmd).action(async (o: { recipe: string; out?: string; quick?: boolean; teacher?: string; json?: boolean }) => {
+  type Options = { recipe: string; out?: string; quick?: boolean; teacher?: string; quantize: boolean; json?: boolean };
+  return usesDevice(cmd).action(async (o: Options) => {
     const session = sessionOptions(cmd);
     const name = o.recipe.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
     const out = o.out ?? `runs/${name}${o.quick ? '-quick' : ''}`;
@@ -21,6 +23,7 @@ export function distillCommand(): Command {
       ...(o.quick ? { quick: true } : {}),
       ...(o.teacher ? { teacher: o.teacher } : {}),
       session,
+      ...(o.quantize ? {} : { quantize: false }),
       log: (l) => process.stderr.write(`${l}\n`),
     });
     process.stdout.write(`report: ${report}\n${runs.length} runs in ${out}/runs\n`);

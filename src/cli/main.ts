@@ -11,6 +11,7 @@ import { evalCommand } from './eval.js';
 import { reportCommand } from './report.js';
 import { distillCommand } from './distill.js';
 import { augmentCommand } from './augment.js';
+import { quantizeCommand } from './quantize.js';
 import { deviceOptions } from './common.js';
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   program.addCommand(evalCommand());
   program.addCommand(reportCommand());
   program.addCommand(distillCommand());
+  program.addCommand(quantizeCommand());
   return program;
 }
 

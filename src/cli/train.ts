@@ -49,6 +49,7 @@ export function trainCommand(): Command {
       'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)',
     )
     .option('--tokenizer <dir>', "transformer: use this folder's tokenizer.json (e.g. the teacher's) instead of its own")
+    .option('--no-quantize', 'export without the int8 onnx/model_quantized.onnx (transformers.js default q8; see kd quantize)')
     .option('--json', 'print the seed summary as the last line of stdout');
   // Each student's architecture flags, with its defaults (src/student/*.ts).
   for (const st of Object.values(STUDENTS))
@@ -97,6 +98,7 @@ export function trainCommand(): Command {
       out: o.out as string,
       ...(o.resume ? { resume: true } : {}),
       ...(o.verify === false ? { verifyCache: false } : {}),
+      ...(o.quantize === false ? { quantize: false } : {}),
       ...(o.limit !== undefined ? { limit: int('limit', o.limit, 1) } : {}),
       session: sessionOptions(cmd),
       log: (l) => process.stderr.write(`${l}\n`),

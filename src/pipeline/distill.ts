@@ -33,6 +33,8 @@ export interface DistillOptions {
   teacher?: string;
   /** Where every stage's sessions run; `allowFallback` applies to each (teacher, cache, trainer, eval). */
   session?: SessionOptions;
+  /** false: export the students without onnx/model_quantized.onnx (`--no-quantize`). */
+  quantize?: boolean;
   log?: (line: string) => void;
 }
 
@@ -135,6 +137,7 @@ interface DistillContext {
   classes: ClassCount;
   read: { classes: ClassCount; progress: false };
   session: SessionOptions | undefined;
+  quantize: boolean;
   log: (line: string) => void;
 }
 
@@ -390,6 +393,7 @@ function jobRunOptions(c: DistillContext, f: SplitFiles, cacheDir: string, job: 
     out: dir,
     resume: true,
     session: c.session,
+    ...(c.quantize ? {} : { quantize: false }),
     log: c.log,
   };
 }
@@ -542,7 +546,16 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const classes: ClassCount = parseClassCount(recipe.classes ?? 2);
   const quick = o.quick ? (recipe.quick ?? {}) : null;
   const jobs = planJobs(recipe, Boolean(quick));
-  const c: DistillContext = { recipe, out: o.out, quick, classes, read: { classes, progress: false }, session: o.session, log };
+  const c: DistillContext = {
+    recipe,
+    out: o.out,
+    quick,
+    classes,
+    read: { classes, progress: false },
+    session: o.session,
+    quantize: o.quantize !== false,
+    log,
+  };
   prepareOutput(o, recipe);
   const files = await splitStage(c);
   await labelsStage(c, files, jobs);

@@ -200,6 +200,20 @@ function tensorBytes(t: TensorProto, modelPath: string): Uint8Array | null {
   return raw;
 }
 
+/**
+ * A copy of `t` with its values inline (raw data) when they are external data beside `modelPath`, or `t`
+ * itself: for writing a model to another file, whose reader would look for the data beside that file.
+ */
+export function inlinedTensor(t: TensorProto, modelPath: string): TensorProto {
+  if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return t;
+  return onnx.TensorProto.create({
+    ...t,
+    rawData: tensorBytes(t, modelPath)!,
+    externalData: [],
+    dataLocation: onnx.TensorProto.DataLocation.DEFAULT,
+  });
+}
+
 function halfToFloat(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;

@@ -68,6 +68,8 @@ export interface StudentRunOptions {
   limit?: number;
   /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
   session?: SessionOptions;
+  /** false: export without onnx/model_quantized.onnx (`--no-quantize`). */
+  quantize?: boolean;
   log?: (line: string) => void;
 }
 
@@ -503,7 +505,7 @@ function writeRunFile(o: StudentRunOptions, path: string, cache: CacheReader, ru
 }
 
 /** The best model in the student's export layout, with what it was trained with and how it scored. */
-function exportRun(
+async function exportRun(
   o: StudentRunOptions,
   modelDir: string,
   cache: CacheReader,
@@ -515,8 +517,8 @@ function exportRun(
     dev: AccuracyReport;
     test: AccuracyReport | null;
   },
-): void {
-  exportStudent(modelDir, {
+): Promise<void> {
+  await exportStudent(modelDir, {
     kind: o.student,
     labels: r.labels,
     onnx: r.onnx,
@@ -530,6 +532,9 @@ function exportRun(
       testAccuracy: r.test?.accuracy ?? null,
       cacheTeacher: cache.manifest.teacher.fingerprint,
     },
+    quantize: o.quantize !== false,
+    ...(o.session ? { session: o.session } : {}),
+    ...(o.log ? { log: o.log } : {}),
   });
 }
 
@@ -688,7 +693,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     );
     const devReport = accuracyOf(d.dev, await predict(d.dev), classes);
     const testReport = d.test ? accuracyOf(d.test, await predict(d.test), classes) : null;
-    exportRun(o, paths.modelDir, cache, {
+    await exportRun(o, paths.modelDir, cache, {
       onnx: exportModel(full, trainer.store, { outputs: ['logits'], metadata: { producer: 'kd-toolkit student', loss: o.loss } }),
       labels: [...d.labels],
       setup,

@@ -54,6 +54,12 @@ test('every loss trains an n-gram student from the cache and exports it with its
     const card = JSON.parse(readFileSync(join(out, 'seed-13', 'model', 'kd-student.json'), 'utf8'));
     assert.equal(card.kind, 'ngram');
     assert.equal(card.preprocessing.buckets, 65536);
+    // The int8 copy, checked against fp32 on the student's own features (its log line says so).
+    assert.ok(existsSync(join(out, 'seed-13', 'model', 'onnx', 'model_quantized.onnx')));
+    assert.match(
+      r.stderr,
+      /int8: .*model_quantized\.onnx \([\d.]+ MB, fp32 [\d.]+ MB\), argmax agreement with fp32 [\d.]+% on 64 check texts/,
+    );
   }
   // The exported model reproduces the run's test accuracy through kd predict's runtime.
   const model = join(root, 'ngram-kd', 'seed-13', 'model');
@@ -71,15 +77,16 @@ test('every loss trains an n-gram student from the cache and exports it with its
 
 test('--seeds runs each seed and summarizes mean, std and a 95% interval', () => {
   const out = join(root, 'seeds');
-  const r = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096']);
+  const r = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096', '--no-quantize']);
   assert.equal(r.status, 0, r.stderr);
+  assert.ok(!existsSync(join(out, 'seed-13', 'model', 'onnx', 'model_quantized.onnx')), '--no-quantize');
   const { summary } = r.json();
   assert.deepEqual(summary.seeds, [13, 14, 15]);
   const tests = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).runs.map((x: { test: number }) => x.test);
   const mean = tests.reduce((a: number, b: number) => a + b, 0) / 3;
   assert.ok(Math.abs(summary.test.mean - mean) < 1e-12);
   assert.ok(summary.test.ci95[0] <= mean && mean <= summary.test.ci95[1]);
-  const again = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096', '--resume']);
+  const again = train(out, ['--loss', 'kd', '--seeds', '13,14,15', '--dim', '8', '--buckets', '4096', '--no-quantize', '--resume']);
   assert.equal(again.status, 0);
   assert.deepEqual(again.json().summary, summary);
 });
@@ -119,6 +126,14 @@ test('a transformer student exports in the HF layout and transformers.js loads i
     assert.ok(Math.abs(t.score - mine.scores[i]) < 1e-4);
   });
   await classify.dispose();
+  // Its int8 copy is what transformers.js loads by default in a browser (dtype 'q8'): close to fp32.
+  const q8 = await pipeline('sentiment-analysis', basename(model), { dtype: 'q8' });
+  const quantized = (await q8(texts, { top_k: null })) as unknown as { label: string; score: number }[][];
+  quantized.forEach((row, i) => {
+    const score = row.find((x) => x.label === mine.labels[i])!.score;
+    assert.ok(Math.abs(score - mine.scores[i]) < 0.01, `q8 ${score} vs fp32 ${mine.scores[i]}`);
+  });
+  await q8.dispose();
 });
 
 test('lelp is refused when the cache has no embeddings, naming the option and the fix', () => {
