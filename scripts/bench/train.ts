@@ -265,7 +265,8 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
       'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
   log(
-    `n-gram student (${ngCfg.vocabSize} words + ${ngCfg.buckets} buckets × ${ngCfg.dim}, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ` +
+    `n-gram student (${ngCfg.vocabSize} words + ${ngCfg.buckets} buckets × ${ngCfg.dim}, batch 64, kd loss): ` +
+      `kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ` +
       `${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ` +
       `${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ` +
       ('skipped' in ft

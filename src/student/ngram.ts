@@ -191,7 +191,7 @@ export const ngram: StudentDefinition<NgramStudentConfig> = {
     const base = architecture(settings);
     const { tokenizer, saved } = vocabulary(settings.vocab!, ctx);
     return {
-      config: { ...base, vocabSize: tokenizer.vocabSize },
+      config: { ...base, vocabSize: tokenizer.idBound },
       recorded: { ...base, vocab: ctx.tokenizer ? null : settings.vocab!, tokenizer: ctx.tokenizer ? resolve(ctx.tokenizer) : 'trained' },
       tokenizer,
       tokenizerSaved: saved,

@@ -111,6 +111,11 @@ export class TextTokenizer {
     return this.native.getVocabSize(true);
   }
 
+  /** One more than the largest id: the rows a table indexed by these ids needs (a vocabulary's ids may skip numbers). */
+  get idBound(): number {
+    return Object.values(this.native.getVocab(true)).reduce((m, id) => Math.max(m, id + 1), 0);
+  }
+
   tokenId(token: string): number {
     const id = this.native.tokenToId(token);
     if (id === null || id === undefined)

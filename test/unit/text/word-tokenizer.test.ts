@@ -99,7 +99,7 @@ test('the vocabulary: most frequent words first, ties in code-unit order, specia
   TextTokenizer.trainWordLevel([...texts].reverse(), { vocabSize: 500, maxLength: 64 }).save(b);
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt'])
     assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} depends on the order of the texts`);
-  const vocab = readFileSync(join(a, 'vocab.txt'), 'utf8').trimEnd().split('\n');
+  const vocab = readFileSync(join(a, 'vocab.txt'), 'utf8').split('\n').slice(0, -1); // not trimEnd: U+FEFF can be a word
   assert.equal(vocab.length, 500);
   assert.deepEqual(vocab.slice(0, 2), ['[PAD]', '[UNK]']);
 });
