@@ -17,9 +17,9 @@ import { type LossDefinition } from '../../src/engine/train-graph.js';
 import { batchMean } from '../../src/engine/losses.js';
 import { ort } from '../../src/engine/session.js';
 import { Rng } from '../../src/engine/rng.js';
-import { ngramFeeds, ngramStudent, DEFAULT_NGRAM_STUDENT } from '../../src/student/ngram.js';
+import { ngramFeeds, ngramStudent, NGRAM_DEFAULTS, NGRAM_MAX_TOKENS, type NgramStudentConfig } from '../../src/student/ngram.js';
 import { transformerStudent } from '../../src/student/transformer.js';
-import { ngramFeatures } from '../../src/text/ngrams.js';
+import { ngramFeatureIds } from '../../src/text/ngrams.js';
 import { TextTokenizer } from '../../src/text/tokenizer.js';
 import { tokenFeeds } from '../../src/text/feeds.js';
 import { packageRoot } from '../../src/util/versions.js';
@@ -111,9 +111,21 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   });
   const batchRows = (size: number) => Int32Array.from({ length: size }, () => rng.int(examples.length));
 
-  // n-gram student, batch 64.
-  const ngCfg = { ...DEFAULT_NGRAM_STUDENT, dim: 32, ngrams: { ...DEFAULT_NGRAM_STUDENT.ngrams, buckets: 1 << 18 } };
-  const features = examples.map((e) => ngramFeatures(e.text, ngCfg.ngrams));
+  // n-gram student with its defaults, batch 64: its word vocabulary, bigrams hashed from the ids.
+  const wordTok = TextTokenizer.trainWordLevel(
+    examples.map((e) => e.text),
+    { vocabSize: NGRAM_DEFAULTS.vocab!, maxLength: NGRAM_MAX_TOKENS },
+  );
+  const ngCfg: NgramStudentConfig = {
+    vocabSize: wordTok.vocabSize,
+    buckets: NGRAM_DEFAULTS.buckets!,
+    maxLength: NGRAM_MAX_TOKENS,
+    dim: NGRAM_DEFAULTS.dim!,
+    hidden: 0,
+    dropout: 0,
+  };
+  const ngRows = ngCfg.vocabSize + ngCfg.buckets;
+  const features = (await wordTok.encode(examples.map((e) => e.text))).map((e) => ngramFeatureIds(e.ids, ngCfg));
   const ngTrainer = await Trainer.create({ model: ngramStudent(ngCfg, 2), loss: loss(), optimizer: { kind: 'adamw', lr: 5e-3 }, seed: 1 });
   let readSeconds = 0;
   const ngBatch = (size: number) => {
@@ -154,7 +166,7 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     return { ids, mask, width, labels: Array.from(b.cached.labels), teacher: Array.from(b.cached.logits) };
   });
   const batchesFile = join(dir, 'ngram-batches.json');
-  writeFileSync(batchesFile, JSON.stringify({ buckets: 1 << 18, dim: 32, classes: 2, tau: 2, batches: peerBatches }));
+  writeFileSync(batchesFile, JSON.stringify({ buckets: ngRows, dim: ngCfg.dim, classes: 2, tau: 2, batches: peerBatches }));
   const worker = fileURLToPath(new URL('./engine-tfjs.js', import.meta.url));
   const ngPeer = await runNodeChild(worker, ['ngram-kd', String(Math.max(5, Math.round(steps / 10))), batchesFile]);
   const ngTorch = torchPeer('ngram-kd', Math.max(20, Math.round(steps / 2)), batchesFile);
@@ -254,7 +266,8 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
       'skipped' in ft ? `skipped: ${ft.skipped}` : `0.9 (CE, ${examples.length} rows × ${ft.epochs} epochs in ${ft.seconds.toFixed(2)} s)`,
   };
   log(
-    `n-gram student (2^18 × 32, batch 64, kd loss): kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ` +
+    `n-gram student (${ngCfg.vocabSize} words + ${ngCfg.buckets} buckets × ${ngCfg.dim}, batch 64, kd loss): ` +
+      `kd ${result.ngram_examples_per_s} ex/s vs tfjs-${result.tfjs_backend} ` +
       `${result.ngram_tfjs_examples_per_s} ex/s (${result.ngram_ratio_vs_tfjs}×), ` +
       `${torchNote(result.ngram_pytorch_examples_per_s, result.ngram_ratio_vs_pytorch, ngTorch)}, ` +
       ('skipped' in ft

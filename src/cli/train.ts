@@ -48,7 +48,7 @@ export function trainCommand(): Command {
       '--no-verify',
       'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)',
     )
-    .option('--tokenizer <dir>', "transformer: use this folder's tokenizer.json (e.g. the teacher's) instead of its own")
+    .option('--tokenizer <dir>', "transformer, ngram: use this folder's tokenizer.json (e.g. the teacher's) instead of their own")
     .option('--no-quantize', 'export without the int8 onnx/model_quantized.onnx (transformers.js default q8; see kd quantize)')
     .option('--json', 'print the seed summary as the last line of stdout');
   // Each student's architecture flags, with its defaults (src/student/*.ts).

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import tokenizers from 'tokenizers';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { learnWordPieceVocabulary } from './wordpiece-trainer.js';
+import { WORD_SPECIALS, wordTokenizerConfig, wordTokenizerJson, wordVocabulary } from './word-tokenizer.js';
 
 const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer, bertProcessing, wordPieceDecoder } = tokenizers;
 type NativeTokenizer = InstanceType<typeof Tokenizer>;
@@ -108,6 +109,11 @@ export class TextTokenizer {
 
   get vocabSize(): number {
     return this.native.getVocabSize(true);
+  }
+
+  /** One more than the largest id: the rows a table indexed by these ids needs (a vocabulary's ids may skip numbers). */
+  get idBound(): number {
+    return Object.values(this.native.getVocab(true)).reduce((m, id) => Math.max(m, id + 1), 0);
   }
 
   tokenId(token: string): number {
@@ -212,7 +218,32 @@ export class TextTokenizer {
     return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, bertTokenizerConfig(opts.maxLength));
   }
 
-  /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and vocab.txt. */
+  /**
+   * Trains the n-gram student's word-level tokenizer on `texts` (see word-tokenizer.ts): its own
+   * normalizer and pre-tokenizer split the texts into words, the `vocabSize − 2` most frequent
+   * become the vocabulary after [PAD] = 0 and [UNK] = 1 (ties in code-unit order: the same texts
+   * give the same vocabulary, in any order).
+   */
+  static trainWordLevel(texts: Iterable<string>, opts: { vocabSize: number; maxLength: number }): TextTokenizer {
+    const counter = Tokenizer.fromString(wordTokenizerJson([WORD_SPECIALS.pad, WORD_SPECIALS.unk]));
+    const normalizer = counter.getNormalizer()!;
+    const preTokenizer = counter.getPreTokenizer()!;
+    // No token spans white space, so 1,000 texts joined by newlines split into the words of each.
+    const counts = new Map<string, number>();
+    const batch: string[] = [];
+    const countWords = () => {
+      for (const [word] of preTokenizer.preTokenizeString(normalizer.normalizeString(batch.join('\n'))))
+        counts.set(word, (counts.get(word) ?? 0) + 1);
+      batch.length = 0;
+    };
+    for (const text of texts) if (batch.push(text) === 1000) countWords();
+    countWords();
+    const native = Tokenizer.fromString(wordTokenizerJson(wordVocabulary(counts, opts.vocabSize)));
+    const specials: SpecialTokens = { ...BERT_SPECIALS, ...WORD_SPECIALS };
+    return new TextTokenizer(native, opts.maxLength, specials, wordTokenizerConfig(opts.maxLength));
+  }
+
+  /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json (the special tokens it has) and vocab.txt. */
   save(dir: string): void {
     const tmp = mkdtempSync(join(tmpdir(), 'kd-tok-'));
     try {
@@ -225,9 +256,11 @@ export class TextTokenizer {
     }
     writeFileAtomicSync(join(dir, 'tokenizer_config.json'), `${JSON.stringify(this.config, null, 2)}\n`);
     const s = this.specials;
+    const has = (token: string) => this.native.tokenToId(token) !== null && this.native.tokenToId(token) !== undefined;
+    const map = Object.entries({ cls_token: s.cls, mask_token: s.mask, pad_token: s.pad, sep_token: s.sep, unk_token: s.unk });
     writeFileAtomicSync(
       join(dir, 'special_tokens_map.json'),
-      `${JSON.stringify({ cls_token: s.cls, mask_token: s.mask, pad_token: s.pad, sep_token: s.sep, unk_token: s.unk }, null, 2)}\n`,
+      `${JSON.stringify(Object.fromEntries(map.filter(([, token]) => has(token))), null, 2)}\n`,
     );
     const vocab = Object.entries(this.native.getVocab(true))
       .sort((a, b) => a[1] - b[1])

@@ -1,5 +1,5 @@
-// kd train's resume on real tweets: a transformer student killed with SIGKILL after a checkpoint
-// resumes to the bytes of an uninterrupted run (and a same-seed rerun gives them too); resumes
+// kd train's resume on real tweets: a transformer and an n-gram student killed with SIGKILL after a
+// checkpoint resume to the bytes of an uninterrupted run (and a same-seed rerun gives them too); resumes
 // with other settings, damaged checkpoints, repeated seeds, reruns over a run and divergence are
 // refused as one-line errors that say what to do.
 import { test, before } from 'node:test';
@@ -45,46 +45,60 @@ const TRANSFORMER = [
   '100',
 ];
 const NGRAM = ['--loss', 'kd', '--dim', '8', '--buckets', '4096', '--epochs', '2', '--eval-every', '5'];
+/** 255 small steps, a checkpoint every 4: long enough to be killed mid-run. */
+const NGRAM_LONG = [
+  ...['--loss', 'kd', '--dim', '8', '--buckets', '4096', '--ngram-vocab', '500', '--epochs', '3'],
+  ...['--batch-size', '4', '--eval-every', '4', '--patience', '100'],
+];
 const lastLine = (stderr: string) => stderr.trimEnd().split('\n').at(-1)!;
 const modelBytes = (out: string) => readFileSync(join(out, 'seed-13', 'model', 'onnx', 'model.onnx'));
+
+/**
+ * Kills a run (SIGKILL) some moment after its first checkpoint, resumes it, and checks the model and
+ * vocabulary bytes against an uninterrupted run and a same-seed rerun, and metrics.jsonl's rows.
+ */
+async function killResumeRerun(name: string, flags: string[]): Promise<void> {
+  const straight = join(root, `${name}-straight`);
+  const r = runKd([...base(straight), ...flags]);
+  assert.equal(r.status, 0, r.stderr);
+
+  const killed = join(root, `${name}-killed`);
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...base(killed), ...flags], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const checkpoint = join(killed, 'seed-13', 'training', 'last.safetensors');
+  while (!existsSync(checkpoint) && child.exitCode === null) await sleep(5);
+  // Some moment after the first checkpoint (step 4): mid-step, mid-evaluation or mid-write.
+  await sleep(Math.floor(Math.random() * 60));
+  child.kill('SIGKILL');
+  await exited;
+  assert.equal(child.signalCode, 'SIGKILL', 'the run was killed, not finished');
+  assert.ok(!existsSync(join(killed, 'seed-13', 'result.json')));
+  const resumed = runKd([...base(killed), ...flags, '--resume']);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resumed from .*last\.safetensors at step [1-9]\d*/);
+
+  const rerun = join(root, `${name}-rerun`);
+  assert.equal(runKd([...base(rerun), ...flags]).status, 0);
+  assert.ok(modelBytes(killed).equals(modelBytes(straight)), 'resumed model.onnx differs from the uninterrupted run');
+  assert.ok(modelBytes(rerun).equals(modelBytes(straight)), 'same-seed rerun model.onnx differs');
+  for (const f of ['tokenizer.json', 'vocab.txt'])
+    assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
+  const rows = (out: string) =>
+    readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+  assert.deepEqual(rows(killed), rows(straight), 'metrics.jsonl has each evaluation once');
+}
 
 test(
   'a transformer student killed (SIGKILL) after a checkpoint resumes to the bytes of an uninterrupted run, and a same-seed ' +
     'rerun gives them too',
-  async () => {
-    const straight = join(root, 't-straight');
-    const r = runKd([...base(straight), ...TRANSFORMER]);
-    assert.equal(r.status, 0, r.stderr);
-
-    const killed = join(root, 't-killed');
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...base(killed), ...TRANSFORMER], { stdio: 'ignore' });
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    const checkpoint = join(killed, 'seed-13', 'training', 'last.safetensors');
-    while (!existsSync(checkpoint) && child.exitCode === null) await sleep(5);
-    // Some moment after the first checkpoint (step 4 of 63): mid-step, mid-evaluation or mid-write.
-    await sleep(Math.floor(Math.random() * 60));
-    child.kill('SIGKILL');
-    await exited;
-    assert.equal(child.signalCode, 'SIGKILL', 'the run was killed, not finished');
-    assert.ok(!existsSync(join(killed, 'seed-13', 'result.json')));
-    const resumed = runKd([...base(killed), ...TRANSFORMER, '--resume']);
-    assert.equal(resumed.status, 0, resumed.stderr);
-    assert.match(resumed.stderr, /resumed from .*last\.safetensors at step [1-9]\d*/);
-
-    const rerun = join(root, 't-rerun');
-    assert.equal(runKd([...base(rerun), ...TRANSFORMER]).status, 0);
-    assert.ok(modelBytes(killed).equals(modelBytes(straight)), 'resumed model.onnx differs from the uninterrupted run');
-    assert.ok(modelBytes(rerun).equals(modelBytes(straight)), 'same-seed rerun model.onnx differs');
-    for (const f of ['tokenizer.json', 'vocab.txt'])
-      assert.ok(readFileSync(join(killed, 'seed-13', 'model', f)).equals(readFileSync(join(rerun, 'seed-13', 'model', f))), `${f} differs`);
-    const rows = (out: string) =>
-      readFileSync(join(out, 'seed-13', 'training', 'metrics.jsonl'), 'utf8')
-        .trimEnd()
-        .split('\n')
-        .map((l) => JSON.parse(l).step);
-    assert.deepEqual(rows(killed), rows(straight), 'metrics.jsonl has each evaluation once');
-  },
+  () => killResumeRerun('t', TRANSFORMER),
 );
+
+test('an n-gram student (its own word vocabulary, sparse table) killed after a checkpoint resumes to the same bytes too', () =>
+  killResumeRerun('n', NGRAM_LONG));
 
 test('--resume with a changed setting is refused naming the field, old and new value, and config.json is left as it was', () => {
   const out = join(root, 'changed');

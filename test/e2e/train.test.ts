@@ -1,13 +1,13 @@
 // kd train end to end on real tweets: every loss from a cache, multi-seed summaries, the
-// exported students (n-gram ONNX + spec, transformer in the HF layout that transformers.js
-// loads), and the refusals.
+// exported students (both in the HF layout that transformers.js's pipeline loads, scores equal
+// to kd predict's), a first-form n-gram student still read by kd predict, and the refusals.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Student } from '../../src/student/runtime.js';
 import { readAllExamples } from '../../src/data/read.js';
-import { runKd, S140_RANDOM, sharedPath, splitAndCache, splitAndCachePaths, tempDir } from '../helpers.js';
+import { fixturePath, runKd, S140_RANDOM, sharedPath, splitAndCache, splitAndCachePaths, tempDir } from '../helpers.js';
 
 const root = tempDir('kd-train-');
 const { cache, files } = splitAndCachePaths(root);
@@ -36,7 +36,19 @@ function train(out: string, extra: string[]) {
   ]);
 }
 
-test('every loss trains an n-gram student from the cache and exports it with its preprocessing spec', async () => {
+/** transformers.js's text-classification pipeline over a local folder (no network): label and score per text. */
+async function pipelineScores(model: string, texts: string[]): Promise<{ label: string; score: number }[]> {
+  const { pipeline, env } = await import('@huggingface/transformers');
+  env.allowLocalModels = true;
+  env.allowRemoteModels = false;
+  env.localModelPath = `${dirname(model)}/`;
+  const classify = await pipeline('text-classification', basename(model), { dtype: 'fp32' });
+  const scores = (await classify(texts)) as { label: string; score: number }[];
+  await classify.dispose();
+  return scores;
+}
+
+test('every loss trains an n-gram student from the cache and exports it with its tokenizer', async () => {
   for (const loss of ['ce', 'kd', 'dtkd', 'lelp']) {
     const out = join(root, `ngram-${loss}`);
     const r = train(out, ['--loss', loss, '--dim', '16', '--buckets', '65536']);
@@ -53,7 +65,16 @@ test('every loss trains an n-gram student from the cache and exports it with its
     assert.ok(config.versions.dependencies['onnxruntime-node']);
     const card = JSON.parse(readFileSync(join(out, 'seed-13', 'model', 'kd-student.json'), 'utf8'));
     assert.equal(card.kind, 'ngram');
-    assert.equal(card.preprocessing.buckets, 65536);
+    assert.deepEqual(card.inputs, ['input_ids', 'attention_mask']);
+    assert.equal(card.config.buckets, 65536);
+    // The vocabulary: the words of 1,680 tweets (fewer than the default 32,768), [PAD] and [UNK] first.
+    // Lines, not trimEnd(): U+FEFF is a word of these tweets.
+    const vocab = readFileSync(join(out, 'seed-13', 'model', 'vocab.txt'), 'utf8')
+      .split('\n')
+      .slice(0, -1);
+    assert.equal(card.config.vocabSize, vocab.length);
+    assert.ok(vocab.length > 2000 && vocab.length < 32768, `${vocab.length} words`);
+    assert.deepEqual(vocab.slice(0, 2), ['[PAD]', '[UNK]']);
     // The int8 copy, checked against fp32 on the student's own features (its log line says so).
     assert.ok(existsSync(join(out, 'seed-13', 'model', 'onnx', 'model_quantized.onnx')));
     assert.match(
@@ -73,6 +94,58 @@ test('every loss trains an n-gram student from the cache and exports it with its
   const p = runKd(['predict', '--model', model, '--text', 'i love it', '--json']);
   assert.equal(p.status, 0, p.stderr);
   assert.equal(p.json().kind, 'ngram');
+});
+
+test("an n-gram student loads in transformers.js's text-classification pipeline with kd predict's scores (1e-4)", async () => {
+  const out = join(root, 'ngram-tjs');
+  const r = train(out, ['--loss', 'kd', '--dim', '16', '--buckets', '4096', '--ngram-vocab', '3000']);
+  assert.equal(r.status, 0, r.stderr);
+  const model = join(out, 'seed-13', 'model');
+  const config = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
+  assert.equal(config.model_type, 'distilbert');
+  assert.deepEqual(config.id2label, { 0: 'negative', 1: 'positive' });
+  assert.deepEqual(config.label2id, { negative: 0, positive: 1 });
+  assert.equal(config.vocab_size, 3000);
+  const texts = [
+    'what a wonderful morning',
+    'my phone broke again, so annoying @bob http://x.co/abc',
+    'going to work',
+    'best concert ever!!',
+    '',
+    'I &amp; you &quot;love&quot; it',
+    'ΟΔΟΣ 😀 \u00a0 zzzqqq',
+    'so tired of this. '.repeat(40),
+  ];
+  const mine = runKd(['predict', '--model', model, '--json', '--text', ...texts]).json();
+  const theirs = await pipelineScores(model, texts);
+  theirs.forEach((t, i) => {
+    assert.equal(t.label, mine.labels[i], `text ${i}`);
+    assert.ok(Math.abs(t.score - mine.scores[i]) < 1e-4, `text ${i}: ${t.score} vs ${mine.scores[i]}`);
+  });
+  // The model tells texts apart (scores are not all one value).
+  assert.ok(Math.max(...mine.scores) - Math.min(...mine.scores) > 0.01, JSON.stringify(mine.scores));
+});
+
+test("--tokenizer gives the n-gram student a teacher's WordPiece vocabulary (a row for every id, ids that skip numbers too)", async () => {
+  const out = join(root, 'ngram-teacher-vocab');
+  const teacher = sharedPath('fixtures', 'hf', 'tiny-random-bert');
+  const r = train(out, ['--loss', 'kd', '--dim', '8', '--buckets', '512', '--tokenizer', teacher]);
+  assert.equal(r.status, 0, r.stderr);
+  const model = join(out, 'seed-13', 'model');
+  // 56 tokens whose largest id is 57.
+  assert.equal(JSON.parse(readFileSync(join(model, 'kd-student.json'), 'utf8')).config.vocabSize, 58);
+  const texts = ['i love it', 'the worst thing ever', ''];
+  const mine = runKd(['predict', '--model', model, '--json', '--text', ...texts]).json();
+  (await pipelineScores(model, texts)).forEach((t, i) => assert.ok(Math.abs(t.score - mine.scores[i]) < 1e-4, `text ${i}`));
+});
+
+test('a first-form n-gram student (ngram_ids hashed in JavaScript, exported by an earlier kd) still runs in kd predict', () => {
+  const model = fixturePath('ngram-v1');
+  const expected = JSON.parse(readFileSync(join(model, 'expected-predict.json'), 'utf8'));
+  const r = runKd(['predict', '--model', model, '--json', '--text', ...expected.texts]);
+  assert.equal(r.status, 0, r.stderr);
+  const logits: number[][] = r.json().logits;
+  logits.flat().forEach((x, i) => assert.ok(Math.abs(x - expected.logits.flat()[i]) < 1e-6, `logit ${i}: ${x}`));
 });
 
 test('--seeds runs each seed and summarizes mean, std and a 95% interval', () => {
@@ -116,17 +189,13 @@ test('a transformer student exports in the HF layout and transformers.js loads i
   assert.equal(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')).model_type, 'bert');
   const texts = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work', 'best concert ever!!'];
   const mine = runKd(['predict', '--model', model, '--json', '--text', ...texts]).json();
-  const { pipeline, env } = await import('@huggingface/transformers');
-  env.allowRemoteModels = false;
-  env.localModelPath = `${dirname(model)}/`;
-  const classify = await pipeline('sentiment-analysis', basename(model), { dtype: 'fp32' });
-  const theirs = (await classify(texts)) as { label: string; score: number }[];
+  const theirs = await pipelineScores(model, texts);
   theirs.forEach((t, i) => {
     assert.equal(t.label, mine.labels[i]);
     assert.ok(Math.abs(t.score - mine.scores[i]) < 1e-4);
   });
-  await classify.dispose();
   // Its int8 copy is what transformers.js loads by default in a browser (dtype 'q8'): close to fp32.
+  const { pipeline } = await import('@huggingface/transformers');
   const q8 = await pipeline('sentiment-analysis', basename(model), { dtype: 'q8' });
   const quantized = (await q8(texts, { top_k: null })) as unknown as { label: string; score: number }[][];
   quantized.forEach((row, i) => {
@@ -208,7 +277,8 @@ test("kd train refuses another student's flag instead of ignoring it", () => {
   assert.equal(r.status, 2, r.stderr);
   assert.equal(
     r.stderr,
-    "kd: error: '--layers' is an option of the transformer student; --student ngram reads --dim, --ngram-hidden, --buckets" +
+    "kd: error: '--layers' is an option of the transformer student; --student ngram reads --dim, --ngram-hidden, --ngram-vocab, " +
+      '--buckets' +
       ' (or pass --student transformer)\n',
   );
 });

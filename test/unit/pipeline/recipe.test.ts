@@ -36,7 +36,7 @@ test('an unknown field or loss option in a recipe is an error that says where an
   const field = withEdit('ngram: { dim: 32,', 'ngram: { dims: 32,');
   assert.throws(() => loadRecipe(field), {
     name: 'ConfigError',
-    message: `${field}: students.ngram.dims: unknown field; students.ngram takes dim, hidden, buckets, epochs, batchSize, lr`,
+    message: `${field}: students.ngram.dims: unknown field; students.ngram takes dim, hidden, vocab, buckets, epochs, batchSize, lr`,
   });
   const top = withEdit('classes: 2', 'clases: 2');
   assert.throws(() => loadRecipe(top), { message: /: clases: unknown field; the top level takes name, classes, data/ });
