@@ -363,7 +363,10 @@ function labelsSection(runs: ReportRun[], contexts: ReportContext[]): string | n
         lineChart(`labels-${key}`, `${key}: test accuracy against gold labels used`, series, 'gold labels (k)', 'test accuracy'),
     );
   }
-  return `<section id="labels"><h2>Labels used</h2><p>Each student saw k gold-labelled rows; runs with a transfer set also learnt from the rest of the training rows through the teacher's outputs alone (-aug: plus augmented copies).</p>${parts.join('')}</section>`;
+  const intro =
+    'Each student saw k gold-labelled rows; runs with a transfer set also learnt from the rest of the training rows through ' +
+    "the teacher's outputs alone (-aug: plus augmented copies).";
+  return `<section id="labels"><h2>Labels used</h2><p>${intro}</p>${parts.join('')}</section>`;
 }
 
 /** 5. Calibration and confidence. */

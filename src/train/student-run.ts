@@ -215,7 +215,8 @@ async function readTransfer(o: StudentRunOptions, train: readonly Example[], hel
   }
   if (out.length === 0)
     throw new ConfigError(
-      `--transfer ${o.transfer!.join(' ')}: no row that is not already a training row. Give unlabelled in-domain text, or leave out --transfer`,
+      `--transfer ${o.transfer!.join(' ')}: no row that is not already a training row. Give unlabelled in-domain text, or ` +
+        'leave out --transfer',
     );
   return out;
 }
