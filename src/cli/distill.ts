@@ -1,6 +1,7 @@
 // `kd distill`: the whole pipeline from a recipe.
 import { Command } from 'commander';
-import { runDistill } from '../pipeline/distill.js';
+import { Option } from 'commander';
+import { DISTILL_STAGES, runDistill, type DistillStage } from '../pipeline/distill.js';
 import { sessionOptions, usesDevice } from './common.js';
 
 export function distillCommand(): Command {
@@ -10,20 +11,28 @@ export function distillCommand(): Command {
     .option('--out <dir>', 'output folder (default: runs/<recipe name>)')
     .option('--quick', "the recipe's quick size: a small slice, the tiny teacher, one seed (CI)")
     .option('--teacher <dir>', "use this teacher folder instead of the recipe's")
+    .addOption(
+      new Option('--until <stage>', 'stop after this stage (e.g. build and check the teacher without the student runs)').choices(
+        DISTILL_STAGES,
+      ),
+    )
     .option('--json', 'print a JSON summary as the last line of stdout');
-  return usesDevice(cmd).action(async (o: { recipe: string; out?: string; quick?: boolean; teacher?: string; json?: boolean }) => {
+  type Opts = { recipe: string; out?: string; quick?: boolean; teacher?: string; until?: DistillStage; json?: boolean };
+  return usesDevice(cmd).action(async (o: Opts) => {
     const session = sessionOptions(cmd);
     const name = o.recipe.replace(/^.*\//, '').replace(/\.ya?ml$/, '');
     const out = o.out ?? `runs/${name}${o.quick ? '-quick' : ''}`;
-    const { report, runs } = await runDistill({
+    const { report, runs, stoppedAfter } = await runDistill({
       recipe: o.recipe,
       out,
       ...(o.quick ? { quick: true } : {}),
+      ...(o.until ? { until: o.until } : {}),
       ...(o.teacher ? { teacher: o.teacher } : {}),
       session,
       log: (l) => process.stderr.write(`${l}\n`),
     });
-    process.stdout.write(`report: ${report}\n${runs.length} runs in ${out}/runs\n`);
-    if (o.json) process.stdout.write(`${JSON.stringify({ report, runs })}\n`);
+    if (report) process.stdout.write(`report: ${report}\n${runs.length} runs in ${out}/runs\n`);
+    else process.stdout.write(`stopped after the ${stoppedAfter} stage in ${out}\n${runs.length} runs in ${out}/runs\n`);
+    if (o.json) process.stdout.write(`${JSON.stringify({ report, runs, stoppedAfter })}\n`);
   });
 }

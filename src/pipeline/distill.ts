@@ -27,10 +27,16 @@ export interface DistillOptions {
   quick?: boolean;
   /** Use this teacher folder instead of the recipe's. */
   teacher?: string;
+  /** Stop after this stage (the later ones are not run; rerun without it to go on). */
+  until?: DistillStage;
   /** Where every stage's sessions run; `allowFallback` applies to each (teacher, cache, trainer, eval). */
   session?: SessionOptions;
   log?: (line: string) => void;
 }
+
+/** The stages `--until` can stop after, in pipeline order. */
+export const DISTILL_STAGES = ['split', 'teacher', 'cache', 'students'] as const;
+export type DistillStage = (typeof DISTILL_STAGES)[number];
 
 function hash(v: unknown): string {
   return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
@@ -205,13 +211,34 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
   const preset = c.quick?.teacherPreset ?? c.recipe.teacher.preset!;
   const config = resolveTeacherConfig(preset, {});
   const { trainFiles, devFiles } = f;
+  // The tuning files (not `dev`) are inputs of this stage: a changed one refits the ensemble (members resume as trained).
+  const tuneFiles = c.recipe.teacher.tune ?? [];
+  const tuneInputs = fileStamps(tuneFiles.filter((t) => t !== 'dev'));
   await stage(
     teacherDir,
-    { preset, config, trainFiles, devFiles, split: f.splitKey, inputs: fileStamps(f.extra) },
+    {
+      preset,
+      config,
+      trainFiles,
+      devFiles,
+      split: f.splitKey,
+      inputs: fileStamps(f.extra),
+      ...(tuneFiles.length ? { tuneFiles, tuneInputs } : {}),
+    },
     c.log,
     'teacher',
     () =>
-      trainDefaultTeacher({ trainFiles, devFiles, read: c.read, out: teacherDir, config, resume: true, session: c.session, log: c.log }),
+      trainDefaultTeacher({
+        trainFiles,
+        devFiles,
+        ...(tuneFiles.length ? { tuneFiles } : {}),
+        read: c.read,
+        out: teacherDir,
+        config,
+        resume: true,
+        session: c.session,
+        log: c.log,
+      }),
     () => existsSync(join(teacherDir, 'onnx', 'model.onnx')),
   );
   return teacherDir;
@@ -384,7 +411,8 @@ function writeReport(c: DistillContext, context: ReportContext, runDirs: string[
  *
  * @param o - Recipe file, output folder, `quick` (the recipe's quick settings), a teacher folder to use instead of
  *   the recipe's, device, fallback, threads, log sink.
- * @returns The report's path (`<out>/report.html`) and every run folder.
+ * @returns The report's path (`<out>/report.html`; null when `until` stopped the run before it), every run folder,
+ *   and the last stage run.
  * @throws {ConfigError} No such recipe, a recipe field missing or malformed (named as file: field), or an `out`
  *   folder that is not a kd distill output; and what each stage throws ({@link buildCache}, {@link trainStudent}, …).
  * @throws {DeviceError} `device` is not available and `allowFallback` is not set (checked before any stage runs).
@@ -400,7 +428,9 @@ function writeReport(c: DistillContext, context: ReportContext, runDirs: string[
  * // ConfigError: --recipe nope.yaml: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)
  * ```
  */
-export async function runDistill(o: DistillOptions): Promise<{ report: string; runs: string[] }> {
+export async function runDistill(
+  o: DistillOptions,
+): Promise<{ report: string | null; runs: string[]; stoppedAfter: DistillStage | 'report' }> {
   const log = o.log ?? (() => undefined);
   const recipe = loadRecipe(o.recipe);
   // A missing provider fails now, not after the split and the teacher's data are prepared.
@@ -410,16 +440,24 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
   const jobs = planJobs(recipe, Boolean(quick));
   const c: DistillContext = { recipe, out: o.out, quick, classes, read: { classes, progress: false }, session: o.session, log };
   prepareOutput(o, recipe);
+  const stop = (after: DistillStage, runs: string[] = []) => {
+    log(`stopped after the ${after} stage (--until ${after}); run again without --until to go on`);
+    return { report: null, runs, stoppedAfter: after };
+  };
   const files = await splitStage(c);
+  if (o.until === 'split') return stop('split');
   const teacherDir = await teacherStage(c, files, o.teacher);
+  if (o.until === 'teacher') return stop('teacher');
   const teacher = teacherFingerprint(teacherDir);
   const cache = await cacheStage(c, files, teacherDir, teacher);
+  if (o.until === 'cache') return stop('cache');
   // Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
   const runDirs: string[] = [];
   for (const job of jobs) runDirs.push(await studentStage(c, files, cache, job, seeds));
+  if (o.until === 'students') return stop('students', runDirs);
   const teacherEval = await teacherEvalStage(c, files, teacherDir, teacher, cache);
   const report = writeReport(c, reportContext(c, teacherDir, teacherEval, seeds), runDirs);
   log(`report: ${report}`);
-  return { report, runs: runDirs };
+  return { report, runs: runDirs, stoppedAfter: 'report' };
 }
