@@ -65,8 +65,11 @@ export function changedSettings(before: unknown, after: unknown, at = ''): strin
  * Runs `work` in `dir` unless `<dir>/stage.json` records these settings as done (and `valid`).
  * The same settings left `running` by a killed run resume in place (the stages resume from
  * their checkpoints); other settings, or a folder with no record, are removed first, so a
- * stage never mixes outputs of two settings. Returns the settings' key: downstream stages
- * include it in theirs, so redoing a stage redoes everything after it.
+ * stage never mixes outputs of two settings. Settings named in `inPlace` (top-level keys) are
+ * the exception: when only they changed, the stage runs again in its folder, resuming what it
+ * can (the teacher refits its ensemble on new tuning files without retraining its members).
+ * Returns the settings' key: downstream stages include it in theirs, so redoing a stage redoes
+ * everything after it.
  */
 async function stage(
   dir: string,
@@ -75,12 +78,16 @@ async function stage(
   name: string,
   work: () => Promise<unknown>,
   valid: () => boolean = () => true,
+  inPlace: readonly string[] = [],
 ): Promise<string> {
   const markerPath = join(dir, 'stage.json');
   const recorded: unknown = JSON.parse(JSON.stringify(settings));
   const key = hash(recorded);
   const marker = existsSync(markerPath) ? (JSON.parse(readFileSync(markerPath, 'utf8')) as StageMarker) : null;
-  if (marker?.key === key) {
+  const changed = marker && marker.key !== key ? changedSettings(marker.settings, recorded) : [];
+  if (changed.length > 0 && changed.every((path) => inPlace.includes(path.split('.')[0]!))) {
+    log(`${name}: ${[...new Set(changed.map((p) => p.split('.')[0]!))].join(', ')} changed — redoing ${name} in place (${dir})`);
+  } else if (marker?.key === key) {
     if ((marker.state ?? 'done') === 'done' && valid()) {
       log(`${name}: done before, skipped (${dir})`);
       return key;
@@ -240,6 +247,7 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
         log: c.log,
       }),
     () => existsSync(join(teacherDir, 'onnx', 'model.onnx')),
+    ['tuneFiles', 'tuneInputs'],
   );
   return teacherDir;
 }

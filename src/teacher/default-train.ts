@@ -386,14 +386,15 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   }
 
   const lexicons = await Promise.all(cfg.lexicons.map((name) => lexiconTables(name, tokenizer)));
-  for (const t of lexicons)
-    log(`lexicon ${t.name}: ${t.coverage.single} entries as one token, ${t.coverage.phrase} as 2–3 tokens, ${t.coverage.dropped} dropped`);
+  for (const { name, coverage: c } of lexicons)
+    log(`lexicon ${name}: ${c.single} entries as one token, ${c.phrase} as 2–3 tokens, ${c.dropped} dropped`);
   const tuned = fitEnsemble(run, lexicons, memberDevLogits, memberTuneLogits);
-  log(
-    `ensemble weights ${tuned.weights.map((w) => w.toFixed(2)).join(', ')}` +
-      `${tuned.lexicon ? `, lexicon rows ${tuned.lexicon.rows.map((r) => `[${r.map((v) => v.toFixed(3)).join(', ')}]`).join(' ')}` : ''}: ` +
-      `dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%${tuned.tune ? `, tuning-set accuracy ${(100 * tuned.tune.accuracy).toFixed(2)}%` : ''}`,
-  );
+  const rows = tuned.lexicon
+    ? `, lexicon rows ${tuned.lexicon.rows.map((r) => `[${r.map((v) => v.toFixed(3)).join(', ')}]`).join(' ')}`
+    : '';
+  const onTune = tuned.tune ? `, tuning-set accuracy ${(100 * tuned.tune.accuracy).toFixed(2)}%` : '';
+  const weights = tuned.weights.map((w) => w.toFixed(2)).join(', ');
+  log(`ensemble weights ${weights}${rows}: dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%${onTune}`);
   const head = tuned.lexicon ? { tables: lexicons, rows: tuned.lexicon.rows, bias: tuned.lexicon.bias } : undefined;
   const store = ensembleStore(cfg, classes, memberStores, tuned.weights, head);
   const onnx = exportModel(ensembleModel(cfg, classes, lexicons), store, {

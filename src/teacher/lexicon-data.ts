@@ -41,7 +41,8 @@ const VADER_BOOST_UP = `absolutely amazingly awfully completely considerably dec
   exceptionally extremely fabulously flipping flippin fricking frickin frigging friggin fully fucking greatly hella highly hugely
   incredibly intensely majorly more most particularly purely quite really remarkably so substantially thoroughly totally tremendously
   uber unbelievably unusually utterly very`;
-const VADER_BOOST_DOWN = `almost barely hardly kinda kindof less little marginally occasionally partly scarcely slightly somewhat sorta sortof`;
+const VADER_BOOST_DOWN = `almost barely hardly kinda kindof less little marginally occasionally partly scarcely slightly somewhat sorta
+  sortof`;
 /** VADER's booster increment (B_INCR). */
 export const VADER_BOOST = 0.293;
 const words = (s: string) => s.split(/\s+/).filter(Boolean);

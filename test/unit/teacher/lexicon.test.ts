@@ -58,7 +58,7 @@ for (const name of LEXICON_NAMES) {
   });
 }
 
-test('the rules by hand: AFINN negation, wink two-back negation and length normalization, VADER boosters, negation and emphasis', async () => {
+test('the rules by hand: AFINN negation, wink two-back negation and length scaling, VADER boosters, negation, emphasis', async () => {
   const [afinn, vader, wink] = await Promise.all(LEXICON_NAMES.map((n) => lexiconTables(n, tokenizer)));
   // AFINN: good +3, bad −3 flipped by the "not" before it.
   assert.deepEqual(await referenceScores(afinn!, ['good food, not bad', 'the food was good']), [6, 3]);
