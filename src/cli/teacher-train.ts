@@ -32,8 +32,8 @@ function camel(flag: string): string {
 export function teacherTrainCommand(): Command {
   const cmd = new Command('train')
     .description(
-      'train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in ' +
-        'the Hugging Face layout',
+      'train the default teacher (an ensemble of BERT-style encoders, a word-piece n-gram bag and sentiment lexicons) from scratch ' +
+        'and export it in the Hugging Face layout',
     )
     .requiredOption('--data <file...>', 'training data (a dev split is held out unless --dev is given)')
     .option('--dev <file...>', 'dev data for early stopping')
