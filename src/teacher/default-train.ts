@@ -175,7 +175,7 @@ interface TeacherRun {
 }
 
 /** A member's logits on a set (dev unless given), in its order (batches of similar length). */
-function devLogits(run: TeacherRun, trainer: Trainer, devSet: TokenizedSet = run.devSet): Promise<Float32Array> {
+function setLogits(run: TeacherRun, trainer: Trainer, devSet: TokenizedSet = run.devSet): Promise<Float32Array> {
   const { tokenizer, cfg } = run;
   const order = lengthOrder(devSet.encodings.map((e) => e.ids.length));
   return predictRows(order, run.classes, 128, async (rows) => {
@@ -254,7 +254,7 @@ async function trainMember(
     seed: m.seed,
     batches: (_epoch, rng) => bucketedBatches(lengths, cfg.batchSize, rng),
     feed: (rows) => teacherFeeds(run.tokenizer, run.trainSet, rows, cfg, true, true),
-    evaluate: async () => ({ score: devAccuracy(run, await devLogits(run, trainer)) }),
+    evaluate: async () => ({ score: devAccuracy(run, await setLogits(run, trainer)) }),
     ...(cfg.evalEvery ? { evalEvery: cfg.evalEvery } : {}),
     patience: cfg.patience,
     ...(o.resume ? { resume: true } : {}),
@@ -263,8 +263,8 @@ async function trainMember(
     log,
     restoreBest: true,
   });
-  const logits = await devLogits(run, trainer);
-  const tuneLogits = run.tuneSet ? await devLogits(run, trainer, run.tuneSet) : null;
+  const logits = await setLogits(run, trainer);
+  const tuneLogits = run.tuneSet ? await setLogits(run, trainer, run.tuneSet) : null;
   const result = { devAccuracy: devAccuracy(run, logits), loop, parameters: trainer.store.count() };
   const store = trainer.store.clone();
   await trainer.dispose();
@@ -272,7 +272,7 @@ async function trainMember(
   return { result, logits, tuneLogits, store };
 }
 
-/** The tuning files' rows: labelled, every row (no limit, no dedup across files but within them by id). */
+/** The tuning files' rows: every row labelled, no limit (an id seen twice, in one file or two, is kept once). */
 function readLabelledTuneRows(files: string[], read: ReadOptions): Promise<LabelledExample[]> {
   return readLabelledExamples(files, read, Infinity, 0);
 }
