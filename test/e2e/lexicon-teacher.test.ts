@@ -1,4 +1,4 @@
-// The default teacher with lexicon members through kd distill: --until stops after a stage; the
+// The default teacher with lexicon members through kd distill: --until stops after each stage; the
 // ensemble is fitted on the recipe's teacher.tune files and on nothing else (a file it does not
 // list can change without touching the teacher; a listed one refits it, members reused); and
 // kd teacher eval prints one row per data file.
@@ -47,7 +47,7 @@ const flipLabels = (file: string) =>
     readFileSync(file, 'utf8').replace(/"(positive|negative)"/g, (_, l: string) => (l === 'positive' ? '"negative"' : '"positive"')),
   );
 
-test('kd distill --until split|teacher; the ensemble is tuned on teacher.tune only; kd teacher eval prints a row per file', () => {
+test('kd distill --until split|teacher|cache|students; the ensemble is tuned on teacher.tune only; kd teacher eval prints a row per file', () => {
   const out = join(root, 'out');
   const distill = (until: string) => {
     const r = runKd(['distill', '--recipe', recipePath, '--out', out, '--until', until]);
@@ -98,6 +98,14 @@ test('kd distill --until split|teacher; the ensemble is tuned on teacher.tune on
   // The refit read the changed file: other lexicon rows, fitted on its rows plus dev's.
   assert.notDeepEqual(retuned.lexicon.rows, tuned.lexicon.rows);
   assert.equal(retuned.tune.rows, tuned.tune.rows);
+
+  // --until cache, then --until students: each stops where it says, and the report waits for a run without --until.
+  assert.match(distill('cache').stdout, /^stopped after the cache stage in /m);
+  assert.ok(existsSync(join(out, 'cache')) && !existsSync(join(out, 'runs')), 'a cache, no student runs');
+  const students = runKd(['distill', '--recipe', recipePath, '--out', out, '--until', 'students', '--json']);
+  assert.equal(students.status, 0, students.stderr);
+  assert.deepEqual(students.json(), { report: null, runs: [join(out, 'runs', 'ngram-kd')], stoppedAfter: 'students' });
+  assert.ok(!existsSync(join(out, 'report.html')) && !existsSync(join(out, 'teacher-eval')), 'no teacher eval, no report');
 
   // kd teacher eval: one row per file, then all of them; the rows' counts add up.
   const ev = runKd(['teacher', 'eval', '--model', join(out, 'teacher'), '--data', yelp, imdb, '--json']);
