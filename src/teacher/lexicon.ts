@@ -43,6 +43,8 @@ export interface LexiconTables {
   word: Float32Array;
   exclamation: Float32Array;
   question: Float32Array;
+  /** 1 for "but" (VADER halves what comes before the first one and adds half to what follows). */
+  but: Float32Array;
   phrases: PhraseTable;
   negationWindow: number;
   negationFactor: number;
@@ -86,6 +88,7 @@ export async function lexiconTables(name: LexiconName, tokenizer: TextTokenizer)
   const word = flags((t) => !t.startsWith('##') && /^[\p{L}\p{N}\p{S}]/u.test(t));
   const exclamation = flags((t) => t === '!');
   const question = flags((t) => t === '?');
+  const but = flags((t) => t === 'but');
   const unk = tokenizer.tokenId('[UNK]');
   const strings = [...src.entries.keys(), ...src.negators, ...src.boosters.keys()];
   const encoded = await tokenizer.encode(strings);
@@ -141,6 +144,7 @@ export async function lexiconTables(name: LexiconName, tokenizer: TextTokenizer)
     word,
     exclamation,
     question,
+    but,
     phrases: phraseTable(phrases),
     negationWindow: src.negationWindow,
     negationFactor: src.negationFactor,
@@ -161,7 +165,8 @@ function vaderEmphasis(exclamations: number, questions: number): number {
  * Per position k: r = valence (if the next token is not a "##" piece) + the valence of a phrase
  * starting at k; then negation (AFINN: a negator just before flips r; wink: one of the two
  * before; VADER: each of the three before that is not itself a lexicon entry multiplies by
- * −0.74, and boosters there add ±0.293·(1, 0.95, 0.9) away from zero). Pooled as the lexicon
+ * −0.74, and boosters there add ±0.293·(1, 0.95, 0.9) away from zero; before the first "but"
+ * ×0.5, after it ×1.5). Pooled as the lexicon
  * does: AFINN the sum; wink the mean over scored tokens divided by sqrt(max(words/15, 1));
  * VADER x/sqrt(x² + 15) of the sum plus its '!'/'?' emphasis.
  */
@@ -174,6 +179,8 @@ export function lexiconScore(t: LexiconTables, ids: ArrayLike<number>): number {
   let words = 0;
   let exclamations = 0;
   let questions = 0;
+  let firstBut = -1;
+  for (let k = 0; k < T && firstBut < 0; k++) if (t.but[ids[k]!]) firstBut = k;
   for (let k = 0; k < T; k++) {
     const key2 = id(k) * t.vocabSize + id(k + 1);
     const r0 =
@@ -188,6 +195,7 @@ export function lexiconScore(t: LexiconTables, ids: ArrayLike<number>): number {
         r *= 1 + open * at(t.negator, k - j) * (t.negationFactor - 1);
       }
       if (r0 === 0) r = 0;
+      if (firstBut >= 0) r *= k < firstBut ? 0.5 : k > firstBut ? 1.5 : 1;
     } else {
       let negated = 0;
       for (let j = 1; j <= t.negationWindow; j++) negated = Math.max(negated, at(t.negator, k - j));
@@ -262,6 +270,13 @@ export function lexiconScoreGraph(g: Graph, t: LexiconTables, ids: Value, attent
       r = op.mul(r, op.add(1, op.mul(op.mul(open, shifted(negator, -j)), t.negationFactor - 1)));
     }
     r = op.where(op.equal(r0, 0), 0, r);
+    // VADER's "but" rule: butsSoFar counts the "but"s up to and including each position (CumSum).
+    const isBut = op.mul(look(t.but, 'but'), mask);
+    const butsSoFar = g.addNode('CumSum', [isBut, g.scalar(1, 'int64')], {}, [{ dtype: 'float32', shape: [...isBut.shape] }])[0]!;
+    const firstBut = op.mul(isBut, op.cast(op.equal(butsSoFar, 1), 'float32'));
+    const afterFirst = op.where(op.equal(butsSoFar, 0), 0.5, op.sub(1.5, op.mul(firstBut, 0.5)));
+    const anyBut = op.greater(op.reduceSum(isBut, [1], true), 0);
+    r = op.mul(r, op.where(anyBut, afterFirst, 1));
   } else {
     let negated = shifted(negator, -1);
     for (let j = 2; j <= t.negationWindow; j++) negated = op.maximum(negated, shifted(negator, -j));

@@ -58,7 +58,7 @@ for (const name of LEXICON_NAMES) {
   });
 }
 
-test('the rules by hand: AFINN negation, wink two-back negation and length scaling, VADER boosters, negation, emphasis', async () => {
+test('the rules by hand: AFINN negation, wink two-back negation and length scaling, VADER boosters, negation, emphasis, but', async () => {
   const [afinn, vader, wink] = await Promise.all(LEXICON_NAMES.map((n) => lexiconTables(n, tokenizer)));
   // AFINN: good +3, bad −3 flipped by the "not" before it.
   assert.deepEqual(await referenceScores(afinn!, ['good food, not bad', 'the food was good']), [6, 3]);
@@ -73,6 +73,9 @@ test('the rules by hand: AFINN negation, wink two-back negation and length scali
   assert.ok(Math.abs(veryGood! - compound(1.9 + 0.293 + 0.292)) < 1e-6, `${veryGood}`);
   assert.ok(Math.abs(notGood! - compound(-0.74 * 1.9)) < 1e-6, `${notGood}`);
   assert.ok(Math.abs(isntGood! - compound(-0.74 * 1.9)) < 1e-6, `${isntGood}`);
+  // "but": what comes before the first one counts half, what follows it one and a half: 0.5·1.9 + 1.5·(−2.5).
+  const [goodButBad] = await referenceScores(vader!, ['good but bad']);
+  assert.ok(Math.abs(goodButBad! - compound(0.5 * 1.9 - 1.5 * 2.5)) < 1e-6, `${goodButBad}`);
   // And the npm package says the same (it rounds to 4 decimals).
   const { SentimentIntensityAnalyzer } = createRequire(import.meta.url)('vader-sentiment') as {
     SentimentIntensityAnalyzer: { polarity_scores(t: string): { compound: number } };
@@ -80,6 +83,7 @@ test('the rules by hand: AFINN negation, wink two-back negation and length scali
   for (const [text, ours] of [
     ['very good!', veryGood],
     ['not good', notGood],
+    ['good but bad', goodButBad],
   ] as const)
     assert.ok(Math.abs(SentimentIntensityAnalyzer.polarity_scores(text).compound - ours!) < 1e-4, text);
 });
