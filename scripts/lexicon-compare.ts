@@ -1,7 +1,6 @@
-// How close each lexicon member comes to the npm package it was taken from: accuracy of the
-// package, of the in-graph member (ONNX) and of its TypeScript reference on labelled sentences,
-// and how often member and package agree. Usage:
-//   node dist/scripts/lexicon-compare.js --tokenizer <teacher or tokenizer folder> <file.jsonl>...
+// How close each lexicon member comes to its npm package: accuracy of package, in-graph member
+// (ONNX) and TypeScript reference on labelled sentences, and agreement. Usage:
+// node dist/scripts/lexicon-compare.js --tokenizer <teacher or tokenizer folder> <file.jsonl>...
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
