@@ -47,7 +47,7 @@ const flipLabels = (file: string) =>
     readFileSync(file, 'utf8').replace(/"(positive|negative)"/g, (_, l: string) => (l === 'positive' ? '"negative"' : '"positive"')),
   );
 
-test('kd distill --until split|teacher|cache|students; the ensemble is tuned on teacher.tune only; kd teacher eval prints a row per file', () => {
+test('kd distill --until each stage; the ensemble is tuned on teacher.tune only; kd teacher eval prints a row per file', () => {
   const out = join(root, 'out');
   const distill = (until: string) => {
     const r = runKd(['distill', '--recipe', recipePath, '--out', out, '--until', until]);
