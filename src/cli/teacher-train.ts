@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { resolveTeacherConfig, type DefaultTeacherConfig, type MemberConfig } from '../teacher/default-config.js';
 import { trainDefaultTeacher } from '../teacher/default-train.js';
+import { LEXICON_NAMES, parseLexiconList } from '../teacher/lexicon-data.js';
 import { dataOptions, numberOption, printJsonLine, sessionOptions, toReadOptions, usesDevice, type DataCliOptions } from './common.js';
 
 const NUMERIC: [keyof (DefaultTeacherConfig & MemberConfig), string, boolean][] = [
@@ -31,11 +32,17 @@ function camel(flag: string): string {
 export function teacherTrainCommand(): Command {
   const cmd = new Command('train')
     .description(
-      'train the default teacher (an ensemble of BERT-style encoders and a word-piece n-gram bag) from scratch and export it in ' +
-        'the Hugging Face layout',
+      'train the default teacher (an ensemble of BERT-style encoders, a word-piece n-gram bag and sentiment lexicons) from scratch ' +
+        'and export it in the Hugging Face layout',
     )
     .requiredOption('--data <file...>', 'training data (a dev split is held out unless --dev is given)')
     .option('--dev <file...>', 'dev data for early stopping')
+    .option(
+      '--tune <file...>',
+      'labelled files (e.g. human-labelled sentences) the ensemble weights, lexicon rows and bias are fitted on instead of dev; ' +
+        '`dev` stands for the dev rows. No member trains on them',
+    )
+    .option('--lexicons <names>', `lexicon members, comma-separated (${LEXICON_NAMES.join(', ')}), or none; default: the preset's`)
     .option('--pretrain-data <file...>', 'extra unlabeled text for masked-language-model pretraining')
     .option('--no-pretrain', 'skip masked-language-model pretraining')
     .requiredOption('--out <dir>', 'output folder (becomes a teacher folder: config.json, tokenizer.json, onnx/model.onnx)')
@@ -54,9 +61,11 @@ export function teacherTrainCommand(): Command {
     }
     const config = resolveTeacherConfig(o.preset as string, overrides);
     if (o.pretrain === false) config.pretrain = null;
+    if (typeof o.lexicons === 'string') config.lexicons = parseLexiconList(o.lexicons);
     const result = await trainDefaultTeacher({
       trainFiles: o.data as string[],
       ...(o.dev ? { devFiles: o.dev as string[] } : {}),
+      ...(o.tune ? { tuneFiles: o.tune as string[] } : {}),
       ...(o.pretrainData ? { pretrainFiles: o.pretrainData as string[] } : {}),
       read: toReadOptions(o),
       out: o.out as string,

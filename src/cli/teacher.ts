@@ -107,23 +107,40 @@ export function classMapping(teacherLabels: readonly string[], datasetLabels: re
   return { map: datasetLabels.map((_, i) => i), byName: false };
 }
 
+/** One line of `kd teacher eval`: accuracy with its interval, n and macro-F1. */
+function accuracyLine(report: ReturnType<typeof accuracyReport>): string {
+  return (
+    `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ` +
+    `${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ` +
+    `${report.macroF1.toFixed(4)}`
+  );
+}
+
 function evalCommand(): Command {
-  const cmd = teacherOptions(new Command('eval').description("the teacher's accuracy on a dataset"))
-    .requiredOption('--data <file...>', 'labelled data files')
-    .option('--limit <n>', 'evaluate the first N rows')
+  const cmd = teacherOptions(
+    new Command('eval').description("the teacher's accuracy on a dataset: one row per data file, then all of them"),
+  )
+    .requiredOption('--data <file...>', 'labelled data files (each gets its own row)')
+    .option('--limit <n>', 'evaluate the first N rows of each file')
     .option('--json', 'print a JSON summary as the last line of stdout');
   for (const opt of dataOptions()) cmd.addOption(opt);
   return cmd.action(async (o: TeacherCliOptions & DataCliOptions & { data: string[]; limit?: string; json?: boolean }) => {
     const read = toReadOptions(o);
-    const reader = new DatasetReader(o.data, read);
     const texts: string[] = [];
     const gold: number[] = [];
     const limit = o.limit ? numberOption('limit', o.limit, { integer: true, min: 1 }) : Infinity;
-    for await (const ex of reader) {
-      if (texts.length >= limit) break;
-      texts.push(ex.text);
-      gold.push(requireLabel(ex, { ...EVAL_NEEDS_LABELS, needs: 'kd teacher eval' }).label);
+    // Each file is read on its own, so its rows are a contiguous range: [starts[f], starts[f + 1]).
+    const starts: number[] = [];
+    for (const file of o.data) {
+      starts.push(texts.length);
+      let taken = 0;
+      for await (const ex of new DatasetReader([file], read)) {
+        if (taken++ >= limit) break;
+        texts.push(ex.text);
+        gold.push(requireLabel(ex, { ...EVAL_NEEDS_LABELS, needs: 'kd teacher eval' }).label);
+      }
     }
+    starts.push(texts.length);
     const teacher = await loadTeacher(o, sessionOptions(cmd));
     try {
       const datasetLabels = LABEL_NAMES[read.classes];
@@ -142,16 +159,23 @@ function evalCommand(): Command {
         return best;
       });
       const report = accuracyReport(gold, predicted, datasetLabels.length);
-      process.stdout.write(
-        `accuracy ${(100 * report.accuracy).toFixed(2)}% (95% CI ` +
-          `${(100 * report.interval95.low).toFixed(2)}–${(100 * report.interval95.high).toFixed(2)}), n = ${report.n}, macro-F1 ` +
-          `${report.macroF1.toFixed(4)}; ${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}\n`,
-      );
+      const perFile = o.data.map((file, f) => ({
+        data: file,
+        ...accuracyReport(gold.slice(starts[f], starts[f + 1]), predicted.slice(starts[f], starts[f + 1]), datasetLabels.length),
+      }));
+      const speed = `${(texts.length / seconds).toFixed(1)} texts/s on ${teacher.device}`;
+      if (o.data.length === 1) process.stdout.write(`${accuracyLine(report)}; ${speed}\n`);
+      else {
+        const width = Math.max(...o.data.map((f) => f.length), 3);
+        for (const row of perFile) process.stdout.write(`${row.data.padEnd(width)}  ${accuracyLine(row)}\n`);
+        process.stdout.write(`${'all'.padEnd(width)}  ${accuracyLine(report)}; ${speed}\n`);
+      }
       if (o.json)
         printJsonLine({
           model: o.model,
           data: o.data,
           ...report,
+          perFile,
           labels: datasetLabels,
           textsPerSecond: texts.length / seconds,
           device: teacher.device,

@@ -31,12 +31,18 @@ export interface DistillOptions {
   quick?: boolean;
   /** Use this teacher folder instead of the recipe's. */
   teacher?: string;
+  /** Stop after this stage (the later ones are not run; rerun without it to go on). */
+  until?: DistillStage;
   /** Where every stage's sessions run; `allowFallback` applies to each (teacher, cache, trainer, eval). */
   session?: SessionOptions;
   /** false: export the students without onnx/model_quantized.onnx (`--no-quantize`). */
   quantize?: boolean;
   log?: (line: string) => void;
 }
+
+/** The stages `--until` can stop after, in pipeline order. */
+export const DISTILL_STAGES = ['split', 'teacher', 'cache', 'students'] as const;
+export type DistillStage = (typeof DISTILL_STAGES)[number];
 
 function hash(v: unknown): string {
   return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
@@ -65,8 +71,11 @@ export function changedSettings(before: unknown, after: unknown, at = ''): strin
  * Runs `work` in `dir` unless `<dir>/stage.json` records these settings as done (and `valid`).
  * The same settings left `running` by a killed run resume in place (the stages resume from
  * their checkpoints); other settings, or a folder with no record, are removed first, so a
- * stage never mixes outputs of two settings. Returns the settings' key: downstream stages
- * include it in theirs, so redoing a stage redoes everything after it.
+ * stage never mixes outputs of two settings. Settings named in `inPlace` (top-level keys) are
+ * the exception: when only they changed, the stage runs again in its folder, resuming what it
+ * can (the teacher refits its ensemble on new tuning files without retraining its members).
+ * Returns the settings' key: downstream stages include it in theirs, so redoing a stage redoes
+ * everything after it.
  */
 async function stage(
   dir: string,
@@ -75,12 +84,16 @@ async function stage(
   name: string,
   work: () => Promise<unknown>,
   valid: () => boolean = () => true,
+  inPlace: readonly string[] = [],
 ): Promise<string> {
   const markerPath = join(dir, 'stage.json');
   const recorded: unknown = JSON.parse(JSON.stringify(settings));
   const key = hash(recorded);
   const marker = existsSync(markerPath) ? (JSON.parse(readFileSync(markerPath, 'utf8')) as StageMarker) : null;
-  if (marker?.key === key) {
+  const changed = marker && marker.key !== key ? changedSettings(marker.settings, recorded) : [];
+  if (changed.length > 0 && changed.every((path) => inPlace.includes(path.split('.')[0]!))) {
+    log(`${name}: ${[...new Set(changed.map((p) => p.split('.')[0]!))].join(', ')} changed — redoing ${name} in place (${dir})`);
+  } else if (marker?.key === key) {
     if ((marker.state ?? 'done') === 'done' && valid()) {
       log(`${name}: done before, skipped (${dir})`);
       return key;
@@ -310,14 +323,36 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
   const preset = c.quick?.teacherPreset ?? c.recipe.teacher.preset!;
   const config = resolveTeacherConfig(preset, {});
   const { trainFiles, devFiles } = f;
+  // The tuning files (not `dev`) are inputs of this stage: a changed one refits the ensemble (members resume as trained).
+  const tuneFiles = c.recipe.teacher.tune ?? [];
+  const tuneInputs = fileStamps(tuneFiles.filter((t) => t !== 'dev'));
   await stage(
     teacherDir,
-    { preset, config, trainFiles, devFiles, split: f.splitKey, inputs: fileStamps(f.extra) },
+    {
+      preset,
+      config,
+      trainFiles,
+      devFiles,
+      split: f.splitKey,
+      inputs: fileStamps(f.extra),
+      ...(tuneFiles.length ? { tuneFiles, tuneInputs } : {}),
+    },
     c.log,
     'teacher',
     () =>
-      trainDefaultTeacher({ trainFiles, devFiles, read: c.read, out: teacherDir, config, resume: true, session: c.session, log: c.log }),
+      trainDefaultTeacher({
+        trainFiles,
+        devFiles,
+        ...(tuneFiles.length ? { tuneFiles } : {}),
+        read: c.read,
+        out: teacherDir,
+        config,
+        resume: true,
+        session: c.session,
+        log: c.log,
+      }),
     () => existsSync(join(teacherDir, 'onnx', 'model.onnx')),
+    ['tuneFiles', 'tuneInputs'],
   );
   return teacherDir;
 }
@@ -522,7 +557,8 @@ function writeReport(c: DistillContext, context: ReportContext, runDirs: string[
  *
  * @param o - Recipe file, output folder, `quick` (the recipe's quick settings), a teacher folder to use instead of
  *   the recipe's, device, fallback, threads, log sink.
- * @returns The report's path (`<out>/report.html`) and every run folder.
+ * @returns The report's path (`<out>/report.html`; null when `until` stopped the run before it), every run folder,
+ *   and the last stage run.
  * @throws {ConfigError} No such recipe, a recipe field missing or malformed (named as file: field), or an `out`
  *   folder that is not a kd distill output; and what each stage throws ({@link buildCache}, {@link trainStudent}, …).
  * @throws {DeviceError} `device` is not available and `allowFallback` is not set (checked before any stage runs).
@@ -538,7 +574,9 @@ function writeReport(c: DistillContext, context: ReportContext, runDirs: string[
  * // ConfigError: --recipe nope.yaml: no such file. Recipes ship in recipes/ (sentiment140.yaml, amazon_polarity.yaml)
  * ```
  */
-export async function runDistill(o: DistillOptions): Promise<{ report: string; runs: string[] }> {
+export async function runDistill(
+  o: DistillOptions,
+): Promise<{ report: string | null; runs: string[]; stoppedAfter: DistillStage | 'report' }> {
   const log = o.log ?? (() => undefined);
   const recipe = loadRecipe(o.recipe);
   // A missing provider fails now, not after the split and the teacher's data are prepared.
@@ -557,18 +595,26 @@ export async function runDistill(o: DistillOptions): Promise<{ report: string; r
     log,
   };
   prepareOutput(o, recipe);
+  const stop = (after: DistillStage, runs: string[] = []) => {
+    log(`stopped after the ${after} stage (--until ${after}); run again without --until to go on`);
+    return { report: null, runs, stoppedAfter: after };
+  };
   const files = await splitStage(c);
+  if (o.until === 'split') return stop('split');
   await labelsStage(c, files, jobs);
   const teacherDir = await teacherStage(c, files, o.teacher);
+  if (o.until === 'teacher') return stop('teacher');
   const teacher = teacherFingerprint(teacherDir);
   await transferStage(c, files, jobs, teacherDir, teacher);
   const cache = await cacheStage(c, files, teacherDir, teacher);
+  if (o.until === 'cache') return stop('cache');
   // Students × methods (and the late switch) over seeds, each evaluated on test.
   const seeds = quick?.seeds ?? recipe.runs.seeds;
   const runDirs: string[] = [];
   for (const job of jobs) runDirs.push(await studentStage(c, files, cache, job, seeds));
+  if (o.until === 'students') return stop('students', runDirs);
   const teacherEval = await teacherEvalStage(c, files, teacherDir, teacher, cache);
   const report = writeReport(c, reportContext(c, teacherDir, teacherEval, seeds), runDirs);
   log(`report: ${report}`);
-  return { report, runs: runDirs };
+  return { report, runs: runDirs, stoppedAfter: 'report' };
 }

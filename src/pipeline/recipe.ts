@@ -33,7 +33,8 @@ export interface Recipe {
      */
     transfer?: { files?: string[]; format?: string; augment?: Record<string, unknown> };
   };
-  teacher: { preset?: string; dir?: string };
+  /** `tune`: labelled files the default teacher's ensemble is fitted on (`dev` = its dev split); see TrainTeacherOptions.tuneFiles. */
+  teacher: { preset?: string; dir?: string; tune?: string[] };
   cache: { embedding: string; dtype: 'float16' | 'float32' };
   /** Settings per student (its option keys and epochs, batchSize, lr), merged onto the student's defaults. */
   students: Record<StudentKind, Record<string, number> | undefined>;
@@ -358,11 +359,13 @@ const RECIPE_SCHEMA = object({
     required: true,
     hint: 'teacher: { preset: base } or teacher: { dir: <HF-layout teacher folder> }',
     schema: object(
-      { preset: { schema: preset }, dir: { schema: text } },
+      { preset: { schema: preset }, dir: { schema: text }, tune: { schema: list(text, { min: 1, unique: true }) } },
       {
         check: (t, at) => {
           if (t.preset === undefined && t.dir === undefined)
             throw new FieldError(at, 'needs preset (a teacher kd trains) or dir (a teacher folder)');
+          if (t.tune !== undefined && t.dir !== undefined)
+            throw new FieldError(`${at}.tune`, 'tunes a teacher kd trains (preset); a teacher folder (dir) is used as it is: remove one');
         },
       },
     ),
@@ -548,14 +551,16 @@ export function loadRecipe(path: string): Recipe {
   r.data.test = (r.data.test ?? []).map(abs);
   if (r.data.transfer?.files) r.data.transfer.files = r.data.transfer.files.map(abs);
   if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
+  if (r.teacher.tune) r.teacher.tune = r.teacher.tune.map((f) => (f === 'dev' ? f : abs(f)));
   for (const [field, files] of [
     ['data.split.files', r.data.split.files],
     ['data.extraTrain', r.data.extraTrain],
     ['data.test', r.data.test],
     ['data.transfer.files', r.data.transfer?.files ?? []],
+    ['teacher.tune', (r.teacher.tune ?? []).map((f) => (f === 'dev' ? '' : f))],
   ] as const) {
     files.forEach((f, i) => {
-      if (!existsSync(f))
+      if (f !== '' && !existsSync(f))
         throw new ConfigError(`${path}: ${field}[${i}]: data file ${f} does not exist (set KD_SHARED_DIR if ../shared is elsewhere)`);
     });
   }

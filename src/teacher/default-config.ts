@@ -3,6 +3,7 @@
 // and the word-piece bigram hash the graph and the host share.
 import { existsSync, readFileSync } from 'node:fs';
 import { OptionError } from '../errors.js';
+import { lexiconSource, type LexiconName } from './lexicon-data.js';
 
 /** Masked-language-model pretraining of the encoder (see pretrain.ts). */
 export interface PretrainConfig {
@@ -33,6 +34,11 @@ export interface MemberConfig {
 export interface DefaultTeacherConfig {
   /** Members trained one after another on the same tokenizer and data, then combined. */
   members: MemberConfig[];
+  /**
+   * Lexicon members (no training: per-token valence tables over the vocabulary, see lexicon.ts),
+   * combined with the trained members; their words are kept whole in the WordPiece vocabulary.
+   */
+  lexicons: LexiconName[];
   /**
    * Masked-language-model pretraining of one encoder (the first encoder member's shape) on
    * the training texts and any extra text, used to initialize every encoder of that shape.
@@ -84,6 +90,7 @@ export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
    */
   base: {
     members: [deep(13), deep(14), wide(15)],
+    lexicons: ['afinn', 'vader', 'wink'],
     pretrain: DEFAULT_PRETRAIN,
     maxLength: 128,
     vocabSize: 16384,
@@ -102,6 +109,7 @@ export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
       { layers: 1, hidden: 32, heads: 2, intermediate: 64, wideDim: 0, dropout: 0.1, epochs: 2, lr: 2e-3, seed: 13 },
       { layers: 0, hidden: 0, heads: 0, intermediate: 0, wideDim: 16, dropout: 0.1, epochs: 2, lr: 5e-3, seed: 14 },
     ],
+    lexicons: [],
     pretrain: { epochs: 1, lr: 2e-3, batchSize: 64, maskProbability: 0.15, seed: 7 },
     maxLength: 48,
     vocabSize: 2048,
@@ -141,6 +149,8 @@ export function resolveTeacherConfig(preset: string, overrides: Partial<DefaultT
   const memberOverrides = Object.fromEntries(memberKeys.filter((k) => k in given).map((k) => [k, given[k]]));
   const sharedOverrides = Object.fromEntries(Object.entries(given).filter(([k]) => !memberKeys.includes(k as keyof MemberConfig)));
   const cfg: DefaultTeacherConfig = { ...base, ...sharedOverrides, members: base.members.map((m) => ({ ...m, ...memberOverrides })) };
+  cfg.lexicons ??= [];
+  for (const name of cfg.lexicons) lexiconSource(name);
   for (const m of cfg.members) {
     if (m.layers > 0 && m.hidden % m.heads !== 0) throw new OptionError(`'--hidden' ${m.hidden} must be divisible by '--heads' ${m.heads}`);
   }

@@ -12,6 +12,7 @@ import { ort } from '../engine/session.js';
 import { OptionError } from '../errors.js';
 import { tokenFeeds } from '../text/feeds.js';
 import type { Encoding, TextTokenizer } from '../text/tokenizer.js';
+import { lexiconScoreGraph, type LexiconTables } from './lexicon.js';
 import { BIGRAM_PRIME, bigramBucket, type DefaultTeacherConfig, type MemberConfig } from './default-config.js';
 
 const SEQ = { dtype: 'int64' as const, shape: ['batch_size', 'sequence_length'] };
@@ -96,13 +97,20 @@ export function memberModel(m: MemberConfig, shared: DefaultTeacherConfig, class
  * The exported teacher: every member under `member<k>.`, their embeddings concatenated, and
  * one final linear layer whose weights are the members' classifiers scaled by their ensemble
  * weights. So logits = Σ_k w_k·logits_k (a product of experts) and the classifier is still
- * a single MatMul + Add that reads the concatenated embedding.
+ * a single MatMul + Add that reads the concatenated embedding. Lexicon members (`lexicons`)
+ * come after the trained ones, each a one-wide embedding (its score s, see lexicon.ts) whose
+ * classifier row u gives the logits u·s (binary: [−a·s, a·s] up to a shared bias).
  */
-export function ensembleModel(cfg: DefaultTeacherConfig, classes: number): ModelDefinition {
+export function ensembleModel(cfg: DefaultTeacherConfig, classes: number, lexicons: readonly LexiconTables[] = []): ModelDefinition {
   return {
     inputs: { input_ids: SEQ, attention_mask: SEQ, token_type_ids: SEQ },
     forward: (ctx, inputs) => {
-      const parts = cfg.members.map((m, k) => memberForward(ctx.scoped(`member${k}.`), m, cfg, classes, inputs));
+      const parts: { embedding: Value; dim: number }[] = cfg.members.map((m, k) =>
+        memberForward(ctx.scoped(`member${k}.`), m, cfg, classes, inputs),
+      );
+      // A lexicon member's "embedding" is its score: the final layer gives it a row of per-class weights.
+      for (const t of lexicons)
+        parts.push({ embedding: op.unsqueeze(lexiconScoreGraph(ctx.g, t, inputs.input_ids!, inputs.attention_mask!), [1]), dim: 1 });
       const embedding =
         parts.length === 1
           ? parts[0]!.embedding

@@ -21,7 +21,9 @@ import { runVersions } from '../util/versions.js';
 import { argmaxRow } from '../util/stats.js';
 import type { DefaultTeacherConfig, MemberConfig } from './default-config.js';
 import { ceLoss, ensembleModel, memberModel, teacherFeeds, type TokenizedSet } from './default-model.js';
-import { ensembleStore, exportTeacherFolder, tuneEnsembleWeights } from './ensemble.js';
+import { ensembleStore, exportTeacherFolder, fitStackedEnsemble, stackedAccuracy, tuneEnsembleWeights } from './ensemble.js';
+import { lexiconScore, lexiconTables, type LexiconTables } from './lexicon.js';
+import { lexiconWords } from './lexicon-data.js';
 import { pretrainEncoder, type PretrainResult } from './pretrain.js';
 
 export interface TrainTeacherOptions {
@@ -29,6 +31,12 @@ export interface TrainTeacherOptions {
   /** Extra unlabeled text for pretraining (labels are not read). */
   pretrainFiles?: string[];
   devFiles?: string[];
+  /**
+   * Labelled files the ensemble (member weights, lexicon rows, bias) is fitted on instead of
+   * dev; the entry `dev` stands for the dev rows. Only these few numbers see them: no member
+   * trains on them.
+   */
+  tuneFiles?: string[];
   read: ReadOptions & { classes: 2 | 3 | 5 };
   out: string;
   config: DefaultTeacherConfig;
@@ -55,8 +63,12 @@ export interface TrainTeacherResult {
   /** Accuracy of the exported ensemble on dev. */
   devAccuracy: number;
   members: MemberResult[];
-  /** Ensemble weight of each member (tuned on dev). */
+  /** Ensemble weight of each member (tuned on dev, or on the tuning files). */
   weights: number[];
+  /** The lexicon members' classifier rows and the extra bias, when the ensemble was fitted (lexicons or tuning files). */
+  lexicon: { names: string[]; rows: number[][]; bias: number[] } | null;
+  /** Rows and accuracy of the fit on the tuning set, when tuning files were given. */
+  tune: { files: string[]; rows: number; accuracy: number } | null;
   parameters: number;
 }
 
@@ -126,7 +138,7 @@ function runTokenizer(o: TrainTeacherOptions, work: string, train: readonly Exam
   if (o.resume && existsSync(join(tokDir, 'tokenizer.json'))) return TextTokenizer.fromFolder(tokDir, { maxLength: cfg.maxLength });
   const tokenizer = TextTokenizer.trainWordPiece(
     train.map((e) => e.text),
-    { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength },
+    { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength, wholeWords: lexiconWords(cfg.lexicons) },
   );
   mkdirSync(tokDir, { recursive: true });
   tokenizer.save(tokDir);
@@ -157,12 +169,14 @@ interface TeacherRun {
   tokenizer: TextTokenizer;
   trainSet: TokenizedSet;
   devSet: TokenizedSet;
+  /** The tuning files' rows (not dev), when tuning files other than `dev` were given. */
+  tuneSet: TokenizedSet | null;
   log: (line: string) => void;
 }
 
-/** A member's dev logits in dev order (batches of similar length). */
-function devLogits(run: TeacherRun, trainer: Trainer): Promise<Float32Array> {
-  const { devSet, tokenizer, cfg } = run;
+/** A member's logits on a set (dev unless given), in its order (batches of similar length). */
+function setLogits(run: TeacherRun, trainer: Trainer, devSet: TokenizedSet = run.devSet): Promise<Float32Array> {
+  const { tokenizer, cfg } = run;
   const order = lengthOrder(devSet.encodings.map((e) => e.ids.length));
   return predictRows(order, run.classes, 128, async (rows) => {
     const feeds = teacherFeeds(tokenizer, devSet, rows, cfg, false, true);
@@ -213,7 +227,7 @@ async function trainMember(
   run: TeacherRun,
   k: number,
   pretrained: PretrainResult | null,
-): Promise<{ result: MemberResult; logits: Float32Array; store: ParameterStore }> {
+): Promise<{ result: MemberResult; logits: Float32Array; tuneLogits: Float32Array | null; store: ParameterStore }> {
   const { o, cfg, log } = run;
   const m = cfg.members[k]!;
   const memberDir = join(run.work, `member${k}`);
@@ -240,7 +254,7 @@ async function trainMember(
     seed: m.seed,
     batches: (_epoch, rng) => bucketedBatches(lengths, cfg.batchSize, rng),
     feed: (rows) => teacherFeeds(run.tokenizer, run.trainSet, rows, cfg, true, true),
-    evaluate: async () => ({ score: devAccuracy(run, await devLogits(run, trainer)) }),
+    evaluate: async () => ({ score: devAccuracy(run, await setLogits(run, trainer)) }),
     ...(cfg.evalEvery ? { evalEvery: cfg.evalEvery } : {}),
     patience: cfg.patience,
     ...(o.resume ? { resume: true } : {}),
@@ -249,12 +263,82 @@ async function trainMember(
     log,
     restoreBest: true,
   });
-  const logits = await devLogits(run, trainer);
+  const logits = await setLogits(run, trainer);
+  const tuneLogits = run.tuneSet ? await setLogits(run, trainer, run.tuneSet) : null;
   const result = { devAccuracy: devAccuracy(run, logits), loop, parameters: trainer.store.count() };
   const store = trainer.store.clone();
   await trainer.dispose();
   log(`member ${k + 1}: dev accuracy ${(100 * result.devAccuracy).toFixed(2)}%`);
-  return { result, logits, store };
+  return { result, logits, tuneLogits, store };
+}
+
+/** The tuning files' rows: every row labelled, no limit (an id seen twice, in one file or two, is kept once). */
+function readLabelledTuneRows(files: string[], read: ReadOptions): Promise<LabelledExample[]> {
+  return readLabelledExamples(files, read, Infinity, 0);
+}
+
+interface FittedEnsemble {
+  weights: number[];
+  lexicon: { names: string[]; rows: number[][]; bias: number[] } | null;
+  /** Accuracy of the exported ensemble on dev. */
+  accuracy: number;
+  tune: { files: string[]; rows: number; accuracy: number } | null;
+}
+
+/**
+ * The ensemble's few numbers: without lexicons or tuning files, the weight grid on dev (as
+ * before); otherwise a stacked fit (fitStackedEnsemble) on the tuning set (the tuning files'
+ * rows, and dev's where `dev` is listed, or dev alone when no files are given).
+ */
+function fitEnsemble(
+  run: TeacherRun,
+  lexicons: LexiconTables[],
+  devLogitsOf: Float32Array[],
+  tuneLogitsOf: Float32Array[],
+): FittedEnsemble {
+  const { o, classes } = run;
+  const files = o.tuneFiles ?? [];
+  if (!lexicons.length && !files.length) {
+    const grid = tuneEnsembleWeights(devLogitsOf, run.devSet.labels, classes);
+    return { weights: grid.weights, lexicon: null, accuracy: grid.accuracy, tune: null };
+  }
+  const scores = (set: TokenizedSet) => lexicons.map((t) => Float64Array.from(set.encodings, (e) => lexiconScore(t, e.ids)));
+  const withDev = !files.length || files.includes('dev');
+  const sets: { logits: Float32Array[]; scores: Float64Array[]; labels: Int32Array }[] = [];
+  if (withDev) sets.push({ logits: devLogitsOf, scores: scores(run.devSet), labels: run.devSet.labels });
+  if (run.tuneSet) sets.push({ logits: tuneLogitsOf, scores: scores(run.tuneSet), labels: run.tuneSet.labels });
+  const cat = <T extends Float32Array | Float64Array | Int32Array>(parts: T[], make: (n: number) => T): T => {
+    const out = make(parts.reduce((s, p) => s + p.length, 0));
+    let at = 0;
+    for (const p of parts) (out.set(p as never, at), (at += p.length));
+    return out;
+  };
+  const fit = fitStackedEnsemble(
+    devLogitsOf.map((_, k) =>
+      cat(
+        sets.map((s) => s.logits[k]!),
+        (n) => new Float32Array(n),
+      ),
+    ),
+    lexicons.map((_, l) =>
+      cat(
+        sets.map((s) => s.scores[l]!),
+        (n) => new Float64Array(n),
+      ),
+    ),
+    cat(
+      sets.map((s) => s.labels),
+      (n) => new Int32Array(n),
+    ),
+    classes,
+  );
+  const devAcc = stackedAccuracy(fit, devLogitsOf, scores(run.devSet), run.devSet.labels, classes);
+  return {
+    weights: fit.weights,
+    lexicon: { names: lexicons.map((t) => t.name), rows: fit.lexiconRows, bias: fit.bias },
+    accuracy: devAcc,
+    tune: files.length ? { files, rows: sets.reduce((s, x) => s + x.labels.length, 0), accuracy: fit.accuracy } : null,
+  };
 }
 
 /** Trains the default teacher (its members, then their ensemble) and writes it to `out` in the Hugging Face layout. */
@@ -274,23 +358,46 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     encodings: await tokenizer.encode(rows.map((e) => e.text)),
     labels: Int32Array.from(rows, (e) => e.label),
   });
-  const run: TeacherRun = { o, cfg, classes, work, tokenizer, trainSet: await tokenize(train), devSet: await tokenize(dev), log };
+  const tuneFiles = (o.tuneFiles ?? []).filter((f) => f !== 'dev');
+  const tuneRows = tuneFiles.length ? await readLabelledTuneRows(tuneFiles, o.read) : null;
+  const run: TeacherRun = {
+    o,
+    cfg,
+    classes,
+    work,
+    tokenizer,
+    trainSet: await tokenize(train),
+    devSet: await tokenize(dev),
+    tuneSet: tuneRows ? await tokenize(tuneRows) : null,
+    log,
+  };
 
   const pretrained = await pretrainIfAsked(run);
   const members: MemberResult[] = [];
   const memberDevLogits: Float32Array[] = [];
+  const memberTuneLogits: Float32Array[] = [];
   const memberStores: ParameterStore[] = [];
   for (let k = 0; k < cfg.members.length; k++) {
-    const { result, logits, store } = await trainMember(run, k, pretrained);
+    const { result, logits, tuneLogits, store } = await trainMember(run, k, pretrained);
     members.push(result);
     memberDevLogits.push(logits);
+    if (tuneLogits) memberTuneLogits.push(tuneLogits);
     memberStores.push(store);
   }
 
-  const tuned = tuneEnsembleWeights(memberDevLogits, run.devSet.labels, classes);
-  log(`ensemble weights ${tuned.weights.map((w) => w.toFixed(2)).join(', ')}: dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%`);
-  const store = ensembleStore(cfg, classes, memberStores, tuned.weights);
-  const onnx = exportModel(ensembleModel(cfg, classes), store, {
+  const lexicons = await Promise.all(cfg.lexicons.map((name) => lexiconTables(name, tokenizer)));
+  for (const { name, coverage: c } of lexicons)
+    log(`lexicon ${name}: ${c.single} entries as one token, ${c.phrase} as 2–3 tokens, ${c.dropped} dropped`);
+  const tuned = fitEnsemble(run, lexicons, memberDevLogits, memberTuneLogits);
+  const rows = tuned.lexicon
+    ? `, lexicon rows ${tuned.lexicon.rows.map((r) => `[${r.map((v) => v.toFixed(3)).join(', ')}]`).join(' ')}`
+    : '';
+  const onTune = tuned.tune ? `, tuning-set accuracy ${(100 * tuned.tune.accuracy).toFixed(2)}%` : '';
+  const weights = tuned.weights.map((w) => w.toFixed(2)).join(', ');
+  log(`ensemble weights ${weights}${rows}: dev accuracy ${(100 * tuned.accuracy).toFixed(2)}%${onTune}`);
+  const head = tuned.lexicon ? { tables: lexicons, rows: tuned.lexicon.rows, bias: tuned.lexicon.bias } : undefined;
+  const store = ensembleStore(cfg, classes, memberStores, tuned.weights, head);
+  const onnx = exportModel(ensembleModel(cfg, classes, lexicons), store, {
     outputs: ['logits'],
     metadata: { producer: 'kd-toolkit default teacher' },
   });
@@ -298,6 +405,8 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     devAccuracy: tuned.accuracy,
     pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null,
     weights: tuned.weights,
+    lexicon: tuned.lexicon,
+    tune: tuned.tune,
     members: members.map((m) => ({ devAccuracy: m.devAccuracy, steps: m.loop.steps, seconds: m.loop.secondsTraining })),
     trainRows: train.length,
     devRows: dev.length,
@@ -310,6 +419,8 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     pretrainMaskedAccuracy: pretrained?.devMaskedAccuracy ?? null,
     members,
     weights: tuned.weights,
+    lexicon: tuned.lexicon,
+    tune: tuned.tune,
     parameters: store.count(),
   };
 }

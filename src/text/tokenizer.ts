@@ -116,6 +116,13 @@ export class TextTokenizer {
     return Object.values(this.native.getVocab(true)).reduce((m, id) => Math.max(m, id + 1), 0);
   }
 
+  /** The vocabulary in id order (token of id i at index i). */
+  tokens(): string[] {
+    const out: string[] = [];
+    for (const [t, id] of Object.entries(this.native.getVocab(true))) out[id] = t;
+    return out;
+  }
+
   tokenId(token: string): number {
     const id = this.native.tokenToId(token);
     if (id === null || id === undefined)
@@ -177,8 +184,14 @@ export class TextTokenizer {
    * pre-tokenization from the `tokenizers` package, merges learned by our deterministic
    * trainer (see wordpiece-trainer.ts; the same texts give the same vocabulary, in any order),
    * the special tokens first, so [PAD] = 0, [UNK] = 1, [CLS] = 2, [SEP] = 3, [MASK] = 4.
+   * `wholeWords` (e.g. a sentiment lexicon's words) become whole tokens: each that the learned
+   * vocabulary lacks takes the place of one of the last merges (its characters join the alphabet);
+   * at most half the vocabulary, the words most frequent in `texts` first.
    */
-  static trainWordPiece(texts: Iterable<string>, opts: { vocabSize: number; maxLength: number }): TextTokenizer {
+  static trainWordPiece(
+    texts: Iterable<string>,
+    opts: { vocabSize: number; maxLength: number; wholeWords?: readonly string[] },
+  ): TextTokenizer {
     const normalizer = bertNormalizer(BERT_NORMALIZATION);
     const preTokenizer = bertPreTokenizer();
     // BERT normalization works character by character and turns every line break into a space,
@@ -202,11 +215,20 @@ export class TextTokenizer {
     specials.forEach((s, i) => (vocab[s] = i));
     // The pre-tokenizer splits '[' and ']' off, so no learned token is a special token.
     let next = specials.length;
-    for (const token of learnWordPieceVocabulary(wordCounts, {
-      vocabSize: Math.max(0, opts.vocabSize - specials.length),
+    // At most half the vocabulary goes to whole words, the ones most frequent in the texts first (ties: code-unit order).
+    const learnedSize = Math.max(0, opts.vocabSize - specials.length);
+    const whole = wholeWordsOf(opts.wholeWords ?? [], (t) => normalizer.normalizeString(t), preTokenizer)
+      .map((w) => [w, wordCounts.get(w) ?? 0] as const)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, Math.floor(learnedSize / 2))
+      .map(([w]) => w);
+    // The characters of whole words must be in the alphabet, or a word holding one becomes [UNK].
+    for (const w of whole) if (!wordCounts.has(w)) wordCounts.set(w, 0);
+    const learned = learnWordPieceVocabulary(wordCounts, {
+      vocabSize: learnedSize,
       continuingSubwordPrefix: '##',
-    }))
-      vocab[token] = next++;
+    });
+    for (const token of keepWholeWords(learned, whole, learnedSize)) vocab[token] = next++;
     const tok = new Tokenizer(
       WordPiece.init(vocab, { unkToken: BERT_SPECIALS.unk, continuingSubwordPrefix: '##', maxInputCharsPerWord: 100 }),
     );
@@ -267,6 +289,40 @@ export class TextTokenizer {
       .map(([t]) => t);
     writeFileAtomicSync(join(dir, 'vocab.txt'), `${vocab.join('\n')}\n`);
   }
+}
+
+/** The normalized forms of `words` that pre-tokenize to one word (the ones a vocabulary can hold whole), sorted, unique. */
+function wholeWordsOf(
+  words: readonly string[],
+  normalize: (t: string) => string,
+  preTokenizer: { preTokenizeString(s: string): [string, [number, number]][] },
+): string[] {
+  const out = new Set<string>();
+  for (const w of words) {
+    const pieces = preTokenizer.preTokenizeString(normalize(w));
+    if (pieces.length === 1) out.add(pieces[0]![0]);
+  }
+  return [...out].sort();
+}
+
+/**
+ * The learned tokens with every whole word in: the longest prefix of the learned list (learning
+ * is sequential, so a prefix is what a smaller vocabulary would have learned) that leaves room
+ * for the whole words it lacks, then those words. Exported for its test.
+ */
+export function keepWholeWords(learned: readonly string[], whole: readonly string[], size: number): string[] {
+  const position = new Map(learned.map((t, i) => [t, i] as const));
+  // For a prefix of n learned tokens, the whole words missing from it are those at a position ≥ n.
+  const inside = whole.map((w) => position.get(w) ?? Infinity).sort((a, b) => a - b);
+  let n = Math.min(size, learned.length);
+  let within = inside.filter((p) => p < n).length;
+  while (n > 0 && n + whole.length - within > size) {
+    n--;
+    if (within > 0 && inside[within - 1]! >= n) within--;
+  }
+  const kept = learned.slice(0, n);
+  const have = new Set(kept);
+  return [...kept, ...whole.filter((w) => !have.has(w))];
 }
 
 /** tokenizer_config.json of a lowercase BERT WordPiece tokenizer, with the special tokens transformers.js needs to pad batches. */

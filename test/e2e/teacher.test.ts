@@ -131,7 +131,7 @@ test('kd teacher predict --json on a foreign export', () => {
   (p.logits as number[][]).flat().forEach((v, i) => assert.ok(Math.abs(v - (j.logits as number[][]).flat()[i]!) < 1e-5));
 });
 
-test('the default teacher trains, exports in the HF layout, and transformers.js loads it as is', async () => {
+test('the default teacher (with lexicon members) trains, exports in the HF layout, and transformers.js loads it as is', async () => {
   const out = join(tempDir(), 'teacher-tiny');
   const r = runKd([
     'teacher',
@@ -140,6 +140,8 @@ test('the default teacher trains, exports in the HF layout, and transformers.js 
     S140_RANDOM(),
     '--preset',
     'tiny',
+    '--lexicons',
+    'afinn,vader,wink',
     '--limit',
     '4000',
     '--epochs',
@@ -156,16 +158,24 @@ test('the default teacher trains, exports in the HF layout, and transformers.js 
   assert.equal(config.model_type, 'bert');
   assert.deepEqual(config.id2label, { 0: 'negative', 1: 'positive' });
   assert.equal(JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')).pad_token, '[PAD]');
+  assert.deepEqual(config.kd.lexicons, ['afinn', 'vader', 'wink']);
+  assert.equal(summary.lexicon.rows.length, 3);
 
   // transformers.js 4.3 truncates after adding special tokens (a text longer than max_length
   // loses its final [SEP]); the Rust tokenizer keeps [SEP], as Hugging Face's Python does.
   // Compare on texts that fit.
   const { TextTokenizer } = await import('../../src/text/tokenizer.js');
   const tok = TextTokenizer.fromFolder(out);
-  const candidates = await tweets(60);
+  // Tweets and human-labelled review sentences (negations, emoticons, lexicon words).
+  const reviews = readFileSync(sharedPath('datasets', 'uci_sentences', 'yelp_labelled.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(0, 12)
+    .map((l) => (JSON.parse(l) as { text: string }).text);
+  const candidates = [...(await tweets(48)), ...reviews, 'not good :( but the fries were great :)', "I didn't like it!!!"];
   const lengths = (await tok.encode(candidates)).map((e) => e.ids.length);
-  const texts = candidates.filter((_, i) => lengths[i]! < tok.maxLength).slice(0, 24);
-  assert.equal(texts.length, 24);
+  const texts = candidates.filter((_, i) => lengths[i]! < tok.maxLength);
+  assert.ok(texts.length >= 50, `${texts.length} texts`);
   const ours = runKd(['teacher', 'predict', '--model', out, '--json', '--text', ...texts]);
   assert.equal(ours.status, 0, ours.stderr);
   const mine = ours.json();

@@ -244,3 +244,20 @@ test('an empty recipe, a YAML syntax error and a missing teacher folder are one-
       `(config.json, tokenizer.json, onnx/model.onnx)`,
   });
 });
+
+test('teacher.tune: dev or existing files, resolved; a missing file, a duplicate or a tune next to teacher.dir is refused', () => {
+  const shippedTune = loadRecipe(shipped('sentiment140.yaml')).teacher.tune!;
+  assert.equal(shippedTune[0], 'dev');
+  assert.match(shippedTune[1]!, /\/datasets\/uci_sentences\/yelp_labelled\.jsonl$/);
+  const missing = withEdit('    - dev\n', '    - dev\n    - nowhere/sentences.jsonl\n');
+  assert.throws(() => loadRecipe(missing), {
+    name: 'ConfigError',
+    message: new RegExp(`^${missing}: teacher\\.tune\\[1\\]: data file .*/nowhere/sentences\\.jsonl does not exist`),
+  });
+  const twice = withEdit('    - dev\n', '    - dev\n    - dev\n');
+  assert.throws(() => loadRecipe(twice), { message: /: teacher\.tune\[1\]: "dev" is listed twice \(also teacher\.tune\[0\]\)/ });
+  const withDir = withEdit('  preset: base\n', '  dir: models/teacher-amazon\n');
+  assert.throws(() => loadRecipe(withDir), {
+    message: /: teacher\.tune: tunes a teacher kd trains \(preset\); a teacher folder \(dir\) is used as it is: remove one$/,
+  });
+});
