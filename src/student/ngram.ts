@@ -8,6 +8,7 @@ import * as op from '../engine/ops.js';
 import { linear, maskedMean } from '../engine/layers.js';
 import { normal, uniform } from '../engine/params.js';
 import { ort } from '../engine/session.js';
+import type { BagModelSpec } from '../engine/bag-trainer.js';
 import { shuffledBatches } from '../engine/batches.js';
 import { DamagedFileError } from '../engine/safetensors.js';
 import { ConfigError } from '../data/errors.js';
@@ -257,3 +258,9 @@ export const ngram: StudentDefinition<NgramStudentConfig> = {
     return async (texts) => tokenFeeds(tokenizer.pad(await tokenizer.encode(texts)), false);
   },
 };
+
+/** The n-gram model as the host trainer sees it (src/engine/bag-trainer.ts); null where it does not apply (dropout). */
+export function ngramBag(cfg: NgramStudentConfig): BagModelSpec | null {
+  if (cfg.dropout > 0) return null;
+  return { table: 'ngrams', ids: 'ngram_ids', mask: 'ngram_mask', hidden: cfg.hidden > 0 ? 'hidden' : null, head: 'classifier' };
+}
