@@ -317,19 +317,23 @@ export interface AdamwTrainerOptions extends Pick<TrainerOptions, 'model' | 'los
   totalSteps: number;
 }
 
-/**
- * A Trainer with AdamW (gradients clipped to global norm 1), a linear warm-up then linear decay
- * over `totalSteps`, and stepsPerCall 'auto'.
- */
-export function adamwTrainer(o: AdamwTrainerOptions): Promise<Trainer> {
-  return Trainer.create({
+/** The TrainerOptions of adamwTrainer: AdamW (gradients clipped to global norm 1), linear warm-up then decay. */
+export function adamwTrainerOptions(o: AdamwTrainerOptions): TrainerOptions {
+  return {
     model: o.model,
     ...(o.store ? { store: o.store } : {}),
     loss: o.loss,
     optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
     schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * o.totalSteps)), totalSteps: o.totalSteps },
-    stepsPerCall: 'auto',
     seed: o.seed,
-    session: o.session,
-  });
+    ...(o.session ? { session: o.session } : {}),
+  };
+}
+
+/**
+ * A Trainer with AdamW (gradients clipped to global norm 1), a linear warm-up then linear decay
+ * over `totalSteps`, and stepsPerCall 'auto'.
+ */
+export function adamwTrainer(o: AdamwTrainerOptions): Promise<Trainer> {
+  return Trainer.create({ ...adamwTrainerOptions(o), stepsPerCall: 'auto' });
 }
