@@ -185,7 +185,8 @@ export class BagTrainer implements StepTrainer {
       scratch: zerosOf(dtype, 0),
     };
     const headSize = layers.at(-1)!.outDim;
-    const { session } = await createSession(lossGraph(options, headSize), { ...options.session, device: 'cpu' });
+    // One thread: the graph is [B, H] small, and a pool's threads waiting for work only take CPU from the host's loops.
+    const { session } = await createSession(lossGraph(options, headSize), { ...options.session, device: 'cpu', threads: 1 });
     return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers);
   }
 
@@ -197,11 +198,10 @@ export class BagTrainer implements StepTrainer {
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
     const [B, T] = idsT.dims as [number, number];
     const n = B * T;
+    const rowsTotal = this.sparse.info.spec.shape[0]!;
     const ids = int32Words(idsT, this.scratch.ints('ids', n), (i, raw) => {
-      const rowsTotal = this.sparse.info.spec.shape[0]!;
       throw new RangeError(`sparse table '${bag.table}': id ${raw} at position ${i} is outside [0, ${rowsTotal})`);
     });
-    const rowsTotal = this.sparse.info.spec.shape[0]!;
     for (let i = 0; i < n; i++)
       if (!(ids[i]! >= 0 && ids[i]! < rowsTotal))
         throw new RangeError(`sparse table '${bag.table}': id ${ids[i]} at position ${i} is outside [0, ${rowsTotal})`);
@@ -215,20 +215,8 @@ export class BagTrainer implements StepTrainer {
     // Forward: the masked mean of each example's rows, the hidden layer, the head.
     const bagOut = this.scratch.zeros('bag', B * D);
     const scale = this.scratch.zeros('scale', B);
-    for (let b = 0; b < B; b++) {
-      let count = 0;
-      const out = b * D;
-      for (let k = b * T; k < (b + 1) * T; k++) {
-        const w = mask[k]!;
-        if (w === 0) continue;
-        count += w;
-        const row = ids[k]! * D;
-        for (let j = 0; j < D; j++) bagOut[out + j] += w * table[row + j]!;
-      }
-      const s = 1 / Math.max(count, 1);
-      scale[b] = s;
-      for (let j = 0; j < D; j++) bagOut[out + j] *= s;
-    }
+    touchRows(table, touched, D);
+    gatherMean(table, ids, mask, B, T, D, bagOut, scale);
     const acts: Float64Array[] = [bagOut];
     for (let l = 0; l < this.layers.length; l++) {
       const layer = this.layers[l]!;
@@ -275,16 +263,7 @@ export class BagTrainer implements StepTrainer {
       grad = dx;
     }
     const rowGrad = this.scratch.zeros('rowGrad', touched.length * D);
-    for (let b = 0; b < B; b++) {
-      const s = scale[b]!;
-      for (let k = b * T; k < (b + 1) * T; k++) {
-        const w = mask[k]!;
-        if (w === 0) continue;
-        const f = w * s;
-        const at = slots[k]! * D;
-        for (let j = 0; j < D; j++) rowGrad[at + j] += f * grad[b * D + j]!;
-      }
-    }
+    scatterRows(grad, slots, mask, scale, B, T, D, rowGrad);
 
     // Global-norm clipping over every gradient, as clipByGlobalNorm does (torch's coefficient), then the update.
     const clip = optimizer.clipNorm;
@@ -322,7 +301,14 @@ export class BagTrainer implements StepTrainer {
       );
     }
     const spec = this.sparse.info.spec;
-    updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, spec.decay ? wd : 0);
+    const tableDecay = spec.decay ? wd : 0;
+    const m = this.sparse.states.get('m');
+    const v = this.sparse.states.get('v');
+    if (optimizer.kind === 'adamw' && table instanceof Float32Array && m instanceof Float32Array && v instanceof Float32Array) {
+      touchRows(m, touched, D);
+      touchRows(v, touched, D);
+      adamwRowsFloat32(table, m, v, touched, D, rowGrad, optimizer.beta1 ?? 0.9, optimizer.beta2 ?? 0.999, hyper, tableDecay);
+    } else updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
     this.stepCount += 1;
 
     const metrics: Record<string, number | FloatArray> = {};
@@ -408,6 +394,108 @@ export class BagTrainer implements StepTrainer {
   async dispose(): Promise<void> {
     await this.lossSession.release();
     await this.evaluator?.release();
+  }
+}
+
+/**
+ * Reads two values of each row in `touched` (its two 64-byte lines at D = 32) before the pass that works on them: a
+ * loop this light keeps many cache misses in flight at once, where the working pass, heavy per row, would take them
+ * one row at a time (about half the time of a step on large tables went into those misses).
+ */
+function touchRows(a: FloatArray, touched: Int32Array, D: number): number {
+  let acc = 0;
+  const half = D >> 1;
+  for (let k = 0; k < touched.length; k++) {
+    const row = touched[k]! * D;
+    acc += a[row]! + a[row + half]!;
+  }
+  return acc;
+}
+
+/** bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean); `scale[b]` = that divisor's inverse. */
+function gatherMean(
+  table: FloatArray,
+  ids: Int32Array,
+  mask: Int32Array,
+  B: number,
+  T: number,
+  D: number,
+  bag: Float64Array,
+  scale: Float64Array,
+): void {
+  for (let b = 0; b < B; b++) {
+    let count = 0;
+    const out = b * D;
+    for (let k = b * T; k < (b + 1) * T; k++) {
+      const w = mask[k]!;
+      if (w === 0) continue;
+      count += w;
+      const row = ids[k]! * D;
+      for (let j = 0; j < D; j++) bag[out + j] += w * table[row + j]!;
+    }
+    const s = 1 / Math.max(count, 1);
+    scale[b] = s;
+    for (let j = 0; j < D; j++) bag[out + j] *= s;
+  }
+}
+
+/** The rows' gradient from the bag's: row slots[b,k] gains mask[b,k]·scale[b]·dBag[b]. */
+function scatterRows(
+  dBag: Float64Array,
+  slots: Int32Array,
+  mask: Int32Array,
+  scale: Float64Array,
+  B: number,
+  T: number,
+  D: number,
+  rowGrad: Float64Array,
+): void {
+  for (let b = 0; b < B; b++) {
+    const s = scale[b]!;
+    for (let k = b * T; k < (b + 1) * T; k++) {
+      const w = mask[k]!;
+      if (w === 0) continue;
+      const f = w * s;
+      const at = slots[k]! * D;
+      for (let j = 0; j < D; j++) rowGrad[at + j] += f * dBag[b * D + j]!;
+    }
+  }
+}
+
+/**
+ * updateRowsInPlace's AdamW for float32 tables, the same arithmetic in the same order (float64, each stored moment
+ * rounded to float32 before use, as there), in one function V8 compiles for these array types alone.
+ */
+function adamwRowsFloat32(
+  table: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  touched: Int32Array,
+  D: number,
+  grad: Float64Array,
+  b1: number,
+  b2: number,
+  hyper: HyperValues,
+  weightDecay: number,
+): void {
+  const step = hyper['hyper/step_size'];
+  const eps = hyper['hyper/eps'];
+  const decay = weightDecay * hyper['hyper/lr'];
+  const c1 = 1 - b1;
+  const c2 = 1 - b2;
+  for (let k = 0; k < touched.length; k++) {
+    const row = touched[k]! * D;
+    const g0 = k * D;
+    for (let j = 0; j < D; j++) {
+      const i = row + j;
+      const g = grad[g0 + j]!;
+      const mi = Math.fround(m[i]! * b1 + g * c1);
+      const vi = Math.fround(v[i]! * b2 + g * g * c2);
+      m[i] = mi;
+      v[i] = vi;
+      const p = table[i]!;
+      table[i] = p - p * decay - (mi / (Math.sqrt(vi) + eps)) * step;
+    }
   }
 }
 
