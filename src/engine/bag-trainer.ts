@@ -12,6 +12,7 @@ import { buffered, tensorOf, zerosOf, type Buffered, type DenseSlot } from './bu
 import { loadCheckpoint, saveCheckpoint, type CheckpointParts } from './checkpoint.js';
 import { buildTrainStep, exportModel, flatState, type TrainStepGraph } from './train-graph.js';
 import type { SparseRuntime } from './sparse-rows.js';
+import { SimdRows } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
 
 type Feeds = Record<string, ort.Tensor>;
@@ -116,6 +117,7 @@ export class BagTrainer implements StepTrainer {
     private readonly states: Map<string, Buffered>,
     private readonly sparse: SparseRuntime,
     private readonly layers: Layer[],
+    private readonly simd: SimdRows | null,
   ) {}
 
   /**
@@ -177,6 +179,7 @@ export class BagTrainer implements StepTrainer {
       }),
     );
     const [rows, dim] = table!.spec.shape as [number, number];
+    const initial = store.get(table!.spec.name);
     const sparse: SparseRuntime = {
       info: table!,
       dim,
@@ -184,10 +187,20 @@ export class BagTrainer implements StepTrainer {
       states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
       scratch: zerosOf(dtype, 0),
     };
+    // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory.
+    const simd =
+      dtype === 'float32' && options.optimizer.kind === 'adamw'
+        ? SimdRows.create(rows, dim, (r) => {
+            store.values.set(table!.spec.name, r.table);
+            sparse.states.set('m', r.m);
+            sparse.states.set('v', r.v);
+          })
+        : null;
+    if (simd) simd.table.set(initial);
     const headSize = layers.at(-1)!.outDim;
     // One thread: the graph is [B, H] small, and a pool's threads waiting for work only take CPU from the host's loops.
     const { session } = await createSession(lossGraph(options, headSize), { ...options.session, device: 'cpu', threads: 1 });
-    return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers);
+    return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd);
   }
 
   async step(batch: Feeds): Promise<StepResult> {
@@ -208,6 +221,8 @@ export class BagTrainer implements StepTrainer {
     const mask = int32Words(maskT, this.scratch.ints('mask', n), (i, raw) => {
       throw new RangeError(`'${bag.mask}' at position ${i} is ${raw}, not a 32-bit integer`);
     });
+    // Room for every position's row before any view is taken (growing the memory replaces the views).
+    this.simd?.scratch(n);
     const { touched, slots } = this.dedup(ids);
     const D = this.sparse.dim;
     const table = this.store.get(bag.table);
@@ -215,7 +230,8 @@ export class BagTrainer implements StepTrainer {
     // Forward: the masked mean of each example's rows, the hidden layer, the head.
     const bagOut = this.scratch.zeros('bag', B * D);
     const scale = this.scratch.zeros('scale', B);
-    touchRows(table, touched, D);
+    // The rows' lines, and their moments' for the update at the end, start loading now (see touchRows).
+    touchRows(table, this.sparse.states.get('m') ?? table, this.sparse.states.get('v') ?? table, touched, D);
     gatherMean(table, ids, mask, B, T, D, bagOut, scale);
     const acts: Float64Array[] = [bagOut];
     for (let l = 0; l < this.layers.length; l++) {
@@ -302,12 +318,13 @@ export class BagTrainer implements StepTrainer {
     }
     const spec = this.sparse.info.spec;
     const tableDecay = spec.decay ? wd : 0;
-    const m = this.sparse.states.get('m');
-    const v = this.sparse.states.get('v');
-    if (optimizer.kind === 'adamw' && table instanceof Float32Array && m instanceof Float32Array && v instanceof Float32Array) {
-      touchRows(m, touched, D);
-      touchRows(v, touched, D);
-      adamwRowsFloat32(table, m, v, touched, D, rowGrad, optimizer.beta1 ?? 0.9, optimizer.beta2 ?? 0.999, hyper, tableDecay);
+    if (this.simd) {
+      const scratch = this.simd.scratch(touched.length);
+      scratch.touched.set(touched);
+      scratch.grad.set(rowGrad);
+      const b1 = optimizer.kind === 'adamw' ? (optimizer.beta1 ?? 0.9) : 0;
+      const b2 = optimizer.kind === 'adamw' ? (optimizer.beta2 ?? 0.999) : 0;
+      this.simd.adamw(touched.length, b1, b2, hyper['hyper/step_size'], hyper['hyper/eps'], tableDecay * lr);
     } else updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
     this.stepCount += 1;
 
@@ -398,16 +415,16 @@ export class BagTrainer implements StepTrainer {
 }
 
 /**
- * Reads two values of each row in `touched` (its two 64-byte lines at D = 32) before the pass that works on them: a
- * loop this light keeps many cache misses in flight at once, where the working pass, heavy per row, would take them
- * one row at a time (about half the time of a step on large tables went into those misses).
+ * Reads two values of each row in `touched` (its two 64-byte lines at D = 32) of `a`, `b` and `c`, before the passes
+ * that work on them: a loop this light keeps many cache misses in flight at once, where a working pass, heavy per row,
+ * takes them a row at a time. Random rows of a large table cost a step more in those misses than in arithmetic.
  */
-function touchRows(a: FloatArray, touched: Int32Array, D: number): number {
+function touchRows(a: FloatArray, b: FloatArray, c: FloatArray, touched: Int32Array, D: number): number {
   let acc = 0;
   const half = D >> 1;
   for (let k = 0; k < touched.length; k++) {
     const row = touched[k]! * D;
-    acc += a[row]! + a[row + half]!;
+    acc += a[row]! + a[row + half]! + b[row]! + b[row + half]! + c[row]! + c[row + half]!;
   }
   return acc;
 }
@@ -458,43 +475,6 @@ function scatterRows(
       const f = w * s;
       const at = slots[k]! * D;
       for (let j = 0; j < D; j++) rowGrad[at + j] += f * dBag[b * D + j]!;
-    }
-  }
-}
-
-/**
- * updateRowsInPlace's AdamW for float32 tables, the same arithmetic in the same order (float64, each stored moment
- * rounded to float32 before use, as there), in one function V8 compiles for these array types alone.
- */
-function adamwRowsFloat32(
-  table: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  touched: Int32Array,
-  D: number,
-  grad: Float64Array,
-  b1: number,
-  b2: number,
-  hyper: HyperValues,
-  weightDecay: number,
-): void {
-  const step = hyper['hyper/step_size'];
-  const eps = hyper['hyper/eps'];
-  const decay = weightDecay * hyper['hyper/lr'];
-  const c1 = 1 - b1;
-  const c2 = 1 - b2;
-  for (let k = 0; k < touched.length; k++) {
-    const row = touched[k]! * D;
-    const g0 = k * D;
-    for (let j = 0; j < D; j++) {
-      const i = row + j;
-      const g = grad[g0 + j]!;
-      const mi = Math.fround(m[i]! * b1 + g * c1);
-      const vi = Math.fround(v[i]! * b2 + g * g * c2);
-      m[i] = mi;
-      v[i] = vi;
-      const p = table[i]!;
-      table[i] = p - p * decay - (mi / (Math.sqrt(vi) + eps)) * step;
     }
   }
 }

@@ -25,6 +25,8 @@ interface Case {
   transfer?: boolean;
   hidden?: number;
   clipNorm?: number;
+  /** Embedding width: a multiple of 4 takes the WebAssembly SIMD update (simd-rows.ts), another the JavaScript one. */
+  dim?: number;
 }
 
 /** Random batches: 1–9 features per text (an empty one too), ids drawn from a few rows so that rows repeat. */
@@ -69,7 +71,7 @@ async function pair(c: Case, optimizer: OptimizerConfig, schedule: ScheduleConfi
   const method = getMethod(c.name);
   const options = method.parse(c.raw);
   const headSize = method.headSize(options, CLASSES);
-  const cfg: NgramStudentConfig = { vocabSize: 40, buckets: 61, maxLength: 16, dim: 5, hidden: c.hidden ?? 0, dropout: 0 };
+  const cfg: NgramStudentConfig = { vocabSize: 40, buckets: 61, maxLength: 16, dim: c.dim ?? 8, hidden: c.hidden ?? 0, dropout: 0 };
   const { full, loss } = trainingGraphs(ngramStudent(cfg, headSize), method, options, CLASSES, c.transfer ?? false);
   const common = { model: full, loss, optimizer, schedule, seed: 3 };
   const ortTrainer = await Trainer.create(common);
@@ -92,11 +94,15 @@ const CASES: Case[] = [
   { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, transfer: true },
   { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, transfer: true },
   { name: 'kd', raw: { lambda: 0.6, tau: 2 }, hidden: 7 },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, dim: 5 },
+  { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, transfer: true, dim: 5, hidden: 3 },
   { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, hidden: 4, transfer: true, clipNorm: 0.05 },
 ];
 
 for (const c of CASES) {
-  const label = `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}${c.clipNorm ? ', clipped' : ''}`;
+  const label =
+    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}${c.clipNorm ? ', clipped' : ''}` +
+    `, dim ${c.dim ?? 8}`;
   test(`host trainer = ONNX Runtime step: ${label}`, async () => {
     const optimizer: OptimizerConfig = { kind: 'adamw', lr: 0.02, weightDecay: 0.1, clipNorm: c.clipNorm ?? 1 };
     const schedule: ScheduleConfig = { kind: 'linear', warmupSteps: 2, totalSteps: 12 };
