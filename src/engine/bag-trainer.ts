@@ -29,8 +29,10 @@ export interface BagModelSpec {
   mask: string;
   /** The ReLU hidden layer's name, or null for a linear model. */
   hidden: string | null;
-  /** The output layer's name (its output is the model's `head`). */
+  /** The output layer's name. */
   head: string;
+  /** The model output that layer gives, the one the loss reads (default `head`). */
+  output?: string;
 }
 
 export interface BagTrainerOptions extends Omit<TrainerOptions, 'stepsPerCall'> {
@@ -45,11 +47,14 @@ function lossGraph(o: BagTrainerOptions, headSize: number): Uint8Array {
   const dtype = o.dtype ?? 'float32';
   const g = new Graph('bag_loss');
   const ctx = new ModelContext(g, dtype, 'train');
-  const head = g.input('head', dtype, ['batch_size', headSize]);
-  const outputs = new Proxy({ head } as Record<string, typeof head>, {
-    get: (t, k) => {
-      if (k !== 'head') throw new Error(`the host trainer's loss reads the model's 'head' output only, this loss reads '${String(k)}'`);
-      return t.head;
+  // The batch axis named as the model names it (shape checks match symbolic names).
+  const head = g.input('head', dtype, [o.model.inputs[o.bag.ids]?.shape[0] ?? 'batch_size', headSize]);
+  const output = o.bag.output ?? 'head';
+  const outputs = new Proxy({} as Record<string, typeof head>, {
+    get: (_t, k) => {
+      if (k !== output)
+        throw new Error(`the host trainer's loss reads the model's '${output}' output only, this loss reads '${String(k)}'`);
+      return head;
     },
   });
   const { loss, metrics = {} } = o.loss.build(outputs, declareInputs(g, o.loss.inputs), ctx);
