@@ -480,8 +480,15 @@ function checkTransferOptions(o: StudentRunOptions, method: DistillMethod<unknow
 export const TRAINER_KINDS = ['auto', 'host', 'ort'] as const;
 export type TrainerKind = (typeof TRAINER_KINDS)[number];
 
-/** The trainer a run uses: the host trainer where the student has a host form and the run is on CPU (or as `--trainer` says). */
-function chooseTrainer(o: StudentRunOptions, bag: BagModelSpec | null): { kind: 'host' | 'ort'; bag: BagModelSpec | null } {
+/**
+ * The trainer a run uses: with `--trainer auto`, the host trainer where the student has a host form (`bag`) and the run
+ * is on CPU, else the ONNX Runtime step; `host` and `ort` as asked.
+ * @throws {OptionError} `--trainer host` where the host trainer does not apply.
+ */
+export function chooseTrainer(
+  o: Pick<StudentRunOptions, 'trainer' | 'session' | 'student'>,
+  bag: BagModelSpec | null,
+): { kind: 'host' | 'ort'; bag: BagModelSpec | null } {
   const asked = o.trainer ?? 'auto';
   if (asked === 'ort') return { kind: 'ort', bag: null };
   const device = o.session?.device ?? 'cpu';

@@ -14,7 +14,8 @@ import { Rng } from '../../../src/engine/rng.js';
 import { ort } from '../../../src/engine/session.js';
 import type { OptimizerConfig, ScheduleConfig } from '../../../src/engine/optim.js';
 import { ngramBag, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../../../src/student/ngram.js';
-import { trainingGraphs } from '../../../src/train/student-run.js';
+import { chooseTrainer, trainingGraphs } from '../../../src/train/student-run.js';
+import { OptionError } from '../../../src/errors.js';
 
 const CLASSES = 3;
 const f32 = (data: number[], dims: number[]) => new ort.Tensor('float32', Float32Array.from(data), dims);
@@ -144,3 +145,20 @@ for (const c of CASES) {
     await host.dispose();
   });
 }
+
+test('kd train picks the host trainer for the n-gram student on CPU, the ORT step elsewhere, and refuses --trainer host there', () => {
+  const bag = ngramBag({ vocabSize: 10, buckets: 10, maxLength: 8, dim: 4, hidden: 0, dropout: 0 });
+  assert.equal(chooseTrainer({ student: 'ngram' }, bag).kind, 'host');
+  assert.equal(chooseTrainer({ student: 'ngram', trainer: 'ort' }, bag).kind, 'ort');
+  assert.equal(chooseTrainer({ student: 'ngram', session: { device: 'cuda' } }, bag).kind, 'ort');
+  assert.equal(chooseTrainer({ student: 'transformer' }, null).kind, 'ort');
+  assert.equal(ngramBag({ vocabSize: 10, buckets: 10, maxLength: 8, dim: 4, hidden: 0, dropout: 0.1 }), null, 'dropout: no host form');
+  assert.throws(
+    () => chooseTrainer({ student: 'ngram', trainer: 'host', session: { device: 'cuda' } }, bag),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.message ===
+        "'--trainer host' cannot train this run: it runs on the CPU, this run asks for --device cuda. Use --trainer ort (or auto)",
+  );
+  assert.throws(() => chooseTrainer({ student: 'transformer', trainer: 'host' }, null), /the transformer student has no host form/);
+});
