@@ -28,6 +28,8 @@ interface Case {
   clipNorm?: number;
   /** Embedding width: a multiple of 4 takes the WebAssembly SIMD update (simd-rows.ts), another the JavaScript one. */
   dim?: number;
+  /** SGD with momentum and decay instead of AdamW (the JavaScript row update). */
+  sgd?: boolean;
 }
 
 /** Random batches: 1–9 features per text (an empty one too), ids drawn from a few rows so that rows repeat. */
@@ -96,16 +98,19 @@ const CASES: Case[] = [
   { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, transfer: true },
   { name: 'kd', raw: { lambda: 0.6, tau: 2 }, hidden: 7 },
   { name: 'kd', raw: { lambda: 0.6, tau: 2 }, dim: 5 },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, sgd: true, hidden: 3 },
   { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, transfer: true, dim: 5, hidden: 3 },
   { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, hidden: 4, transfer: true, clipNorm: 0.05 },
 ];
 
 for (const c of CASES) {
   const label =
-    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}${c.clipNorm ? ', clipped' : ''}` +
+    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}${c.clipNorm ? ', clipped' : ''}${c.sgd ? ', SGD' : ''}` +
     `, dim ${c.dim ?? 8}`;
   test(`host trainer = ONNX Runtime step: ${label}`, async () => {
-    const optimizer: OptimizerConfig = { kind: 'adamw', lr: 0.02, weightDecay: 0.1, clipNorm: c.clipNorm ?? 1 };
+    const optimizer: OptimizerConfig = c.sgd
+      ? { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0.1, clipNorm: 1 }
+      : { kind: 'adamw', lr: 0.02, weightDecay: 0.1, clipNorm: c.clipNorm ?? 1 };
     const schedule: ScheduleConfig = { kind: 'linear', warmupSteps: 2, totalSteps: 12 };
     const { ortTrainer, host, cfg, headSize } = await pair(c, optimizer, schedule);
     for (const spec of ortTrainer.store.specs) assert.deepEqual(host.store.get(spec.name), ortTrainer.store.get(spec.name), spec.name);
