@@ -105,7 +105,8 @@ const CASES: Case[] = [
 
 for (const c of CASES) {
   const label =
-    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}${c.clipNorm ? ', clipped' : ''}${c.sgd ? ', SGD' : ''}` +
+    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}` +
+    `${c.clipNorm ? ', clipped' : ''}${c.sgd ? ', SGD' : ''}` +
     `, dim ${c.dim ?? 8}`;
   test(`host trainer = ONNX Runtime step: ${label}`, async () => {
     const optimizer: OptimizerConfig = c.sgd
