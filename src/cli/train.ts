@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { OptionError } from '../errors.js';
 import { METHODS, methodFlags } from '../distill/registry.js';
-import { trainStudentSeeds, type StudentRunOptions } from '../train/student-run.js';
+import { trainStudentSeeds, TRAINER_KINDS, type StudentRunOptions, type TrainerKind } from '../train/student-run.js';
 import { getStudent, STUDENTS } from '../student/registry.js';
 import { Student } from '../student/runtime.js';
 import { softmaxRow } from '../util/stats.js';
@@ -49,6 +49,11 @@ export function trainCommand(): Command {
       'open the cache without checking its shard checksums (one read of the cache; kd cache verify checks it separately)',
     )
     .option('--tokenizer <dir>', "transformer, ngram: use this folder's tokenizer.json (e.g. the teacher's) instead of their own")
+    .addOption(
+      new Option('--trainer <kind>', 'host: the JavaScript n-gram trainer; ort: the ONNX Runtime step; auto: host where it applies')
+        .choices([...TRAINER_KINDS])
+        .default('auto'),
+    )
     .option('--no-quantize', 'export without the int8 onnx/model_quantized.onnx (transformers.js default q8; see kd quantize)')
     .option('--json', 'print the seed summary as the last line of stdout');
   // Each student's architecture flags, with its defaults (src/student/*.ts).
@@ -101,6 +106,7 @@ export function trainCommand(): Command {
       ...(o.quantize === false ? { quantize: false } : {}),
       ...(o.limit !== undefined ? { limit: int('limit', o.limit, 1) } : {}),
       session: sessionOptions(cmd),
+      trainer: o.trainer as TrainerKind,
       log: (l) => process.stderr.write(`${l}\n`),
     };
     const { runs, summary } = await trainStudentSeeds(run, seeds);

@@ -20,7 +20,8 @@ export { ParameterStore, normal, uniform, xavier, zeros, ones, type Init, type P
 export { Rng, graphUniform, splitMix64 } from './rng.js';
 export { saveSafetensors, loadSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
 export { createSession, deviceProblem, DeviceError, DEVICES, ort, type Device, type SessionOptions } from './session.js';
-export { Trainer, type TrainerOptions, type StepResult } from './trainer.js';
+export { Trainer, type TrainerOptions, type StepResult, type StepTrainer } from './trainer.js';
+export { BagTrainer, type BagModelSpec, type BagTrainerOptions } from './bag-trainer.js';
 export { buildTrainStep, exportModel, type LossDefinition, type TrainStepSpec } from './train-graph.js';
 export type { DType, FloatDType } from './dtype.js';
 export type { Dim, Shape } from './shape.js';

@@ -4,7 +4,7 @@
 // and cuts the metrics log back to the checkpoint, so a killed run resumes to the same bytes.
 import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Trainer, StepResult } from './trainer.js';
+import type { StepTrainer, StepResult } from './trainer.js';
 import { DamagedFileError, loadSafetensors, saveSafetensors, type NamedTensor } from './safetensors.js';
 import { OptionError, UserError } from '../errors.js';
 import { writeFileAtomicSync } from '../util/fs.js';
@@ -20,7 +20,7 @@ export interface DevResult {
 }
 
 export interface LoopOptions<B> {
-  trainer: Trainer;
+  trainer: StepTrainer;
   outDir: string;
   epochs: number;
   seed: number;
@@ -173,7 +173,7 @@ function truncateMetrics(path: string, lines: number, outDir: string): void {
 }
 
 /** Writes the current parameters as `path` (safetensors, atomic). */
-export function saveParameters(trainer: Trainer, path: string, metadata: Record<string, string> = {}): void {
+export function saveParameters(trainer: StepTrainer, path: string, metadata: Record<string, string> = {}): void {
   const tensors = new Map<string, NamedTensor>();
   for (const spec of trainer.store.specs)
     tensors.set(spec.name, { dtype: trainer.store.dtype, shape: spec.shape, data: trainer.store.get(spec.name) });
@@ -181,7 +181,7 @@ export function saveParameters(trainer: Trainer, path: string, metadata: Record<
 }
 
 /** Loads parameters written by saveParameters into the trainer's store (checksum required). */
-export function restoreParameters(trainer: Trainer, path: string): void {
+export function restoreParameters(trainer: StepTrainer, path: string): void {
   const { tensors } = loadSafetensors(path, { requireChecksum: true, remedy: 'Delete the run folder and start the run anew' });
   for (const [name, t] of tensors) trainer.store.get(name).set(t.data as FloatArray);
 }

@@ -3,7 +3,7 @@
 // when the model is all dense, sparse table rows through sparse-rows.ts, checkpoints through
 // checkpoint.ts; and adamwTrainer, the AdamW + linear warm-up set-up teacher and students share.
 import { Graph } from './graph.js';
-import { declareInputs, ModelContext, PARAM_PREFIX } from './context.js';
+import { declareInputs, ModelContext, PARAM_PREFIX, type ModelDefinition } from './context.js';
 import { hyperValues, learningRate, type HyperValues, type ScheduleConfig } from './optim.js';
 import { numelOf, ParameterStore, type FloatArray } from './params.js';
 import { Rng } from './rng.js';
@@ -49,6 +49,66 @@ export interface StepResult {
 
 type Feeds = Record<string, ort.Tensor>;
 
+/** What the training loop and the runs read of a trainer: the ONNX Runtime Trainer and the host BagTrainer both are one. */
+export interface StepTrainer {
+  stepCount: number;
+  readonly store: ParameterStore;
+  /** Optimizer steps one call runs when given that many batches. */
+  readonly stepsPerCall: number;
+  /** One optimizer step on `batch` (model and loss inputs by name). */
+  step(batch: Feeds): Promise<StepResult>;
+  /** One optimizer step per batch, in order. */
+  steps(batches: readonly Feeds[]): Promise<StepResult[]>;
+  /** The model in evaluation mode with the current parameters. */
+  evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  /** Saves parameters, optimizer state, step and RNG to one checkpoint file. */
+  save(path: string, metadata?: Record<string, string>): void;
+  /** Restores a checkpoint written by `save`; returns its metadata. */
+  load(path: string): Record<string, string>;
+  dispose(): Promise<void>;
+}
+
+/** The evaluation graph of a model (no dropout) over a store's live values, its session made on first use. */
+export class ModelEvaluator {
+  private session: ort.InferenceSession | null = null;
+  private outputs: string[] = [];
+
+  constructor(
+    private readonly model: ModelDefinition,
+    private readonly store: ParameterStore,
+    private readonly device: Device,
+    private readonly threads: number | undefined,
+  ) {}
+
+  /** The model's outputs `outputs` (default all) on `inputs`. */
+  async run(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    if (!this.session) {
+      const g = new Graph('eval');
+      const ctx = new ModelContext(g, this.store.dtype, 'eval');
+      const outs = this.model.forward(ctx, declareInputs(g, this.model.inputs));
+      this.outputs = Object.keys(outs);
+      const bytes = g.serialize({ outputs: Object.entries(outs).map(([name, value]) => ({ name, value })) });
+      this.session = (await createSession(bytes, { device: this.device, threads: this.threads })).session;
+    }
+    const feeds: Feeds = {};
+    for (const name of this.session.inputNames) {
+      if (name.startsWith(PARAM_PREFIX)) {
+        const pname = name.slice(PARAM_PREFIX.length);
+        feeds[name] = tensorOf(this.store.dtype, this.store.get(pname), this.store.spec(pname).shape);
+      } else {
+        const t = inputs[name];
+        if (!t) throw new Error(`evaluate: missing input '${name}'`);
+        feeds[name] = t;
+      }
+    }
+    return this.session.run(feeds, [...(outputs ?? this.outputs)]);
+  }
+
+  async release(): Promise<void> {
+    await this.session?.release();
+  }
+}
+
 /**
  * Runs a training step graph. Parameters live in `store` (read them with `store.get`, since
  * buffers swap every step); optimizer state, step count and RNG live here and in checkpoints.
@@ -59,10 +119,9 @@ type Feeds = Record<string, ort.Tensor>;
  * trainer.save('run/checkpoint.safetensors');
  * ```
  */
-export class Trainer {
+export class Trainer implements StepTrainer {
   stepCount = 0;
-  private evalSession: ort.InferenceSession | null = null;
-  private evalOutputs: string[] = [];
+  private evaluator: ModelEvaluator | null = null;
   /** Which of the flat vector's two buffers is current (0 or 1). */
   private parity = 0;
 
@@ -203,27 +262,8 @@ export class Trainer {
 
   /** Runs the model in evaluation mode (no dropout) with the current parameters. */
   async evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
-    if (!this.evalSession) {
-      const g = new Graph('eval');
-      const ctx = new ModelContext(g, this.built.dtype, 'eval');
-      const outs = this.options.model.forward(ctx, declareInputs(g, this.options.model.inputs));
-      this.evalOutputs = Object.keys(outs);
-      const bytes = g.serialize({ outputs: Object.entries(outs).map(([name, value]) => ({ name, value })) });
-      this.evalSession = (await createSession(bytes, { device: this.device, threads: this.options.session?.threads })).session;
-    }
-    const feeds: Feeds = {};
-    for (const name of this.evalSession.inputNames) {
-      if (name.startsWith(PARAM_PREFIX)) {
-        const pname = name.slice(PARAM_PREFIX.length);
-        feeds[name] = tensorOf(this.built.dtype, this.store.get(pname), this.store.spec(pname).shape);
-      } else {
-        const t = inputs[name];
-        if (!t) throw new Error(`evaluate: missing input '${name}'`);
-        feeds[name] = t;
-      }
-    }
-    const wanted = outputs ?? this.evalOutputs;
-    return this.evalSession.run(feeds, [...wanted]);
+    this.evaluator ??= new ModelEvaluator(this.options.model, this.store, this.device, this.options.session?.threads);
+    return this.evaluator.run(inputs, outputs);
   }
 
   /** Saves parameters, optimizer state, step and RNG atomically to one safetensors file (see checkpoint.ts). */
@@ -264,7 +304,7 @@ export class Trainer {
   async dispose(): Promise<void> {
     await this.session.release();
     await this.multi?.session.release();
-    await this.evalSession?.release();
+    await this.evaluator?.release();
   }
 }
 
@@ -277,19 +317,23 @@ export interface AdamwTrainerOptions extends Pick<TrainerOptions, 'model' | 'los
   totalSteps: number;
 }
 
-/**
- * A Trainer with AdamW (gradients clipped to global norm 1), a linear warm-up then linear decay
- * over `totalSteps`, and stepsPerCall 'auto'.
- */
-export function adamwTrainer(o: AdamwTrainerOptions): Promise<Trainer> {
-  return Trainer.create({
+/** The TrainerOptions of adamwTrainer: AdamW (gradients clipped to global norm 1), linear warm-up then decay. */
+export function adamwTrainerOptions(o: AdamwTrainerOptions): TrainerOptions {
+  return {
     model: o.model,
     ...(o.store ? { store: o.store } : {}),
     loss: o.loss,
     optimizer: { kind: 'adamw', lr: o.lr, weightDecay: o.weightDecay, clipNorm: 1 },
     schedule: { kind: 'linear', warmupSteps: Math.max(1, Math.round(o.warmupRatio * o.totalSteps)), totalSteps: o.totalSteps },
-    stepsPerCall: 'auto',
     seed: o.seed,
-    session: o.session,
-  });
+    ...(o.session ? { session: o.session } : {}),
+  };
+}
+
+/**
+ * A Trainer with AdamW (gradients clipped to global norm 1), a linear warm-up then linear decay
+ * over `totalSteps`, and stepsPerCall 'auto'.
+ */
+export function adamwTrainer(o: AdamwTrainerOptions): Promise<Trainer> {
+  return Trainer.create({ ...adamwTrainerOptions(o), stepsPerCall: 'auto' });
 }

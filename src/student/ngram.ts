@@ -8,6 +8,7 @@ import * as op from '../engine/ops.js';
 import { linear, maskedMean } from '../engine/layers.js';
 import { normal, uniform } from '../engine/params.js';
 import { ort } from '../engine/session.js';
+import type { BagModelSpec } from '../engine/bag-trainer.js';
 import { shuffledBatches } from '../engine/batches.js';
 import { DamagedFileError } from '../engine/safetensors.js';
 import { ConfigError } from '../data/errors.js';
@@ -110,10 +111,13 @@ export function ngramFeeds(features: readonly Int32Array[]): Record<string, ort.
   const width = Math.max(1, ...features.map((f) => f.length));
   const ids = new BigInt64Array(features.length * width);
   const mask = new BigInt64Array(features.length * width);
+  // Written through their low 32-bit words (ids are ≥ 0 and < 2^31; little-endian): no BigInt per element.
+  const idWords = new Int32Array(ids.buffer);
+  const maskWords = new Int32Array(mask.buffer);
   features.forEach((f, r) => {
     for (let k = 0; k < f.length; k++) {
-      ids[r * width + k] = BigInt(f[k]!);
-      mask[r * width + k] = 1n;
+      idWords[2 * (r * width + k)] = f[k]!;
+      maskWords[2 * (r * width + k)] = 1;
     }
   });
   return {
@@ -199,6 +203,7 @@ export const ngram: StudentDefinition<NgramStudentConfig> = {
     };
   },
   model: ngramStudent,
+  hostTrainer: ngramBag,
   featurizer: async (cfg, tokenizer, splits) => {
     const rows = new Map<Example[], Int32Array[]>();
     for (const xs of splits)
@@ -257,3 +262,9 @@ export const ngram: StudentDefinition<NgramStudentConfig> = {
     return async (texts) => tokenFeeds(tokenizer.pad(await tokenizer.encode(texts)), false);
   },
 };
+
+/** The n-gram model as the host trainer sees it (src/engine/bag-trainer.ts); null where it does not apply (dropout). */
+export function ngramBag(cfg: NgramStudentConfig): BagModelSpec | null {
+  if (cfg.dropout > 0) return null;
+  return { table: 'ngrams', ids: 'ngram_ids', mask: 'ngram_mask', hidden: cfg.hidden > 0 ? 'hidden' : null, head: 'classifier' };
+}

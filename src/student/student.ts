@@ -1,6 +1,7 @@
 // The contract every student follows (one module per student, one registry line): its name,
 // one record of defaults (architecture and training), and how it is built, fed, batched,
 // exported and loaded again for kd predict.
+import type { BagModelSpec } from '../engine/bag-trainer.js';
 import type { ModelDefinition } from '../engine/context.js';
 import type { Example } from '../data/example.js';
 import type { Rng } from '../engine/rng.js';
@@ -80,6 +81,8 @@ export interface StudentDefinition<C> extends Registered {
   setup(settings: StudentSettings, ctx: SetupContext): StudentSetup<C>;
   /** Outputs `head` (headSize raw outputs) and `embedding`. */
   model(config: C, headSize: number): ModelDefinition;
+  /** The model as the host trainer sees it (src/engine/bag-trainer.ts), or null where that trainer does not apply. */
+  hostTrainer?(config: C): BagModelSpec | null;
   /** Features for the splits (computed once), and feeds for rows of them. */
   featurizer(config: C, tokenizer: TextTokenizer | null, splits: Example[][]): Promise<Featurizer>;
   /** An epoch's batches over `lengths.length` (or `n`) training rows. */

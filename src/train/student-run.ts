@@ -11,7 +11,8 @@ import { getMethod, parseMethodOptions } from '../distill/registry.js';
 import type { DistillMethod, MethodData, StepSchedule } from '../distill/method.js';
 import type { ModelDefinition } from '../engine/context.js';
 import { exportModel, type LossDefinition } from '../engine/train-graph.js';
-import { adamwTrainer, type Trainer } from '../engine/trainer.js';
+import { adamwTrainer, adamwTrainerOptions, type StepTrainer } from '../engine/trainer.js';
+import { BagTrainer, type BagModelSpec } from '../engine/bag-trainer.js';
 import { DamagedFileError } from '../engine/safetensors.js';
 import { lengthOrder, predictRows } from '../engine/batches.js';
 import { OptionError } from '../errors.js';
@@ -70,6 +71,12 @@ export interface StudentRunOptions {
   session?: SessionOptions;
   /** false: export without onnx/model_quantized.onnx (`--no-quantize`). */
   quantize?: boolean;
+  /**
+   * Which trainer runs the steps (`--trainer`): `host`, the JavaScript trainer of bag-of-rows students
+   * (src/engine/bag-trainer.ts: the n-gram student without dropout, on CPU); `ort`, the ONNX Runtime step; `auto`
+   * (default), host where it applies. Both take the same steps within float rounding and share the checkpoint format.
+   */
+  trainer?: TrainerKind;
   log?: (line: string) => void;
 }
 
@@ -428,7 +435,7 @@ const TRANSFER_INPUTS: InputSpecs = {
 };
 
 /** Class logits [n, C] of `xs` from the trainer's current weights (length-sorted batches when lengths matter). */
-function predictor(trainer: Trainer, featurizer: Featurizer, classes: number) {
+function predictor(trainer: StepTrainer, featurizer: Featurizer, classes: number) {
   return (xs: Example[]): Promise<Float32Array> => {
     const order = featurizer.lengths.length
       ? lengthOrder(xs.map((e) => e.text.length))
@@ -469,21 +476,48 @@ function checkTransferOptions(o: StudentRunOptions, method: DistillMethod<unknow
     );
 }
 
-/** AdamW with linear warm-up and decay over the run's steps, on the run's device. */
-async function createTrainer(o: StudentRunOptions, model: ModelDefinition, loss: LossDefinition, trainRows: number) {
+/** The trainers `kd train --trainer` chooses from. */
+export const TRAINER_KINDS = ['auto', 'host', 'ort'] as const;
+export type TrainerKind = (typeof TRAINER_KINDS)[number];
+
+/**
+ * The trainer a run uses: with `--trainer auto`, the host trainer where the student has a host form (`bag`) and the run
+ * is on CPU, else the ONNX Runtime step; `host` and `ort` as asked.
+ * @throws {OptionError} `--trainer host` where the host trainer does not apply.
+ */
+export function chooseTrainer(
+  o: Pick<StudentRunOptions, 'trainer' | 'session' | 'student'>,
+  bag: BagModelSpec | null,
+): { kind: 'host' | 'ort'; bag: BagModelSpec | null } {
+  const asked = o.trainer ?? 'auto';
+  if (asked === 'ort') return { kind: 'ort', bag: null };
+  const device = o.session?.device ?? 'cpu';
+  const why = !bag
+    ? `the ${o.student} student${o.student === 'ngram' ? ' with dropout' : ''} has no host form`
+    : device !== 'cpu'
+      ? `it runs on the CPU, this run asks for --device ${device}`
+      : null;
+  if (why === null) return { kind: 'host', bag };
+  if (asked === 'host') throw new OptionError(`'--trainer host' cannot train this run: ${why}. Use --trainer ort (or auto)`);
+  return { kind: 'ort', bag: null };
+}
+
+/** AdamW with linear warm-up and decay over the run's steps, on the run's device (or the host trainer, see chooseTrainer). */
+async function createTrainer(
+  o: StudentRunOptions,
+  model: ModelDefinition,
+  loss: LossDefinition,
+  trainRows: number,
+  bag: BagModelSpec | null,
+): Promise<{ trainer: StepTrainer; kind: 'host' | 'ort'; totalSteps: number; batchesPerEpoch: number }> {
   const batchesPerEpoch = Math.ceil(trainRows / o.batchSize);
   const totalSteps = batchesPerEpoch * o.epochs;
-  const trainer = await adamwTrainer({
-    model,
-    loss,
-    lr: o.lr,
-    weightDecay: o.weightDecay,
-    warmupRatio: o.warmupRatio,
-    totalSteps,
-    seed: o.seed,
-    session: o.session,
-  });
-  return { trainer, totalSteps, batchesPerEpoch };
+  const chosen = chooseTrainer(o, bag);
+  const settings = { model, loss, lr: o.lr, weightDecay: o.weightDecay, warmupRatio: o.warmupRatio, totalSteps, seed: o.seed };
+  const trainer = chosen.bag
+    ? await BagTrainer.create({ ...adamwTrainerOptions(settings), bag: chosen.bag, session: { ...o.session, device: 'cpu' } })
+    : await adamwTrainer({ ...settings, session: o.session });
+  return { trainer, kind: chosen.kind, totalSteps, batchesPerEpoch };
 }
 
 /** <out>/config.json: the options as given, what they resolved to, the cache, the run config and the versions. */
@@ -563,7 +597,7 @@ function setupStudent(o: StudentRunOptions, student: StudentDefinition<unknown>,
 /** The training loop over the run's batches, evaluating on dev; checkpoints in `trainingDir`. */
 function trainLoop(
   o: StudentRunOptions,
-  t: { trainer: Trainer; totalSteps: number; batchesPerEpoch: number; runConfig: StudentRunConfig; trainingDir: string },
+  t: { trainer: StepTrainer; totalSteps: number; batchesPerEpoch: number; runConfig: StudentRunConfig; trainingDir: string },
   batches: (epoch: number, rng: Rng) => Int32Array[],
   feeds: (rows: Int32Array, schedule: StepSchedule) => Record<string, ort.Tensor>,
   devAccuracy: () => Promise<number>,
@@ -646,7 +680,13 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
     const featurizer = await student.featurizer(setup.config, setup.tokenizer, [d.pool, d.dev, ...(d.test ? [d.test] : [])]);
     const withTransfer = d.transfer.length > 0;
     const { full, loss } = trainingGraphs(student.model(setup.config, headSize), method, options, classes, withTransfer);
-    const { trainer, totalSteps, batchesPerEpoch } = await createTrainer(o, full, loss, d.pool.length);
+    const { trainer, kind, totalSteps, batchesPerEpoch } = await createTrainer(
+      o,
+      full,
+      loss,
+      d.pool.length,
+      student.hostTrainer?.(setup.config) ?? null,
+    );
     writeRunFile(o, paths.configPath, cache, runConfig, {
       student: setup.config,
       lossOptions: options,
@@ -656,6 +696,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       devRows: d.dev.length,
       testRows: d.test?.length ?? 0,
       stepsPerCall: trainer.stepsPerCall,
+      trainer: kind,
     });
     const predict = predictor(trainer, featurizer, classes);
     const rowsLine = withTransfer

@@ -97,8 +97,18 @@ test(
   () => killResumeRerun('t', TRANSFORMER),
 );
 
-test('an n-gram student (its own word vocabulary, sparse table) killed after a checkpoint resumes to the same bytes too', () =>
-  killResumeRerun('n', NGRAM_LONG));
+test('an n-gram student (its own word vocabulary, sparse table) killed after a checkpoint resumes to the same bytes too', async () => {
+  await killResumeRerun('n', NGRAM_LONG);
+  // kd train's default for this student: the host trainer (src/engine/bag-trainer.ts).
+  const config = JSON.parse(readFileSync(join(root, 'n-straight', 'seed-13', 'config.json'), 'utf8'));
+  assert.equal(config.resolved.trainer, 'host');
+});
+
+test('the n-gram student on the ONNX Runtime step (--trainer ort) resumes to the same bytes too', async () => {
+  await killResumeRerun('n-ort', [...NGRAM_LONG, '--trainer', 'ort']);
+  const config = JSON.parse(readFileSync(join(root, 'n-ort-straight', 'seed-13', 'config.json'), 'utf8'));
+  assert.equal(config.resolved.trainer, 'ort');
+});
 
 test('--resume with a changed setting is refused naming the field, old and new value, and config.json is left as it was', () => {
   const out = join(root, 'changed');

@@ -1,0 +1,170 @@
+// The host n-gram trainer (src/engine/bag-trainer.ts) against the ONNX Runtime step (src/engine/trainer.ts) on the same
+// batches: loss, terms, gradient norm and every parameter and optimizer-state row after each step, for every method's
+// loss (ce, kd, dtkd, lelp), with transfer rows, a hidden layer, clipping and weight decay; and bit-identical resume.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { loadSafetensors } from '../../../src/engine/safetensors.js';
+import { getMethod } from '../../../src/distill/registry.js';
+import { Trainer } from '../../../src/engine/trainer.js';
+import { BagTrainer } from '../../../src/engine/bag-trainer.js';
+import { Rng } from '../../../src/engine/rng.js';
+import { ort } from '../../../src/engine/session.js';
+import type { OptimizerConfig, ScheduleConfig } from '../../../src/engine/optim.js';
+import { ngramBag, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../../../src/student/ngram.js';
+import { chooseTrainer, trainingGraphs } from '../../../src/train/student-run.js';
+import { OptionError } from '../../../src/errors.js';
+
+const CLASSES = 3;
+const f32 = (data: number[], dims: number[]) => new ort.Tensor('float32', Float32Array.from(data), dims);
+
+interface Case {
+  name: string;
+  raw: Record<string, unknown>;
+  transfer?: boolean;
+  hidden?: number;
+  clipNorm?: number;
+  /** Embedding width: a multiple of 4 takes the WebAssembly SIMD update (simd-rows.ts), another the JavaScript one. */
+  dim?: number;
+  /** SGD with momentum and decay instead of AdamW (the JavaScript row update). */
+  sgd?: boolean;
+}
+
+/** Random batches: 1–9 features per text (an empty one too), ids drawn from a few rows so that rows repeat. */
+function batches(c: Case, cfg: NgramStudentConfig, steps: number, headSize: number): Record<string, ort.Tensor>[] {
+  const rng = new Rng(7);
+  const rows = cfg.vocabSize + cfg.buckets;
+  return Array.from({ length: steps }, () => {
+    const B = 6;
+    const features = Array.from({ length: B }, (_, b) =>
+      Int32Array.from({ length: b === 2 ? 0 : 1 + rng.int(9) }, () => (rng.uniform() < 0.5 ? rng.int(8) : rng.int(rows))),
+    );
+    const normal = (n: number) => Array.from({ length: n }, () => 3 * (rng.uniform() - 0.5));
+    const labels = new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: B }, () => BigInt(rng.int(CLASSES))),
+      [B],
+    );
+    const loss: Record<string, ort.Tensor> = {
+      labels,
+      teacher_logits: f32(normal(B * CLASSES), [B, CLASSES]),
+      kd_lambda: f32([0.6], []),
+      dtkd_weight: f32([0.7], []),
+      lelp_weight: f32([1], []),
+    };
+    if (c.name === 'lelp') {
+      const q = Array.from({ length: B }, () => {
+        const e = normal(headSize).map(Math.exp);
+        const s = e.reduce((a, v) => a + v, 0);
+        return e.map((v) => v / s);
+      });
+      loss.lelp_targets = f32(q.flat(), [B, headSize]);
+    }
+    if (c.transfer) {
+      loss.labelled = f32([1, 0, 1, 1, 0, 1], [B]);
+      loss.transfer_weight = f32([0.8], []);
+    }
+    return { ...ngramFeeds(features), ...loss };
+  });
+}
+
+async function pair(c: Case, optimizer: OptimizerConfig, schedule: ScheduleConfig) {
+  const method = getMethod(c.name);
+  const options = method.parse(c.raw);
+  const headSize = method.headSize(options, CLASSES);
+  const cfg: NgramStudentConfig = { vocabSize: 40, buckets: 61, maxLength: 16, dim: c.dim ?? 8, hidden: c.hidden ?? 0, dropout: 0 };
+  const { full, loss } = trainingGraphs(ngramStudent(cfg, headSize), method, options, CLASSES, c.transfer ?? false);
+  const common = { model: full, loss, optimizer, schedule, seed: 3 };
+  const ortTrainer = await Trainer.create(common);
+  const host = await BagTrainer.create({ ...common, bag: ngramBag(cfg)! });
+  return { ortTrainer, host, cfg, headSize };
+}
+
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+};
+
+const CASES: Case[] = [
+  { name: 'ce', raw: {} },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 } },
+  { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 } },
+  { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 } },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, transfer: true },
+  { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, transfer: true },
+  { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, transfer: true },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, hidden: 7 },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, dim: 5 },
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, sgd: true, hidden: 3 },
+  { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, transfer: true, dim: 5, hidden: 3 },
+  { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, hidden: 4, transfer: true, clipNorm: 0.05 },
+];
+
+for (const c of CASES) {
+  const label =
+    `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}` +
+    `${c.clipNorm ? ', clipped' : ''}${c.sgd ? ', SGD' : ''}` +
+    `, dim ${c.dim ?? 8}`;
+  test(`host trainer = ONNX Runtime step: ${label}`, async () => {
+    const optimizer: OptimizerConfig = c.sgd
+      ? { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0.1, clipNorm: 1 }
+      : { kind: 'adamw', lr: 0.02, weightDecay: 0.1, clipNorm: c.clipNorm ?? 1 };
+    const schedule: ScheduleConfig = { kind: 'linear', warmupSteps: 2, totalSteps: 12 };
+    const { ortTrainer, host, cfg, headSize } = await pair(c, optimizer, schedule);
+    for (const spec of ortTrainer.store.specs) assert.deepEqual(host.store.get(spec.name), ortTrainer.store.get(spec.name), spec.name);
+    let clipped = 0;
+    for (const [k, batch] of batches(c, cfg, 8, headSize).entries()) {
+      const a = await ortTrainer.step(batch);
+      const b = await host.step(batch);
+      const rel = (x: number, y: number) => Math.abs(x - y) / Math.max(1, Math.abs(y));
+      assert.ok(rel(b.loss, a.loss) < 2e-6, `step ${k}: loss ${b.loss} vs ${a.loss}`);
+      assert.ok(rel(b.gradNorm, a.gradNorm) < 2e-5, `step ${k}: grad norm ${b.gradNorm} vs ${a.gradNorm}`);
+      if (a.gradNorm > optimizer.clipNorm!) clipped++;
+      assert.equal(b.lr, a.lr);
+      assert.deepEqual(Object.keys(b.metrics), Object.keys(a.metrics));
+      for (const m of Object.keys(a.metrics)) assert.ok(rel(Number(b.metrics[m]), Number(a.metrics[m])) < 2e-6, `step ${k}: ${m}`);
+      for (const spec of ortTrainer.store.specs) {
+        const d = maxDiff(host.store.get(spec.name), ortTrainer.store.get(spec.name));
+        assert.ok(d < 2e-6, `step ${k}: ${spec.name} differs by ${d}`);
+      }
+    }
+    if (c.clipNorm) assert.ok(clipped >= 4, `clipping engaged on ${clipped} of 8 steps`);
+    // Optimizer state too: both checkpoints hold the same tensors under the same names, equal within the tolerance.
+    const dir = mkdtempSync(join(tmpdir(), 'kd-host-trainer-'));
+    ortTrainer.save(join(dir, 'ort.safetensors'));
+    host.save(join(dir, 'host.safetensors'));
+    const saved = loadSafetensors(join(dir, 'ort.safetensors')).tensors;
+    const hostSaved = loadSafetensors(join(dir, 'host.safetensors')).tensors;
+    rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual([...hostSaved.keys()].sort(), [...saved.keys()].sort());
+    for (const [key, t] of saved)
+      if (key.startsWith('opt/')) assert.ok(maxDiff(hostSaved.get(key)!.data as Float32Array, t.data as Float32Array) < 2e-6, key);
+    // The same logits from both (evaluation through the model's graph).
+    const probe = batches(c, cfg, 1, headSize)[0]!;
+    const la = (await ortTrainer.evaluate(probe, ['logits'])).logits!.data as Float32Array;
+    const lb = (await host.evaluate(probe, ['logits'])).logits!.data as Float32Array;
+    assert.ok(maxDiff(la, lb) < 1e-5);
+    await ortTrainer.dispose();
+    await host.dispose();
+  });
+}
+
+test('kd train picks the host trainer for the n-gram student on CPU, the ORT step elsewhere, and refuses --trainer host there', () => {
+  const bag = ngramBag({ vocabSize: 10, buckets: 10, maxLength: 8, dim: 4, hidden: 0, dropout: 0 });
+  assert.equal(chooseTrainer({ student: 'ngram' }, bag).kind, 'host');
+  assert.equal(chooseTrainer({ student: 'ngram', trainer: 'ort' }, bag).kind, 'ort');
+  assert.equal(chooseTrainer({ student: 'ngram', session: { device: 'cuda' } }, bag).kind, 'ort');
+  assert.equal(chooseTrainer({ student: 'transformer' }, null).kind, 'ort');
+  assert.equal(ngramBag({ vocabSize: 10, buckets: 10, maxLength: 8, dim: 4, hidden: 0, dropout: 0.1 }), null, 'dropout: no host form');
+  assert.throws(
+    () => chooseTrainer({ student: 'ngram', trainer: 'host', session: { device: 'cuda' } }, bag),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.message ===
+        "'--trainer host' cannot train this run: it runs on the CPU, this run asks for --device cuda. Use --trainer ort (or auto)",
+  );
+  assert.throws(() => chooseTrainer({ student: 'transformer', trainer: 'host' }, null), /the transformer student has no host form/);
+});
