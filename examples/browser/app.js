@@ -22,9 +22,11 @@ const status = (text, state) => {
 
 /** @type {{ name: string, classify: Function, loadMs: number } | undefined} */
 let student;
+// ?dtype=fp32 loads onnx/model.onnx instead (to compare); without it the pipeline gets no options at all.
+const dtype = new URLSearchParams(location.search).get('dtype') ?? undefined;
 
 /**
- * Loads the student in ./models/<name>/ with the pipeline's default options (no dtype, no device).
+ * Loads the student in ./models/<name>/ with the pipeline's default options (no dtype, no device; ?dtype= overrides).
  * @param {string} name - a folder under models/
  * @returns {Promise<{ name: string, loadMs: number }>}
  */
@@ -36,13 +38,13 @@ async function load(name) {
   student = undefined;
   const started = performance.now();
   try {
-    const classify = await pipeline('text-classification', name);
+    const classify = await pipeline('text-classification', name, dtype ? { dtype } : undefined);
     student = { name, classify, loadMs: performance.now() - started };
   } catch (e) {
     status(`Could not load ${name}: ${e instanceof Error ? e.message : e}`, 'error');
     throw e;
   }
-  status(`${name} loaded in ${student.loadMs.toFixed(0)} ms (int8, onnxruntime-web wasm)`, 'ready');
+  status(`${name} loaded in ${student.loadMs.toFixed(0)} ms (${dtype ?? 'int8'}, onnxruntime-web wasm)`, 'ready');
   $('classify').disabled = false;
   document.body.dataset.ready = name;
   return { name, loadMs: student.loadMs };
