@@ -62,6 +62,16 @@ async function serve(models: string[]): Promise<{ url: string; names: string[]; 
   return { url, names, stop: () => child.kill() };
 }
 
+/** One model's figures: sizes (MB), texts/s per runtime and dtype, held-out accuracy (Node) and int8/fp32 agreement. */
+interface BrowserBenchRow {
+  model: string;
+  mb: { fp32: number; int8: number };
+  fp32: { chromium: Speed; node: Speed };
+  int8: { chromium: Speed; node: Speed };
+  accuracy: { fp32: number; int8: number; n: number };
+  agreement: number;
+}
+
 interface KdDemo {
   kdDemo: { benchmark: (texts: string[], batch: number) => Promise<Speed & { texts: number }> };
 }
@@ -82,47 +92,50 @@ export async function benchBrowser(args: string[]): Promise<Record<string, unkno
   const server = await serve(models);
   const { browser, choice } = await launchChromium();
   log(`chromium: ${choice.description} ${browser.version()}; ${speedTexts.length} texts for speed, ${held.length} for accuracy`);
-  const results = [];
+  const results: BrowserBenchRow[] = [];
+  // One page throughout: the npm Chromium runs --single-process, and closing a page there ends the browser.
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   try {
     for (const [i, model] of models.entries()) {
       const config = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')) as { id2label: Record<string, string> };
       const mb = (f: string) => statSync(join(model, 'onnx', f)).size / 1e6;
-      const row: Record<string, unknown> = { model, mb: { fp32: mb('model.onnx'), int8: mb('model_quantized.onnx') } };
+      const speed: Partial<Record<Dtype, { chromium: Speed; node: Speed }>> = {};
       const predicted: Partial<Record<Dtype, string[]>> = {};
       for (const dtype of ['fp32', 'q8'] as const) {
-        const page = await browser.newPage();
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(String(e)));
-        page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+        errors.length = 0;
         // q8 is the page's default: no dtype in the URL.
         await page.goto(`${server.url}?model=${server.names[i]}${dtype === 'fp32' ? '&dtype=fp32' : ''}`);
         await page.waitForSelector('body[data-classified="1"]', { timeout: 120_000 });
         await page.evaluate((t) => (globalThis as unknown as KdDemo).kdDemo.benchmark(t, 32), speedTexts.slice(0, 20));
         const chromium = await page.evaluate((t) => (globalThis as unknown as KdDemo).kdDemo.benchmark(t, 32), speedTexts);
         if (errors.length) throw new Error(`${model} ${dtype} in Chromium: ${errors.join('; ')}`);
-        await page.close();
         const node = await nodeRun(model, dtype, speedTexts, 32);
+        speed[dtype] = { chromium: { single: chromium.single, batched: chromium.batched }, node };
         predicted[dtype] = await labelsOf(
           model,
           dtype,
           held.map((e) => e.text),
         );
-        row[dtype] = {
-          chromium: { single: chromium.single, batched: chromium.batched },
-          node: { single: node.single, batched: node.batched },
-        };
       }
       const truth = held.map((e) => config.id2label[String(e.label)]);
-      const acc = (p: string[]) => p.filter((l, k) => l === truth[k]).length / p.length;
-      row.accuracy = { fp32: acc(predicted.fp32!), int8: acc(predicted.q8!), n: held.length };
-      row.agreement = predicted.fp32!.filter((l, k) => l === predicted.q8![k]).length / held.length;
+      const accuracy = (p: string[]) => p.filter((l, k) => l === truth[k]).length / p.length;
+      const row: BrowserBenchRow = {
+        model,
+        mb: { fp32: mb('model.onnx'), int8: mb('model_quantized.onnx') },
+        fp32: speed.fp32!,
+        int8: speed.q8!,
+        accuracy: { fp32: accuracy(predicted.fp32!), int8: accuracy(predicted.q8!), n: held.length },
+        agreement: predicted.fp32!.filter((l, k) => l === predicted.q8![k]).length / held.length,
+      };
       const s = (x: Speed) => `${x.single.toFixed(0)} / ${x.batched.toFixed(0)}`;
-      const r = row as { mb: { fp32: number; int8: number }; fp32: Record<string, Speed>; q8: Record<string, Speed> };
+      const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
       log(
-        `${model}: ${r.mb.fp32.toFixed(2)} MB fp32, ${r.mb.int8.toFixed(2)} MB int8; texts/s (1 per call / 32 per call) ` +
-          `Chromium fp32 ${s(r.fp32.chromium!)}, int8 ${s(r.q8.chromium!)}; Node fp32 ${s(r.fp32.node!)}, int8 ${s(r.q8.node!)}; ` +
-          `accuracy fp32 ${(100 * (row.accuracy as { fp32: number }).fp32).toFixed(2)}%, ` +
-          `int8 ${(100 * (row.accuracy as { int8: number }).int8).toFixed(2)}% on ${held.length}, agreement ${(100 * (row.agreement as number)).toFixed(2)}%`,
+        `${model}: ${row.mb.fp32.toFixed(2)} MB fp32, ${row.mb.int8.toFixed(2)} MB int8; texts/s (1 / 32 per call) ` +
+          `Chromium fp32 ${s(row.fp32.chromium)}, int8 ${s(row.int8.chromium)}; Node fp32 ${s(row.fp32.node)}, int8 ${s(row.int8.node)}; ` +
+          `accuracy fp32 ${pct(row.accuracy.fp32)}, int8 ${pct(row.accuracy.int8)} on ${held.length}, agreement ${pct(row.agreement)}`,
       );
       results.push(row);
     }

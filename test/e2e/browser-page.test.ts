@@ -116,13 +116,16 @@ test("both students load in Chromium with transformers.js's defaults and show No
     .slice(0, 200)
     .map((line) => (JSON.parse(line) as { text: string }).text);
   try {
+    // One page for both students: the npm Chromium runs --single-process, and closing a page there ends the browser.
+    const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
+    let errors: string[] = [];
+    let requests: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('request', (r) => requests.push(r.url()));
     for (const name of Object.keys(STUDENTS)) {
-      const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
-      const errors: string[] = [];
-      const requests: string[] = [];
-      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-      page.on('pageerror', (e) => errors.push(String(e)));
-      page.on('request', (r) => requests.push(r.url()));
+      errors = [];
+      requests = [];
       await page.goto(`${base}?model=${name}`);
       await page.waitForSelector('body[data-classified="1"]', { timeout: 30_000 });
       assert.match((await page.locator('#status').textContent()) ?? '', new RegExp(`^${name}: 2 texts in [\\d.]+ ms$`));
@@ -193,7 +196,6 @@ test("both students load in Chromium with transformers.js's defaults and show No
           `of 32 (${tweets.length} tweets)`,
       );
       assert.deepEqual(errors, [], `${name}: console errors`);
-      await page.close();
     }
   } finally {
     await browser.close();
