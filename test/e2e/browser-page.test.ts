@@ -144,6 +144,7 @@ test("both students load in Chromium with transformers.js's defaults and show No
       );
       assert.equal(shown.length, TEXTS.length);
       const expected = await nodeScores(join(models, name), TEXTS);
+      let largest = 0;
       shown.forEach((row, i) => {
         assert.equal(row.text, TEXTS[i]);
         assert.equal(row.label, expected[i]![0]!.label, `${name} text ${i}`);
@@ -154,6 +155,7 @@ test("both students load in Chromium with transformers.js's defaults and show No
         );
         row.scores.forEach((s, j) => {
           const node = expected[i]![j]!.score;
+          largest = Math.max(largest, Math.abs(s.score - node));
           assert.ok(Math.abs(s.score - node) < 1e-4, `${name} text ${i} ${s.label}: page ${s.score}, Node ${node}`);
         });
         assert.deepEqual(
@@ -162,6 +164,7 @@ test("both students load in Chromium with transformers.js's defaults and show No
         );
         assert.ok(row.ms > 0 && row.ms < 10_000, `time per text ${row.ms}`);
       });
+      t.diagnostic(`${name}: largest |page − Node| score difference ${largest.toExponential(2)} over ${TEXTS.length} texts`);
       // The texts are told apart (the comparison is not between constant outputs).
       const positive = shown.map((row) => row.scores.find((s) => s.label === 'positive')!.score);
       assert.ok(Math.max(...positive) - Math.min(...positive) > 0.01, `${name}: ${positive}`);
