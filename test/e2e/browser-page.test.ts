@@ -1,10 +1,10 @@
 // The browser example (examples/browser/) in headless Chromium: both students, trained small on real tweets, load with
 // transformers.js's defaults (q8 file, wasm backend) from the page's own server, and the scores the page shows for typed
 // texts equal Node's transformers.js q8 scores (1e-4); no console errors, no request off the server, a screenshot in
-// test-output/, texts/s measured in the page. Also: the server refuses paths that leave its folders.
+// test-output/, texts/s measured in the page. Also: the server refuses paths that leave its folders, and bad flags.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { basename, dirname, join } from 'node:path';
@@ -104,6 +104,23 @@ test('the server serves the page, the students and the wasm files, and nothing o
     '/serve.mjs',
   ])
     assert.equal(await statusOf(crafted), 404, crafted);
+});
+
+test('serve.mjs refuses a missing or absent --models, a bad port and an unknown flag with one line, exit 2', () => {
+  const serve = (...args: string[]) =>
+    spawnSync(process.execPath, [join(repoRoot, 'examples', 'browser', 'serve.mjs'), ...args], { encoding: 'utf8' });
+  const cases: [string[], string][] = [
+    [[], 'serve.mjs: error: --models DIR is required: the folder whose subfolders are students\n'],
+    [['--models', join(root, 'nope')], `serve.mjs: error: --models ${join(root, 'nope')}: not a folder\n`],
+    [['--models', models, '--port', '99999'], 'serve.mjs: error: --port must be an integer in 0..65535, got 99999\n'],
+    [['--model', models], "serve.mjs: error: unknown argument '--model'. Usage: node examples/browser/serve.mjs --models DIR [--port N]\n"],
+  ];
+  for (const [args, message] of cases) {
+    const r = serve(...args);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.equal(r.stderr, message);
+    assert.equal(r.stdout, '');
+  }
 });
 
 test("both students load in Chromium with transformers.js's defaults and show Node's q8 scores (1e-4)", async (t) => {
