@@ -6,6 +6,7 @@ import { benchTeacher } from './bench/teacher.js';
 import { benchCache } from './bench/cache.js';
 import { benchTrain } from './bench/train.js';
 import { benchQuantize } from './bench/quantize.js';
+import { benchBrowser } from './bench/browser.js';
 
 type Bench = (args: string[]) => Promise<Record<string, unknown>>;
 
@@ -16,13 +17,15 @@ const BENCHES: Record<string, Bench> = {
   cache: benchCache,
   train: benchTrain,
   quantize: benchQuantize,
+  browser: benchBrowser,
 };
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const names = argv.filter((a) => !a.startsWith('--'));
   const flags = argv.filter((a) => a.startsWith('--'));
-  const chosen = names.length ? names : Object.keys(BENCHES);
+  // `browser` needs trained students (--models), so it runs only when named.
+  const chosen = names.length ? names : Object.keys(BENCHES).filter((n) => n !== 'browser');
   for (const name of chosen) {
     if (!BENCHES[name]) throw new Error(`Unknown benchmark '${name}'. Known: ${Object.keys(BENCHES).join(', ')}`);
   }

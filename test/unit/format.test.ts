@@ -19,7 +19,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 test('every source file is formatted with Prettier and has no line over 140 characters', async () => {
-  const files = ['src', 'test', 'scripts', 'bin'].flatMap((d) => sourceFiles(join(repoRoot, d)));
+  const files = ['src', 'test', 'scripts', 'bin', 'examples'].flatMap((d) => sourceFiles(join(repoRoot, d)));
   assert.ok(files.length > 100, `found only ${files.length} source files`);
   const unformatted: string[] = [];
   const long: string[] = [];
