@@ -312,6 +312,23 @@ def tokenizer_json(vocab):
     }
 
 
+def tokenizer_config(kind, c):
+    """tokenizer_config.json as the Hub's bert-base-uncased / distilbert-base-uncased have it (transformers.js reads the specials here)."""
+    return {
+        "do_lower_case": True,
+        "model_max_length": c["max_positions"],
+        "tokenizer_class": "DistilBertTokenizer" if kind == "distilbert" else "BertTokenizer",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+        "pad_token": "[PAD]",
+        "sep_token": "[SEP]",
+        "unk_token": "[UNK]",
+        "clean_up_tokenization_spaces": True,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+    }
+
+
 def config_json(kind, c):
     labels = {"id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "label2id": {"NEGATIVE": 0, "POSITIVE": 1}}
     common = {"vocab_size": VOCAB_SIZE, "max_position_embeddings": c["max_positions"], "pad_token_id": 0, "torch_dtype": "float32"}
@@ -373,7 +390,7 @@ def export(kind, out, vocab, seed):
     with open(os.path.join(out, "tokenizer.json"), "w") as f:
         json.dump(tokenizer_json(vocab), f)
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}, f, indent=2)
+        json.dump(tokenizer_config(kind, c), f, indent=2)
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"model": out, "kind": kind, "parameters": params, "reference_logits": reference.tolist()}))
 

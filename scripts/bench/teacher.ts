@@ -1,10 +1,12 @@
-// Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer)
-// against transformers.js pipeline('text-classification') at its best batch size, on the
-// same teacher folder and the same 2,000 real texts, in one run.
+// Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer) in fp32 and in int8
+// (quantized at load) against transformers.js pipeline('text-classification') in fp32 and q8 at its best batch
+// size, on the same teacher folders (kd's own layout and generated Hugging Face exports) and the same real texts.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Teacher } from '../../src/teacher/teacher.js';
+import { loadTeacher } from '../../src/quantize/teacher.js';
+import { quantizeModel } from '../../src/quantize/model.js';
 import { TEACHER_PRESETS } from '../../src/teacher/default-config.js';
 import { ensembleModel } from '../../src/teacher/default-model.js';
 import { exportTeacherFolder } from '../../src/teacher/ensemble.js';
@@ -37,24 +39,30 @@ function sharedDatasets(): string {
 }
 
 /**
- * transformers.js `pipeline('text-classification')` over the same texts at batch sizes 1, 8, 32
- * and 128: seconds per batch size, or why it could not run (e.g. a tokenizer whose ids exceed
- * the model's vocabulary, which kd warns about and transformers.js fails on).
+ * transformers.js `pipeline('text-classification')` over the same texts at each batch size (default 1, 8, 32
+ * and 128), in `dtype` ('fp32': onnx/model.onnx; 'q8': onnx/model_quantized.onnx): seconds per batch size, or why
+ * it could not run (e.g. a tokenizer whose ids exceed the model's vocabulary, which kd warns about and
+ * transformers.js fails on).
  */
-async function transformersJsPeer(dir: string, texts: string[]): Promise<Record<string, number> | { skipped: string }> {
+async function transformersJsPeer(
+  dir: string,
+  texts: string[],
+  dtype: 'fp32' | 'q8',
+  batchSizes: number[],
+): Promise<Record<string, number> | { skipped: string }> {
   try {
     const { pipeline, env } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.localModelPath = `${dirname(resolve(dir))}/`;
-    const classify = await pipeline('text-classification', basename(dir), { dtype: 'fp32' });
+    const classify = await pipeline('text-classification', basename(dir), { dtype });
     const seconds: Record<string, number> = {};
     try {
-      for (const batchSize of [1, 8, 32, 128]) {
+      for (const batchSize of batchSizes) {
         await classify(texts.slice(0, Math.min(batchSize, 16)), { batch_size: batchSize } as never);
         const s0 = performance.now();
         for (let i = 0; i < texts.length; i += batchSize) await classify(texts.slice(i, i + batchSize));
         seconds[`batch_${batchSize}`] = (performance.now() - s0) / 1000;
-        log(`transformers.js batch ${batchSize}: ${(texts.length / seconds[`batch_${batchSize}`]!).toFixed(1)} seq/s`);
+        log(`transformers.js ${dtype} batch ${batchSize}: ${(texts.length / seconds[`batch_${batchSize}`]!).toFixed(1)} seq/s`);
       }
     } finally {
       await classify.dispose();
@@ -65,81 +73,176 @@ async function transformersJsPeer(dir: string, texts: string[]): Promise<Record<
   }
 }
 
-export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
-  const n = flag(args, 'texts', 2000);
-  const modelArg = args.find((a) => a.startsWith('--model='))?.slice('--model='.length);
-  const dataset = args.includes('--amazon')
-    ? join(sharedDatasets(), 'amazon_polarity', 'test_random_sample_6814.ft.txt')
-    : join(sharedDatasets(), 'sentiment140', 'train_random_sample_33477.csv');
-  const { examples } = await readAllExamples([dataset], { progress: false });
+/** The best (fastest) batch size of a peer run, or null when it was skipped. */
+function bestOf(peer: Record<string, number> | { skipped: string }, what: string): [number, number] | null {
+  if ('skipped' in peer) {
+    log(`${what} skipped: ${peer.skipped as string}`);
+    return null;
+  }
+  const [name, seconds] = Object.entries(peer).sort((a, b) => a[1] - b[1])[0]!;
+  return [Number(name.slice('batch_'.length)), seconds];
+}
+
+function stringFlag(args: string[], name: string): string | null {
+  const hit = args.find((a) => a.startsWith(`--${name}=`));
+  return hit ? hit.slice(name.length + 3) : null;
+}
+
+const DATASETS: Record<string, string[]> = {
+  tweets: ['sentiment140', 'train_random_sample_33477.csv'],
+  reviews: ['amazon_polarity', 'test_random_sample_6814.ft.txt'],
+};
+
+/** The generated foreign teachers (scripts/hf_random_teachers.py), by short name. */
+const FOREIGN: Record<string, string> = { distilbert: 'distilbert-base-random', bert: 'bert-base-random' };
+
+async function sampleTexts(name: string, n: number): Promise<{ texts: string[]; all: string[]; file: string }> {
+  const file = join(sharedDatasets(), ...DATASETS[name]!);
+  const { examples } = await readAllExamples([file], { progress: false });
   const step = Math.max(1, Math.floor(examples.length / n));
   const texts = examples
     .filter((_, i) => i % step === 0)
     .slice(0, n)
     .map((e) => e.text);
-  const dir = modelArg && existsSync(modelArg) ? modelArg : await untrainedBaseTeacher(examples.map((e) => e.text));
-  log(`teacher ${dir}, ${texts.length} texts from ${basename(dataset)}`);
+  return { texts, all: examples.map((e) => e.text), file };
+}
 
-  const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
-  const teacher = await Teacher.load(dir, { warn: () => undefined });
-  const cfg = teacher.config;
+/** kd's teacher over `texts`: seconds, FLOPs executed and of the unoptimized model, and the argmax of every text. */
+async function kdRun(teacher: Teacher, texts: string[], encoders: Encoder[], batchTokens: { batchTokens?: number }) {
   const encodings = await teacher.tokenizer.encode(texts);
-  const realTokens = encodings.reduce((s, e) => s + e.ids.length, 0);
   await teacher.predict(texts.slice(0, 64));
-  let flops = 0;
-  let modelFlops = 0;
   const lastLayer = teacher.optimization.includes('single-query')
     ? 'folded'
     : teacher.optimization.includes('position 0 only')
       ? 'pruned'
       : 'full';
-  log(`kd: ${teacher.optimization}`);
+  let flops = 0;
+  let modelFlops = 0;
+  const argmax = new Int32Array(texts.length);
+  const C = teacher.labels.length;
   const t0 = performance.now();
-  for await (const b of teacher.stream(
-    texts,
-    args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {},
-  )) {
+  for await (const b of teacher.stream(texts, batchTokens)) {
     const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
     for (const e of encoders) {
       flops += encoderFlops(e, b.indices.length, len, lastLayer);
       modelFlops += encoderFlops(e, b.indices.length, len);
     }
+    b.indices.forEach((pos, r) => {
+      let k = 0;
+      for (let c = 1; c < C; c++) if (b.logits[r * C + c]! > b.logits[r * C + k]!) k = c;
+      argmax[pos] = k;
+    });
   }
-  const ours = (performance.now() - t0) / 1000;
-  await teacher.dispose();
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, flops, modelFlops, argmax, tokens: encodings.reduce((s, e) => s + e.ids.length, 0) };
+}
 
-  const peer = await transformersJsPeer(dir, texts);
-  if (dir !== modelArg) rmSync(dirname(dir), { recursive: true, force: true }); // the untrained one made above
-  const best = 'skipped' in peer ? null : Object.entries(peer).sort((a, b) => a[1] - b[1])[0]!;
-  if (!best) log(`transformers.js skipped: ${(peer as { skipped: string }).skipped}`);
-  const peak = await matmulGflops(1024, 1024, 1024, 5);
+/** A writable copy of `dir` with onnx/model_quantized.onnx written by kd quantize (for transformers.js q8), or `dir` when it has one. */
+async function withQuantizedFile(dir: string): Promise<string> {
+  if (existsSync(join(dir, 'onnx', 'model_quantized.onnx'))) return dir;
+  // The bench's own folders are writable; kd quantize writes beside model.onnx (agreement is measured below, not required).
+  await quantizeModel(dir, { minAgreement: 0 });
+  return dir;
+}
+
+/** One teacher folder on one dataset: kd fp32 and int8 against transformers.js fp32 and q8, in one run. */
+async function benchOne(dir: string, dataset: string, args: string[], peak: number): Promise<Record<string, unknown>> {
+  const n = flag(args, 'texts', 2000);
+  const { texts, file } = await sampleTexts(dataset, n);
+  const batchSizes = (stringFlag(args, 'tjs-batches') ?? '1,8,32,128').split(',').map(Number);
+  const batchTokens = args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {};
+  log(`teacher ${dir}, ${texts.length} texts from ${basename(file)}`);
+  const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
+
+  const fp32Teacher = await Teacher.load(dir, { warn: () => undefined });
+  const cfg = fp32Teacher.config;
+  const optimization = fp32Teacher.optimization;
+  log(`kd fp32: ${optimization}`);
+  const fp32 = await kdRun(fp32Teacher, texts, encoders, batchTokens);
+  await fp32Teacher.dispose();
+  const int8Teacher = await loadTeacher(dir, { warn: () => undefined, quantize: 'int8', minAgreement: 0 });
+  log(`kd int8: ${int8Teacher.optimization}`);
+  const int8 = await kdRun(int8Teacher, texts, encoders, batchTokens);
+  await int8Teacher.dispose();
+  const agreement = fp32.argmax.reduce((s, k, i) => s + (k === int8.argmax[i] ? 1 : 0), 0) / texts.length;
+
+  const tjs = bestOf(await transformersJsPeer(dir, texts, 'fp32', batchSizes), 'transformers.js fp32');
+  const tjsQ8 = bestOf(await transformersJsPeer(await withQuantizedFile(dir), texts, 'q8', batchSizes), 'transformers.js q8');
+  const perS = (s: number) => round(texts.length / s);
   const result = {
-    bench: 'teacher',
     model: dir,
     model_type: cfg.modelType,
+    dataset,
     texts: texts.length,
-    tokens: realTokens,
-    sequences_per_s: round(texts.length / ours),
-    tokens_per_s: Math.round(realTokens / ours),
-    transformersjs_sequences_per_s: best ? round(texts.length / best[1]) : null,
-    transformersjs_best_batch: best ? Number(best[0].slice('batch_'.length)) : null,
-    ratio_vs_transformersjs: best ? round(best[1] / ours) : null,
-    graph_optimization: teacher.optimization,
-    gflops: round(flops / ours / 1e9),
-    model_gflops: round(modelFlops / ours / 1e9),
+    tokens: fp32.tokens,
+    sequences_per_s: perS(fp32.seconds),
+    tokens_per_s: Math.round(fp32.tokens / fp32.seconds),
+    int8_sequences_per_s: perS(int8.seconds),
+    int8_argmax_agreement: round(agreement, 4),
+    transformersjs_sequences_per_s: tjs ? perS(tjs[1]) : null,
+    transformersjs_best_batch: tjs ? tjs[0] : null,
+    transformersjs_q8_sequences_per_s: tjsQ8 ? perS(tjsQ8[1]) : null,
+    transformersjs_q8_best_batch: tjsQ8 ? tjsQ8[0] : null,
+    ratio_vs_transformersjs: tjs ? round(tjs[1] / fp32.seconds) : null,
+    int8_ratio_vs_transformersjs: tjs ? round(tjs[1] / int8.seconds) : null,
+    int8_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / int8.seconds) : null,
+    graph_optimization: optimization,
+    gflops: round(fp32.flops / fp32.seconds / 1e9),
+    model_gflops: round(fp32.modelFlops / fp32.seconds / 1e9),
     matmul_peak_gflops: round(peak),
-    frac_of_matmul_peak: round(flops / ours / 1e9 / peak, 3),
+    frac_of_matmul_peak: round(fp32.flops / fp32.seconds / 1e9 / peak, 3),
   };
   log(
-    `kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ` +
-      `${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} ` +
-      `GFLOP/s counting the unoptimized model's FLOPs); ` +
-      (best
-        ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ` +
-          `ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)`
-        : 'transformers.js skipped'),
+    `kd fp32: ${result.sequences_per_s} seq/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% ` +
+      `of MatMul peak ${result.matmul_peak_gflops}); kd int8: ${result.int8_sequences_per_s} seq/s, argmax agreement with fp32 ` +
+      `${(100 * agreement).toFixed(2)}%; transformers.js fp32 ${result.transformersjs_sequences_per_s} seq/s (batch ` +
+      `${result.transformersjs_best_batch}), q8 ${result.transformersjs_q8_sequences_per_s} ` +
+      `(batch ${result.transformersjs_q8_best_batch}); ` +
+      `fp32 ratio ${result.ratio_vs_transformersjs}×, int8 ratio ${result.int8_ratio_vs_transformersjs}× (target ≥ 3×), ` +
+      `vs q8 ${result.int8_ratio_vs_transformersjs_q8}× (target ≥ 1.5×)`,
   );
   return result;
+}
+
+/**
+ * `npm run bench -- teacher [--models=own,distilbert,bert] [--data=tweets,reviews] [--model=DIR] [--texts=N]
+ * [--tjs-batches=1,8,32,128] [--batch-tokens=N]`: kd's own base teacher (random weights) and the generated foreign
+ * exports (.bench/hf, from scripts/hf_random_teachers.py; skipped with a note when absent), on tweets and reviews.
+ * The result's top-level figures are the DistilBERT-base run on tweets (kd's own teacher when it is absent).
+ */
+export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
+  const modelArg = stringFlag(args, 'model');
+  const datasets = (stringFlag(args, 'data') ?? (args.includes('--amazon') ? 'reviews' : 'tweets,reviews')).split(',');
+  for (const d of datasets) if (!DATASETS[d]) throw new Error(`Unknown --data '${d}'. Known: ${Object.keys(DATASETS).join(', ')}`);
+  const names = modelArg ? ['given'] : (stringFlag(args, 'models') ?? 'own,distilbert,bert').split(',');
+  const foreignDir = resolve(process.env.KD_BENCH_MODELS ?? join(packageRoot, '.bench', 'hf'));
+  const peak = await matmulGflops(1024, 1024, 1024, 5);
+  const runs: Record<string, unknown>[] = [];
+  const notes: string[] = [];
+  for (const name of names) {
+    let dir: string;
+    let temporary = false;
+    if (name === 'given') dir = modelArg!;
+    else if (name === 'own') {
+      dir = await untrainedBaseTeacher((await sampleTexts('tweets', 0)).all);
+      temporary = true;
+    } else if (FOREIGN[name]) {
+      dir = join(foreignDir, FOREIGN[name]);
+      if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {
+        notes.push(`${name}: ${dir} not found (make it with python3 scripts/hf_random_teachers.py; needs PyTorch)`);
+        log(`skipped ${name}: ${notes.at(-1)}`);
+        continue;
+      }
+    } else throw new Error(`Unknown --models entry '${name}'. Known: own, ${Object.keys(FOREIGN).join(', ')}`);
+    try {
+      for (const dataset of datasets) runs.push({ teacher: name, ...(await benchOne(dir, dataset, args, peak)) });
+    } finally {
+      if (temporary) rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  }
+  const headline =
+    runs.find((r) => r.teacher === 'distilbert' && r.dataset === 'tweets') ?? runs.find((r) => r.dataset === 'tweets') ?? runs[0] ?? {};
+  return { bench: 'teacher', ...headline, runs, ...(notes.length ? { notes } : {}) };
 }
 
 interface Encoder {

@@ -146,7 +146,8 @@ export async function loadTeacher(dir: string, opts: LoadTeacherOptions = {}): P
   }
   if (teacherOpts.quantized)
     throw new OptionError(
-      `'--quantize int8' quantizes onnx/model.onnx at load, and --quantized runs onnx/model_quantized.onnx (int8 already): pass one of them`,
+      `'--quantize int8' quantizes onnx/model.onnx at load, and --quantized runs onnx/model_quantized.onnx (int8 already): ` +
+        'pass one of them',
     );
   const transform = int8TeacherTransform({
     ...(minAgreement !== undefined ? { minAgreement } : {}),

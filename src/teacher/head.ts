@@ -125,7 +125,8 @@ export function findClassifierHead(model: ModelProto, modelPath: string, logitsN
   const fail = (found: string): never => {
     throw new HeadNotFoundError(
       `could not find the classifier layer that produces '${logitsName}': looked for Gemm, or MatMul (+ Add) with constant ` +
-        `weights (possibly behind Identity, Cast or Transpose, or in int8 as MatMulInteger), and found ${found}. Name the tensor the classifier reads with ` +
+        `weights (possibly behind Identity, Cast or Transpose, or in int8 as MatMulInteger), and found ${found}. ` +
+        `Name the tensor the classifier reads with ` +
         `--embedding-output NAME`,
     );
   };
