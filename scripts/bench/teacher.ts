@@ -4,7 +4,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import { Teacher } from '../../src/teacher/teacher.js';
+import { Teacher, type PredictOptions } from '../../src/teacher/teacher.js';
 import { loadTeacher } from '../../src/quantize/teacher.js';
 import { quantizeModel } from '../../src/quantize/model.js';
 import { TEACHER_PRESETS } from '../../src/teacher/default-config.js';
@@ -38,49 +38,45 @@ function sharedDatasets(): string {
   return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), 'datasets');
 }
 
+/** One way of classifying texts, timed slice by slice (seconds summed). */
+interface Contender {
+  name: string;
+  run: (texts: string[]) => Promise<void>;
+  seconds: number;
+  dispose: () => Promise<void>;
+}
+
 /**
- * transformers.js `pipeline('text-classification')` over the same texts at each batch size (default 1, 8, 32
- * and 128), in `dtype` ('fp32': onnx/model.onnx; 'q8': onnx/model_quantized.onnx): seconds per batch size, or why
- * it could not run (e.g. a tokenizer whose ids exceed the model's vocabulary, which kd warns about and
- * transformers.js fails on).
+ * transformers.js `pipeline('text-classification')` in `dtype` ('fp32': onnx/model.onnx; 'q8':
+ * onnx/model_quantized.onnx), one contender per batch size, or why it could not load (e.g. a tokenizer whose ids
+ * exceed the model's vocabulary, which kd warns about and transformers.js fails on).
  */
-async function transformersJsPeer(
-  dir: string,
-  texts: string[],
-  dtype: 'fp32' | 'q8',
-  batchSizes: number[],
-): Promise<Record<string, number> | { skipped: string }> {
+async function transformersJsContenders(dir: string, dtype: 'fp32' | 'q8', batchSizes: number[]): Promise<Contender[] | string> {
   try {
     const { pipeline, env } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.localModelPath = `${dirname(resolve(dir))}/`;
     const classify = await pipeline('text-classification', basename(dir), { dtype });
-    const seconds: Record<string, number> = {};
-    try {
-      for (const batchSize of batchSizes) {
-        await classify(texts.slice(0, Math.min(batchSize, 16)), { batch_size: batchSize } as never);
-        const s0 = performance.now();
+    let open = batchSizes.length;
+    return batchSizes.map((batchSize) => ({
+      name: `transformers.js ${dtype} batch ${batchSize}`,
+      seconds: 0,
+      run: async (texts: string[]) => {
         for (let i = 0; i < texts.length; i += batchSize) await classify(texts.slice(i, i + batchSize));
-        seconds[`batch_${batchSize}`] = (performance.now() - s0) / 1000;
-        log(`transformers.js ${dtype} batch ${batchSize}: ${(texts.length / seconds[`batch_${batchSize}`]!).toFixed(1)} seq/s`);
-      }
-    } finally {
-      await classify.dispose();
-    }
-    return seconds;
+      },
+      dispose: async () => {
+        if (--open === 0) await classify.dispose();
+      },
+    }));
   } catch (e) {
-    return { skipped: (e as Error).message.split('\n')[0]! };
+    return (e as Error).message.split('\n')[0]!;
   }
 }
 
-/** The best (fastest) batch size of a peer run, or null when it was skipped. */
-function bestOf(peer: Record<string, number> | { skipped: string }, what: string): [number, number] | null {
-  if ('skipped' in peer) {
-    log(`${what} skipped: ${peer.skipped as string}`);
-    return null;
-  }
-  const [name, seconds] = Object.entries(peer).sort((a, b) => a[1] - b[1])[0]!;
-  return [Number(name.slice('batch_'.length)), seconds];
+/** The fastest of `contenders` whose name starts with `prefix`: [batch size, seconds], or null. */
+function bestOf(contenders: Contender[], prefix: string): [number, number] | null {
+  const mine = contenders.filter((c) => c.name.startsWith(prefix)).sort((a, b) => a.seconds - b.seconds);
+  return mine.length ? [Number(mine[0]!.name.split(' ').at(-1)), mine[0]!.seconds] : null;
 }
 
 function stringFlag(args: string[], name: string): string | null {
@@ -107,34 +103,35 @@ async function sampleTexts(name: string, n: number): Promise<{ texts: string[]; 
   return { texts, all: examples.map((e) => e.text), file };
 }
 
-/** kd's teacher over `texts`: seconds, FLOPs executed and of the unoptimized model, and the argmax of every text. */
-async function kdRun(teacher: Teacher, texts: string[], encoders: Encoder[], batchTokens: { batchTokens?: number }) {
-  const encodings = await teacher.tokenizer.encode(texts);
-  await teacher.predict(texts.slice(0, 64));
+/** kd's teacher as a contender: FLOPs executed and of the unoptimized model, and the argmax of every text. */
+function kdContender(name: string, teacher: Teacher, lengths: Map<string, number>, encoders: Encoder[], opts: PredictOptions) {
   const lastLayer = teacher.optimization.includes('single-query')
     ? 'folded'
     : teacher.optimization.includes('position 0 only')
       ? 'pruned'
       : 'full';
-  let flops = 0;
-  let modelFlops = 0;
-  const argmax = new Int32Array(texts.length);
+  const stats = { flops: 0, modelFlops: 0, argmax: new Map<string, number>() };
   const C = teacher.labels.length;
-  const t0 = performance.now();
-  for await (const b of teacher.stream(texts, batchTokens)) {
-    const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
-    for (const e of encoders) {
-      flops += encoderFlops(e, b.indices.length, len, lastLayer);
-      modelFlops += encoderFlops(e, b.indices.length, len);
-    }
-    b.indices.forEach((pos, r) => {
-      let k = 0;
-      for (let c = 1; c < C; c++) if (b.logits[r * C + c]! > b.logits[r * C + k]!) k = c;
-      argmax[pos] = k;
-    });
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  return { seconds, flops, modelFlops, argmax, tokens: encodings.reduce((s, e) => s + e.ids.length, 0) };
+  const contender: Contender = {
+    name,
+    seconds: 0,
+    run: async (slice: string[]) => {
+      for await (const b of teacher.stream(slice, opts)) {
+        const len = Math.max(...Array.from(b.indices, (i) => lengths.get(slice[i]!)!));
+        for (const e of encoders) {
+          stats.flops += encoderFlops(e, b.indices.length, len, lastLayer);
+          stats.modelFlops += encoderFlops(e, b.indices.length, len);
+        }
+        b.indices.forEach((pos, r) => {
+          let k = 0;
+          for (let c = 1; c < C; c++) if (b.logits[r * C + c]! > b.logits[r * C + k]!) k = c;
+          stats.argmax.set(slice[pos]!, k);
+        });
+      }
+    },
+    dispose: () => teacher.dispose(),
+  };
+  return { contender, stats };
 }
 
 /** A writable copy of `dir` with onnx/model_quantized.onnx written by kd quantize (for transformers.js q8), or `dir` when it has one. */
@@ -145,52 +142,87 @@ async function withQuantizedFile(dir: string): Promise<string> {
   return dir;
 }
 
-/** One teacher folder on one dataset: kd fp32 and int8 against transformers.js fp32 and q8, in one run. */
+/**
+ * One teacher folder on one dataset: kd fp32 and int8 against transformers.js fp32 and q8 at each batch size, in one
+ * run, interleaved: every contender classifies slice 1 of the texts, then slice 2, …, so the load swings of a shared
+ * machine fall on all of them alike (sequential passes of minutes each measured the load, not the runtimes).
+ */
 async function benchOne(dir: string, dataset: string, args: string[], peak: number): Promise<Record<string, unknown>> {
   const n = flag(args, 'texts', 2000);
+  const sliceSize = flag(args, 'slice', 250);
   const { texts, file } = await sampleTexts(dataset, n);
   const batchSizes = (stringFlag(args, 'tjs-batches') ?? '1,8,32,128').split(',').map(Number);
   const batchTokens = args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {};
-  log(`teacher ${dir}, ${texts.length} texts from ${basename(file)}`);
+  log(`teacher ${dir}, ${texts.length} texts from ${basename(file)}, interleaved in slices of ${sliceSize}`);
   const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
 
   const fp32Teacher = await Teacher.load(dir, { warn: () => undefined });
   const cfg = fp32Teacher.config;
   const optimization = fp32Teacher.optimization;
   log(`kd fp32: ${optimization}`);
-  const fp32 = await kdRun(fp32Teacher, texts, encoders, batchTokens);
-  await fp32Teacher.dispose();
+  const encodings = await fp32Teacher.tokenizer.encode(texts);
+  const lengths = new Map(texts.map((t, i) => [t, encodings[i]!.ids.length]));
+  const tokens = encodings.reduce((s, e) => s + e.ids.length, 0);
   const int8Teacher = await loadTeacher(dir, { warn: () => undefined, quantize: 'int8', minAgreement: 0 });
   log(`kd int8: ${int8Teacher.optimization}`);
-  const int8 = await kdRun(int8Teacher, texts, encoders, batchTokens);
-  await int8Teacher.dispose();
-  const agreement = fp32.argmax.reduce((s, k, i) => s + (k === int8.argmax[i] ? 1 : 0), 0) / texts.length;
-
-  const tjs = bestOf(await transformersJsPeer(dir, texts, 'fp32', batchSizes), 'transformers.js fp32');
-  const tjsQ8 = bestOf(await transformersJsPeer(await withQuantizedFile(dir), texts, 'q8', batchSizes), 'transformers.js q8');
+  const fp32 = kdContender('kd fp32', fp32Teacher, lengths, encoders, batchTokens);
+  const int8 = kdContender('kd int8', int8Teacher, lengths, encoders, batchTokens);
+  const contenders: Contender[] = [fp32.contender, int8.contender];
+  const notes: string[] = [];
+  for (const [dtype, folder] of [
+    ['fp32', dir],
+    ['q8', await withQuantizedFile(dir)],
+  ] as const) {
+    const peers = await transformersJsContenders(folder, dtype, batchSizes);
+    if (typeof peers === 'string') notes.push(`transformers.js ${dtype} skipped: ${peers}`);
+    else contenders.push(...peers);
+  }
+  for (const note of notes) log(note);
+  try {
+    for (const c of contenders) await c.run(texts.slice(0, 16)); // warm-up
+    fp32.stats.flops = fp32.stats.modelFlops = int8.stats.flops = int8.stats.modelFlops = 0;
+    for (let start = 0; start < texts.length; start += sliceSize) {
+      const slice = texts.slice(start, start + sliceSize);
+      for (const c of contenders) {
+        const t0 = performance.now();
+        await c.run(slice);
+        c.seconds += (performance.now() - t0) / 1000;
+      }
+    }
+  } finally {
+    for (const c of contenders) await c.dispose();
+  }
+  for (const c of contenders) log(`${c.name}: ${(texts.length / c.seconds).toFixed(1)} seq/s`);
+  const agreed = texts.filter((t) => fp32.stats.argmax.get(t) === int8.stats.argmax.get(t)).length;
+  const agreement = agreed / texts.length;
+  const tjs = bestOf(contenders, 'transformers.js fp32');
+  const tjsQ8 = bestOf(contenders, 'transformers.js q8');
   const perS = (s: number) => round(texts.length / s);
+  const [fp32s, int8s] = [fp32.contender.seconds, int8.contender.seconds];
   const result = {
     model: dir,
     model_type: cfg.modelType,
     dataset,
     texts: texts.length,
-    tokens: fp32.tokens,
-    sequences_per_s: perS(fp32.seconds),
-    tokens_per_s: Math.round(fp32.tokens / fp32.seconds),
-    int8_sequences_per_s: perS(int8.seconds),
+    tokens,
+    sequences_per_s: perS(fp32s),
+    tokens_per_s: Math.round(tokens / fp32s),
+    int8_sequences_per_s: perS(int8s),
     int8_argmax_agreement: round(agreement, 4),
     transformersjs_sequences_per_s: tjs ? perS(tjs[1]) : null,
     transformersjs_best_batch: tjs ? tjs[0] : null,
     transformersjs_q8_sequences_per_s: tjsQ8 ? perS(tjsQ8[1]) : null,
     transformersjs_q8_best_batch: tjsQ8 ? tjsQ8[0] : null,
-    ratio_vs_transformersjs: tjs ? round(tjs[1] / fp32.seconds) : null,
-    int8_ratio_vs_transformersjs: tjs ? round(tjs[1] / int8.seconds) : null,
-    int8_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / int8.seconds) : null,
+    ratio_vs_transformersjs: tjs ? round(tjs[1] / fp32s) : null,
+    int8_ratio_vs_transformersjs: tjs ? round(tjs[1] / int8s) : null,
+    int8_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / int8s) : null,
     graph_optimization: optimization,
-    gflops: round(fp32.flops / fp32.seconds / 1e9),
-    model_gflops: round(fp32.modelFlops / fp32.seconds / 1e9),
+    gflops: round(fp32.stats.flops / fp32s / 1e9),
+    model_gflops: round(fp32.stats.modelFlops / fp32s / 1e9),
     matmul_peak_gflops: round(peak),
-    frac_of_matmul_peak: round(fp32.flops / fp32.seconds / 1e9 / peak, 3),
+    frac_of_matmul_peak: round(fp32.stats.flops / fp32s / 1e9 / peak, 3),
+    seconds: Object.fromEntries(contenders.map((c) => [c.name, round(c.seconds, 3)])),
+    ...(notes.length ? { notes } : {}),
   };
   log(
     `kd fp32: ${result.sequences_per_s} seq/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% ` +
@@ -206,7 +238,7 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
 
 /**
  * `npm run bench -- teacher [--models=own,distilbert,bert] [--data=tweets,reviews] [--model=DIR] [--texts=N]
- * [--tjs-batches=1,8,32,128] [--batch-tokens=N]`: kd's own base teacher (random weights) and the generated foreign
+ * [--tjs-batches=1,8,32,128] [--slice=250] [--batch-tokens=N]`: kd's own base teacher (random weights) and the generated foreign
  * exports (.bench/hf, from scripts/hf_random_teachers.py; skipped with a note when absent), on tweets and reviews.
  * The result's top-level figures are the DistilBERT-base run on tweets (kd's own teacher when it is absent).
  */
