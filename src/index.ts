@@ -9,11 +9,28 @@ export * from './data/labels.js';
 export { isLabelled, type Example, type LabelledExample } from './data/example.js';
 
 // Teacher: any Hugging Face-layout ONNX sequence classifier.
-export { Teacher, type TeacherOptions, type TeacherConfig, type PredictOptions, type TeacherOutputs } from './teacher/teacher.js';
+export {
+  Teacher,
+  type TeacherOptions,
+  type TeacherConfig,
+  type PredictOptions,
+  type TeacherOutputs,
+  type PrecisionCheck,
+  type TeacherGraphTransform,
+} from './teacher/teacher.js';
 
 // int8: any HF-layout ONNX model → onnx/model_quantized.onnx (transformers.js' default q8).
 export { quantizeModel, AgreementError, type QuantizeOptions, type QuantizeReport, type QuantizeCheck } from './quantize/model.js';
 export { quantizeGraph, AlreadyQuantizedError, NothingToQuantizeError, type QuantizeGraphOptions } from './quantize/graph.js';
+// int8 teachers: quantized at load, checked against fp32 (kd teacher / kd cache build --quantize int8).
+export {
+  loadTeacher,
+  int8TeacherTransform,
+  TeacherAgreementError,
+  TEACHER_PRECISIONS,
+  type LoadTeacherOptions,
+  type TeacherQuantize,
+} from './quantize/teacher.js';
 
 // Cache of teacher outputs.
 export { buildCache, type BuildOptions } from './cache/build.js';

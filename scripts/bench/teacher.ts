@@ -1,10 +1,12 @@
-// Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer)
-// against transformers.js pipeline('text-classification') at its best batch size, on the
-// same teacher folder and the same 2,000 real texts, in one run.
+// Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer) in fp32 and in int8
+// (quantized at load) against transformers.js pipeline('text-classification') in fp32 and q8 at its best batch
+// size, on the same teacher folders (kd's own layout and generated Hugging Face exports) and the same real texts.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import { Teacher } from '../../src/teacher/teacher.js';
+import { Teacher, type PredictOptions } from '../../src/teacher/teacher.js';
+import { loadTeacher } from '../../src/quantize/teacher.js';
+import { quantizeModel } from '../../src/quantize/model.js';
 import { TEACHER_PRESETS } from '../../src/teacher/default-config.js';
 import { ensembleModel } from '../../src/teacher/default-model.js';
 import { exportTeacherFolder } from '../../src/teacher/ensemble.js';
@@ -36,110 +38,243 @@ function sharedDatasets(): string {
   return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), 'datasets');
 }
 
+/** One way of classifying texts, timed slice by slice (seconds summed). */
+interface Contender {
+  name: string;
+  run: (texts: string[]) => Promise<void>;
+  seconds: number;
+  dispose: () => Promise<void>;
+}
+
 /**
- * transformers.js `pipeline('text-classification')` over the same texts at batch sizes 1, 8, 32
- * and 128: seconds per batch size, or why it could not run (e.g. a tokenizer whose ids exceed
- * the model's vocabulary, which kd warns about and transformers.js fails on).
+ * transformers.js `pipeline('text-classification')` in `dtype` ('fp32': onnx/model.onnx; 'q8':
+ * onnx/model_quantized.onnx), one contender per batch size, or why it could not load (e.g. a tokenizer whose ids
+ * exceed the model's vocabulary, which kd warns about and transformers.js fails on).
  */
-async function transformersJsPeer(dir: string, texts: string[]): Promise<Record<string, number> | { skipped: string }> {
+async function transformersJsContenders(dir: string, dtype: 'fp32' | 'q8', batchSizes: number[]): Promise<Contender[] | string> {
   try {
     const { pipeline, env } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.localModelPath = `${dirname(resolve(dir))}/`;
-    const classify = await pipeline('text-classification', basename(dir), { dtype: 'fp32' });
-    const seconds: Record<string, number> = {};
-    try {
-      for (const batchSize of [1, 8, 32, 128]) {
-        await classify(texts.slice(0, Math.min(batchSize, 16)), { batch_size: batchSize } as never);
-        const s0 = performance.now();
+    const classify = await pipeline('text-classification', basename(dir), { dtype });
+    let open = batchSizes.length;
+    return batchSizes.map((batchSize) => ({
+      name: `transformers.js ${dtype} batch ${batchSize}`,
+      seconds: 0,
+      run: async (texts: string[]) => {
         for (let i = 0; i < texts.length; i += batchSize) await classify(texts.slice(i, i + batchSize));
-        seconds[`batch_${batchSize}`] = (performance.now() - s0) / 1000;
-        log(`transformers.js batch ${batchSize}: ${(texts.length / seconds[`batch_${batchSize}`]!).toFixed(1)} seq/s`);
-      }
-    } finally {
-      await classify.dispose();
-    }
-    return seconds;
+      },
+      dispose: async () => {
+        if (--open === 0) await classify.dispose();
+      },
+    }));
   } catch (e) {
-    return { skipped: (e as Error).message.split('\n')[0]! };
+    return (e as Error).message.split('\n')[0]!;
   }
 }
 
-export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
-  const n = flag(args, 'texts', 2000);
-  const modelArg = args.find((a) => a.startsWith('--model='))?.slice('--model='.length);
-  const dataset = args.includes('--amazon')
-    ? join(sharedDatasets(), 'amazon_polarity', 'test_random_sample_6814.ft.txt')
-    : join(sharedDatasets(), 'sentiment140', 'train_random_sample_33477.csv');
-  const { examples } = await readAllExamples([dataset], { progress: false });
+/** The fastest of `contenders` whose name starts with `prefix`: [batch size, seconds], or null. */
+function bestOf(contenders: Contender[], prefix: string): [number, number] | null {
+  const mine = contenders.filter((c) => c.name.startsWith(prefix)).sort((a, b) => a.seconds - b.seconds);
+  return mine.length ? [Number(mine[0]!.name.split(' ').at(-1)), mine[0]!.seconds] : null;
+}
+
+function stringFlag(args: string[], name: string): string | null {
+  const hit = args.find((a) => a.startsWith(`--${name}=`));
+  return hit ? hit.slice(name.length + 3) : null;
+}
+
+const DATASETS: Record<string, string[]> = {
+  tweets: ['sentiment140', 'train_random_sample_33477.csv'],
+  reviews: ['amazon_polarity', 'test_random_sample_6814.ft.txt'],
+};
+
+/** The generated foreign teachers (scripts/hf_random_teachers.py), by short name. */
+const FOREIGN: Record<string, string> = { distilbert: 'distilbert-base-random', bert: 'bert-base-random' };
+
+async function sampleTexts(name: string, n: number): Promise<{ texts: string[]; all: string[]; file: string }> {
+  const file = join(sharedDatasets(), ...DATASETS[name]!);
+  const { examples } = await readAllExamples([file], { progress: false });
   const step = Math.max(1, Math.floor(examples.length / n));
   const texts = examples
     .filter((_, i) => i % step === 0)
     .slice(0, n)
     .map((e) => e.text);
-  const dir = modelArg && existsSync(modelArg) ? modelArg : await untrainedBaseTeacher(examples.map((e) => e.text));
-  log(`teacher ${dir}, ${texts.length} texts from ${basename(dataset)}`);
+  return { texts, all: examples.map((e) => e.text), file };
+}
 
-  const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
-  const teacher = await Teacher.load(dir, { warn: () => undefined });
-  const cfg = teacher.config;
-  const encodings = await teacher.tokenizer.encode(texts);
-  const realTokens = encodings.reduce((s, e) => s + e.ids.length, 0);
-  await teacher.predict(texts.slice(0, 64));
-  let flops = 0;
-  let modelFlops = 0;
+/** kd's teacher as a contender: FLOPs executed and of the unoptimized model, and the argmax of every text. */
+function kdContender(name: string, teacher: Teacher, lengths: Map<string, number>, encoders: Encoder[], opts: PredictOptions) {
   const lastLayer = teacher.optimization.includes('single-query')
     ? 'folded'
     : teacher.optimization.includes('position 0 only')
       ? 'pruned'
       : 'full';
-  log(`kd: ${teacher.optimization}`);
-  const t0 = performance.now();
-  for await (const b of teacher.stream(
-    texts,
-    args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {},
-  )) {
-    const len = Math.max(...Array.from(b.indices, (i) => encodings[i]!.ids.length));
-    for (const e of encoders) {
-      flops += encoderFlops(e, b.indices.length, len, lastLayer);
-      modelFlops += encoderFlops(e, b.indices.length, len);
-    }
-  }
-  const ours = (performance.now() - t0) / 1000;
-  await teacher.dispose();
+  const stats = { flops: 0, modelFlops: 0, argmax: new Map<string, number>() };
+  const C = teacher.labels.length;
+  const contender: Contender = {
+    name,
+    seconds: 0,
+    run: async (slice: string[]) => {
+      for await (const b of teacher.stream(slice, opts)) {
+        const len = Math.max(...Array.from(b.indices, (i) => lengths.get(slice[i]!)!));
+        for (const e of encoders) {
+          stats.flops += encoderFlops(e, b.indices.length, len, lastLayer);
+          stats.modelFlops += encoderFlops(e, b.indices.length, len);
+        }
+        b.indices.forEach((pos, r) => {
+          let k = 0;
+          for (let c = 1; c < C; c++) if (b.logits[r * C + c]! > b.logits[r * C + k]!) k = c;
+          stats.argmax.set(slice[pos]!, k);
+        });
+      }
+    },
+    dispose: () => teacher.dispose(),
+  };
+  return { contender, stats };
+}
 
-  const peer = await transformersJsPeer(dir, texts);
-  if (dir !== modelArg) rmSync(dirname(dir), { recursive: true, force: true }); // the untrained one made above
-  const best = 'skipped' in peer ? null : Object.entries(peer).sort((a, b) => a[1] - b[1])[0]!;
-  if (!best) log(`transformers.js skipped: ${(peer as { skipped: string }).skipped}`);
-  const peak = await matmulGflops(1024, 1024, 1024, 5);
+/** A writable copy of `dir` with onnx/model_quantized.onnx written by kd quantize (for transformers.js q8), or `dir` when it has one. */
+async function withQuantizedFile(dir: string): Promise<string> {
+  if (existsSync(join(dir, 'onnx', 'model_quantized.onnx'))) return dir;
+  // The bench's own folders are writable; kd quantize writes beside model.onnx (agreement is measured below, not required).
+  await quantizeModel(dir, { minAgreement: 0 });
+  return dir;
+}
+
+/**
+ * One teacher folder on one dataset: kd fp32 and int8 against transformers.js fp32 and q8 at each batch size, in one
+ * run, interleaved: every contender classifies slice 1 of the texts, then slice 2, …, so the load swings of a shared
+ * machine fall on all of them alike (sequential passes of minutes each measured the load, not the runtimes).
+ */
+async function benchOne(dir: string, dataset: string, args: string[], peak: number): Promise<Record<string, unknown>> {
+  const n = flag(args, 'texts', 2000);
+  const sliceSize = flag(args, 'slice', 250);
+  const { texts, file } = await sampleTexts(dataset, n);
+  const batchSizes = (stringFlag(args, 'tjs-batches') ?? '1,8,32,128').split(',').map(Number);
+  const batchTokens = args.some((a) => a.startsWith('--batch-tokens=')) ? { batchTokens: flag(args, 'batch-tokens', 2048) } : {};
+  log(`teacher ${dir}, ${texts.length} texts from ${basename(file)}, interleaved in slices of ${sliceSize}`);
+  const encoders = encodersOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as HfConfig);
+
+  const fp32Teacher = await Teacher.load(dir, { warn: () => undefined });
+  const cfg = fp32Teacher.config;
+  const optimization = fp32Teacher.optimization;
+  log(`kd fp32: ${optimization}`);
+  const encodings = await fp32Teacher.tokenizer.encode(texts);
+  const lengths = new Map(texts.map((t, i) => [t, encodings[i]!.ids.length]));
+  const tokens = encodings.reduce((s, e) => s + e.ids.length, 0);
+  const int8Teacher = await loadTeacher(dir, { warn: () => undefined, quantize: 'int8', minAgreement: 0 });
+  log(`kd int8: ${int8Teacher.optimization}`);
+  const fp32 = kdContender('kd fp32', fp32Teacher, lengths, encoders, batchTokens);
+  const int8 = kdContender('kd int8', int8Teacher, lengths, encoders, batchTokens);
+  const contenders: Contender[] = [fp32.contender, int8.contender];
+  const notes: string[] = [];
+  for (const [dtype, folder] of [
+    ['fp32', dir],
+    ['q8', await withQuantizedFile(dir)],
+  ] as const) {
+    const peers = await transformersJsContenders(folder, dtype, batchSizes);
+    if (typeof peers === 'string') notes.push(`transformers.js ${dtype} skipped: ${peers}`);
+    else contenders.push(...peers);
+  }
+  for (const note of notes) log(note);
+  try {
+    for (const c of contenders) await c.run(texts.slice(0, 16)); // warm-up
+    fp32.stats.flops = fp32.stats.modelFlops = int8.stats.flops = int8.stats.modelFlops = 0;
+    for (let start = 0; start < texts.length; start += sliceSize) {
+      const slice = texts.slice(start, start + sliceSize);
+      for (const c of contenders) {
+        const t0 = performance.now();
+        await c.run(slice);
+        c.seconds += (performance.now() - t0) / 1000;
+      }
+    }
+  } finally {
+    for (const c of contenders) await c.dispose();
+  }
+  for (const c of contenders) log(`${c.name}: ${(texts.length / c.seconds).toFixed(1)} seq/s`);
+  const agreed = texts.filter((t) => fp32.stats.argmax.get(t) === int8.stats.argmax.get(t)).length;
+  const agreement = agreed / texts.length;
+  const tjs = bestOf(contenders, 'transformers.js fp32');
+  const tjsQ8 = bestOf(contenders, 'transformers.js q8');
+  const perS = (s: number) => round(texts.length / s);
+  const [fp32s, int8s] = [fp32.contender.seconds, int8.contender.seconds];
   const result = {
-    bench: 'teacher',
     model: dir,
     model_type: cfg.modelType,
+    dataset,
     texts: texts.length,
-    tokens: realTokens,
-    sequences_per_s: round(texts.length / ours),
-    tokens_per_s: Math.round(realTokens / ours),
-    transformersjs_sequences_per_s: best ? round(texts.length / best[1]) : null,
-    transformersjs_best_batch: best ? Number(best[0].slice('batch_'.length)) : null,
-    ratio_vs_transformersjs: best ? round(best[1] / ours) : null,
-    graph_optimization: teacher.optimization,
-    gflops: round(flops / ours / 1e9),
-    model_gflops: round(modelFlops / ours / 1e9),
+    tokens,
+    sequences_per_s: perS(fp32s),
+    tokens_per_s: Math.round(tokens / fp32s),
+    int8_sequences_per_s: perS(int8s),
+    int8_argmax_agreement: round(agreement, 4),
+    transformersjs_sequences_per_s: tjs ? perS(tjs[1]) : null,
+    transformersjs_best_batch: tjs ? tjs[0] : null,
+    transformersjs_q8_sequences_per_s: tjsQ8 ? perS(tjsQ8[1]) : null,
+    transformersjs_q8_best_batch: tjsQ8 ? tjsQ8[0] : null,
+    ratio_vs_transformersjs: tjs ? round(tjs[1] / fp32s) : null,
+    int8_ratio_vs_transformersjs: tjs ? round(tjs[1] / int8s) : null,
+    int8_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / int8s) : null,
+    graph_optimization: optimization,
+    gflops: round(fp32.stats.flops / fp32s / 1e9),
+    model_gflops: round(fp32.stats.modelFlops / fp32s / 1e9),
     matmul_peak_gflops: round(peak),
-    frac_of_matmul_peak: round(flops / ours / 1e9 / peak, 3),
+    frac_of_matmul_peak: round(fp32.stats.flops / fp32s / 1e9 / peak, 3),
+    seconds: Object.fromEntries(contenders.map((c) => [c.name, round(c.seconds, 3)])),
+    ...(notes.length ? { notes } : {}),
   };
   log(
-    `kd: ${result.sequences_per_s} seq/s, ${result.tokens_per_s} tokens/s (${result.gflops} GFLOP/s executed, ` +
-      `${(100 * result.frac_of_matmul_peak).toFixed(0)}% of MatMul peak ${result.matmul_peak_gflops}; ${result.model_gflops} ` +
-      `GFLOP/s counting the unoptimized model's FLOPs); ` +
-      (best
-        ? `transformers.js best (batch ${result.transformersjs_best_batch}) ${result.transformersjs_sequences_per_s} seq/s; ` +
-          `ratio ${result.ratio_vs_transformersjs}× (target ≥ 3×)`
-        : 'transformers.js skipped'),
+    `kd fp32: ${result.sequences_per_s} seq/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% ` +
+      `of MatMul peak ${result.matmul_peak_gflops}); kd int8: ${result.int8_sequences_per_s} seq/s, argmax agreement with fp32 ` +
+      `${(100 * agreement).toFixed(2)}%; transformers.js fp32 ${result.transformersjs_sequences_per_s} seq/s (batch ` +
+      `${result.transformersjs_best_batch}), q8 ${result.transformersjs_q8_sequences_per_s} ` +
+      `(batch ${result.transformersjs_q8_best_batch}); ` +
+      `fp32 ratio ${result.ratio_vs_transformersjs}×, int8 ratio ${result.int8_ratio_vs_transformersjs}× (target ≥ 3×), ` +
+      `vs q8 ${result.int8_ratio_vs_transformersjs_q8}× (target ≥ 1.5×)`,
   );
   return result;
+}
+
+/**
+ * `npm run bench -- teacher [--models=own,distilbert,bert] [--data=tweets,reviews] [--model=DIR] [--texts=N]
+ * [--tjs-batches=1,8,32,128] [--slice=250] [--batch-tokens=N]`: kd's own base teacher (random weights) and the generated foreign
+ * exports (.bench/hf, from scripts/hf_random_teachers.py; skipped with a note when absent), on tweets and reviews.
+ * The result's top-level figures are the DistilBERT-base run on tweets (kd's own teacher when it is absent).
+ */
+export async function benchTeacher(args: string[]): Promise<Record<string, unknown>> {
+  const modelArg = stringFlag(args, 'model');
+  const datasets = (stringFlag(args, 'data') ?? (args.includes('--amazon') ? 'reviews' : 'tweets,reviews')).split(',');
+  for (const d of datasets) if (!DATASETS[d]) throw new Error(`Unknown --data '${d}'. Known: ${Object.keys(DATASETS).join(', ')}`);
+  const names = modelArg ? ['given'] : (stringFlag(args, 'models') ?? 'own,distilbert,bert').split(',');
+  const foreignDir = resolve(process.env.KD_BENCH_MODELS ?? join(packageRoot, '.bench', 'hf'));
+  const peak = await matmulGflops(1024, 1024, 1024, 5);
+  const runs: Record<string, unknown>[] = [];
+  const notes: string[] = [];
+  for (const name of names) {
+    let dir: string;
+    let temporary = false;
+    if (name === 'given') dir = modelArg!;
+    else if (name === 'own') {
+      dir = await untrainedBaseTeacher((await sampleTexts('tweets', 0)).all);
+      temporary = true;
+    } else if (FOREIGN[name]) {
+      dir = join(foreignDir, FOREIGN[name]);
+      if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {
+        notes.push(`${name}: ${dir} not found (make it with python3 scripts/hf_random_teachers.py; needs PyTorch)`);
+        log(`skipped ${name}: ${notes.at(-1)}`);
+        continue;
+      }
+    } else throw new Error(`Unknown --models entry '${name}'. Known: own, ${Object.keys(FOREIGN).join(', ')}`);
+    try {
+      for (const dataset of datasets) runs.push({ teacher: name, ...(await benchOne(dir, dataset, args, peak)) });
+    } finally {
+      if (temporary) rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  }
+  const headline =
+    runs.find((r) => r.teacher === 'distilbert' && r.dataset === 'tweets') ?? runs.find((r) => r.dataset === 'tweets') ?? runs[0] ?? {};
+  return { bench: 'teacher', ...headline, runs, ...(notes.length ? { notes } : {}) };
 }
 
 interface Encoder {

@@ -5,7 +5,8 @@ import { OptionError } from '../errors.js';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { Teacher } from '../teacher/teacher.js';
+import type { Teacher } from '../teacher/teacher.js';
+import { loadTeacher, type TeacherQuantize } from '../quantize/teacher.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
 import type { Example } from '../data/example.js';
@@ -54,6 +55,10 @@ export interface BuildOptions {
   /** Where its ONNX Runtime sessions run (device, threads, CPU fallback). */
   session?: SessionOptions;
   maxLength?: number;
+  /** 'int8': the teacher quantized at load and checked against fp32 (recorded in the manifest; default 'none'). */
+  quantize?: TeacherQuantize;
+  /** With quantize 'int8': the least argmax agreement with fp32 on the check texts (default 0.99). */
+  minAgreement?: number;
   log?: (line: string) => void;
   /** For crash tests: exit the process after writing this many shards. */
   stopAfterShards?: number;
@@ -120,9 +125,11 @@ type Log = (line: string) => void;
 async function lockAndLoadTeacher(o: BuildOptions, log: Log): Promise<{ teacher: Teacher; lock: { release(): void } }> {
   const lock = acquireFolderLock(o.out, 'kd cache build', log);
   try {
-    const teacher = await Teacher.load(o.teacher, {
+    const teacher = await loadTeacher(o.teacher, {
       session: o.session,
       ...(o.maxLength ? { maxLength: o.maxLength } : {}),
+      ...(o.quantize ? { quantize: o.quantize } : {}),
+      ...(o.minAgreement !== undefined ? { minAgreement: o.minAgreement } : {}),
     });
     return { teacher, lock };
   } catch (e) {
@@ -150,6 +157,8 @@ function manifestBase(o: BuildOptions, teacher: Teacher, dtype: EmbeddingDType, 
       labels: teacher.labels,
       modelType: teacher.config.modelType,
       classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
+      precision: teacher.precision,
+      ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck } : {}),
     },
     maxLength: teacher.tokenizer.maxLength,
     embedding,

@@ -40,6 +40,10 @@ export interface CacheManifest {
     labels: string[];
     modelType: string;
     classifier: { rows: number; cols: number; found: string };
+    /** What the logits and embeddings were computed in (absent in caches built before int8 teachers: fp32). */
+    precision?: 'fp32' | 'int8';
+    /** With precision int8: the int8 teacher against fp32 on the check texts. */
+    int8Check?: { rows: number; agreement: number; maxDiff: number; minAgreement: number };
   };
   data: {
     files: { path: string; sha256: string; bytes: number }[];
@@ -150,6 +154,7 @@ export function identityOf(m: Pick<CacheManifest, 'teacher' | 'data' | 'maxLengt
     'teacher.fingerprint.model': m.teacher.fingerprint.model,
     'teacher.fingerprint.tokenizer': m.teacher.fingerprint.tokenizer,
     'teacher.fingerprint.config': m.teacher.fingerprint.config,
+    'teacher.precision': m.teacher.precision ?? 'fp32',
     'data.files': m.data.files.map((f) => f.sha256).join(','),
     'data.classes': m.data.classes,
     maxLength: m.maxLength,

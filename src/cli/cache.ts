@@ -13,6 +13,8 @@ import {
   usesDevice,
   type DataCliOptions,
 } from './common.js';
+import { quantizeLoadOptions, quantizeOptions } from './teacher.js';
+import type { TeacherQuantize } from '../quantize/teacher.js';
 
 function buildCommand(): Command {
   const cmd = new Command('build')
@@ -33,7 +35,7 @@ function buildCommand(): Command {
     .option('--max-length <n>', 'truncate inputs to this many tokens')
     .option('--json', 'print the manifest summary as the last line of stdout');
   for (const o of dataOptions()) cmd.addOption(o);
-  return usesDevice(cmd).action(
+  return usesDevice(quantizeOptions(cmd)).action(
     async (
       o: DataCliOptions & {
         teacher: string;
@@ -49,6 +51,8 @@ function buildCommand(): Command {
         batchTokens?: string;
         maxLength?: string;
         json?: boolean;
+        quantize: TeacherQuantize;
+        minAgreement?: string;
       },
     ) => {
       const manifest = await buildCache({
@@ -66,6 +70,7 @@ function buildCommand(): Command {
         ...batchTokensOption(o.batchTokens),
         ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
         session: sessionOptions(cmd),
+        ...quantizeLoadOptions(o),
         ...(process.env.KD_CACHE_STOP_AFTER_SHARDS ? { stopAfterShards: Number(process.env.KD_CACHE_STOP_AFTER_SHARDS) } : {}),
         log: (l) => process.stderr.write(`${l}\n`),
       });
@@ -87,6 +92,8 @@ function buildCommand(): Command {
           part: manifest.part,
           embedding: manifest.embedding,
           teacher: manifest.teacher.fingerprint,
+          precision: manifest.teacher.precision,
+          ...(manifest.teacher.int8Check ? { int8Check: manifest.teacher.int8Check } : {}),
         });
     },
   );

@@ -1,7 +1,8 @@
 // `kd teacher predict | eval | train`: run any HF-layout ONNX classifier, measure it, or
 // train the default teacher.
-import { Command } from 'commander';
-import { Teacher } from '../teacher/teacher.js';
+import { Command, Option } from 'commander';
+import type { Teacher } from '../teacher/teacher.js';
+import { loadTeacher as loadQuantizableTeacher, TEACHER_PRECISIONS, type TeacherQuantize } from '../quantize/teacher.js';
 import { softmaxRow } from '../util/stats.js';
 import { DatasetReader } from '../data/read.js';
 import { LABEL_NAMES } from '../data/labels.js';
@@ -29,6 +30,32 @@ interface TeacherCliOptions {
   maxLength?: string;
   batchTokens?: string;
   graphOptimization: boolean;
+  quantize: TeacherQuantize;
+  minAgreement?: string;
+}
+
+/** --quantize and --min-agreement, shared with kd cache build. */
+export function quantizeOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--quantize <dtype>', 'run the teacher in int8: onnx/model.onnx quantized at load, checked against fp32')
+        .choices([...TEACHER_PRECISIONS])
+        .default('none'),
+    )
+    .option('--min-agreement <x>', 'with --quantize int8: the least argmax agreement with fp32 on the check texts (default 0.99)');
+}
+
+/** The options --quantize and --min-agreement give loadTeacher. */
+export function quantizeLoadOptions(o: { quantize: TeacherQuantize; minAgreement?: string }) {
+  return {
+    quantize: o.quantize,
+    ...(o.minAgreement !== undefined ? { minAgreement: numberOption('min-agreement', o.minAgreement, { min: 0, max: 1 }) } : {}),
+  };
+}
+
+/** What a --json line says about the teacher's precision. */
+export function precisionSummary(teacher: Teacher) {
+  return { precision: teacher.precision, ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck } : {}) };
 }
 
 function teacherOptions(cmd: Command): Command {
@@ -42,12 +69,13 @@ function teacherOptions(cmd: Command): Command {
       '--no-graph-optimization',
       'run the graph as exported (default: compute only what the logits and embedding need, checked against the original)',
     );
-  return usesDevice(cmd);
+  return usesDevice(quantizeOptions(cmd));
 }
 
 async function loadTeacher(o: TeacherCliOptions, session: SessionOptions): Promise<Teacher> {
-  return Teacher.load(o.model, {
+  return loadQuantizableTeacher(o.model, {
     session,
+    ...quantizeLoadOptions(o),
     ...(o.quantized ? { quantized: true } : {}),
     ...(o.embeddingOutput ? { embeddingOutput: o.embeddingOutput } : {}),
     ...(o.maxLength ? { maxLength: numberOption('max-length', o.maxLength, { integer: true, min: 2 }) } : {}),
@@ -85,6 +113,7 @@ function predictCommand(): Command {
             classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
             device: teacher.device,
             graphOptimization: teacher.optimization,
+            ...precisionSummary(teacher),
           });
         }
       } finally {
@@ -180,6 +209,7 @@ function evalCommand(): Command {
           textsPerSecond: texts.length / seconds,
           device: teacher.device,
           graphOptimization: teacher.optimization,
+          ...precisionSummary(teacher),
         });
     } finally {
       await teacher.dispose();

@@ -19,6 +19,11 @@ export interface QuantizeGraphOptions {
   weightScales?: 'column' | 'tensor';
   /** Embedding tables with fewer elements stay float32 (default 10,000: a small table saves little). */
   minEmbeddingElements?: number;
+  /**
+   * MatMul/Gemm nodes whose first input is one of these tensors stay float32 (a teacher's classifier head, so its
+   * logits are exactly W · embedding + b for the W and b the cache stores).
+   */
+  floatInputs?: readonly string[];
 }
 
 /** One float weight now stored as int8. */
@@ -339,9 +344,11 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
   };
 
   const rewrites = { MatMul: rewriteMatMul, Gemm: rewriteGemm, Gather: rewriteGather };
+  const keepFloat = new Set(opts.floatInputs ?? []);
   for (const n of g.node ?? []) {
     const op = n.opType as keyof typeof rewrites;
-    if (Object.hasOwn(rewrites, op) && rewrites[op](n)) rewritten[op] += 1;
+    const kept = op !== 'Gather' && keepFloat.has(n.input?.[0] ?? '');
+    if (!kept && Object.hasOwn(rewrites, op) && rewrites[op](n)) rewritten[op] += 1;
     else out.push(n);
   }
   if (rewritten.MatMul + rewritten.Gemm + rewritten.Gather === 0) throw new NothingToQuantizeError(modelPath, ops, minEmbedding);

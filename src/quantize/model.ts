@@ -163,6 +163,49 @@ async function timedRun(session: ort.InferenceSession, feeds: Record<string, ort
   return { tensor: result, ms: performance.now() - t0 };
 }
 
+/** Argmax agreement of two [rows, classes] logit arrays, the largest difference and the largest |x|. */
+export interface LogitComparison {
+  rows: number;
+  /** Rows whose argmax is the same (NaN in `y` never agrees). */
+  agreed: number;
+  agreement: number;
+  maxDiff: number;
+  maxAbs: number;
+}
+
+/**
+ * Compares `y` (int8) with `x` (fp32), both row-major [rows, classes].
+ *
+ * @example
+ * ```ts
+ * compareLogits(Float32Array.of(1, 0, 0, 1), Float32Array.of(0.9, 0, 0.6, 0.5), 2);
+ * // { rows: 2, agreed: 1, agreement: 0.5, maxDiff: 0.6, maxAbs: 1 }   (maxDiff rounded)
+ * ```
+ */
+export function compareLogits(x: Float32Array, y: Float32Array, classes: number): LogitComparison {
+  if (x.length !== y.length || x.length % classes !== 0)
+    throw new RangeError(`'x' and 'y' must both be [rows, ${classes}], got ${x.length} and ${y.length} values`);
+  const rows = x.length / classes;
+  let agreed = 0;
+  let maxDiff = 0;
+  let maxAbs = 0;
+  for (let r = 0; r < rows; r++) {
+    let ka = 0;
+    let kb = 0;
+    for (let c = 0; c < classes; c++) {
+      const i = r * classes + c;
+      if (x[i]! > x[r * classes + ka]!) ka = c;
+      if (y[i]! > y[r * classes + kb]!) kb = c;
+      const d = Math.abs(x[i]! - y[i]!);
+      // NaN in the int8 output is the worst difference there is.
+      maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
+      maxAbs = Math.max(maxAbs, Math.abs(x[i]!));
+    }
+    if (ka === kb && !Number.isNaN(y[r * classes + kb]!)) agreed += 1;
+  }
+  return { rows, agreed, agreement: rows ? agreed / rows : 1, maxDiff, maxAbs };
+}
+
 /** Compares the int8 model with the float one on `feeds`. */
 async function compareModels(
   fp32: string,
@@ -176,28 +219,9 @@ async function compareModels(
   try {
     const ra = await timedRun(a.session, feeds, output);
     const rb = await timedRun(b.session, feeds, output);
-    const x = ra.tensor.data as Float32Array;
-    const y = rb.tensor.data as Float32Array;
     const classes = Number(ra.tensor.dims.at(-1) ?? 1);
-    const rows = x.length / classes;
-    let agree = 0;
-    let maxDiff = 0;
-    let maxAbs = 0;
-    for (let r = 0; r < rows; r++) {
-      let ka = 0;
-      let kb = 0;
-      for (let c = 0; c < classes; c++) {
-        const i = r * classes + c;
-        if (x[i]! > x[r * classes + ka]!) ka = c;
-        if (y[i]! > y[r * classes + kb]!) kb = c;
-        const d = Math.abs(x[i]! - y[i]!);
-        // NaN in the int8 output is the worst difference there is.
-        maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
-        maxAbs = Math.max(maxAbs, Math.abs(x[i]!));
-      }
-      if (ka === kb && !Number.isNaN(y[r * classes + kb]!)) agree += 1;
-    }
-    return { rows, output, agreement: agree / rows, maxDiff, maxAbs, ms: { fp32: ra.ms, int8: rb.ms } };
+    const c = compareLogits(ra.tensor.data as Float32Array, rb.tensor.data as Float32Array, classes);
+    return { output, ...c, ms: { fp32: ra.ms, int8: rb.ms } };
   } finally {
     await a.session.release();
     await b.session.release();

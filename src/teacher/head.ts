@@ -1,6 +1,6 @@
 // Finding the classifier in a foreign ONNX export: the final linear layer that produces the
-// logits (Gemm, or MatMul + Add, possibly behind a Transpose), its input (the embedding the
-// classifier reads) and its weights W [C, D] and bias b [C].
+// logits (Gemm, or MatMul + Add, possibly behind a Transpose, or their dynamic int8 form), its input
+// (the embedding the classifier reads) and its weights W [C, D] and bias b [C].
 import { UserError } from '../errors.js';
 import onnxProto from 'onnx-proto';
 import { GraphIndex, intAttr, type ModelProto, type NodeProto } from './onnx-model.js';
@@ -50,6 +50,59 @@ function weightOfMatMulOperand(index: GraphIndex, name: string): { w: Float32Arr
   return null;
 }
 
+/** int8 or uint8 constant values (raw or in int32Data), or null. */
+function constantBytes(index: GraphIndex, name: string): { dims: number[]; data: Int32Array } | null {
+  const t = index.constants.get(name);
+  const T = onnx.TensorProto.DataType;
+  if (!t || (t.dataType !== T.INT8 && t.dataType !== T.UINT8)) return null;
+  const dims = (t.dims ?? []).map(Number);
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (t.rawData && t.rawData.length >= n) {
+    const raw = t.rawData;
+    const data = new Int32Array(n);
+    for (let i = 0; i < n; i++) data[i] = t.dataType === T.INT8 ? (raw[i]! << 24) >> 24 : raw[i]!;
+    return { dims, data };
+  }
+  return { dims, data: Int32Array.from(t.int32Data ?? []) };
+}
+
+/**
+ * The dynamic int8 form of x·W that onnxruntime's quantize_dynamic and kd quantize write:
+ * Mul(Cast(MatMulInteger(DynamicQuantizeLinear(x), Wq, x_zp, w_zp)), Mul(x_scale, w_scale)).
+ * Returns x and W [C, D] dequantized ((Wq − w_zp) · w_scale, per tensor or per column), or null.
+ */
+function dequantizedMatMul(
+  index: GraphIndex,
+  name: string,
+): { x: string; w: Float32Array; rows: number; cols: number; node: NodeProto } | null {
+  const mul = index.producer.get(name);
+  if (mul?.opType !== 'Mul' || mul.input?.length !== 2) return null;
+  const operands = mul.input.map((t) => index.producer.get(t));
+  const castAt = operands.findIndex((p) => p?.opType === 'Cast' && index.producer.get(p.input![0]!)?.opType === 'MatMulInteger');
+  if (castAt < 0) return null;
+  const mmi = index.producer.get(operands[castAt]!.input![0]!)!;
+  const scaleMul = operands[1 - castAt];
+  const dql = index.producer.get(mmi.input![0]!);
+  if (dql?.opType !== 'DynamicQuantizeLinear' || scaleMul?.opType !== 'Mul') return null;
+  // One operand of the scale product is x's scale (DynamicQuantizeLinear's second output), the other the weight's.
+  const wScaleName = scaleMul.input!.find((t) => t !== dql.output![1]);
+  const wq = constantBytes(index, mmi.input![1]!);
+  const wScale = wScaleName === undefined ? null : index.constantFloats(wScaleName);
+  if (!wq || wq.dims.length !== 2 || !wScale || !scaleMul.input!.includes(dql.output![1]!)) return null;
+  const [d, c] = wq.dims as [number, number];
+  const zp = mmi.input![3] ? constantBytes(index, mmi.input![3]) : null;
+  if (mmi.input![3] && !zp) return null;
+  const perColumn = (v: { length: number }) => v.length === c && c !== 1;
+  const w = new Float32Array(c * d);
+  for (let r = 0; r < d; r++)
+    for (let k = 0; k < c; k++) {
+      const zero = zp ? zp.data[perColumn(zp.data) ? k : 0]! : 0;
+      const scale = wScale.data[perColumn(wScale.data) ? k : 0]!;
+      w[k * d + r] = (wq.data[r * c + k]! - zero) * scale;
+    }
+  return { x: dql.input![0]!, w, rows: c, cols: d, node: mmi };
+}
+
 function biasOf(index: GraphIndex, name: string | undefined, rows: number): Float32Array | null {
   if (!name) return new Float32Array(rows);
   const b = index.constantFloats(name);
@@ -72,7 +125,8 @@ export function findClassifierHead(model: ModelProto, modelPath: string, logitsN
   const fail = (found: string): never => {
     throw new HeadNotFoundError(
       `could not find the classifier layer that produces '${logitsName}': looked for Gemm, or MatMul (+ Add) with constant ` +
-        `weights (possibly behind Identity, Cast or Transpose), and found ${found}. Name the tensor the classifier reads with ` +
+        `weights (possibly behind Identity, Cast or Transpose, or in int8 as MatMulInteger), and found ${found}. ` +
+        `Name the tensor the classifier reads with ` +
         `--embedding-output NAME`,
     );
   };
@@ -100,6 +154,19 @@ export function findClassifierHead(model: ModelProto, modelPath: string, logitsN
     biasName = constFirst ? x : y;
     matmul = index.producer.get(constFirst ? y : x);
     if (!index.constants.has(biasName)) return fail(`Add '${node.name}' without a constant bias`);
+  }
+  const int8 = dequantizedMatMul(index, matmul?.output?.[0] ?? '');
+  if (int8) {
+    const bias = biasOf(index, biasName, int8.rows);
+    if (!bias) return fail(`Add '${node.name}' whose bias does not have ${int8.rows} values`);
+    return {
+      embeddingTensor: int8.x,
+      weight: int8.w,
+      bias,
+      rows: int8.rows,
+      cols: int8.cols,
+      description: `MatMulInteger(int8, dequantized)${biasName ? ' + Add' : ''} '${int8.node.name}'`,
+    };
   }
   if (matmul?.opType !== 'MatMul') return fail(`${node.opType} '${node.name}'`);
   const wInfo = weightOfMatMulOperand(index, matmul.input![1]!);

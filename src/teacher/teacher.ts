@@ -29,6 +29,41 @@ export interface TeacherOptions {
    * rewrite is checked against the original on probe batches and dropped if they differ.
    */
   optimize?: boolean;
+  /**
+   * A further rewrite of the graph, applied after the optimization (kd's int8 quantization at load:
+   * `loadTeacher` in quantize/teacher.ts); it checks its own outputs against the graph it was given.
+   */
+  transform?: TeacherGraphTransform;
+}
+
+/** What a {@link TeacherGraphTransform} measured: its outputs against the float graph's on check texts. */
+export interface PrecisionCheck {
+  /** Texts compared. */
+  rows: number;
+  /** Fraction whose argmax is the same. */
+  agreement: number;
+  /** Largest |transformed − fp32| logit. */
+  maxDiff: number;
+  /** The least agreement accepted. */
+  minAgreement: number;
+}
+
+/** A rewrite applied to a teacher's graph at load (its outputs then are `precision`). */
+export interface TeacherGraphTransform {
+  /** What the outputs become, recorded on the teacher and in a cache's manifest. */
+  precision: 'int8';
+  /**
+   * Rewrites `model` (logits and embedding exposed, optimization done) or throws a UserError when the
+   * result disagrees with it; `tokenizer` encodes the check texts.
+   */
+  apply(model: ModelProto, ctx: { modelFile: string; tokenizer: TextTokenizer; session: SessionOptions }): Promise<TransformedGraph>;
+}
+
+export interface TransformedGraph {
+  model: ModelProto;
+  /** One line for logs, e.g. "int8: 38 MatMul … agreement 100.0% on 128 texts". */
+  note: string;
+  check: PrecisionCheck;
 }
 
 export interface TeacherConfig {
@@ -213,6 +248,10 @@ export class Teacher {
     private readonly usesTokenTypes: boolean,
     /** What the graph optimization did, or why it did nothing. */
     readonly optimization: string,
+    /** What the outputs are computed in: 'fp32', or 'int8' after kd's quantization at load. */
+    readonly precision: 'fp32' | 'int8' = 'fp32',
+    /** The int8 graph against the float one (null in fp32). */
+    readonly precisionCheck: PrecisionCheck | null = null,
   ) {}
 
   /**
@@ -275,11 +314,17 @@ export class Teacher {
             vocabSize: config.vocabSize ?? tokenizer.vocabSize,
             outputs: ['logits', 'embedding'],
           });
+    const transformed = opts.transform
+      ? await opts.transform.apply(optimized?.model ?? model, { modelFile, tokenizer, session: sessionOpts })
+      : null;
     let handle: Awaited<ReturnType<typeof createSession>>;
     try {
       // From bytes (the graph was edited in memory), so ONNX Runtime must be told where the
       // model's external data is, or it reads `model.onnx_data` from the current directory.
-      handle = await createSession(encodeModel(optimized?.model ?? model), { ...sessionOpts, externalDataDir: dirname(modelFile) });
+      handle = await createSession(encodeModel(transformed?.model ?? optimized?.model ?? model), {
+        ...sessionOpts,
+        externalDataDir: dirname(modelFile),
+      });
     } catch (e) {
       if (e instanceof UserError) throw e;
       throw new FormatError(
@@ -300,7 +345,9 @@ export class Teacher {
       modelFile,
       externalDataFiles(model, modelFile),
       session.inputNames.includes('token_type_ids'),
-      optimized?.note ?? 'graph not optimized (optimize: false)',
+      (optimized?.note ?? 'graph not optimized (optimize: false)') + (transformed ? `; ${transformed.note}` : ''),
+      transformed ? opts.transform!.precision : 'fp32',
+      transformed?.check ?? null,
     );
   }
 

@@ -97,7 +97,8 @@ test('a graph with no linear layer before the logits is a clear error', () => {
       e instanceof HeadNotFoundError &&
       new RegExp(
         String.raw`^could not find the classifier layer that produces 'logits': looked for Gemm, or MatMul \(\+ Add\) with constant w` +
-          String.raw`eights \(possibly behind Identity, Cast or Transpose\), and found Softmax '.*'\. Name the tensor the classifier re` +
+          String.raw`eights \(possibly behind Identity, Cast or Transpose, or in int8 as MatMulInteger\), and found Softmax '.*'\. ` +
+          String.raw`Name the tensor the classifier re` +
           String.raw`ads with --embedding-output NAME$`,
       ).test(e.message),
   );

@@ -1,0 +1,76 @@
+// --quantize int8 through the CLI on the shared PyTorch exports: kd teacher predict and eval report the int8 check,
+// kd cache build records int8 in its manifest and identity (an fp32 rerun into the same folder is refused).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CacheReader } from '../../src/cache/reader.js';
+import { runKd, S140_10K, sharedPath, tempDir } from '../helpers.js';
+
+const TEACHER = () => sharedPath('fixtures', 'hf', 'tiny-random-bert');
+const TEXTS = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work'];
+
+test('kd teacher predict --quantize int8: int8 logits within 0.02 of fp32, the same labels, the check in --json', () => {
+  const fp32 = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', ...TEXTS, '--json']);
+  const int8 = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', ...TEXTS, '--quantize', 'int8', '--json']);
+  assert.equal(fp32.status, 0, fp32.stderr);
+  assert.equal(int8.status, 0, int8.stderr);
+  const [a, b] = [fp32.json(), int8.json()];
+  assert.equal(a.precision, 'fp32');
+  assert.equal(a.int8Check, undefined);
+  assert.equal(b.precision, 'int8');
+  assert.equal(b.int8Check.rows, 128);
+  assert.equal(b.int8Check.agreement, 1);
+  assert.equal(b.int8Check.minAgreement, 0.99);
+  assert.deepEqual(b.labels, a.labels);
+  assert.deepEqual(b.classifier, a.classifier, 'the head is the float graph’s');
+  const diffs = (a.logits as number[][]).flatMap((row, i) => row.map((x, c) => Math.abs(x - (b.logits as number[][])[i]![c]!)));
+  assert.ok(Math.max(...diffs) > 0 && Math.max(...diffs) < 0.02, `logit differences ${diffs}`);
+  assert.match(b.graphOptimization, /; int8: 12 MatMul, 1 Gemm, 0 embedding Gather quantized/);
+});
+
+test('kd teacher predict: bad --quantize and --min-agreement values are refused with one line', () => {
+  const bad = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int4']);
+  assert.equal(bad.status, 1, "commander's own choice errors exit 1, as every .choices() option's does (cli/main.ts)");
+  assert.match(bad.stderr, /option '--quantize <dtype>' argument 'int4' is invalid\. Allowed choices are none, int8/);
+  const range = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int8', '--min-agreement', '2']);
+  assert.equal(range.status, 2);
+  assert.match(range.stderr, /'--min-agreement' must be in \[0, 1\], got 2/);
+  const alone = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--min-agreement', '0.9']);
+  assert.equal(alone.status, 2);
+  assert.match(alone.stderr, /'--min-agreement' applies to --quantize int8 only/);
+});
+
+test('kd teacher eval --quantize int8: accuracy within 1 point of fp32 on 2,000 tweets, int8 in --json', () => {
+  const run = (extra: string[]) =>
+    runKd(['teacher', 'eval', '--model', TEACHER(), '--data', S140_10K(), '--limit', '2000', '--json', ...extra]);
+  const [a, b] = [run([]), run(['--quantize', 'int8'])];
+  assert.equal(a.status, 0, a.stderr);
+  assert.equal(b.status, 0, b.stderr);
+  assert.equal(b.json().n, 2000);
+  assert.equal(b.json().precision, 'int8');
+  assert.ok(Math.abs(a.json().accuracy - b.json().accuracy) <= 0.01, `fp32 ${a.json().accuracy}, int8 ${b.json().accuracy}`);
+});
+
+test('kd cache build --quantize int8: the manifest records int8 and its check; an fp32 build into it is refused', () => {
+  const out = join(tempDir(), 'c');
+  const build = (extra: string[]) =>
+    runKd(['cache', 'build', '--teacher', TEACHER(), '--data', S140_10K(), '--out', out, '--shard-rows', '5000', '--json', ...extra]);
+  const r = build(['--quantize', 'int8']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.json().precision, 'int8');
+  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.teacher.precision, 'int8');
+  assert.deepEqual(Object.keys(manifest.teacher.int8Check).sort(), ['agreement', 'maxDiff', 'minAgreement', 'rows']);
+  assert.equal(manifest.teacher.int8Check.agreement, 1);
+  assert.equal(CacheReader.open(out).manifest.teacher.precision, 'int8');
+  // The same teacher and data in fp32 is another cache.
+  const again = build([]);
+  assert.equal(again.status, 2);
+  assert.match(
+    again.stderr.trimEnd().split('\n').at(-1)!,
+    /was built with a different teacher: teacher\.precision is "int8", this run has "fp32"\. Use another --out/,
+  );
+  // Rerunning the int8 build resumes (nothing to do) rather than refusing.
+  assert.equal(build(['--quantize', 'int8']).status, 0);
+});

@@ -1,0 +1,141 @@
+// int8 teacher inference: the tiny PyTorch fixtures quantized at load agree with fp32 and keep the fp32 head; a
+// crafted quantization-hostile model is refused below the bound; the head finder reads a kd-quantized file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { loadTeacher, TeacherAgreementError } from '../../../src/quantize/teacher.js';
+import { compareLogits, quantizeModel } from '../../../src/quantize/model.js';
+import { findClassifierHead } from '../../../src/teacher/head.js';
+import { decodeModel, GraphIndex } from '../../../src/teacher/onnx-model.js';
+import { Teacher } from '../../../src/teacher/teacher.js';
+import { sharedPath } from '../../helpers.js';
+import { copyFixture, readModel, writeModel } from '../../teacher-folders.js';
+
+const TEXTS = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work', 'meh'];
+const quiet = { warn: () => undefined };
+
+test('compareLogits: agreement, largest difference and largest |x| by hand; NaN never agrees', () => {
+  const c = compareLogits(Float32Array.of(1, 0, 0, 1, 2, -1), Float32Array.of(0.75, 0, 0.5, 0.25, NaN, 0), 2);
+  assert.deepEqual(c, { rows: 3, agreed: 1, agreement: 1 / 3, maxDiff: Infinity, maxAbs: 2 });
+  const d = compareLogits(Float32Array.of(1, 0, 0, 1), Float32Array.of(0.75, 0, 0.5, 0.25), 2);
+  assert.deepEqual(d, { rows: 2, agreed: 1, agreement: 0.5, maxDiff: 0.75, maxAbs: 1 });
+  assert.throws(() => compareLogits(new Float32Array(4), new Float32Array(6), 2), RangeError);
+});
+
+for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
+  test(`${name}: int8 at load agrees with fp32 on every check text, logits within 0.02, the fp32 head kept`, async () => {
+    const dir = sharedPath('fixtures', 'hf', name);
+    const fp32 = await Teacher.load(dir, quiet);
+    const int8 = await loadTeacher(dir, { ...quiet, quantize: 'int8' });
+    try {
+      assert.equal(fp32.precision, 'fp32');
+      assert.equal(fp32.precisionCheck, null);
+      assert.equal(int8.precision, 'int8');
+      const check = int8.precisionCheck!;
+      assert.deepEqual([check.rows, check.agreement, check.minAgreement], [128, 1, 0.99]);
+      assert.ok(check.maxDiff > 0 && check.maxDiff < 0.02, `largest logit difference ${check.maxDiff}`);
+      assert.match(int8.optimization, /int8: 12 MatMul, 1 Gemm, 0 embedding Gather quantized, agreement with fp32 100\.0% on 128/);
+      // The head is found on the float graph: the same tensor, W and b to the bit.
+      assert.equal(int8.head.embeddingTensor, fp32.head.embeddingTensor);
+      assert.deepEqual(int8.head.weight, fp32.head.weight);
+      assert.deepEqual(int8.head.bias, fp32.head.bias);
+      const a = await fp32.predict(TEXTS);
+      const b = await int8.predict(TEXTS);
+      let worst = 0;
+      for (let i = 0; i < a.logits.length; i++) worst = Math.max(worst, Math.abs(a.logits[i]! - b.logits[i]!));
+      assert.ok(worst > 0 && worst < 0.02, `logits differ by ${worst}`);
+      // The classifier stays fp32: int8 logits are exactly W · embedding + b of its own embedding.
+      const { weight: W, bias, rows: C, cols: D } = int8.head;
+      for (let r = 0; r < TEXTS.length; r++)
+        for (let c = 0; c < C; c++) {
+          let z = bias![c]!;
+          for (let k = 0; k < D; k++) z += W![c * D + k]! * b.embedding[r * D + k]!;
+          assert.ok(Math.abs(z - b.logits[r * C + c]!) < 1e-5, `row ${r} class ${c}: ${z} vs ${b.logits[r * C + c]}`);
+        }
+    } finally {
+      await fp32.dispose();
+      await int8.dispose();
+    }
+  });
+}
+
+/**
+ * A copy of tiny-random-bert whose MatMul weights each have one outlier row (±1000 × the largest weight): per-column
+ * int8 scales then round every other weight to 0, so the int8 graph loses what separates the inputs.
+ */
+function quantizationHostileTeacher(): string {
+  const dir = copyFixture('tiny-random-bert');
+  const model = readModel(dir);
+  const index = new GraphIndex(model, join(dir, 'onnx', 'model.onnx'));
+  for (const n of model.graph!.node ?? []) {
+    const t = n.opType === 'MatMul' ? index.constants.get(n.input![1]!) : undefined;
+    if (!t || t.dims?.length !== 2) continue;
+    const w = index.constantFloats(n.input![1]!)!;
+    const largest = w.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (let c = 0; c < w.dims[1]!; c++) w.data[c] = (c % 2 ? -1000 : 1000) * largest;
+    t.rawData = new Uint8Array(w.data.buffer);
+    t.floatData = [];
+  }
+  writeModel(dir, model);
+  return dir;
+}
+
+test('int8 is refused below --min-agreement, with the counts, the bound and the fix; accepted at a lower bound', async () => {
+  const dir = quantizationHostileTeacher();
+  const err = await loadTeacher(dir, { ...quiet, quantize: 'int8' }).then(
+    () => assert.fail('expected a refusal'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof TeacherAgreementError);
+  const { check } = err;
+  assert.equal(check.rows, 128);
+  assert.ok(check.agreement < 0.9, `agreement ${check.agreement}`);
+  const agreed = Math.round(check.agreement * 128);
+  assert.match(
+    err.message,
+    new RegExp(
+      `--quantize int8 refused: the int8 teacher picks the fp32 teacher's class on ${agreed} of 128 check texts .* below the 99\\.0%`,
+    ),
+  );
+  assert.match(err.message, new RegExp(`pass --min-agreement ${Math.floor(100 * check.agreement) / 100} to accept it`));
+  // The bound it names is accepted, and the check it reports is the same measurement.
+  const accepted = await loadTeacher(dir, { ...quiet, quantize: 'int8', minAgreement: Math.floor(100 * check.agreement) / 100 });
+  assert.equal(accepted.precisionCheck!.agreement, check.agreement);
+  await accepted.dispose();
+  // The bound is checked: the fixture itself reaches 100%, so 1 is accepted there and nothing above 1 is.
+  await assert.rejects(loadTeacher(sharedPath('fixtures', 'hf', 'tiny-random-bert'), { quantize: 'int8', minAgreement: 1.01 }), RangeError);
+  await assert.rejects(loadTeacher(dir, { quantized: true, quantize: 'int8' }), /pass one of them/);
+  await assert.rejects(loadTeacher(dir, { minAgreement: 0.5 }), /applies to --quantize int8 only/);
+});
+
+test('the head finder reads a kd-quantized file: the same embedding tensor, W within half a scale step, b exact', async () => {
+  for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
+    const dir = copyFixture(name);
+    await quantizeModel(dir);
+    const fp32Path = join(dir, 'onnx', 'model.onnx');
+    const int8Path = join(dir, 'onnx', 'model_quantized.onnx');
+    const a = findClassifierHead(decodeModel(fp32Path), fp32Path, 'logits');
+    const int8Model = decodeModel(int8Path);
+    const b = findClassifierHead(int8Model, int8Path, 'logits');
+    assert.match(b.description, /^MatMulInteger\(int8, dequantized\) \+ Add/);
+    assert.equal(b.embeddingTensor, a.embeddingTensor);
+    assert.deepEqual([b.rows, b.cols], [a.rows, a.cols]);
+    assert.deepEqual(b.bias, a.bias);
+    // Per-column scales: class c's weights are max_k |W[c, k]| / 127 apart, so each lies within half of that.
+    for (let c = 0; c < a.rows; c++) {
+      let largest = 0;
+      for (let k = 0; k < a.cols; k++) largest = Math.max(largest, Math.abs(a.weight![c * a.cols + k]!));
+      for (let k = 0; k < a.cols; k++) {
+        const d = Math.abs(a.weight![c * a.cols + k]! - b.weight![c * a.cols + k]!);
+        assert.ok(d <= (0.5 + 1e-3) * (largest / 127), `class ${c} weight ${k} off by ${d}`);
+      }
+    }
+    // And --quantized loads (it failed to find the head before) and predicts near fp32.
+    const q = await Teacher.load(dir, { ...quiet, quantized: true });
+    const f = await Teacher.load(dir, quiet);
+    const [lq, lf] = [(await q.predict(TEXTS)).logits, (await f.predict(TEXTS)).logits];
+    for (let i = 0; i < lq.length; i++) assert.ok(Math.abs(lq[i]! - lf[i]!) < 0.02, `logit ${i}: ${lq[i]} vs ${lf[i]}`);
+    await q.dispose();
+    await f.dispose();
+  }
+});
