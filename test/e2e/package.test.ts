@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { repoRoot, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
 
 // Without the npm_* variables `npm test` sets (npm_config_local_prefix would point a nested
@@ -86,13 +86,23 @@ test('the packed tarball installs offline into a fresh project and distills thro
     files: { path: string }[];
   }[];
   const shipped = packed[0]!.files.map((f) => f.path);
-  for (const p of ['package.json', 'bin/kd.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js'])
+  for (const p of ['package.json', 'LICENSE', 'bin/kd.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js'])
     assert.ok(shipped.includes(p), `the tarball lacks ${p}`);
   assert.deepEqual(
-    shipped.filter((p) => !/^(bin\/|dist\/src\/|recipes\/|package\.json$|README\.md$|LICENSE$)/.test(p)),
+    shipped.filter((p) => !/^(bin\/|dist\/src\/|src\/|recipes\/|package\.json$|README\.md$|LICENSE$)/.test(p)),
     [],
-    'only bin/, dist/src/, recipes/ and the package files ship',
+    'only bin/, dist/src/, src/, recipes/ and the package files ship',
   );
+  // Every source map points at sources the tarball holds (a stack trace or debugger opens them).
+  const maps = shipped.filter((p) => p.endsWith('.js.map'));
+  assert.ok(maps.length > 50, `source maps ship (${maps.length})`);
+  for (const m of maps) {
+    const { sources } = JSON.parse(readFileSync(join(repoRoot, m), 'utf8')) as { sources: string[] };
+    for (const s of sources) {
+      const target = posix.normalize(posix.join(posix.dirname(m), s));
+      assert.ok(shipped.includes(target), `${m} points at ${target}, which the tarball lacks`);
+    }
+  }
   lap('npm pack');
 
   const project = join(root, 'project');
