@@ -44,10 +44,9 @@ const USER_FS_CODES = new Set(['ENOENT', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM',
  * Runs `kd` with `argv` and returns the exit code: 0 on success, 2 for a {@link UserError}, a bad
  * option or argument (commander's own message) or a file-system error on a user's path (one line),
  * 1 with the full stack for anything else (a bug).
- * `KD_DEBUG=1` prints the stack in every case.
+ * `KD_DEBUG=1` prints the stack in every case. `program` is kd's (tests pass one with a command of their own).
  */
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+export async function main(argv: string[], program: Command = buildProgram()): Promise<number> {
   // Every command, not the root alone: commander does not pass exitOverride to commands added with
   // addCommand, and without it their errors call process.exit(1) themselves.
   const override = (c: Command): void => {
