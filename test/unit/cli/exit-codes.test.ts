@@ -39,7 +39,7 @@ test("commander's errors exit 2 with its one line; help and --version exit 0", a
   assert.equal((await kd(['--version'])).code, 0);
 });
 
-test("a UserError or a file-system error on the user's path is one line, exit 2; any other error is a bug: its stack, exit 1", async (t) => {
+test("a UserError or a file-system error on the user's path is one line, exit 2; other errors are bugs: a stack, exit 1", async (t) => {
   /** kd with a command `throw` whose action throws what `make` returns. */
   const throwing = (make: () => unknown) => buildProgram().addCommand(new Command('throw').action(() => Promise.reject(make())));
   const userError = () => new ConfigError('data.jsonl:3: field "text" is missing; add it or pass --text-field');
