@@ -179,7 +179,7 @@ function teacherRunConfig(o: TrainTeacherOptions, train: readonly LabelledExampl
  */
 function checkTeacherResume(o: TrainTeacherOptions, work: string, runConfig: Record<string, unknown>): void {
   const runPath = join(work, 'run.json');
-  refuseSymlinks(o.out, work, runPath);
+  refuseSymlinks(work, runPath);
   if (!o.resume || !existsSync(runPath)) return;
   const remedy = `Delete ${o.out} and train anew without --resume, or choose another --out`;
   let stored: { runConfig?: unknown };
@@ -396,7 +396,6 @@ function fitEnsemble(
 /** Trains the default teacher (its members, then their ensemble) and writes it to `out` in the Hugging Face layout. */
 export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<TrainTeacherResult> {
   // One run at a time in a folder (see util/lock): a second kd teacher train into this --out is refused naming the pid.
-  refuseSymlinks(o.out);
   const lock = acquireFolderLock(o.out, 'kd teacher train', o.log);
   try {
     return await trainTeacherLocked(o);

@@ -819,7 +819,6 @@ export async function trainStudentSeeds(
 ): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
   checkSeeds(seeds);
   // One run at a time in a folder (see util/lock): a second kd train into this --out is refused naming the pid.
-  refuseSymlinks(o.out);
   const lock = acquireFolderLock(o.out, 'kd train', o.log);
   try {
     return await trainSeedsLocked(o, seeds);
