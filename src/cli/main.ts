@@ -41,19 +41,27 @@ export function buildProgram(): Command {
 const USER_FS_CODES = new Set(['ENOENT', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EEXIST', 'ENOSPC', 'ENAMETOOLONG', 'ELOOP']);
 
 /**
- * Runs `kd` with `argv` and returns the exit code: 0 on success, 2 for a {@link UserError} or a
- * file-system error on a user's path (one line), 1 with the full stack for anything else (a bug).
- * `KD_DEBUG=1` prints the stack in every case.
+ * Runs `kd` with `argv` and returns the exit code: 0 on success, 2 for a {@link UserError}, a bad
+ * option or argument (commander's own message) or a file-system error on a user's path (one line),
+ * 1 with the full stack for anything else (a bug).
+ * `KD_DEBUG=1` prints the stack in every case. `program` is kd's (tests pass one with a command of their own).
  */
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
-  program.exitOverride();
+export async function main(argv: string[], program: Command = buildProgram()): Promise<number> {
+  // Every command, not the root alone: commander does not pass exitOverride to commands added with
+  // addCommand, and without it their errors call process.exit(1) themselves.
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
   try {
     await program.parseAsync(argv);
     // A command may set a failing exit code without throwing (e.g. kd cache verify).
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    // Commander has printed its one line (unknown option, bad choice, missing argument, …): the user's mistake,
+    // so exit 2 like every other UserError; help and --version keep their 0.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     const err: Error & { code?: string } = e instanceof Error ? e : new Error(String(e));
     const debug = process.env.KD_DEBUG === '1';
     if (err instanceof UserError || (err.code !== undefined && USER_FS_CODES.has(err.code))) {

@@ -20,6 +20,7 @@ import { evaluateModel } from '../eval/evaluate.js';
 import { buildMarkdownTable, buildReport, loadRun, type ReportContext } from '../eval/report.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
+import { acquireFolderLock, LOCK_FILE, type FolderLock } from '../util/lock.js';
 import { loadRecipe, planJobs, splitMethod, type Job, type Recipe } from './recipe.js';
 import { resolveStudentSettings } from '../student/registry.js';
 import { assertDeviceUsable, type SessionOptions } from '../engine/session.js';
@@ -169,19 +170,23 @@ interface SplitFiles {
 }
 
 /** Stages remove their own folders when their settings change: only inside a folder kd distill made. */
-function prepareOutput(o: DistillOptions, recipe: Recipe): void {
+function prepareOutput(o: DistillOptions, recipe: Recipe): FolderLock {
   const out = o.out;
-  if (existsSync(out) && readdirSync(out).length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
+  // A lock file alone is what a run killed before writing recipe.resolved.json leaves.
+  const entries = existsSync(out) ? readdirSync(out).filter((f) => f !== LOCK_FILE) : [];
+  if (entries.length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
     throw new ConfigError(
       `--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); ` +
         'kd distill removes stage folders in it when settings change, so give a new or empty folder',
     );
   }
-  mkdirSync(out, { recursive: true });
+  // One run at a time in a folder (see util/lock): a second kd distill into this --out is refused naming the pid.
+  const lock = acquireFolderLock(out, 'kd distill', o.log);
   writeFileAtomicSync(
     join(out, 'recipe.resolved.json'),
     `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`,
   );
+  return lock;
 }
 
 /** 1. Split. */
@@ -594,7 +599,22 @@ export async function runDistill(
     quantize: o.quantize !== false,
     log,
   };
-  prepareOutput(o, recipe);
+  const lock = prepareOutput(o, recipe);
+  try {
+    return await distillLocked(o, c, jobs, quick);
+  } finally {
+    lock.release();
+  }
+}
+
+async function distillLocked(
+  o: DistillOptions,
+  c: DistillContext,
+  jobs: ReturnType<typeof planJobs>,
+  quick: DistillContext['quick'],
+): Promise<{ report: string | null; runs: string[]; stoppedAfter: DistillStage | 'report' }> {
+  const log = c.log;
+  const recipe = c.recipe;
   const stop = (after: DistillStage, runs: string[] = []) => {
     log(`stopped after the ${after} stage (--until ${after}); run again without --until to go on`);
     return { report: null, runs, stoppedAfter: after };

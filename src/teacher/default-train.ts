@@ -1,7 +1,8 @@
 // Training the default teacher: read and split the data, train (or reuse on resume) the
 // word-piece vocabulary, pretrain one encoder with masked-language modelling, train each
 // member with early stopping on dev, tune the ensemble weights and export the teacher folder.
-import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, requireLabel } from '../data/errors.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
@@ -12,12 +13,14 @@ import type { ParameterStore } from '../engine/params.js';
 import { adamwTrainer, type Trainer } from '../engine/trainer.js';
 import { exportModel } from '../engine/train-graph.js';
 import type { SessionOptions } from '../engine/session.js';
-import { runTrainingLoop, type LoopResult } from '../engine/loop.js';
+import { assertSameRunConfig, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
+import { DamagedFileError } from '../engine/safetensors.js';
 import { bucketedBatches, lengthOrder, predictRows } from '../engine/batches.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { unitHash } from '../util/hash.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
+import { acquireFolderLock } from '../util/lock.js';
 import { argmaxRow } from '../util/stats.js';
 import type { DefaultTeacherConfig, MemberConfig } from './default-config.js';
 import { ceLoss, ensembleModel, memberModel, teacherFeeds, type TokenizedSet } from './default-model.js';
@@ -145,9 +148,55 @@ function runTokenizer(o: TrainTeacherOptions, work: string, train: readonly Exam
   return tokenizer;
 }
 
+/** sha256 over each example's id, text hash and label: the identity of a set of rows, wherever its files live. */
+function rowsDigest(rows: readonly LabelledExample[]): { rows: number; sha256: string } {
+  const hash = createHash('sha256');
+  for (const e of rows) hash.update(`${e.id}\t${e.textHash}\t${e.label}\n`);
+  return { rows: rows.length, sha256: hash.digest('hex') };
+}
+
+/**
+ * Everything the members (and so the resumable part of the run) depend on, resolved: the config,
+ * the classes, the limit, the pretraining files and the training and dev rows by content. Left
+ * out, because a resumed run may change them: where it executes (session), --max-steps, the log,
+ * the paths of the data (their contents are compared) and the tuning files (only the ensemble's
+ * few numbers are fitted on them, after the members; kd distill refits on a changed one).
+ */
+function teacherRunConfig(o: TrainTeacherOptions, train: readonly LabelledExample[], dev: readonly LabelledExample[]) {
+  return {
+    config: o.config,
+    classes: o.read.classes,
+    limit: o.limit ?? null,
+    pretrainFiles: o.pretrainFiles ?? [],
+    train: rowsDigest(train),
+    dev: rowsDigest(dev),
+  };
+}
+
+/**
+ * On --resume, before anything is written: refuses a run config other than the one in
+ * work/run.json, naming the field and both values (as kd train does with its checkpoints).
+ */
+function checkTeacherResume(o: TrainTeacherOptions, work: string, runConfig: Record<string, unknown>): void {
+  const runPath = join(work, 'run.json');
+  refuseSymlinks(work, runPath);
+  if (!o.resume || !existsSync(runPath)) return;
+  const remedy = `Delete ${o.out} and train anew without --resume, or choose another --out`;
+  let stored: { runConfig?: unknown };
+  try {
+    stored = JSON.parse(readFileSync(runPath, 'utf8')) as { runConfig?: unknown };
+  } catch (e) {
+    throw new DamagedFileError(runPath, `is not valid JSON (${(e as Error).message})`, remedy);
+  }
+  if (stored?.runConfig === undefined)
+    throw new DamagedFileError(runPath, 'has no run config (written by an older kd), so it cannot be matched to this run', remedy);
+  assertSameRunConfig(stored.runConfig, runConfig, runPath);
+}
+
 /** What the run was started with: work/run.json. */
-function writeRunJson(o: TrainTeacherOptions, work: string, trainRows: number, devRows: number): void {
+function writeRunJson(o: TrainTeacherOptions, work: string, runConfig: Record<string, unknown>, trainRows: number, devRows: number): void {
   const run = {
+    runConfig,
     config: o.config,
     trainFiles: o.trainFiles,
     devFiles: o.devFiles ?? null,
@@ -171,6 +220,8 @@ interface TeacherRun {
   devSet: TokenizedSet;
   /** The tuning files' rows (not dev), when tuning files other than `dev` were given. */
   tuneSet: TokenizedSet | null;
+  /** The resolved settings (teacherRunConfig), stored in run.json and in every member checkpoint. */
+  runConfig: Record<string, unknown>;
   log: (line: string) => void;
 }
 
@@ -258,6 +309,7 @@ async function trainMember(
     ...(cfg.evalEvery ? { evalEvery: cfg.evalEvery } : {}),
     patience: cfg.patience,
     ...(o.resume ? { resume: true } : {}),
+    runConfig: run.runConfig,
     ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
     label: `teacher member ${k + 1}`,
     log,
@@ -343,6 +395,16 @@ function fitEnsemble(
 
 /** Trains the default teacher (its members, then their ensemble) and writes it to `out` in the Hugging Face layout. */
 export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<TrainTeacherResult> {
+  // One run at a time in a folder (see util/lock): a second kd teacher train into this --out is refused naming the pid.
+  const lock = acquireFolderLock(o.out, 'kd teacher train', o.log);
+  try {
+    return await trainTeacherLocked(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainTeacherLocked(o: TrainTeacherOptions): Promise<TrainTeacherResult> {
   const cfg = o.config;
   const log = o.log ?? (() => undefined);
   const labels = [...LABEL_NAMES[o.read.classes]];
@@ -351,9 +413,11 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
   log(`teacher: ${train.length} training rows, ${dev.length} dev rows, ${classes} classes, ${cfg.members.length} member(s)`);
 
   const work = join(o.out, 'training');
+  const runConfig = teacherRunConfig(o, train, dev);
+  checkTeacherResume(o, work, runConfig);
   mkdirSync(work, { recursive: true });
   const tokenizer = runTokenizer(o, work, train);
-  writeRunJson(o, work, train.length, dev.length);
+  writeRunJson(o, work, runConfig, train.length, dev.length);
   const tokenize = async (rows: LabelledExample[]): Promise<TokenizedSet> => ({
     encodings: await tokenizer.encode(rows.map((e) => e.text)),
     labels: Int32Array.from(rows, (e) => e.label),
@@ -369,6 +433,7 @@ export async function trainDefaultTeacher(o: TrainTeacherOptions): Promise<Train
     trainSet: await tokenize(train),
     devSet: await tokenize(dev),
     tuneSet: tuneRows ? await tokenize(tuneRows) : null,
+    runConfig,
     log,
   };
 

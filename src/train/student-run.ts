@@ -30,6 +30,7 @@ import type { Featurizer, StudentDefinition, StudentSetup } from '../student/stu
 import type { Rng } from '../engine/rng.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { runVersions } from '../util/versions.js';
+import { acquireFolderLock } from '../util/lock.js';
 import { assertSameRunConfig, checkResumable, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
 
 export interface StudentRunOptions {
@@ -817,6 +818,16 @@ export async function trainStudentSeeds(
   seeds: number[],
 ): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
   checkSeeds(seeds);
+  // One run at a time in a folder (see util/lock): a second kd train into this --out is refused naming the pid.
+  const lock = acquireFolderLock(o.out, 'kd train', o.log);
+  try {
+    return await trainSeedsLocked(o, seeds);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainSeedsLocked(o: StudentRunOptions, seeds: number[]): Promise<{ runs: StudentRunResult[]; summary: SeedSummary }> {
   // One checksum pass over the cache for all seeds, not one per seed (each seed still checks paths and sizes).
   if (o.verifyCache !== false && seeds.length > 1) CacheReader.open(o.cache, { verify: true }).close();
   const verified = seeds.length > 1 ? { verifyCache: false } : {};

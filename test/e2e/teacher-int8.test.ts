@@ -31,7 +31,7 @@ test('kd teacher predict --quantize int8: int8 logits within 0.02 of fp32, the s
 
 test('kd teacher predict: bad --quantize and --min-agreement values are refused with one line', () => {
   const bad = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int4']);
-  assert.equal(bad.status, 1, "commander's own choice errors exit 1, as every .choices() option's does (cli/main.ts)");
+  assert.equal(bad.status, 2, "commander's own choice errors are the user's mistake: exit 2 (cli/main.ts)");
   assert.match(bad.stderr, /option '--quantize <dtype>' argument 'int4' is invalid\. Allowed choices are none, int8/);
   const range = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int8', '--min-agreement', '2']);
   assert.equal(range.status, 2);

@@ -13,6 +13,7 @@ import {
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { compressors } from 'hyparquet-compressors';
 import { FormatError } from '../errors.js';
+import { crc32 } from '../../util/crc32.js';
 import { recordToRow, resolveFields } from './records.js';
 import type { ParseContext, RowEvent } from './types.js';
 
@@ -83,6 +84,8 @@ export async function* readParquetRows(ctx: ParseContext, onBytes?: (bytes: numb
   }
 }
 
+const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+
 /** Bytes read at a time while walking page headers (a header with large statistics may need more). */
 const HEADER_READ = 64 * 1024;
 
@@ -94,7 +97,7 @@ interface PageHeaderProblem {
 /**
  * Walks the page headers of one column chunk (when its column is one of `columns`) and returns
  * sizes and counts that cannot be right (negative, past the chunk, more values than the chunk
- * holds). A damaged header can send hyparquet's decoders into loops that never end (a negative
+ * holds), or a page whose stored checksum fails. A damaged header can send hyparquet's decoders into loops that never end (a negative
  * level length moves its reader backwards), so it is caught here, before any page is decoded.
  */
 async function pageHeaderProblem(
@@ -136,6 +139,18 @@ async function pageHeaderProblem(
       return bad(`the page at byte ${offset} claims an uncompressed size of ${uncompressed ?? 'nothing'}`);
     const missing = missingHeaderFields(header);
     if (missing) return bad(`the page at byte ${offset} lacks its ${missing} (the Parquet format requires it)`);
+    // The optional page checksum: a CRC-32 of the page's bytes as stored (after its header). It is
+    // checked when the writer stored one (pyarrow's write_page_checksum, parquet-mr's
+    // page.write-checksum.enabled); hyparquet itself ignores it.
+    if (header.crc !== undefined) {
+      const page = new Uint8Array(await file.slice(offset + headerBytes, offset + headerBytes + compressed));
+      const actual = crc32(page);
+      if (actual !== header.crc >>> 0)
+        return bad(
+          `the page at byte ${offset} fails its checksum (CRC-32 ${hex(actual)}, its header says ${hex(header.crc >>> 0)}): its bytes ` +
+            'were changed after writing',
+        );
+    }
     const v2 = header.data_page_header_v2;
     const pageValues = header.data_page_header?.num_values ?? v2?.num_values ?? header.dictionary_page_header?.num_values;
     if (!(Number.isInteger(pageValues) && pageValues! >= 0)) return bad(`the page at byte ${offset} claims ${pageValues} values`);
