@@ -15,6 +15,7 @@ import { exportModel } from '../engine/train-graph.js';
 import type { SessionOptions } from '../engine/session.js';
 import { assertSameRunConfig, refuseSymlinks, runTrainingLoop, type LoopResult } from '../engine/loop.js';
 import { DamagedFileError } from '../engine/safetensors.js';
+import { OptionError } from '../errors.js';
 import { bucketedBatches, lengthOrder, predictRows } from '../engine/batches.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { unitHash } from '../util/hash.js';
@@ -174,13 +175,19 @@ function teacherRunConfig(o: TrainTeacherOptions, train: readonly LabelledExampl
 }
 
 /**
- * On --resume, before anything is written: refuses a run config other than the one in
- * work/run.json, naming the field and both values (as kd train does with its checkpoints).
+ * Before anything is written: without --resume, refuses a folder that holds a teacher run; with it, refuses a run
+ * config other than the one in work/run.json, naming the field and both values (as kd train does with its checkpoints).
  */
 function checkTeacherResume(o: TrainTeacherOptions, work: string, runConfig: Record<string, unknown>): void {
   const runPath = join(work, 'run.json');
   refuseSymlinks(work, runPath);
-  if (!o.resume || !existsSync(runPath)) return;
+  const model = join(o.out, 'onnx', 'model.onnx');
+  if (!o.resume && (existsSync(runPath) || existsSync(model)))
+    throw new OptionError(
+      `${o.out} holds a previous teacher (${existsSync(runPath) ? 'training/run.json' : 'onnx/model.onnx'}): ` +
+        'pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew',
+    );
+  if (!existsSync(runPath)) return;
   const remedy = `Delete ${o.out} and train anew without --resume, or choose another --out`;
   let stored: { runConfig?: unknown };
   try {

@@ -53,7 +53,15 @@ async function secondRunRefused(what: string, args: string[], out: string): Prom
   const first = spawn(process.execPath, [join(repoRoot, 'bin', 'kd.js'), ...args], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => first.on('exit', (code) => resolve(code)));
   const lock = join(out, LOCK_FILE);
-  while (!existsSync(lock) && first.exitCode === null) await sleep(2);
+  // The lock file is created, then its owner written: wait for the whole record before stopping the run.
+  const written = () => {
+    try {
+      return JSON.parse(readFileSync(lock, 'utf8')).pid === first.pid;
+    } catch {
+      return false;
+    }
+  };
+  while (!written() && first.exitCode === null) await sleep(2);
   first.kill('SIGSTOP');
   try {
     assert.ok(existsSync(lock), `${what}: the first run took a lock (exit ${first.exitCode})`);
@@ -115,10 +123,14 @@ test('kd teacher train --resume with other settings or data is refused naming th
   } finally {
     writeFileSync(data, rows);
   }
+  // A fresh run (no --resume) over the started one is refused too: it would retrain and overwrite it.
+  const fresh = runKd(args);
+  assert.equal(fresh.status, 2, fresh.stderr);
+  assert.match(lastLine(fresh.stderr), /holds a previous teacher \(training\/run\.json\): pass --resume/);
   assert.deepEqual(
     [runJson, checkpoint].map((p) => readFileSync(p)),
     before,
-    'a refused resume wrote nothing',
+    'a refused resume or fresh run wrote nothing',
   );
   const resumed = runKd([...args, '--resume']);
   assert.equal(resumed.status, 0, resumed.stderr);
