@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { buildProgram, main } from '../../../src/cli/main.js';
 import { ConfigError } from '../../../src/data/errors.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot } from '../../helpers.js';
 
 /** Runs `kd` in this process and returns its exit code and what it wrote to stderr. */
 async function kd(args: string[], program?: Command): Promise<{ code: number; stderr: string }> {
@@ -64,4 +67,14 @@ test("a UserError or a file-system error on the user's path is one line, exit 2;
   const debug = await kd(['throw'], throwing(userError));
   assert.equal(debug.code, 2);
   assert.match(debug.stderr, /^kd: error: data\.jsonl:3: .*\nConfigError: data\.jsonl:3: [^\n]*\n\s+at /, 'KD_DEBUG=1 adds the stack');
+});
+
+test('a reader that closes the pipe early (kd train --help | head -c 20) ends kd quietly', () => {
+  const kd = join(repoRoot, 'bin', 'kd.js');
+  // The help is longer than a pipe's first read; `head` exits after 20 bytes and kd's next write meets EPIPE.
+  const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${kd}" train --help | head -c 20 >/dev/null`], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.stderr, '', 'no stack trace');
+  assert.equal(r.status, 0);
 });
