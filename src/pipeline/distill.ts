@@ -172,16 +172,18 @@ interface SplitFiles {
 /** Stages remove their own folders when their settings change: only inside a folder kd distill made. */
 function prepareOutput(o: DistillOptions, recipe: Recipe): FolderLock {
   const out = o.out;
+  // One run at a time in a folder (see util/lock): a second kd distill into this --out is refused naming the pid. The lock
+  // comes first, so a run that has just taken it and not yet written recipe.resolved.json is "in use", not "not ours".
+  const lock = acquireFolderLock(out, 'kd distill', o.log);
   // A lock file alone is what a run killed before writing recipe.resolved.json leaves.
-  const entries = existsSync(out) ? readdirSync(out).filter((f) => f !== LOCK_FILE) : [];
+  const entries = readdirSync(out).filter((f) => !f.startsWith(LOCK_FILE));
   if (entries.length > 0 && !existsSync(join(out, 'recipe.resolved.json'))) {
+    lock.release();
     throw new ConfigError(
       `--out ${out}: the folder exists and is not a kd distill output (no recipe.resolved.json); ` +
         'kd distill removes stage folders in it when settings change, so give a new or empty folder',
     );
   }
-  // One run at a time in a folder (see util/lock): a second kd distill into this --out is refused naming the pid.
-  const lock = acquireFolderLock(out, 'kd distill', o.log);
   writeFileAtomicSync(
     join(out, 'recipe.resolved.json'),
     `${JSON.stringify({ recipe, quick: Boolean(o.quick), teacherOverride: o.teacher ?? null, versions: runVersions() }, null, 2)}\n`,

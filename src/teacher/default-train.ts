@@ -3,7 +3,7 @@
 // member with early stopping on dev, tune the ensemble weights and export the teacher folder.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { ConfigError, requireLabel } from '../data/errors.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { assignSplits } from '../data/split.js';
@@ -181,10 +181,11 @@ function teacherRunConfig(o: TrainTeacherOptions, train: readonly LabelledExampl
 function checkTeacherResume(o: TrainTeacherOptions, work: string, runConfig: Record<string, unknown>): void {
   const runPath = join(work, 'run.json');
   refuseSymlinks(work, runPath);
-  const model = join(o.out, 'onnx', 'model.onnx');
-  if (!o.resume && (existsSync(runPath) || existsSync(model)))
+  // Started: a member has a checkpoint, or the teacher was written (a run that failed before training may be rerun).
+  const started = [join(o.out, 'onnx', 'model.onnx'), join(work, 'member0', 'last.safetensors')].find((p) => existsSync(p));
+  if (!o.resume && started)
     throw new OptionError(
-      `${o.out} holds a previous teacher (${existsSync(runPath) ? 'training/run.json' : 'onnx/model.onnx'}): ` +
+      `${o.out} holds a previous teacher (${relative(o.out, started)}): ` +
         'pass --resume to continue it with the same settings, or choose another --out (or delete that folder) to start anew',
     );
   if (!existsSync(runPath)) return;

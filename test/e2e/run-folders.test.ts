@@ -126,7 +126,10 @@ test('kd teacher train --resume with other settings or data is refused naming th
   // A fresh run (no --resume) over the started one is refused too: it would retrain and overwrite it.
   const fresh = runKd(args);
   assert.equal(fresh.status, 2, fresh.stderr);
-  assert.match(lastLine(fresh.stderr), /holds a previous teacher \(training\/run\.json\): pass --resume/);
+  assert.match(
+    lastLine(fresh.stderr),
+    /holds a previous teacher \((onnx\/model\.onnx|training\/member0\/last\.safetensors)\): pass --resume/,
+  );
   assert.deepEqual(
     [runJson, checkpoint].map((p) => readFileSync(p)),
     before,
