@@ -191,6 +191,11 @@ function prepareOutput(o: DistillOptions, recipe: Recipe): FolderLock {
   return lock;
 }
 
+/** Extra training files (data.extraTrain, teacher.extraTrain): none in a --quick run whose quick.extraTrain is false. */
+function unlessQuick(c: DistillContext, files: string[] | undefined): string[] {
+  return c.quick && c.quick.extraTrain === false ? [] : (files ?? []);
+}
+
 /** 1. Split. */
 async function splitStage(c: DistillContext): Promise<SplitFiles> {
   const { recipe, quick } = c;
@@ -217,7 +222,7 @@ async function splitStage(c: DistillContext): Promise<SplitFiles> {
       }),
     () => existsSync(join(splitDir, 'train.jsonl')),
   );
-  const extra = quick && quick.extraTrain === false ? [] : (recipe.data.extraTrain ?? []);
+  const extra = unlessQuick(c, recipe.data.extraTrain);
   return {
     splitKey,
     splitDir,
@@ -333,6 +338,8 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
   // The tuning files (not `dev`) are inputs of this stage: a changed one refits the ensemble (members resume as trained).
   const tuneFiles = c.recipe.teacher.tune ?? [];
   const tuneInputs = fileStamps(tuneFiles.filter((t) => t !== 'dev'));
+  // The teacher's own extra rows (teacher.extraTrain): trained on here only, never student rows nor cached.
+  const extraTrain = unlessQuick(c, c.recipe.teacher.extraTrain);
   await stage(
     teacherDir,
     {
@@ -342,13 +349,14 @@ async function teacherStage(c: DistillContext, f: SplitFiles, override: string |
       devFiles,
       split: f.splitKey,
       inputs: fileStamps(f.extra),
+      ...(extraTrain.length ? { extraTrain, extraInputs: fileStamps(extraTrain) } : {}),
       ...(tuneFiles.length ? { tuneFiles, tuneInputs } : {}),
     },
     c.log,
     'teacher',
     () =>
       trainDefaultTeacher({
-        trainFiles,
+        trainFiles: [...trainFiles, ...extraTrain],
         devFiles,
         ...(tuneFiles.length ? { tuneFiles } : {}),
         read: c.read,

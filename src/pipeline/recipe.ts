@@ -1,6 +1,6 @@
 // Recipes for `kd distill`: the YAML is read and every field checked against one schema before
 // any stage runs, so a typo fails in the first second (file, field path, fix), not hours in.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../data/errors.js';
@@ -33,8 +33,12 @@ export interface Recipe {
      */
     transfer?: { files?: string[]; format?: string; augment?: Record<string, unknown> };
   };
-  /** `tune`: labelled files the default teacher's ensemble is fitted on (`dev` = its dev split); see TrainTeacherOptions.tuneFiles. */
-  teacher: { preset?: string; dir?: string; tune?: string[] };
+  /**
+   * `tune`: labelled files the default teacher's ensemble is fitted on (`dev` = its dev split); see
+   * TrainTeacherOptions.tuneFiles. `extraTrain`: labelled files the trained teacher learns from besides the split's
+   * train file and data.extraTrain; no student trains on them and they are not cached (another domain, say).
+   */
+  teacher: { preset?: string; dir?: string; tune?: string[]; extraTrain?: string[] };
   cache: { embedding: string; dtype: 'float16' | 'float32' };
   /** Settings per student (its option keys and epochs, batchSize, lr), merged onto the student's defaults. */
   students: Record<StudentKind, Record<string, number> | undefined>;
@@ -359,13 +363,23 @@ const RECIPE_SCHEMA = object({
     required: true,
     hint: 'teacher: { preset: base } or teacher: { dir: <HF-layout teacher folder> }',
     schema: object(
-      { preset: { schema: preset }, dir: { schema: text }, tune: { schema: list(text, { min: 1, unique: true }) } },
+      {
+        preset: { schema: preset },
+        dir: { schema: text },
+        tune: { schema: list(text, { min: 1, unique: true }) },
+        extraTrain: { schema: list(text, { min: 1, unique: true }) },
+      },
       {
         check: (t, at) => {
           if (t.preset === undefined && t.dir === undefined)
             throw new FieldError(at, 'needs preset (a teacher kd trains) or dir (a teacher folder)');
           if (t.tune !== undefined && t.dir !== undefined)
             throw new FieldError(`${at}.tune`, 'tunes a teacher kd trains (preset); a teacher folder (dir) is used as it is: remove one');
+          if (t.extraTrain !== undefined && t.dir !== undefined)
+            throw new FieldError(
+              `${at}.extraTrain`,
+              'is training data for a teacher kd trains (preset); a teacher folder (dir) is used as it is: remove one',
+            );
         },
       },
     ),
@@ -516,16 +530,45 @@ function checkTransfer(r: Recipe): void {
     throw new FieldError('runs.labels', 'few-label runs take runs.methods only; move lateSwitch and sweeps to another recipe');
 }
 
-/** Checks a parsed recipe; throws a ConfigError `<file>: <field path>: <problem and fix>`. */
-export function validateRecipe(path: string, raw: unknown): Recipe {
+/**
+ * teacher.extraTrain against the recipe's other files (resolved, existing): a file the split draws dev/test rows from,
+ * or a test file, would put evaluation rows in the teacher's training set; data.extraTrain's files it trains on already;
+ * the tuning files are kept out of every member's training (the ensemble is fitted on them).
+ */
+function checkTeacherExtraTrain(r: Recipe): void {
+  const real = (f: string) => realpathSync(f);
+  const others = new Map<string, string>();
+  const note = (files: readonly string[], field: string, why: string) =>
+    files.forEach((f, i) => {
+      if (f !== 'dev' && !others.has(real(f))) others.set(real(f), `${field}[${i}] (${why})`);
+    });
+  note(r.data.split.files, 'data.split.files', 'the split takes dev and test rows from it');
+  note(r.data.test ?? [], 'data.test', 'a test file');
+  note(r.data.extraTrain ?? [], 'data.extraTrain', 'the teacher trains on it already');
+  note(r.teacher.tune ?? [], 'teacher.tune', 'the ensemble is fitted on it, so no member may train on it');
+  (r.teacher.extraTrain ?? []).forEach((f, i) => {
+    const other = others.get(real(f));
+    if (other) throw new FieldError(`teacher.extraTrain[${i}]`, `${f} is also ${other}; remove it from teacher.extraTrain`);
+  });
+}
+
+/** Runs `check`, turning its FieldError into a ConfigError `<file>: <field path>: <problem and fix>`. */
+function atRecipe(path: string, check: () => void): void {
   try {
-    RECIPE_SCHEMA(raw, '');
-    checkTransfer(raw as Recipe);
-    checkRuns(raw as Recipe);
+    check();
   } catch (e) {
     if (e instanceof FieldError) throw new ConfigError(`${path}: ${e.message}`);
     throw e;
   }
+}
+
+/** Checks a parsed recipe; throws a ConfigError `<file>: <field path>: <problem and fix>`. */
+export function validateRecipe(path: string, raw: unknown): Recipe {
+  atRecipe(path, () => {
+    RECIPE_SCHEMA(raw, '');
+    checkTransfer(raw as Recipe);
+    checkRuns(raw as Recipe);
+  });
   return raw as Recipe;
 }
 
@@ -552,12 +595,14 @@ export function loadRecipe(path: string): Recipe {
   if (r.data.transfer?.files) r.data.transfer.files = r.data.transfer.files.map(abs);
   if (r.teacher.dir) r.teacher.dir = abs(r.teacher.dir);
   if (r.teacher.tune) r.teacher.tune = r.teacher.tune.map((f) => (f === 'dev' ? f : abs(f)));
+  if (r.teacher.extraTrain) r.teacher.extraTrain = r.teacher.extraTrain.map(abs);
   for (const [field, files] of [
     ['data.split.files', r.data.split.files],
     ['data.extraTrain', r.data.extraTrain],
     ['data.test', r.data.test],
     ['data.transfer.files', r.data.transfer?.files ?? []],
     ['teacher.tune', (r.teacher.tune ?? []).map((f) => (f === 'dev' ? '' : f))],
+    ['teacher.extraTrain', r.teacher.extraTrain ?? []],
   ] as const) {
     files.forEach((f, i) => {
       if (f !== '' && !existsSync(f))
@@ -569,5 +614,6 @@ export function loadRecipe(path: string): Recipe {
       `${path}: teacher.dir: ${r.teacher.dir} does not exist; give an HF-layout teacher folder (config.json, tokenizer.json, ` +
         `onnx/model.onnx)`,
     );
+  atRecipe(path, () => checkTeacherExtraTrain(r));
   return r;
 }

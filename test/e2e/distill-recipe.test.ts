@@ -1,13 +1,16 @@
 // kd distill on a tiny recipe (400 Amazon reviews, the tiny foreign teacher, one n-gram student):
 // a changed stage starts anew and redoes what follows it, an unchanged one is skipped, a killed
 // one resumes in place; the CPU fallback is wired through; recipe mistakes are one-line errors.
+// A tweets recipe whose tiny trained teacher also reads reviews (teacher.extraTrain) keeps them from the students.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
-import { AMAZON_TRAIN, runKd, sharedPath, tempDir } from '../helpers.js';
+import { CacheReader } from '../../src/cache/reader.js';
+import { readAllExamples } from '../../src/data/read.js';
+import { AMAZON_TRAIN, runKd, S140_10K, S140_RANDOM, sharedPath, tempDir } from '../helpers.js';
 
 const root = tempDir('kd-distill-recipe-');
 const data = join(root, 'reviews.ft.txt');
@@ -128,5 +131,73 @@ test(
         `removes stage folders in it when settings change, so give a new or empty folder\n`,
     );
     assert.equal(readFileSync(join(foreign, 'data', 'notes.txt'), 'utf8'), 'mine');
+  },
+);
+
+test(
+  'teacher.extraTrain: the trained teacher learns from the split, data.extraTrain and its own files (JSONL, CSV and ' +
+    "fastText in one read); the students' cache holds none of its rows; a changed file redoes the teacher and the cache",
+  async () => {
+    const dir = join(root, 'teacher-extra');
+    mkdirSync(dir, { recursive: true });
+    const head = (file: string, from: number, to: number) => readFileSync(file, 'utf8').split('\n').slice(from, to).join('\n') + '\n';
+    // The random sample is sorted by label: every 100th tweet gives both (334 rows).
+    const tweets = join(dir, 'tweets.csv');
+    writeFileSync(
+      tweets,
+      `${readFileSync(S140_RANDOM(), 'utf8')
+        .split('\n')
+        .filter((l, i) => l !== '' && i % 100 === 0)
+        .join('\n')}\n`,
+    );
+    const moreTweets = join(dir, 'more-tweets.csv');
+    writeFileSync(moreTweets, head(S140_10K(), 0, 60));
+    const reviews = join(dir, 'reviews.ft.txt');
+    writeFileSync(reviews, head(AMAZON_TRAIN(), 400, 480));
+    const path = join(dir, 'recipe.yaml');
+    writeFileSync(
+      path,
+      stringifyYaml({
+        name: 'tweets, teacher reads reviews',
+        classes: 2,
+        data: { split: { files: [tweets], dev: 0.2, test: 0.2, seed: 13 }, extraTrain: [moreTweets] },
+        teacher: { preset: 'tiny', extraTrain: [reviews] },
+        cache: { embedding: 'none', dtype: 'float32' },
+        runs: { seeds: [13], students: ['ngram'], methods: [{ loss: 'kd', lambda: 0.5, tau: 2 }] },
+        quick: { extraTrain: false },
+      }),
+    );
+    const out = join(dir, 'out');
+    const run = runs(out);
+    const read = { classes: 2 as const, progress: false as const };
+    const ids = async (files: string[]) => new Set((await readAllExamples(files, read)).examples.map((e) => e.id));
+    const reviewIds = await ids([reviews]);
+    const splitFiles = ['train', 'dev', 'test'].map((s) => join(out, 'data', `${s}.jsonl`));
+
+    run(path, ['--until', 'cache']);
+    const trainRun = () => JSON.parse(readFileSync(join(out, 'teacher', 'training', 'run.json'), 'utf8'));
+    const trainIds = await ids([splitFiles[0]!]);
+    assert.deepEqual(trainRun().trainFiles, [splitFiles[0], moreTweets, reviews]);
+    assert.equal(trainRun().trainRows, trainIds.size + 60 + reviewIds.size);
+    assert.equal(reviewIds.size, 80);
+    const cached = () => new Set(CacheReader.open(join(out, 'cache')).keys().ids);
+    const studentRows = await ids([...splitFiles, moreTweets]);
+    assert.deepEqual(cached(), studentRows, 'the cache holds the split and data.extraTrain, no review');
+    assert.ok([...reviewIds].every((id) => !studentRows.has(id)));
+
+    // Another review file (same path, new rows): the teacher is trained anew, and so the cache.
+    writeFileSync(reviews, head(AMAZON_TRAIN(), 400, 520));
+    const changed = run(path, ['--until', 'cache']);
+    assert.match(changed, /^split: done before, skipped/m);
+    assert.match(changed, /^teacher: settings changed: extraInputs — starting teacher anew/m);
+    assert.match(changed, /^cache: settings changed: teacher\.config\.json, .* — starting cache anew/m);
+    assert.equal(trainRun().trainRows, trainIds.size + 60 + 120);
+    assert.deepEqual(cached(), studentRows);
+
+    // --quick with quick.extraTrain false: the teacher trains on the split alone, as the students do.
+    const quick = join(dir, 'quick');
+    runs(quick)(path, ['--quick', '--until', 'teacher']);
+    const quickRun = JSON.parse(readFileSync(join(quick, 'teacher', 'training', 'run.json'), 'utf8'));
+    assert.deepEqual([quickRun.trainFiles, quickRun.trainRows], [[join(quick, 'data', 'train.jsonl')], trainIds.size]);
   },
 );

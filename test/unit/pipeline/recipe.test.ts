@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import { loadRecipe, planJobs } from '../../../src/pipeline/recipe.js';
-import { repoRoot, tempDir } from '../../helpers.js';
+import { repoRoot, sharedDir, tempDir } from '../../helpers.js';
 
 const shipped = (name: string) => join(repoRoot, 'recipes', name);
 
@@ -259,5 +259,49 @@ test('teacher.tune: dev or existing files, resolved; a missing file, a duplicate
   const withDir = withEdit('  preset: base\n', '  dir: models/teacher-amazon\n');
   assert.throws(() => loadRecipe(withDir), {
     message: /: teacher\.tune: tunes a teacher kd trains \(preset\); a teacher folder \(dir\) is used as it is: remove one$/,
+  });
+});
+
+test('teacher.extraTrain: existing labelled files, resolved; a bad entry, a dev/test file or one next to teacher.dir is refused', () => {
+  const amazon = (f: string) => join(sharedDir, 'datasets', 'amazon_polarity', f);
+  const pool = ['train_random_sample_9992.ft.txt', 'test_head_part1_4459.ft.txt', 'test_lines_6460_10000.ft.txt'].map(amazon);
+  for (const name of ['sentiment140.yaml', 'sentiment140_fewlabel.yaml'])
+    assert.deepEqual(loadRecipe(shipped(name)).teacher.extraTrain, pool, name);
+  const amazonRecipe = loadRecipe(shipped('amazon_polarity.yaml'));
+  assert.equal(amazonRecipe.teacher.extraTrain, undefined, 'the Amazon recipes keep their teacher');
+  // The Amazon recipes' held-out test file is in no Sentiment140 recipe.
+  assert.ok(!readFileSync(shipped('sentiment140.yaml'), 'utf8').includes('test_random_sample_6814'));
+
+  const accepted = loadRecipe(crafted((r) => (r.teacher.extraTrain = ['${SHARED}/datasets/amazon_polarity/test_head_part1_4459.ft.txt'])));
+  assert.deepEqual(accepted.teacher.extraTrain, [pool[1]]);
+
+  const heldOut = amazon('test_random_sample_6814.ft.txt');
+  const cases: [string, (r: any) => void, string][] = [
+    ['a path that is not text', (r) => (r.teacher.extraTrain = [pool[0], 3]), 'teacher.extraTrain[1]: must be a non-empty string, got 3'],
+    ['not a list', (r) => (r.teacher.extraTrain = pool[0]), `teacher.extraTrain: must be a list (e.g. [a, b]), got "${pool[0]}"`],
+    [
+      'a test file',
+      (r) => Object.assign(r, { data: { ...r.data, test: [heldOut] }, teacher: { preset: 'tiny', extraTrain: [pool[0], heldOut] } }),
+      `teacher.extraTrain[1]: ${heldOut} is also data.test[0] (a test file); remove it from teacher.extraTrain`,
+    ],
+    [
+      'a file the split takes dev and test rows from',
+      (r) => (r.teacher.extraTrain = [r.data.split.files[0]]),
+      `teacher.extraTrain[0]: ${join(sharedDir, 'datasets', 'sentiment140', 'train_random_sample_33477.csv')} is also ` +
+        'data.split.files[0] (the split takes dev and test rows from it); remove it from teacher.extraTrain',
+    ],
+    [
+      'next to teacher.dir',
+      (r) => (r.teacher = { dir: sharedDir, extraTrain: [pool[0]] }),
+      'teacher.extraTrain: is training data for a teacher kd trains (preset); a teacher folder (dir) is used as it is: remove one',
+    ],
+  ];
+  for (const [what, edit, message] of cases) {
+    const path = crafted(edit);
+    assert.throws(() => loadRecipe(path), { name: 'ConfigError', message: `${path}: ${message}` }, what);
+  }
+  const missing = crafted((r) => (r.teacher.extraTrain = ['nowhere/reviews.ft.txt']));
+  assert.throws(() => loadRecipe(missing), {
+    message: new RegExp(`^${missing}: teacher\\.extraTrain\\[0\\]: data file .*/nowhere/reviews\\.ft\\.txt does not exist`),
   });
 });
