@@ -330,6 +330,12 @@ async function labelsStage(c: DistillContext, f: SplitFiles, jobs: readonly Job[
 /** 2. Teacher: the given folder, or one trained from the recipe's preset. Returns its folder. */
 async function teacherStage(c: DistillContext, f: SplitFiles, override: string | undefined): Promise<string> {
   const given = override ? resolve(override) : c.recipe.teacher.dir;
+  if (override) {
+    // --teacher replaces the teacher the recipe would train: say which of its settings go unused.
+    const t = c.recipe.teacher;
+    const unused = [t.preset && 'preset', t.tune?.length && 'tune', t.extraTrain?.length && 'extraTrain'].filter(Boolean);
+    if (unused.length) c.log(`teacher: using --teacher ${given}; the recipe's teacher.${unused.join(', teacher.')} are not used`);
+  }
   if (given) return given;
   const teacherDir = join(c.out, 'teacher');
   const preset = c.quick?.teacherPreset ?? c.recipe.teacher.preset!;

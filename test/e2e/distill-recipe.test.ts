@@ -199,5 +199,9 @@ test(
     runs(quick)(path, ['--quick', '--until', 'teacher']);
     const quickRun = JSON.parse(readFileSync(join(quick, 'teacher', 'training', 'run.json'), 'utf8'));
     assert.deepEqual([quickRun.trainFiles, quickRun.trainRows], [[join(quick, 'data', 'train.jsonl')], trainIds.size]);
+
+    // --teacher replaces the recipe's teacher: the log names the recipe's teacher settings it leaves unused.
+    const given = runs(join(dir, 'given'))(path, ['--teacher', sharedPath('fixtures', 'hf', 'tiny-random-bert'), '--until', 'teacher']);
+    assert.match(given, /^teacher: using --teacher .*tiny-random-bert; the recipe's teacher\.preset, teacher\.extraTrain are not used$/m);
   },
 );
