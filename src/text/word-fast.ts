@@ -1,5 +1,5 @@
 // A pure-TypeScript encoder for the n-gram student's word-level tokenizer.json (word-tokenizer.ts):
-// the same ids as the `tokenizers` package, 4-10x faster, because the native call's per-text cost
+// the same ids as the `tokenizers` package, 4-6x faster, because the native call's per-text cost
 // (crossing into Rust and back, an Encoding object per text) dwarfs the work on short texts.
 // Built only for the exact shape word-tokenizer.ts writes; any other tokenizer.json gives null.
 
@@ -23,10 +23,9 @@ const ENTITIES: readonly [string, string][] = [
 ];
 const SPECIALS = ['[PAD]', '[UNK]'] as const;
 
-// Their JavaScript twins; `u` so an astral character (emoji) is one character, as in Rust.
+// Their JavaScript twins (RUST_TOKEN: the scanner in segment); `u` so an astral character is one character, as in Rust.
 const URL_RE = new RegExp(`(?:https?://|www\\.)[^${SPACE}]+`, 'gu');
 const USER_RE = /@[a-z0-9_]+/gu;
-const TOKEN_RE = new RegExp(`<url>|<user>|[a-z0-9']+|[^${SPACE}a-z0-9']`, 'gu');
 /** Added tokens: the Rust tokenizer splits them out of the raw text (normalized: false) before normalizing the rest. */
 const SPECIAL_RE = /\[PAD\]|\[UNK\]/g;
 /** A lone surrogate: the native binding receives U+FFFD in its place (UTF-8 conversion). */
@@ -104,12 +103,54 @@ class WordLevelEncoder implements FastWordEncoder {
     if (s.includes('&')) for (const [entity, char] of ENTITIES) s = s.replaceAll(entity, char);
     if (s.includes('http') || s.includes('www.')) s = s.replace(URL_RE, ' <url> ');
     if (s.includes('@')) s = s.replace(USER_RE, ' <user> ');
-    TOKEN_RE.lastIndex = 0;
-    for (let m = TOKEN_RE.exec(s); m !== null; m = TOKEN_RE.exec(s)) {
-      ids.push(this.vocab.get(m[0]) ?? this.unkId);
+    // RUST_TOKEN as a scanner (no match objects: 1.2x the regex's speed on reviews): a placeholder, a run of
+    // [a-z0-9'], white space skipped, or any other one character (a surrogate pair is one).
+    const n = s.length;
+    let i = 0;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      let end: number;
+      if (isWordUnit(c)) {
+        end = i + 1;
+        while (end < n && isWordUnit(s.charCodeAt(end))) end++;
+      } else if (isSpaceUnit(c)) {
+        i++;
+        continue;
+      } else if (c === 0x3c && s.startsWith('<url>', i)) end = i + 5;
+      else if (c === 0x3c && s.startsWith('<user>', i)) end = i + 6;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && isLowSurrogate(s.charCodeAt(i + 1))) end = i + 2;
+      else end = i + 1;
+      ids.push(this.vocab.get(s.slice(i, end)) ?? this.unkId);
       if (ids.length >= maxLength) return;
+      i = end;
     }
   }
+}
+
+/** [a-z0-9'] */
+function isWordUnit(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x27;
+}
+
+/** SPACE, one UTF-16 unit at a time (all of it is in the BMP). */
+function isSpaceUnit(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  if (c < 0x85) return false;
+  return (
+    c === 0x85 ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000
+  );
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
 }
 
 function expectedNormalizer(): unknown {
