@@ -150,7 +150,7 @@ export class TextTokenizer {
       .map(([t]) => t);
   }
 
-  /** Encodes texts (truncated to maxLength, special tokens added). */
+  /** Encodes texts (truncated to maxLength, special tokens added); a word-level tokenizer.json without a native call (word-fast.ts). */
   async encode(texts: readonly string[]): Promise<Encoding[]> {
     if (this.fast) {
       const fast = this.fast;
@@ -159,8 +159,7 @@ export class TextTokenizer {
         return { ids, typeIds: new Int32Array(ids.length) };
       });
     }
-    const encodings = await this.native.encodeBatch([...texts]);
-    return encodings.map((e) => ({ ids: this.limitIds(Int32Array.from(e.getIds())), typeIds: Int32Array.from(e.getTypeIds()) }));
+    return this.encodeNative(texts);
   }
 
   /** Encodes texts with the native tokenizer, even where a fast twin exists (the reference it is tested against). */
