@@ -8,6 +8,7 @@ import tokenizers from 'tokenizers';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { learnWordPieceVocabulary } from './wordpiece-trainer.js';
 import { WORD_SPECIALS, wordTokenizerConfig, wordTokenizerJson, wordVocabulary } from './word-tokenizer.js';
+import { fastWordEncoder, type FastWordEncoder } from './word-fast.js';
 
 const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer, bertProcessing, wordPieceDecoder } = tokenizers;
 type NativeTokenizer = InstanceType<typeof Tokenizer>;
@@ -62,6 +63,8 @@ export class TextTokenizer {
     readonly maxLength: number,
     readonly specials: SpecialTokens,
     readonly config: Record<string, unknown>,
+    /** The pure-TypeScript twin of a word-level tokenizer.json (same ids, no native call per batch); null: native. */
+    readonly fast: FastWordEncoder | null = null,
   ) {
     const pad = native.tokenToId(specials.pad);
     if (pad === null || pad === undefined) throw new ConfigError(`tokenizer has no pad token '${specials.pad}' in its vocabulary`);
@@ -95,8 +98,10 @@ export class TextTokenizer {
     const modelMax = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : 512;
     const maxLength = Math.min(opts.maxLength ?? modelMax, modelMax);
     let native: NativeTokenizer;
+    let json: string;
     try {
-      native = Tokenizer.fromFile(file);
+      json = readFileSync(file, 'utf8');
+      native = Tokenizer.fromString(json);
     } catch (e) {
       throw new FormatError(
         file,
@@ -104,7 +109,7 @@ export class TextTokenizer {
           `(tokenizer.save_pretrained writes tokenizer.json)`,
       );
     }
-    return new TextTokenizer(native, maxLength, specials, config);
+    return new TextTokenizer(native, maxLength, specials, config, fastWordEncoder(parseJson(json)));
   }
 
   get vocabSize(): number {
@@ -145,21 +150,35 @@ export class TextTokenizer {
       .map(([t]) => t);
   }
 
-  /** Encodes texts (truncated to maxLength, special tokens added). */
+  /** Encodes texts (truncated to maxLength, special tokens added); a word-level tokenizer.json without a native call (word-fast.ts). */
   async encode(texts: readonly string[]): Promise<Encoding[]> {
+    if (this.fast) {
+      const fast = this.fast;
+      return texts.map((t) => {
+        const ids = this.limitIds(fast.encode(t, this.maxLength));
+        return { ids, typeIds: new Int32Array(ids.length) };
+      });
+    }
+    return this.encodeNative(texts);
+  }
+
+  /** Encodes texts with the native tokenizer, even where a fast twin exists (the reference it is tested against). */
+  async encodeNative(texts: readonly string[]): Promise<Encoding[]> {
     const encodings = await this.native.encodeBatch([...texts]);
-    return encodings.map((e) => {
-      const ids = Int32Array.from(e.getIds());
-      if (this.idLimit !== Infinity) {
-        for (let k = 0; k < ids.length; k++) {
-          if (ids[k]! >= this.idLimit) {
-            ids[k] = this.unkId;
-            this.outOfRangeTokens += 1;
-          }
+    return encodings.map((e) => ({ ids: this.limitIds(Int32Array.from(e.getIds())), typeIds: Int32Array.from(e.getTypeIds()) }));
+  }
+
+  /** Ids at or above idLimit (see limitVocabulary) become [UNK], counted; in place. */
+  private limitIds(ids: Int32Array): Int32Array {
+    if (this.idLimit !== Infinity) {
+      for (let k = 0; k < ids.length; k++) {
+        if (ids[k]! >= this.idLimit) {
+          ids[k] = this.unkId;
+          this.outOfRangeTokens += 1;
         }
       }
-      return { ids, typeIds: Int32Array.from(e.getTypeIds()) };
-    });
+    }
+    return ids;
   }
 
   /** Pads encodings to their longest member. */
@@ -260,9 +279,10 @@ export class TextTokenizer {
     };
     for (const text of texts) if (batch.push(text) === 1000) countWords();
     countWords();
-    const native = Tokenizer.fromString(wordTokenizerJson(wordVocabulary(counts, opts.vocabSize)));
+    const json = wordTokenizerJson(wordVocabulary(counts, opts.vocabSize));
+    const native = Tokenizer.fromString(json);
     const specials: SpecialTokens = { ...BERT_SPECIALS, ...WORD_SPECIALS };
-    return new TextTokenizer(native, opts.maxLength, specials, wordTokenizerConfig(opts.maxLength));
+    return new TextTokenizer(native, opts.maxLength, specials, wordTokenizerConfig(opts.maxLength), fastWordEncoder(JSON.parse(json)));
   }
 
   /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json (the special tokens it has) and vocab.txt. */
@@ -340,6 +360,15 @@ export function bertTokenizerConfig(maxLength: number): Record<string, unknown> 
     sep_token: BERT_SPECIALS.sep,
     unk_token: BERT_SPECIALS.unk,
   };
+}
+
+/** The parsed tokenizer.json, or null where JavaScript's JSON parser disagrees with the native one (then no fast path). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 /** A JSON file that must hold an object: a damaged one names the file instead of a parser trace. */
