@@ -3,6 +3,17 @@
 // (crossing into Rust and back, an Encoding object per text) dwarfs the work on short texts.
 // Built only for the exact shape word-tokenizer.ts writes; any other tokenizer.json gives null.
 
+import {
+  ENTITIES,
+  TOKEN_PATTERN,
+  URL_PATTERN,
+  USER_PATTERN,
+  WORD_SPECIALS,
+  wordAddedTokens,
+  wordNormalizer,
+  wordPreTokenizer,
+} from './word-tokenizer.js';
+
 /**
  * White space as the Rust tokenizer's regex engine (Oniguruma) reads `\s`: Unicode White_Space.
  * JavaScript's `\s` also matches U+FEFF, which the Rust side keeps as a word. Checked for every code
@@ -10,18 +21,15 @@
  */
 const SPACE = '\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 
-/** The steps this encoder implements, as tokenizer.json spells them (kept literal: a change there must come here too). */
+/**
+ * The patterns this encoder translates by hand (URL_RE, USER_RE, the scanner in segment), kept literal: when
+ * word-tokenizer.ts changes one, its tokenizers stop matching LOCK and get the native path until this file follows.
+ */
 const RUST_URL = '(?:https?://|www\\.)\\S+';
 const RUST_USER = '@[a-z0-9_]+';
 const RUST_TOKEN = "<url>|<user>|[a-z0-9']+|[^\\sa-z0-9']";
-const ENTITIES: readonly [string, string][] = [
-  ['&quot;', '"'],
-  ['&lt;', '<'],
-  ['&gt;', '>'],
-  ['&#39;', "'"],
-  ['&amp;', '&'],
-];
-const SPECIALS = ['[PAD]', '[UNK]'] as const;
+const LOCK = URL_PATTERN === RUST_URL && USER_PATTERN === RUST_USER && TOKEN_PATTERN === RUST_TOKEN;
+const SPECIALS = [WORD_SPECIALS.pad, WORD_SPECIALS.unk] as const;
 
 // Their JavaScript twins (RUST_TOKEN: the scanner in segment); `u` so an astral character is one character, as in Rust.
 const URL_RE = new RegExp(`(?:https?://|www\\.)[^${SPACE}]+`, 'gu');
@@ -53,8 +61,8 @@ export function fastWordEncoder(tokenizer: unknown): FastWordEncoder | null {
   const t = tokenizer;
   if (t.truncation !== null || t.padding !== null || t.post_processor !== null) return null;
   if (t.decoder !== null && t.decoder !== undefined) return null;
-  if (!sameJson(t.normalizer, expectedNormalizer()) || !sameJson(t.pre_tokenizer, expectedPreTokenizer())) return null;
-  if (!sameJson(t.added_tokens, expectedAddedTokens())) return null;
+  if (!LOCK || !sameJson(t.normalizer, wordNormalizer()) || !sameJson(t.pre_tokenizer, wordPreTokenizer())) return null;
+  if (!sameJson(t.added_tokens, wordAddedTokens(SPECIALS))) return null;
   const model = t.model;
   if (!isObject(model) || model.type !== 'WordLevel' || model.unk_token !== SPECIALS[1] || !isObject(model.vocab)) return null;
   const keys = Object.keys(model).sort().join(',');
@@ -151,36 +159,6 @@ function isSpaceUnit(c: number): boolean {
 
 function isLowSurrogate(c: number): boolean {
   return c >= 0xdc00 && c <= 0xdfff;
-}
-
-function expectedNormalizer(): unknown {
-  const replace = (pattern: Record<string, string>, content: string) => ({ type: 'Replace', pattern, content });
-  return {
-    type: 'Sequence',
-    normalizers: [
-      { type: 'Lowercase' },
-      replace({ String: 'ς' }, 'σ'),
-      ...ENTITIES.map(([entity, char]) => replace({ String: entity }, char)),
-      replace({ Regex: RUST_URL }, ' <url> '),
-      replace({ Regex: RUST_USER }, ' <user> '),
-    ],
-  };
-}
-
-function expectedPreTokenizer(): unknown {
-  return { type: 'Split', pattern: { Regex: RUST_TOKEN }, behavior: 'Removed', invert: true };
-}
-
-function expectedAddedTokens(): unknown {
-  return SPECIALS.map((content, id) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

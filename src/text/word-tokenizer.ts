@@ -7,7 +7,7 @@
 export const WORD_SPECIALS = { pad: '[PAD]', unk: '[UNK]' } as const;
 
 /** HTML entities Sentiment140 and Amazon texts carry, decoded; &amp; last so "&amp;lt;" gives "&lt;", as one pass would. */
-const ENTITIES: readonly [string, string][] = [
+export const ENTITIES: readonly [string, string][] = [
   ['&quot;', '"'],
   ['&lt;', '<'],
   ['&gt;', '>'],
@@ -66,6 +66,19 @@ export function wordVocabulary(wordCounts: ReadonlyMap<string, number>, vocabSiz
   return [...specials, ...words];
 }
 
+/** The added tokens: the specials at ids 0, 1, …, matched in the raw text (not normalized). */
+export function wordAddedTokens(specials: readonly string[]): Record<string, unknown>[] {
+  return specials.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
+}
+
 /** tokenizer.json of the word-level tokenizer over `vocab` (in id order; [PAD] and [UNK] first). */
 export function wordTokenizerJson(vocab: readonly string[]): string {
   const specials = [WORD_SPECIALS.pad, WORD_SPECIALS.unk];
@@ -75,15 +88,7 @@ export function wordTokenizerJson(vocab: readonly string[]): string {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: specials.map((content, id) => ({
-      id,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
+    added_tokens: wordAddedTokens(specials),
     normalizer: wordNormalizer(),
     pre_tokenizer: wordPreTokenizer(),
     post_processor: null,
