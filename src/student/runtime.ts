@@ -2,11 +2,13 @@
 // student module its card names (n-gram: the preprocessing spec; transformer: the HF folder).
 import { ConfigError, FormatError } from '../data/errors.js';
 import { UserError } from '../errors.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { readJsonObject } from '../teacher/teacher.js';
-import { predictRows } from '../engine/batches.js';
+import { optimizeTeacherGraph } from '../teacher/optimize.js';
+import { decodeModelBytes, encodeModel } from '../teacher/onnx-model.js';
+import { lengthOrder, predictRows } from '../engine/batches.js';
 import type { StudentCard } from './student.js';
 import { getStudent, STUDENTS } from './registry.js';
 
@@ -57,13 +59,16 @@ export class Student {
     private readonly featurize: (texts: readonly string[]) => Promise<Record<string, ort.Tensor>>,
     /** Where the session runs: CPU after an allowed fallback. */
     readonly device: Device,
+    /** What the graph rewrites did at load, or why none ran ("graph optimized: …", "graph not optimized: …"). */
+    readonly graphNote: string,
   ) {}
 
   /**
    * Loads an exported student folder.
    *
    * @param dir - The `model` folder of a `kd train` run.
-   * @param opts - The session: device, CPU fallback, threads.
+   * @param opts - The session: device, CPU fallback, threads; `optimize: false` runs the graph as exported (by default a
+   *   transformer student runs the teacher's graph rewrites, src/teacher/optimize.ts, used only when they reproduce its logits).
    * @returns The student, its session open on `student.device`.
    * @throws {ConfigError} No kd-student.json or onnx/model.onnx, or a card with a missing or malformed field.
    * @throws {FormatError} ONNX Runtime cannot load the model (a damaged file).
@@ -75,7 +80,7 @@ export class Student {
    * // ConfigError: nope: no kd-student.json (a student exported by kd train has one; for any HF-layout classifier use kd teacher predict)
    * ```
    */
-  static async load(dir: string, opts: SessionOptions = {}): Promise<Student> {
+  static async load(dir: string, opts: SessionOptions & { optimize?: boolean } = {}): Promise<Student> {
     const cardPath = join(dir, 'kd-student.json');
     if (!existsSync(cardPath))
       throw new ConfigError(
@@ -85,10 +90,23 @@ export class Student {
     const modelFile = join(dir, 'onnx', 'model.onnx');
     if (!existsSync(modelFile))
       throw new ConfigError(`${dir}: no onnx/model.onnx beside kd-student.json; export the student again (kd train writes both)`);
+    const definition = getStudent(card.kind);
     let session: ort.InferenceSession;
     let device: Device;
+    let graphNote = 'graph not optimized: not an encoder the rewrites apply to';
     try {
-      ({ session, device } = await createSession(modelFile, opts));
+      let model: Uint8Array | string = modelFile;
+      if (definition.graphRewrites && opts.optimize !== false) {
+        const vocabSize = Number(card.config.vocabSize);
+        const optimized = await optimizeTeacherGraph(decodeModelBytes(readFileSync(modelFile)), modelFile, {
+          session: opts,
+          vocabSize: Number.isInteger(vocabSize) && vocabSize > 1 ? vocabSize : 2,
+          outputs: ['logits'],
+        });
+        graphNote = optimized.note;
+        if (optimized.applied) model = encodeModel(optimized.model);
+      }
+      ({ session, device } = await createSession(model, opts));
     } catch (e) {
       if (e instanceof UserError) throw e;
       throw new FormatError(
@@ -97,7 +115,7 @@ export class Student {
           `student again with kd train`,
       );
     }
-    return new Student(dir, card, session, getStudent(card.kind).loader(dir, card), device);
+    return new Student(dir, card, session, definition.loader(dir, card), device, graphNote);
   }
 
   get labels(): string[] {
@@ -105,15 +123,16 @@ export class Student {
   }
 
   /**
-   * Class logits [n, C] for `texts`, in order.
+   * Class logits [n, C] for `texts`, in order. Batches are formed in order of text length (each batch is padded to its
+   * longest text, so texts of like length pad little); every row's logits go back to its own place.
    *
    * @param texts - The texts to classify.
    * @param batchSize - Texts per ONNX Runtime call.
    * @returns Row-major logits, C = `labels.length`.
    */
   async logits(texts: readonly string[], batchSize = 256): Promise<Float32Array> {
-    const inOrder = Int32Array.from({ length: texts.length }, (_, i) => i);
-    return predictRows(inOrder, this.labels.length, batchSize, async (rows) => {
+    const byLength = lengthOrder(texts.map((t) => t.length));
+    return predictRows(byLength, this.labels.length, batchSize, async (rows) => {
       const part = Array.from(rows, (i) => texts[i]!);
       return (await this.session.run(await this.featurize(part), ['logits'])).logits!.data as Float32Array;
     });

@@ -94,6 +94,11 @@ export interface StudentDefinition<C> extends Registered {
   ): Pick<StudentCard, 'inputs' | 'preprocessing'>;
   /** Checks the card's `config` (throws naming the field); `bad(field, want)` makes the error. */
   checkCard?(config: Record<string, unknown>, path: string, reexport: string): void;
+  /**
+   * True when the exported graph is an encoder the teacher's graph rewrites apply to (src/teacher/optimize.ts):
+   * `Student.load` then runs the rewritten graph, checked against the original's logits on probe batches.
+   */
+  graphRewrites?: boolean;
   /** For kd predict and kd eval: feeds for raw texts of an exported student in `dir`. */
   loader(dir: string, card: StudentCard): (texts: readonly string[]) => Promise<Record<string, ort.Tensor>>;
 }

@@ -154,6 +154,7 @@ export const transformer: StudentDefinition<TransformerStudentConfig> = {
     });
     return { inputs: SEQ_INPUTS };
   },
+  graphRewrites: true,
   loader: (dir) => {
     const tokenizer = TextTokenizer.fromFolder(dir);
     return async (texts) => tokenFeeds(tokenizer.pad(await tokenizer.encode(texts)));
