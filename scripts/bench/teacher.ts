@@ -20,9 +20,9 @@ import { packageRoot } from '../../src/util/versions.js';
 import { matmulGflops } from './engine.js';
 import { flag, log } from './util.js';
 
-/** A base-sized teacher with random weights: the same compute as a trained one. */
+/** A teacher of the large preset's shape with random weights: the same compute as a trained one. */
 async function untrainedBaseTeacher(texts: string[]): Promise<string> {
-  const cfg = TEACHER_PRESETS.base!;
+  const cfg = TEACHER_PRESETS.large!;
   const dir = join(mkdtempSync(join(tmpdir(), 'kd-bench-teacher-')), 'teacher-base');
   const tokenizer = TextTokenizer.trainWordPiece(texts, { vocabSize: cfg.vocabSize, maxLength: cfg.maxLength });
   const store = new ParameterStore('float32');

@@ -46,7 +46,7 @@ export function teacherTrainCommand(): Command {
     .option('--pretrain-data <file...>', 'extra unlabeled text for masked-language-model pretraining')
     .option('--no-pretrain', 'skip masked-language-model pretraining')
     .requiredOption('--out <dir>', 'output folder (becomes a teacher folder: config.json, tokenizer.json, onnx/model.onnx)')
-    .option('--preset <name>', 'base (default), tiny (tests), or a JSON file of settings', 'base')
+    .option('--preset <name>', 'base (default), large (two encoders, 4–5× the time), tiny (tests), or a JSON file of settings', 'base')
     .option('--limit <n>', 'use the first N training rows')
     .option('--max-steps <n>', 'stop after N optimizer steps')
     .option('--resume', 'continue from <out>/training/last.safetensors')

@@ -125,12 +125,12 @@ test('every bad recipe value is refused when the recipe is read, naming the file
     [
       'an unknown teacher preset',
       (r) => (r.teacher.preset = 'huge'),
-      'teacher.preset: unknown teacher preset "huge"; known: base, tiny (or a JSON file of settings)',
+      'teacher.preset: unknown teacher preset "huge"; known: base, large, tiny (or a JSON file of settings)',
     ],
     [
       'an unknown quick teacher preset',
       (r) => (r.quick.teacherPreset = 'huge'),
-      'quick.teacherPreset: unknown teacher preset "huge"; known: base, tiny (or a JSON file of settings)',
+      'quick.teacherPreset: unknown teacher preset "huge"; known: base, large, tiny (or a JSON file of settings)',
     ],
     ['a quick limit of 0', (r) => (r.quick.limit = 0), 'quick.limit: must be an integer of at least 1, got 0'],
     ['quick.extraTrain not a boolean', (r) => (r.quick.extraTrain = 'no'), 'quick.extraTrain: must be true or false, got "no"'],
