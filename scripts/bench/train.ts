@@ -15,7 +15,7 @@ import { getMethod } from '../../src/distill/registry.js';
 import { Trainer, type StepTrainer } from '../../src/engine/trainer.js';
 import { BagTrainer } from '../../src/engine/bag-trainer.js';
 import { type LossDefinition } from '../../src/engine/train-graph.js';
-import { batchMean } from '../../src/engine/losses.js';
+import { trainingGraphs } from '../../src/train/student-run.js';
 import { ort } from '../../src/engine/session.js';
 import { Rng } from '../../src/engine/rng.js';
 import { ngramBag, ngramFeeds, ngramStudent, NGRAM_DEFAULTS, NGRAM_MAX_TOKENS, type NgramStudentConfig } from '../../src/student/ngram.js';
@@ -106,10 +106,6 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   const rng = new Rng(1);
   const kd = getMethod('kd');
   const options = kd.parse({ lambda: 0.5, tau: 2 });
-  const loss = (): LossDefinition => ({
-    inputs: { labels: { dtype: 'int64', shape: ['batch_size'] }, ...kd.inputs(options, 2) },
-    build: (o, i) => ({ loss: kd.loss(options, o.head!, i.labels!, i, 2, batchMean).loss }),
-  });
   const batchRows = (size: number) => Int32Array.from({ length: size }, () => rng.int(examples.length));
 
   // n-gram student with its defaults, batch 64: its word vocabulary, bigrams hashed from the ids.
@@ -126,6 +122,8 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     dropout: 0,
   };
   const ngRows = ngCfg.vocabSize + ngCfg.buckets;
+  // kd train's loss (its terms as metrics, and the host form the host trainer computes it with; the ORT steps run its graph).
+  const loss = (): LossDefinition => trainingGraphs(ngramStudent(ngCfg, 2), kd, options, 2).loss;
   const features = (await wordTok.encode(examples.map((e) => e.text))).map((e) => ngramFeatureIds(e.ids, ngCfg));
   const ngModel = { model: ngramStudent(ngCfg, 2), loss: loss(), optimizer: { kind: 'adamw', lr: 5e-3 } as const, seed: 1 };
   let readSeconds = 0;

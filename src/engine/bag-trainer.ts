@@ -1,6 +1,7 @@
 // The host trainer of bag-of-rows models (a sparse table's rows averaged, an optional ReLU hidden layer, a linear head):
 // forward, backward, clipping and the AdamW/SGD update in JavaScript over deduplicated rows, with the loss and its
-// gradient w.r.t. the head ([B, H], small) from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
+// gradient w.r.t. the head ([B, H], small) from the loss's host form (LossDefinition.host), or, for a loss without
+// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
 import { Graph } from './graph.js';
 import { gradients } from './autodiff.js';
 import { declareInputs, ModelContext } from './context.js';
@@ -12,6 +13,8 @@ import { buffered, tensorOf, zerosOf, type Buffered, type DenseSlot } from './bu
 import { loadCheckpoint, saveCheckpoint, type CheckpointParts } from './checkpoint.js';
 import { buildTrainStep, exportModel, flatState, type TrainStepGraph } from './train-graph.js';
 import type { SparseRuntime } from './sparse-rows.js';
+import type { LossDefinition } from './train-graph.js';
+import type { FloatDType } from './dtype.js';
 import { SimdRows } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
 
@@ -42,14 +45,20 @@ export interface BagTrainerOptions extends Omit<TrainerOptions, 'stepsPerCall'> 
 /** Graph output of d(loss)/d(head) in the loss graph. */
 const HEAD_GRAD = 'grad/head';
 
-/** The loss graph over the head: (head [B, H], loss inputs) → loss, metrics and d(loss)/d(head). */
-function lossGraph(o: BagTrainerOptions, headSize: number): Uint8Array {
-  const dtype = o.dtype ?? 'float32';
+/**
+ * The loss graph over the head: (head [B, H], loss inputs) → loss, metrics (`metric/<name>`) and d(loss)/d(head)
+ * (`grad/head`), the loss read from the model's `output` and the batch axis named `batchDim`.
+ */
+export function lossGraph(
+  loss: LossDefinition,
+  dtype: FloatDType,
+  batchDim: string | number,
+  output: string,
+  headSize: number,
+): Uint8Array {
   const g = new Graph('bag_loss');
   const ctx = new ModelContext(g, dtype, 'train');
-  // The batch axis named as the model names it (shape checks match symbolic names).
-  const head = g.input('head', dtype, [o.model.inputs[o.bag.ids]?.shape[0] ?? 'batch_size', headSize]);
-  const output = o.bag.output ?? 'head';
+  const head = g.input('head', dtype, [batchDim, headSize]);
   const outputs = new Proxy({} as Record<string, typeof head>, {
     get: (_t, k) => {
       if (k !== output)
@@ -57,11 +66,11 @@ function lossGraph(o: BagTrainerOptions, headSize: number): Uint8Array {
       return head;
     },
   });
-  const { loss, metrics = {} } = o.loss.build(outputs, declareInputs(g, o.loss.inputs), ctx);
+  const { loss: value, metrics = {} } = loss.build(outputs, declareInputs(g, loss.inputs), ctx);
   if (ctx.params.size || ctx.sparse.size || ctx.usesDropout) throw new Error('the host trainer needs a loss without parameters or dropout');
-  g.output(loss, 'loss');
-  for (const [name, value] of Object.entries(metrics)) g.output(value, `metric/${name}`);
-  g.output(gradients(loss, [head]).get(head)!, HEAD_GRAD);
+  g.output(value, 'loss');
+  for (const [name, m] of Object.entries(metrics)) g.output(m, `metric/${name}`);
+  g.output(gradients(value, [head]).get(head)!, HEAD_GRAD);
   return g.serialize();
 }
 
@@ -115,7 +124,8 @@ export class BagTrainer implements StepTrainer {
     readonly built: TrainStepGraph,
     readonly store: ParameterStore,
     readonly rng: Rng,
-    private readonly lossSession: ort.InferenceSession,
+    /** The loss graph's session, for a loss without a host form. */
+    private readonly lossSession: ort.InferenceSession | null,
     private readonly flat: FloatArray,
     private readonly flatGrad: Float64Array,
     private readonly denseSlots: DenseSlot[],
@@ -203,14 +213,15 @@ export class BagTrainer implements StepTrainer {
         : null;
     if (simd) simd.table.set(initial);
     const headSize = layers.at(-1)!.outDim;
+    // The batch axis named as the model names it (shape checks match symbolic names).
+    const graph = lossGraph(options.loss, dtype, options.model.inputs[bag.ids]?.shape[0] ?? 'batch_size', bag.output ?? 'head', headSize);
     // One thread: the graph is [B, H] small, and a pool's threads waiting for work only take CPU from the host's loops.
-    const { session } = await createSession(lossGraph(options, headSize), { ...options.session, device: 'cpu', threads: 1 });
+    const session = options.loss.host ? null : (await createSession(graph, { ...options.session, device: 'cpu', threads: 1 })).session;
     return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd);
   }
 
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
-    const dtype = this.built.dtype;
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
@@ -248,16 +259,9 @@ export class BagTrainer implements StepTrainer {
     const head = acts.at(-1)!;
     const H = this.layers.at(-1)!.outDim;
 
-    // The loss and d(loss)/d(head) from the method's own loss graph.
-    const feeds: Feeds = { head: tensorOf(dtype, dtype === 'float64' ? Float64Array.from(head) : Float32Array.from(head), [B, H]) };
-    for (const name of this.lossSession.inputNames) {
-      if (name === 'head') continue;
-      const t = batch[name];
-      if (!t) throw new Error(`training step: batch lacks input '${name}'`);
-      feeds[name] = t;
-    }
-    const out = await this.lossSession.run(feeds);
-    let grad: Float64Array = Float64Array.from(out[HEAD_GRAD]!.data as FloatArray);
+    // The loss and d(loss)/d(head): the loss's host form, or its graph.
+    const { loss, metrics, headGrad } = await this.lossAndGradient(head, B, H, batch);
+    let grad: Float64Array = headGrad;
 
     // Backward through the layers (ReLU where the activation was positive), then onto the rows.
     this.flatGrad.fill(0);
@@ -333,12 +337,42 @@ export class BagTrainer implements StepTrainer {
     } else updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
     this.stepCount += 1;
 
+    return { loss, gradNorm, lr, metrics };
+  }
+
+  /** The loss, its metrics (in the graph's order) and d(loss)/d(head) [B, H] of this step's head. */
+  private async lossAndGradient(
+    head: Float64Array,
+    B: number,
+    H: number,
+    batch: Feeds,
+  ): Promise<{ loss: number; metrics: Record<string, number | FloatArray>; headGrad: Float64Array }> {
     const metrics: Record<string, number | FloatArray> = {};
+    const host = this.options.loss.host;
+    if (host) {
+      const headGrad = this.scratch.zeros('headGrad', B * H);
+      const r = host({ z: head, B, H, grad: headGrad }, batch);
+      for (const m of this.built.metricNames) {
+        const v = r.metrics[m];
+        if (v === undefined) throw new Error(`the loss's host form gives no metric '${m}' (its graph does)`);
+        metrics[m] = v;
+      }
+      return { loss: r.loss, metrics, headGrad };
+    }
+    const dtype = this.built.dtype;
+    const feeds: Feeds = { head: tensorOf(dtype, dtype === 'float64' ? Float64Array.from(head) : Float32Array.from(head), [B, H]) };
+    for (const name of this.lossSession!.inputNames) {
+      if (name === 'head') continue;
+      const t = batch[name];
+      if (!t) throw new Error(`training step: batch lacks input '${name}'`);
+      feeds[name] = t;
+    }
+    const out = await this.lossSession!.run(feeds);
     for (const m of this.built.metricNames) {
       const t = out[`metric/${m}`]!;
       metrics[m] = t.dims.length === 0 ? Number(t.data[0]) : (t.data as FloatArray);
     }
-    return { loss: Number(out.loss!.data[0]), gradNorm, lr, metrics };
+    return { loss: Number(out.loss!.data[0]), metrics, headGrad: Float64Array.from(out[HEAD_GRAD]!.data as FloatArray) };
   }
 
   async steps(batches: readonly Feeds[]): Promise<StepResult[]> {
@@ -414,7 +448,7 @@ export class BagTrainer implements StepTrainer {
   }
 
   async dispose(): Promise<void> {
-    await this.lossSession.release();
+    await this.lossSession?.release();
     await this.evaluator?.release();
   }
 }
