@@ -15,7 +15,7 @@ import { buildTrainStep, exportModel, flatState, type TrainStepGraph } from './t
 import type { SparseRuntime } from './sparse-rows.js';
 import type { LossDefinition } from './train-graph.js';
 import type { FloatDType } from './dtype.js';
-import { SimdRows } from './simd-rows.js';
+import { SimdRows, type RowPart } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
 
 type Feeds = Record<string, ort.Tensor>;
@@ -118,11 +118,16 @@ export class BagTrainer implements StepTrainer {
   readonly stepsPerCall = 1;
   private readonly scratch = new Scratch();
   private evaluator: ModelEvaluator | null = null;
+  /**
+   * With the SIMD rows, which copy of the table is current: `rows` (the interleaved rows; the store's table is stale) or
+   * `store` (the store's table was handed out, and may have been written: it goes back into the rows before a step).
+   */
+  private current: 'rows' | 'store' = 'rows';
 
   private constructor(
     readonly options: BagTrainerOptions,
     readonly built: TrainStepGraph,
-    readonly store: ParameterStore,
+    private readonly params: ParameterStore,
     readonly rng: Rng,
     /** The loss graph's session, for a loss without a host form. */
     private readonly lossSession: ort.InferenceSession | null,
@@ -194,24 +199,18 @@ export class BagTrainer implements StepTrainer {
       }),
     );
     const [rows, dim] = table!.spec.shape as [number, number];
-    const initial = store.get(table!.spec.name);
+    // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory,
+    // interleaved by row; the store keeps a flat copy of the table, brought up to date when it is read (see `store`).
+    const simd = dtype === 'float32' && options.optimizer.kind === 'adamw' ? SimdRows.create(rows, dim) : null;
+    if (simd) simd.write('table', store.get(table!.spec.name) as Float32Array);
     const sparse: SparseRuntime = {
       info: table!,
       dim,
       slotOf: new Int32Array(0),
-      states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
+      // The moments live in the SIMD rows when there are some (checkpoints read them out, see checkpointParts).
+      states: new Map(simd ? [] : built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
       scratch: zerosOf(dtype, 0),
     };
-    // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory.
-    const simd =
-      dtype === 'float32' && options.optimizer.kind === 'adamw'
-        ? SimdRows.create(rows, dim, (r) => {
-            store.values.set(table!.spec.name, r.table);
-            sparse.states.set('m', r.m);
-            sparse.states.set('v', r.v);
-          })
-        : null;
-    if (simd) simd.table.set(initial);
     const headSize = layers.at(-1)!.outDim;
     // The batch axis named as the model names it (shape checks match symbolic names).
     const graph = lossGraph(options.loss, dtype, options.model.inputs[bag.ids]?.shape[0] ?? 'batch_size', bag.output ?? 'head', headSize);
@@ -220,8 +219,21 @@ export class BagTrainer implements StepTrainer {
     return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd);
   }
 
+  /** The parameters, the table's brought up to date from the interleaved rows first (writes to them are kept). */
+  get store(): ParameterStore {
+    if (this.simd && this.current === 'rows') {
+      this.simd.read('table', this.params.get(this.options.bag.table) as Float32Array);
+      this.current = 'store';
+    }
+    return this.params;
+  }
+
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
+    if (this.simd && this.current === 'store') {
+      this.simd.write('table', this.params.get(bag.table) as Float32Array);
+      this.current = 'rows';
+    }
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
@@ -241,14 +253,18 @@ export class BagTrainer implements StepTrainer {
     this.simd?.scratch(n);
     const { touched, slots } = this.dedup(ids);
     const D = this.sparse.dim;
-    const table = this.store.get(bag.table);
+    const table = this.params.get(bag.table);
+    // The rows' values: the interleaved rows (parameters at row·stride), or the flat table.
+    const rowData = this.simd ? this.simd.data : table;
+    const stride = this.simd ? this.simd.stride : D;
 
     // Forward: the masked mean of each example's rows, the hidden layer, the head.
     const bagOut = this.scratch.zeros('bag', B * D);
     const scale = this.scratch.zeros('scale', B);
     // The rows' lines, and their moments' for the update at the end, start loading now (see touchRows).
-    touchRows(table, this.sparse.states.get('m') ?? table, this.sparse.states.get('v') ?? table, touched, D);
-    gatherMean(table, ids, mask, B, T, D, bagOut, scale);
+    if (this.simd) touchRows([rowData], touched, stride, stride);
+    else touchRows([table, ...this.sparse.states.values()], touched, D, D);
+    gatherMean(rowData, stride, ids, mask, B, T, D, bagOut, scale);
     const acts: Float64Array[] = [bagOut];
     for (let l = 0; l < this.layers.length; l++) {
       const layer = this.layers[l]!;
@@ -413,7 +429,8 @@ export class BagTrainer implements StepTrainer {
 
   /** Runs the model in evaluation mode with the current parameters (ONNX Runtime, as Trainer does). */
   async evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
-    this.evaluator ??= new ModelEvaluator(this.options.model, this.store, 'cpu', this.options.session?.threads);
+    const store = this.store;
+    this.evaluator ??= new ModelEvaluator(this.options.model, store, 'cpu', this.options.session?.threads);
     return this.evaluator.run(inputs, outputs);
   }
 
@@ -422,12 +439,21 @@ export class BagTrainer implements StepTrainer {
   }
 
   load(path: string): Record<string, string> {
-    const { metadata, step } = loadCheckpoint(path, this.checkpointParts());
+    const parts = this.checkpointParts();
+    const { metadata, step } = loadCheckpoint(path, parts);
+    // The loaded moments into the interleaved rows (the table goes in before the next step, see `store`).
+    if (this.simd) for (const [slot, values] of parts.sparse[0]!.states) this.simd.write(slot as RowPart, values as Float32Array);
     this.stepCount = step;
     return metadata;
   }
 
+  /** What a checkpoint holds; with the SIMD rows, the moments de-interleaved into arrays of the checkpoint's layout. */
   private checkpointParts(): CheckpointParts {
+    const simd = this.simd;
+    const n = this.sparse.info.spec.shape[0]! * this.sparse.dim;
+    const sparse: SparseRuntime = simd
+      ? { ...this.sparse, states: new Map(this.built.slots.map((s) => [s, simd.read(s as RowPart, new Float32Array(n))])) }
+      : this.sparse;
     return {
       dtype: this.built.dtype,
       store: this.store,
@@ -436,7 +462,7 @@ export class BagTrainer implements StepTrainer {
       slots: this.built.slots,
       states: this.states,
       denseSlots: this.denseSlots,
-      sparse: [this.sparse],
+      sparse: [sparse],
       rng: this.rng,
       stepCount: this.stepCount,
     };
@@ -454,23 +480,30 @@ export class BagTrainer implements StepTrainer {
 }
 
 /**
- * Reads two values of each row in `touched` (its two 64-byte lines at D = 32) of `a`, `b` and `c`, before the passes
- * that work on them: a loop this light keeps many cache misses in flight at once, where a working pass, heavy per row,
- * takes them a row at a time. Random rows of a large table cost a step more in those misses than in arithmetic.
+ * Reads one value of each 64-byte line of the first `span` values of each row in `touched` (rows `stride` apart) of
+ * each array, before the passes that work on them: a loop this light keeps many cache misses in flight at once, where a
+ * working pass, heavy per row, takes them a row at a time. Random rows of a large table cost a step more in those
+ * misses than in arithmetic.
  */
-function touchRows(a: FloatArray, b: FloatArray, c: FloatArray, touched: Int32Array, D: number): number {
+function touchRows(arrays: readonly FloatArray[], touched: Int32Array, stride: number, span: number): number {
   let acc = 0;
-  const half = D >> 1;
-  for (let k = 0; k < touched.length; k++) {
-    const row = touched[k]! * D;
-    acc += a[row]! + a[row + half]! + b[row]! + b[row + half]! + c[row]! + c[row + half]!;
+  for (const a of arrays) {
+    const line = 64 / a.BYTES_PER_ELEMENT;
+    for (let k = 0; k < touched.length; k++) {
+      const row = touched[k]! * stride;
+      for (let j = 0; j < span; j += line) acc += a[row + j]!;
+    }
   }
   return acc;
 }
 
-/** bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean); `scale[b]` = that divisor's inverse. */
+/**
+ * bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean), row r of the table at
+ * r·stride; `scale[b]` = that divisor's inverse.
+ */
 function gatherMean(
   table: FloatArray,
+  stride: number,
   ids: Int32Array,
   mask: Int32Array,
   B: number,
@@ -486,8 +519,16 @@ function gatherMean(
       const w = mask[k]!;
       if (w === 0) continue;
       count += w;
-      const row = ids[k]! * D;
-      for (let j = 0; j < D; j++) bag[out + j] += w * table[row + j]!;
+      const row = ids[k]! * stride;
+      // Four at a time where D allows (the same sums, in the same order: fewer loop and bounds checks).
+      let j = 0;
+      for (; j + 4 <= D; j += 4) {
+        bag[out + j] += w * table[row + j]!;
+        bag[out + j + 1] += w * table[row + j + 1]!;
+        bag[out + j + 2] += w * table[row + j + 2]!;
+        bag[out + j + 3] += w * table[row + j + 3]!;
+      }
+      for (; j < D; j++) bag[out + j] += w * table[row + j]!;
     }
     const s = 1 / Math.max(count, 1);
     scale[b] = s;
@@ -513,7 +554,15 @@ function scatterRows(
       if (w === 0) continue;
       const f = w * s;
       const at = slots[k]! * D;
-      for (let j = 0; j < D; j++) rowGrad[at + j] += f * dBag[b * D + j]!;
+      const src = b * D;
+      let j = 0;
+      for (; j + 4 <= D; j += 4) {
+        rowGrad[at + j] += f * dBag[src + j]!;
+        rowGrad[at + j + 1] += f * dBag[src + j + 1]!;
+        rowGrad[at + j + 2] += f * dBag[src + j + 2]!;
+        rowGrad[at + j + 3] += f * dBag[src + j + 3]!;
+      }
+      for (; j < D; j++) rowGrad[at + j] += f * dBag[src + j]!;
     }
   }
 }
