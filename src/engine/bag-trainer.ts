@@ -118,11 +118,10 @@ export class BagTrainer implements StepTrainer {
   readonly stepsPerCall = 1;
   private readonly scratch = new Scratch();
   private evaluator: ModelEvaluator | null = null;
-  /**
-   * With the SIMD rows, which copy of the table is current: `rows` (the interleaved rows; the store's table is stale) or
-   * `store` (the store's table was handed out, and may have been written: it goes back into the rows before a step).
-   */
-  private current: 'rows' | 'store' = 'rows';
+  /** With the SIMD rows: a step changed the rows since the store's flat table was last brought up to date. */
+  private rowsAhead = false;
+  /** With the SIMD rows: the store's table was handed out (`store`) and may have been written: it goes back before a step. */
+  private storeOut = false;
 
   private constructor(
     readonly options: BagTrainerOptions,
@@ -221,19 +220,26 @@ export class BagTrainer implements StepTrainer {
 
   /** The parameters, the table's brought up to date from the interleaved rows first (writes to them are kept). */
   get store(): ParameterStore {
-    if (this.simd && this.current === 'rows') {
+    this.storeOut = this.simd !== null;
+    return this.current();
+  }
+
+  /** The parameters, brought up to date, for reading here (evaluation, export, checkpoints). */
+  private current(): ParameterStore {
+    if (this.simd && this.rowsAhead) {
       this.simd.read('table', this.params.get(this.options.bag.table) as Float32Array);
-      this.current = 'store';
+      this.rowsAhead = false;
     }
     return this.params;
   }
 
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
-    if (this.simd && this.current === 'store') {
+    if (this.simd && this.storeOut) {
       this.simd.write('table', this.params.get(bag.table) as Float32Array);
-      this.current = 'rows';
+      this.storeOut = false;
     }
+    this.rowsAhead = this.simd !== null;
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
@@ -429,7 +435,7 @@ export class BagTrainer implements StepTrainer {
 
   /** Runs the model in evaluation mode with the current parameters (ONNX Runtime, as Trainer does). */
   async evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
-    const store = this.store;
+    const store = this.current();
     this.evaluator ??= new ModelEvaluator(this.options.model, store, 'cpu', this.options.session?.threads);
     return this.evaluator.run(inputs, outputs);
   }
@@ -441,8 +447,11 @@ export class BagTrainer implements StepTrainer {
   load(path: string): Record<string, string> {
     const parts = this.checkpointParts();
     const { metadata, step } = loadCheckpoint(path, parts);
-    // The loaded moments into the interleaved rows (the table goes in before the next step, see `store`).
-    if (this.simd) for (const [slot, values] of parts.sparse[0]!.states) this.simd.write(slot as RowPart, values as Float32Array);
+    // The loaded table and moments into the interleaved rows.
+    if (this.simd) {
+      this.simd.write('table', this.params.get(this.options.bag.table) as Float32Array);
+      for (const [slot, values] of parts.sparse[0]!.states) this.simd.write(slot as RowPart, values as Float32Array);
+    }
     this.stepCount = step;
     return metadata;
   }
@@ -456,7 +465,7 @@ export class BagTrainer implements StepTrainer {
       : this.sparse;
     return {
       dtype: this.built.dtype,
-      store: this.store,
+      store: this.current(),
       optimizer: this.options.optimizer,
       schedule: this.options.schedule,
       slots: this.built.slots,
@@ -470,7 +479,7 @@ export class BagTrainer implements StepTrainer {
 
   /** A standalone inference model (parameters as initializers) with the chosen outputs. */
   exportInference(outputs?: readonly string[], metadata: Record<string, string> = {}): Uint8Array {
-    return exportModel(this.options.model, this.store, { ...(outputs ? { outputs } : {}), metadata });
+    return exportModel(this.options.model, this.current(), { ...(outputs ? { outputs } : {}), metadata });
   }
 
   async dispose(): Promise<void> {

@@ -186,8 +186,14 @@ export class SimdRows {
   /** One part of every row, de-interleaved into `out` [rows, dim] (checkpoints, export and evaluation read these). */
   read(part: RowPart, out: Float32Array): Float32Array {
     const { data, dim, stride } = this;
+    // dim is a multiple of 4 here (see create): four at a time.
     for (let r = 0, at = PART_OFFSET[part] * dim, to = 0; r < this.rows; r++, at += stride)
-      for (let j = 0; j < dim; j++) out[to++] = data[at + j]!;
+      for (let j = at; j < at + dim; j += 4, to += 4) {
+        out[to] = data[j]!;
+        out[to + 1] = data[j + 1]!;
+        out[to + 2] = data[j + 2]!;
+        out[to + 3] = data[j + 3]!;
+      }
     return out;
   }
 
@@ -195,7 +201,12 @@ export class SimdRows {
   write(part: RowPart, src: Float32Array): void {
     const { data, dim, stride } = this;
     for (let r = 0, at = PART_OFFSET[part] * dim, from = 0; r < this.rows; r++, at += stride)
-      for (let j = 0; j < dim; j++) data[at + j] = src[from++]!;
+      for (let j = at; j < at + dim; j += 4, from += 4) {
+        data[j] = src[from]!;
+        data[j + 1] = src[from + 1]!;
+        data[j + 2] = src[from + 2]!;
+        data[j + 3] = src[from + 3]!;
+      }
   }
 
   /** Scratch views for `count` touched ids and their gradient rows (the memory grows when they do not fit). */
