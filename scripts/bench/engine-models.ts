@@ -4,6 +4,7 @@ import type { LossDefinition } from '../../src/engine/train-graph.js';
 import { bertEncoder, linear, maskedMean } from '../../src/engine/layers.js';
 import { batchMean, crossEntropy } from '../../src/engine/losses.js';
 import { normal } from '../../src/engine/params.js';
+import { crossEntropyTerm, hostMean, labelsOf } from '../../src/engine/host-losses.js';
 import * as op from '../../src/engine/ops.js';
 
 export const MLP = { input: 768, hidden: 256, classes: 2, batch: 256 };
@@ -23,6 +24,11 @@ export const NGRAM = { dim: 64, batch: 256, length: 64, classes: 2 };
 export const ceLoss: LossDefinition = {
   inputs: { labels: { dtype: 'int64', shape: ['B'] } },
   build: (outputs, inputs) => ({ loss: batchMean(crossEntropy(outputs.logits!, inputs.labels!)) }),
+  // The same on the host, as kd train's losses have it (the host trainer's n-gram case computes it so).
+  host: (head, batch) => ({
+    loss: crossEntropyTerm(head, labelsOf(batch.labels!, new Int32Array(head.B)), hostMean(head.B), 1),
+    metrics: {},
+  }),
 };
 
 export const mlpModel: ModelDefinition = {

@@ -6,6 +6,7 @@ import type { Value } from '../engine/graph.js';
 import type { InputSpecs } from '../engine/context.js';
 import { ort } from '../engine/session.js';
 import { batchMean } from '../engine/losses.js';
+import type { HostHead, HostLossParts, HostMean } from '../engine/host-losses.js';
 import type { Registered } from '../util/registry.js';
 
 /** What the method can see of the cache and the training rows, host side. */
@@ -140,6 +141,23 @@ export interface DistillMethod<O> extends Registered {
   };
   /** Class logits [B, C] from the head (identity unless the head has subclasses). */
   classLogits(o: O, head: Value, classes: number): Value;
+  /**
+   * The same losses in closed form on the host (engine/host-losses.ts), for the host trainer's step: each adds
+   * `scale`·d(loss)/d(head) into `head.grad`. Without it the host trainer runs the loss graph in ONNX Runtime.
+   */
+  host?: {
+    loss(
+      o: O,
+      head: HostHead,
+      labels: Int32Array,
+      inputs: Record<string, Float32Array>,
+      classes: number,
+      mean: HostMean,
+      scale: number,
+    ): HostLossParts;
+    /** With `transfer`: the transfer rows' loss. */
+    transfer?(o: O, head: HostHead, inputs: Record<string, Float32Array>, classes: number, mean: HostMean, scale: number): HostLossParts;
+  };
 }
 
 export class MethodOptionError extends UserError {

@@ -1,6 +1,7 @@
 // The host trainer of bag-of-rows models (a sparse table's rows averaged, an optional ReLU hidden layer, a linear head):
 // forward, backward, clipping and the AdamW/SGD update in JavaScript over deduplicated rows, with the loss and its
-// gradient w.r.t. the head ([B, H], small) from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
+// gradient w.r.t. the head ([B, H], small) from the loss's host form (LossDefinition.host), or, for a loss without
+// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
 import { Graph } from './graph.js';
 import { gradients } from './autodiff.js';
 import { declareInputs, ModelContext } from './context.js';
@@ -12,7 +13,9 @@ import { buffered, tensorOf, zerosOf, type Buffered, type DenseSlot } from './bu
 import { loadCheckpoint, saveCheckpoint, type CheckpointParts } from './checkpoint.js';
 import { buildTrainStep, exportModel, flatState, type TrainStepGraph } from './train-graph.js';
 import type { SparseRuntime } from './sparse-rows.js';
-import { SimdRows } from './simd-rows.js';
+import type { LossDefinition } from './train-graph.js';
+import type { FloatDType } from './dtype.js';
+import { SimdRows, type RowPart } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
 
 type Feeds = Record<string, ort.Tensor>;
@@ -42,14 +45,20 @@ export interface BagTrainerOptions extends Omit<TrainerOptions, 'stepsPerCall'> 
 /** Graph output of d(loss)/d(head) in the loss graph. */
 const HEAD_GRAD = 'grad/head';
 
-/** The loss graph over the head: (head [B, H], loss inputs) → loss, metrics and d(loss)/d(head). */
-function lossGraph(o: BagTrainerOptions, headSize: number): Uint8Array {
-  const dtype = o.dtype ?? 'float32';
+/**
+ * The loss graph over the head: (head [B, H], loss inputs) → loss, metrics (`metric/<name>`) and d(loss)/d(head)
+ * (`grad/head`), the loss read from the model's `output` and the batch axis named `batchDim`.
+ */
+export function lossGraph(
+  loss: LossDefinition,
+  dtype: FloatDType,
+  batchDim: string | number,
+  output: string,
+  headSize: number,
+): Uint8Array {
   const g = new Graph('bag_loss');
   const ctx = new ModelContext(g, dtype, 'train');
-  // The batch axis named as the model names it (shape checks match symbolic names).
-  const head = g.input('head', dtype, [o.model.inputs[o.bag.ids]?.shape[0] ?? 'batch_size', headSize]);
-  const output = o.bag.output ?? 'head';
+  const head = g.input('head', dtype, [batchDim, headSize]);
   const outputs = new Proxy({} as Record<string, typeof head>, {
     get: (_t, k) => {
       if (k !== output)
@@ -57,11 +66,11 @@ function lossGraph(o: BagTrainerOptions, headSize: number): Uint8Array {
       return head;
     },
   });
-  const { loss, metrics = {} } = o.loss.build(outputs, declareInputs(g, o.loss.inputs), ctx);
+  const { loss: value, metrics = {} } = loss.build(outputs, declareInputs(g, loss.inputs), ctx);
   if (ctx.params.size || ctx.sparse.size || ctx.usesDropout) throw new Error('the host trainer needs a loss without parameters or dropout');
-  g.output(loss, 'loss');
-  for (const [name, value] of Object.entries(metrics)) g.output(value, `metric/${name}`);
-  g.output(gradients(loss, [head]).get(head)!, HEAD_GRAD);
+  g.output(value, 'loss');
+  for (const [name, m] of Object.entries(metrics)) g.output(m, `metric/${name}`);
+  g.output(gradients(value, [head]).get(head)!, HEAD_GRAD);
   return g.serialize();
 }
 
@@ -109,13 +118,18 @@ export class BagTrainer implements StepTrainer {
   readonly stepsPerCall = 1;
   private readonly scratch = new Scratch();
   private evaluator: ModelEvaluator | null = null;
+  /** With the SIMD rows: a step changed the rows since the store's flat table was last brought up to date. */
+  private rowsAhead = false;
+  /** With the SIMD rows: the store's table was handed out (`store`) and may have been written: it goes back before a step. */
+  private storeOut = false;
 
   private constructor(
     readonly options: BagTrainerOptions,
     readonly built: TrainStepGraph,
-    readonly store: ParameterStore,
+    private readonly params: ParameterStore,
     readonly rng: Rng,
-    private readonly lossSession: ort.InferenceSession,
+    /** The loss graph's session, for a loss without a host form. */
+    private readonly lossSession: ort.InferenceSession | null,
     private readonly flat: FloatArray,
     private readonly flatGrad: Float64Array,
     private readonly denseSlots: DenseSlot[],
@@ -184,33 +198,48 @@ export class BagTrainer implements StepTrainer {
       }),
     );
     const [rows, dim] = table!.spec.shape as [number, number];
-    const initial = store.get(table!.spec.name);
+    // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory,
+    // interleaved by row; the store keeps a flat copy of the table, brought up to date when it is read (see `store`).
+    const simd = dtype === 'float32' && options.optimizer.kind === 'adamw' ? SimdRows.create(rows, dim) : null;
+    if (simd) simd.write('table', store.get(table!.spec.name) as Float32Array);
     const sparse: SparseRuntime = {
       info: table!,
       dim,
       slotOf: new Int32Array(0),
-      states: new Map(built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
+      // The moments live in the SIMD rows when there are some (checkpoints read them out, see checkpointParts).
+      states: new Map(simd ? [] : built.slots.map((s) => [s, zerosOf(dtype, rows * dim)])),
       scratch: zerosOf(dtype, 0),
     };
-    // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory.
-    const simd =
-      dtype === 'float32' && options.optimizer.kind === 'adamw'
-        ? SimdRows.create(rows, dim, (r) => {
-            store.values.set(table!.spec.name, r.table);
-            sparse.states.set('m', r.m);
-            sparse.states.set('v', r.v);
-          })
-        : null;
-    if (simd) simd.table.set(initial);
     const headSize = layers.at(-1)!.outDim;
+    // The batch axis named as the model names it (shape checks match symbolic names).
+    const graph = lossGraph(options.loss, dtype, options.model.inputs[bag.ids]?.shape[0] ?? 'batch_size', bag.output ?? 'head', headSize);
     // One thread: the graph is [B, H] small, and a pool's threads waiting for work only take CPU from the host's loops.
-    const { session } = await createSession(lossGraph(options, headSize), { ...options.session, device: 'cpu', threads: 1 });
+    const session = options.loss.host ? null : (await createSession(graph, { ...options.session, device: 'cpu', threads: 1 })).session;
     return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd);
+  }
+
+  /** The parameters, the table's brought up to date from the interleaved rows first (writes to them are kept). */
+  get store(): ParameterStore {
+    this.storeOut = this.simd !== null;
+    return this.current();
+  }
+
+  /** The parameters, brought up to date, for reading here (evaluation, export, checkpoints). */
+  private current(): ParameterStore {
+    if (this.simd && this.rowsAhead) {
+      this.simd.read('table', this.params.get(this.options.bag.table) as Float32Array);
+      this.rowsAhead = false;
+    }
+    return this.params;
   }
 
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
-    const dtype = this.built.dtype;
+    if (this.simd && this.storeOut) {
+      this.simd.write('table', this.params.get(bag.table) as Float32Array);
+      this.storeOut = false;
+    }
+    this.rowsAhead = this.simd !== null;
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
@@ -230,14 +259,18 @@ export class BagTrainer implements StepTrainer {
     this.simd?.scratch(n);
     const { touched, slots } = this.dedup(ids);
     const D = this.sparse.dim;
-    const table = this.store.get(bag.table);
+    const table = this.params.get(bag.table);
+    // The rows' values: the interleaved rows (parameters at row·stride), or the flat table.
+    const rowData = this.simd ? this.simd.data : table;
+    const stride = this.simd ? this.simd.stride : D;
 
     // Forward: the masked mean of each example's rows, the hidden layer, the head.
     const bagOut = this.scratch.zeros('bag', B * D);
     const scale = this.scratch.zeros('scale', B);
     // The rows' lines, and their moments' for the update at the end, start loading now (see touchRows).
-    touchRows(table, this.sparse.states.get('m') ?? table, this.sparse.states.get('v') ?? table, touched, D);
-    gatherMean(table, ids, mask, B, T, D, bagOut, scale);
+    if (this.simd) touchRows([rowData], touched, stride, stride);
+    else touchRows([table, ...this.sparse.states.values()], touched, D, D);
+    gatherMean(rowData, stride, ids, mask, B, T, D, bagOut, scale);
     const acts: Float64Array[] = [bagOut];
     for (let l = 0; l < this.layers.length; l++) {
       const layer = this.layers[l]!;
@@ -248,16 +281,9 @@ export class BagTrainer implements StepTrainer {
     const head = acts.at(-1)!;
     const H = this.layers.at(-1)!.outDim;
 
-    // The loss and d(loss)/d(head) from the method's own loss graph.
-    const feeds: Feeds = { head: tensorOf(dtype, dtype === 'float64' ? Float64Array.from(head) : Float32Array.from(head), [B, H]) };
-    for (const name of this.lossSession.inputNames) {
-      if (name === 'head') continue;
-      const t = batch[name];
-      if (!t) throw new Error(`training step: batch lacks input '${name}'`);
-      feeds[name] = t;
-    }
-    const out = await this.lossSession.run(feeds);
-    let grad: Float64Array = Float64Array.from(out[HEAD_GRAD]!.data as FloatArray);
+    // The loss and d(loss)/d(head): the loss's host form, or its graph.
+    const { loss, metrics, headGrad } = await this.lossAndGradient(head, B, H, batch);
+    let grad: Float64Array = headGrad;
 
     // Backward through the layers (ReLU where the activation was positive), then onto the rows.
     this.flatGrad.fill(0);
@@ -333,12 +359,42 @@ export class BagTrainer implements StepTrainer {
     } else updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
     this.stepCount += 1;
 
+    return { loss, gradNorm, lr, metrics };
+  }
+
+  /** The loss, its metrics (in the graph's order) and d(loss)/d(head) [B, H] of this step's head. */
+  private async lossAndGradient(
+    head: Float64Array,
+    B: number,
+    H: number,
+    batch: Feeds,
+  ): Promise<{ loss: number; metrics: Record<string, number | FloatArray>; headGrad: Float64Array }> {
     const metrics: Record<string, number | FloatArray> = {};
+    const host = this.options.loss.host;
+    if (host) {
+      const headGrad = this.scratch.zeros('headGrad', B * H);
+      const r = host({ z: head, B, H, grad: headGrad }, batch);
+      for (const m of this.built.metricNames) {
+        const v = r.metrics[m];
+        if (v === undefined) throw new Error(`the loss's host form gives no metric '${m}' (its graph does)`);
+        metrics[m] = v;
+      }
+      return { loss: r.loss, metrics, headGrad };
+    }
+    const dtype = this.built.dtype;
+    const feeds: Feeds = { head: tensorOf(dtype, dtype === 'float64' ? Float64Array.from(head) : Float32Array.from(head), [B, H]) };
+    for (const name of this.lossSession!.inputNames) {
+      if (name === 'head') continue;
+      const t = batch[name];
+      if (!t) throw new Error(`training step: batch lacks input '${name}'`);
+      feeds[name] = t;
+    }
+    const out = await this.lossSession!.run(feeds);
     for (const m of this.built.metricNames) {
       const t = out[`metric/${m}`]!;
       metrics[m] = t.dims.length === 0 ? Number(t.data[0]) : (t.data as FloatArray);
     }
-    return { loss: Number(out.loss!.data[0]), gradNorm, lr, metrics };
+    return { loss: Number(out.loss!.data[0]), metrics, headGrad: Float64Array.from(out[HEAD_GRAD]!.data as FloatArray) };
   }
 
   async steps(batches: readonly Feeds[]): Promise<StepResult[]> {
@@ -379,7 +435,8 @@ export class BagTrainer implements StepTrainer {
 
   /** Runs the model in evaluation mode with the current parameters (ONNX Runtime, as Trainer does). */
   async evaluate(inputs: Feeds, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> {
-    this.evaluator ??= new ModelEvaluator(this.options.model, this.store, 'cpu', this.options.session?.threads);
+    const store = this.current();
+    this.evaluator ??= new ModelEvaluator(this.options.model, store, 'cpu', this.options.session?.threads);
     return this.evaluator.run(inputs, outputs);
   }
 
@@ -388,21 +445,33 @@ export class BagTrainer implements StepTrainer {
   }
 
   load(path: string): Record<string, string> {
-    const { metadata, step } = loadCheckpoint(path, this.checkpointParts());
+    const parts = this.checkpointParts();
+    const { metadata, step } = loadCheckpoint(path, parts);
+    // The loaded table and moments into the interleaved rows.
+    if (this.simd) {
+      this.simd.write('table', this.params.get(this.options.bag.table) as Float32Array);
+      for (const [slot, values] of parts.sparse[0]!.states) this.simd.write(slot as RowPart, values as Float32Array);
+    }
     this.stepCount = step;
     return metadata;
   }
 
+  /** What a checkpoint holds; with the SIMD rows, the moments de-interleaved into arrays of the checkpoint's layout. */
   private checkpointParts(): CheckpointParts {
+    const simd = this.simd;
+    const n = this.sparse.info.spec.shape[0]! * this.sparse.dim;
+    const sparse: SparseRuntime = simd
+      ? { ...this.sparse, states: new Map(this.built.slots.map((s) => [s, simd.read(s as RowPart, new Float32Array(n))])) }
+      : this.sparse;
     return {
       dtype: this.built.dtype,
-      store: this.store,
+      store: this.current(),
       optimizer: this.options.optimizer,
       schedule: this.options.schedule,
       slots: this.built.slots,
       states: this.states,
       denseSlots: this.denseSlots,
-      sparse: [this.sparse],
+      sparse: [sparse],
       rng: this.rng,
       stepCount: this.stepCount,
     };
@@ -410,33 +479,40 @@ export class BagTrainer implements StepTrainer {
 
   /** A standalone inference model (parameters as initializers) with the chosen outputs. */
   exportInference(outputs?: readonly string[], metadata: Record<string, string> = {}): Uint8Array {
-    return exportModel(this.options.model, this.store, { ...(outputs ? { outputs } : {}), metadata });
+    return exportModel(this.options.model, this.current(), { ...(outputs ? { outputs } : {}), metadata });
   }
 
   async dispose(): Promise<void> {
-    await this.lossSession.release();
+    await this.lossSession?.release();
     await this.evaluator?.release();
   }
 }
 
 /**
- * Reads two values of each row in `touched` (its two 64-byte lines at D = 32) of `a`, `b` and `c`, before the passes
- * that work on them: a loop this light keeps many cache misses in flight at once, where a working pass, heavy per row,
- * takes them a row at a time. Random rows of a large table cost a step more in those misses than in arithmetic.
+ * Reads one value of each 64-byte line of the first `span` values of each row in `touched` (rows `stride` apart) of
+ * each array, before the passes that work on them: a loop this light keeps many cache misses in flight at once, where a
+ * working pass, heavy per row, takes them a row at a time. Random rows of a large table cost a step more in those
+ * misses than in arithmetic.
  */
-function touchRows(a: FloatArray, b: FloatArray, c: FloatArray, touched: Int32Array, D: number): number {
+function touchRows(arrays: readonly FloatArray[], touched: Int32Array, stride: number, span: number): number {
   let acc = 0;
-  const half = D >> 1;
-  for (let k = 0; k < touched.length; k++) {
-    const row = touched[k]! * D;
-    acc += a[row]! + a[row + half]! + b[row]! + b[row + half]! + c[row]! + c[row + half]!;
+  for (const a of arrays) {
+    const line = 64 / a.BYTES_PER_ELEMENT;
+    for (let k = 0; k < touched.length; k++) {
+      const row = touched[k]! * stride;
+      for (let j = 0; j < span; j += line) acc += a[row + j]!;
+    }
   }
   return acc;
 }
 
-/** bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean); `scale[b]` = that divisor's inverse. */
+/**
+ * bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean), row r of the table at
+ * r·stride; `scale[b]` = that divisor's inverse.
+ */
 function gatherMean(
   table: FloatArray,
+  stride: number,
   ids: Int32Array,
   mask: Int32Array,
   B: number,
@@ -452,8 +528,16 @@ function gatherMean(
       const w = mask[k]!;
       if (w === 0) continue;
       count += w;
-      const row = ids[k]! * D;
-      for (let j = 0; j < D; j++) bag[out + j] += w * table[row + j]!;
+      const row = ids[k]! * stride;
+      // Four at a time where D allows (the same sums, in the same order: fewer loop and bounds checks).
+      let j = 0;
+      for (; j + 4 <= D; j += 4) {
+        bag[out + j] += w * table[row + j]!;
+        bag[out + j + 1] += w * table[row + j + 1]!;
+        bag[out + j + 2] += w * table[row + j + 2]!;
+        bag[out + j + 3] += w * table[row + j + 3]!;
+      }
+      for (; j < D; j++) bag[out + j] += w * table[row + j]!;
     }
     const s = 1 / Math.max(count, 1);
     scale[b] = s;
@@ -479,7 +563,15 @@ function scatterRows(
       if (w === 0) continue;
       const f = w * s;
       const at = slots[k]! * D;
-      for (let j = 0; j < D; j++) rowGrad[at + j] += f * dBag[b * D + j]!;
+      const src = b * D;
+      let j = 0;
+      for (; j + 4 <= D; j += 4) {
+        rowGrad[at + j] += f * dBag[src + j]!;
+        rowGrad[at + j + 1] += f * dBag[src + j + 1]!;
+        rowGrad[at + j + 2] += f * dBag[src + j + 2]!;
+        rowGrad[at + j + 3] += f * dBag[src + j + 3]!;
+      }
+      for (; j < D; j++) rowGrad[at + j] += f * dBag[src + j]!;
     }
   }
 }

@@ -1,5 +1,6 @@
 // AdamW on the touched rows of a float32 table in WebAssembly SIMD (4 lanes), over a table and its moments that live in
-// one WebAssembly memory: the hot loop of the host n-gram trainer, assembled here byte by byte (no toolchain needed).
+// one WebAssembly memory, interleaved by row ([row][parameters | m | v]: a row's three parts one contiguous span, one
+// page, instead of three random places): the hot loop of the host n-gram trainer, assembled here byte by byte.
 
 /** Encodes an unsigned LEB128 integer. */
 function u32(n: number): number[] {
@@ -44,28 +45,30 @@ const op = {
   div: [0xfd, ...u32(0xe7)],
 };
 
-// adamw(table, m, v, touched, count, rowBytes, grad, b1, c1, b2, c2, step, eps, decay): byte offsets and f32 scalars.
-const PARAMS = [I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32];
-const [TABLE, M, V, TOUCHED, COUNT, ROW_BYTES, GRAD] = [0, 1, 2, 3, 4, 5, 6];
+// adamw(table, m, v, touched, count, rowBytes, grad, stride, b1, c1, b2, c2, step, eps, decay): byte offsets (of row
+// 0's parameters and moments, and of the scratch), a row's bytes, the bytes from one row to the next, f32 scalars.
+const PARAMS = [I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32];
+const [TABLE, M, V, TOUCHED, COUNT, ROW_BYTES, GRAD, STRIDE] = [0, 1, 2, 3, 4, 5, 6, 7];
+const SCALARS = 8;
 // Locals after the parameters: k, j, row, gradRow (i32); 7 splatted scalars, g, m', v', p (v128).
-const [K, J, ROW, GROW] = [14, 15, 16, 17];
-const SPLAT = 18; // b1, c1, b2, c2, step, eps, decay at SPLAT + 0..6
-const [G, MN, VN, P] = [25, 26, 27, 28];
+const [K, J, ROW, GROW] = [15, 16, 17, 18];
+const SPLAT = 19; // b1, c1, b2, c2, step, eps, decay at SPLAT + 0..6
+const [G, MN, VN, P] = [26, 27, 28, 29];
 
 /** The function body: per touched row k, per 16 bytes j of it, torch's AdamW in f32x4 (the graph's arithmetic). */
 function adamwBody(): number[] {
   const at = (base: number, row: number) => [...op.get(base), ...op.get(row), ...op.i32Add, ...op.get(J), ...op.i32Add];
   const splat = (s: number) => op.get(SPLAT + s);
   const code = [
-    ...[0, 1, 2, 3, 4, 5, 6].flatMap((s) => [...op.get(7 + s), ...op.splat, ...op.set(SPLAT + s)]),
+    ...[0, 1, 2, 3, 4, 5, 6].flatMap((s) => [...op.get(SCALARS + s), ...op.splat, ...op.set(SPLAT + s)]),
     ...op.i32(0),
     ...op.set(K),
     ...op.block,
     ...op.loop,
     ...[...op.get(K), ...op.get(COUNT), ...op.i32GeU, ...op.brIf(1)],
-    // row = touched[k] · rowBytes; gradRow = grad + k · rowBytes.
+    // row = touched[k] · stride; gradRow = grad + k · rowBytes.
     ...[...op.get(TOUCHED), ...op.get(K), ...op.i32(4), ...op.i32Mul, ...op.i32Add, ...op.i32Load],
-    ...[...op.get(ROW_BYTES), ...op.i32Mul, ...op.set(ROW)],
+    ...[...op.get(STRIDE), ...op.i32Mul, ...op.set(ROW)],
     ...[...op.get(GRAD), ...op.get(K), ...op.get(ROW_BYTES), ...op.i32Mul, ...op.i32Add, ...op.set(GROW)],
     ...op.i32(0),
     ...op.set(J),
@@ -133,14 +136,18 @@ const WASM_PAGE = 65536;
 /** wasm32's 4 GiB, less a margin: larger tables stay in JavaScript arrays. */
 const MAX_BYTES = 4 * 1024 ** 3 - 64 * WASM_PAGE;
 
+/** The parts of an interleaved row: the parameters, AdamW's first and second moments. */
+export type RowPart = 'table' | 'm' | 'v';
+const PART_OFFSET: Record<RowPart, number> = { table: 0, m: 1, v: 2 };
+
 /**
- * A float32 table [rows, dim] and its AdamW moments in one WebAssembly memory, and a scratch area for a step's
- * touched ids and row gradients. Views change when the scratch grows (`onRebind` is told the new ones).
+ * A float32 table [rows, dim] and its AdamW moments in one WebAssembly memory, interleaved by row (`data`: row r's
+ * parameters at r·stride, its moments at r·stride + dim and r·stride + 2·dim, stride = 3·dim), and a scratch area for
+ * a step's touched ids and row gradients. `data` is replaced when the scratch grows (read it after `scratch`).
  */
 export class SimdRows {
-  table!: Float32Array;
-  m!: Float32Array;
-  v!: Float32Array;
+  data!: Float32Array;
+  readonly stride: number;
   private scratchBytes: number;
 
   private constructor(
@@ -148,9 +155,9 @@ export class SimdRows {
     private readonly kernel: AdamwKernel,
     readonly rows: number,
     readonly dim: number,
-    private readonly onRebind: (r: SimdRows) => void,
   ) {
-    this.scratchBytes = memory.buffer.byteLength - 3 * this.tableBytes;
+    this.stride = 3 * dim;
+    this.scratchBytes = memory.buffer.byteLength - this.dataBytes;
     this.bind();
   }
 
@@ -158,26 +165,48 @@ export class SimdRows {
    * The SIMD rows for a [rows, dim] table, or null where they do not apply (dim not a multiple of 4, a table too large for
    * one WebAssembly memory, no SIMD in this runtime).
    */
-  static create(rows: number, dim: number, onRebind: (r: SimdRows) => void): SimdRows | null {
+  static create(rows: number, dim: number): SimdRows | null {
     const tableBytes = rows * dim * 4;
     if (dim % 4 !== 0 || 3 * tableBytes + WASM_PAGE > MAX_BYTES) return null;
     const bytes = moduleBytes();
     if (!wasm.validate(bytes)) return null;
     const memory = new wasm.Memory({ initial: Math.ceil((3 * tableBytes + 16 * WASM_PAGE) / WASM_PAGE) });
     const instance = new wasm.Instance(new wasm.Module(bytes), { env: { memory } });
-    return new SimdRows(memory, instance.exports.adamw as AdamwKernel, rows, dim, onRebind);
+    return new SimdRows(memory, instance.exports.adamw as AdamwKernel, rows, dim);
   }
 
-  private get tableBytes(): number {
-    return this.rows * this.dim * 4;
+  private get dataBytes(): number {
+    return 3 * this.rows * this.dim * 4;
   }
 
   private bind(): void {
-    const n = this.rows * this.dim;
-    this.table = new Float32Array(this.memory.buffer, 0, n);
-    this.m = new Float32Array(this.memory.buffer, 4 * n, n);
-    this.v = new Float32Array(this.memory.buffer, 8 * n, n);
-    this.onRebind(this);
+    this.data = new Float32Array(this.memory.buffer, 0, 3 * this.rows * this.dim);
+  }
+
+  /** One part of every row, de-interleaved into `out` [rows, dim] (checkpoints, export and evaluation read these). */
+  read(part: RowPart, out: Float32Array): Float32Array {
+    const { data, dim, stride } = this;
+    // dim is a multiple of 4 here (see create): four at a time.
+    for (let r = 0, at = PART_OFFSET[part] * dim, to = 0; r < this.rows; r++, at += stride)
+      for (let j = at; j < at + dim; j += 4, to += 4) {
+        out[to] = data[j]!;
+        out[to + 1] = data[j + 1]!;
+        out[to + 2] = data[j + 2]!;
+        out[to + 3] = data[j + 3]!;
+      }
+    return out;
+  }
+
+  /** One part of every row from `src` [rows, dim] (initial values, a loaded checkpoint, restored parameters). */
+  write(part: RowPart, src: Float32Array): void {
+    const { data, dim, stride } = this;
+    for (let r = 0, at = PART_OFFSET[part] * dim, from = 0; r < this.rows; r++, at += stride)
+      for (let j = at; j < at + dim; j += 4, from += 4) {
+        data[j] = src[from]!;
+        data[j + 1] = src[from + 1]!;
+        data[j + 2] = src[from + 2]!;
+        data[j + 3] = src[from + 3]!;
+      }
   }
 
   /** Scratch views for `count` touched ids and their gradient rows (the memory grows when they do not fit). */
@@ -191,7 +220,7 @@ export class SimdRows {
       this.scratchBytes += pages * WASM_PAGE;
       this.bind();
     }
-    const base = 3 * this.tableBytes;
+    const base = this.dataBytes;
     return {
       touched: new Int32Array(this.memory.buffer, base, count),
       grad: new Float32Array(this.memory.buffer, base + count * 4, count * this.dim),
@@ -200,8 +229,8 @@ export class SimdRows {
 
   /** AdamW (torch's, as optim.ts updateRowsInPlace) on the `count` rows in scratch, with their gradients there. */
   adamw(count: number, b1: number, b2: number, step: number, eps: number, decay: number): void {
-    const base = 3 * this.tableBytes;
-    const n = this.tableBytes;
-    this.kernel(0, n, 2 * n, base, count, this.dim * 4, base + count * 4, b1, 1 - b1, b2, 1 - b2, step, eps, decay);
+    const base = this.dataBytes;
+    const rowBytes = this.dim * 4;
+    this.kernel(0, rowBytes, 2 * rowBytes, base, count, rowBytes, base + count * 4, 3 * rowBytes, b1, 1 - b1, b2, 1 - b2, step, eps, decay);
   }
 }

@@ -8,12 +8,18 @@ import type { FloatDType } from './dtype.js';
 import { clipByGlobalNorm, declareHyperInputs, stateSlots, updateParameter, validateOptimizer, type OptimizerConfig } from './optim.js';
 import { numelOf, type ParameterStore, type ParamSpec } from './params.js';
 import * as op from './ops.js';
+import type { HostLoss } from './host-losses.js';
 
 export interface LossDefinition {
   /** Batch inputs the loss reads besides the model's (labels, teacher logits, targets). */
   inputs: InputSpecs;
   /** The scalar loss and named metrics, from the model's outputs and all batch inputs. */
   build(outputs: Record<string, Value>, inputs: Record<string, Value>, ctx: ModelContext): { loss: Value; metrics?: Record<string, Value> };
+  /**
+   * The same loss and metrics in closed form on the host, over the model's one output the loss reads: the host trainer
+   * (bag-trainer.ts) uses it instead of running `build`'s graph in ONNX Runtime each step. It must equal the graph.
+   */
+  host?: HostLoss;
 }
 
 export interface TrainStepSpec {

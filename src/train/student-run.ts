@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { ort, type SessionOptions } from '../engine/session.js';
 import { accuracyReport, argmaxRow, type AccuracyReport } from '../eval/metrics.js';
 import { batchMean, maskedMean } from '../engine/losses.js';
+import { hostMean, labelsOf, maskedHostMean, type HostLoss } from '../engine/host-losses.js';
 import * as op from '../engine/ops.js';
 import { NO_LABEL } from '../cache/format.js';
 import { scalarFeed } from '../distill/method.js';
@@ -401,7 +402,9 @@ export function trainingGraphs(
       return { ...out, logits: method.classLogits(options, out.head!, classes) };
     },
   };
+  const host = hostLossOf(method, options, classes, transfer);
   const loss: LossDefinition = {
+    ...(host ? { host } : {}),
     inputs: {
       labels: { dtype: 'int64', shape: ['batch_size'] },
       ...method.inputs(options, classes),
@@ -427,6 +430,49 @@ export function trainingGraphs(
     },
   };
   return { full, loss };
+}
+
+/**
+ * trainingGraphs' loss on the host, from the method's host form (same terms, same means, same transfer-row weighting),
+ * or null where the method has none: the host trainer then runs the loss graph in ONNX Runtime.
+ */
+function hostLossOf(method: DistillMethod<unknown>, options: unknown, classes: number, transfer: boolean): HostLoss | null {
+  const h = method.host;
+  if (!h || (transfer && !h.transfer)) return null;
+  const names = Object.keys(method.inputs(options, classes));
+  let labels = new Int32Array(0);
+  let meanA = new Float64Array(0);
+  let meanB = new Float64Array(0);
+  let isTransfer = new Float64Array(0);
+  const floatInput = (batch: Record<string, ort.Tensor>, name: string): Float32Array => {
+    const t = batch[name];
+    if (!t) throw new Error(`training step: batch lacks input '${name}'`);
+    if (t.type !== 'float32') throw new TypeError(`training step: input '${name}' is ${t.type}, the loss reads float32`);
+    return t.data as Float32Array;
+  };
+  return (head, batch) => {
+    const { B } = head;
+    if (labels.length !== B)
+      [labels, meanA, meanB, isTransfer] = [new Int32Array(B), new Float64Array(B), new Float64Array(B), new Float64Array(B)];
+    if (!batch.labels) throw new Error("training step: batch lacks input 'labels'");
+    labelsOf(batch.labels, labels);
+    const inputs: Record<string, Float32Array> = {};
+    for (const name of names) inputs[name] = floatInput(batch, name);
+    if (!transfer) {
+      const { loss, terms } = h.loss(options, head, labels, inputs, classes, hostMean(B, meanA), 1);
+      return { loss, metrics: terms };
+    }
+    // As the graph: the labelled rows' loss weighted by their share, the transfer rows' by the rest and transfer_weight.
+    const labelled = floatInput(batch, 'labelled');
+    const weight = floatInput(batch, 'transfer_weight')[0]!;
+    let share = 0;
+    for (let i = 0; i < B; i++) ((share += labelled[i]!), (isTransfer[i] = 1 - labelled[i]!));
+    share /= B;
+    const gold = h.loss(options, head, labels, inputs, classes, maskedHostMean(labelled, B, meanA), share);
+    const teacher = h.transfer!(options, head, inputs, classes, maskedHostMean(isTransfer, B, meanB), (1 - share) * weight);
+    const transferTerms = Object.fromEntries(Object.entries(teacher.terms).map(([k, v]) => [`transfer_${k}`, v]));
+    return { loss: gold.loss * share + teacher.loss * (1 - share) * weight, metrics: { ...gold.terms, ...transferTerms } };
+  };
 }
 
 /** The loss inputs a step with transfer rows adds: which rows are labelled (1) or transfer rows (0), and their weight. */

@@ -14,6 +14,7 @@ import { readOptions, rowsFeed, scalarFeed, type RowMean } from '../method.js';
 import { crossEntropy, distillationTerm, klDivergence } from '../../engine/losses.js';
 import { KD_START } from './kd.js';
 import * as op from '../../engine/ops.js';
+import { crossEntropyTerm, dtkdDtTerm, klTerm, type HostHead, type HostMean } from '../../engine/host-losses.js';
 
 export interface DtkdOptions {
   alpha: number;
@@ -52,6 +53,14 @@ function dtkdTerms(o: DtkdOptions, zt: Value, head: Value, mean: RowMean): { dis
   const dt = mean(op.mul(klDivergence(zt, head, teacher, student), op.squeeze(op.mul(teacher, student), [1])));
   const kd = distillationTerm(zt, head, o.tau, mean);
   return { distill: op.add(op.mul(dt, o.alpha), op.mul(kd, o.beta)), dt, kd };
+}
+
+/** dtkdTerms on the host, adding `scale`·d(α·L_dt + β·τ²·KL)/d(head) into head.grad. */
+function hostDtkdTerms(o: DtkdOptions, zt: Float32Array, head: HostHead, mean: HostMean, scale: number) {
+  const t2 = o.tau * o.tau;
+  const dt = dtkdDtTerm(head, zt, o.tau, o.guard, mean, scale * o.alpha);
+  const kd = t2 * klTerm(head, zt, o.tau, mean, scale * o.beta * t2);
+  return { distill: o.alpha * dt + o.beta * kd, dt, kd };
 }
 
 const OPTIONS = [
@@ -105,4 +114,16 @@ export const dtkd: DistillMethod<DtkdOptions> = {
     },
   },
   classLogits: (_o, head) => head,
+  host: {
+    loss: (o, head, labels, inputs, _classes, mean, scale) => {
+      const w = inputs.dtkd_weight![0]!;
+      const ceTerm = crossEntropyTerm(head, labels, mean, scale);
+      const { distill, dt, kd } = hostDtkdTerms(o, inputs.teacher_logits!, head, mean, scale * w);
+      return { loss: ceTerm + distill * w, terms: { ce: ceTerm, dt, kd } };
+    },
+    transfer: (o, head, inputs, _classes, mean, scale) => {
+      const { distill, dt, kd } = hostDtkdTerms(o, inputs.teacher_logits!, head, mean, scale);
+      return { loss: distill, terms: { dt, kd } };
+    },
+  },
 };

@@ -5,6 +5,7 @@ import type { DistillMethod, LambdaSchedule, MethodOption } from '../method.js';
 import { distillWeight, LAMBDA_SCHEDULE_OPTIONS, readOptions, rowsFeed, scalarFeed } from '../method.js';
 import { crossEntropy, distillationTerm } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
+import { crossEntropyTerm, klTerm } from '../../engine/host-losses.js';
 
 export interface KdOptions {
   lambda: number;
@@ -64,4 +65,18 @@ export const kd: DistillMethod<KdOptions> = {
     },
   },
   classLogits: (_o, head) => head,
+  host: {
+    loss: (o, head, labels, inputs, _classes, mean, scale) => {
+      const lambda = inputs.kd_lambda![0]!;
+      const t2 = o.tau * o.tau;
+      const ceTerm = crossEntropyTerm(head, labels, mean, scale * (1 - lambda));
+      const kdTerm = t2 * klTerm(head, inputs.teacher_logits!, o.tau, mean, scale * lambda * t2);
+      return { loss: ceTerm * (1 - lambda) + kdTerm * lambda, terms: { ce: ceTerm, kd: kdTerm } };
+    },
+    transfer: (o, head, inputs, _classes, mean, scale) => {
+      const t2 = o.tau * o.tau;
+      const kdTerm = t2 * klTerm(head, inputs.teacher_logits!, o.tau, mean, scale * t2);
+      return { loss: kdTerm, terms: { kd: kdTerm } };
+    },
+  },
 };

@@ -9,6 +9,7 @@ import { MethodOptionError, readOptions, rowsFeed, scalarFeed } from '../method.
 import { KD_START } from './kd.js';
 import { crossEntropy, softCrossEntropy } from '../../engine/losses.js';
 import * as op from '../../engine/ops.js';
+import { marginalCrossEntropyTerm, softCrossEntropyTerm } from '../../engine/host-losses.js';
 import { argmaxRow } from '../../util/stats.js';
 import { lelpDirections, lelpTargets, type LelpConfig } from '../lelp-targets.js';
 
@@ -139,4 +140,16 @@ export const lelp: DistillMethod<LelpOptions> = {
     },
   },
   classLogits: (o, head, classes) => marginalLogits(head, classes, o.subclasses),
+  host: {
+    loss: (o, head, labels, inputs, classes, mean, scale) => {
+      const onTargets = inputs.lelp_weight![0]! * (1 - o.alpha);
+      const soft = softCrossEntropyTerm(head, inputs.lelp_targets!, mean, scale * onTargets);
+      const gold = marginalCrossEntropyTerm(head, labels, classes, mean, scale * (1 - onTargets));
+      return { loss: soft * onTargets + gold * (1 - onTargets), terms: { lelp: soft, ce: gold } };
+    },
+    transfer: (_o, head, inputs, _classes, mean, scale) => {
+      const soft = softCrossEntropyTerm(head, inputs.lelp_targets!, mean, scale);
+      return { loss: soft, terms: { lelp: soft } };
+    },
+  },
 };
