@@ -2,7 +2,7 @@
 // nothing written), after the fp32 optimization, and checked against the fp32 graph on check texts.
 import { OptionError, UserError } from '../errors.js';
 import { createSession, ort, type SessionOptions } from '../engine/session.js';
-import { encodeModel, type ModelProto } from '../teacher/onnx-model.js';
+import { encodeModel, GraphIndex, intAttr, type ModelProto } from '../teacher/onnx-model.js';
 import { lengthBatches, Teacher, type PrecisionCheck, type TeacherGraphTransform, type TeacherOptions } from '../teacher/teacher.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import { tokenFeeds } from '../text/feeds.js';
@@ -45,6 +45,28 @@ function embeddingSource(model: ModelProto): string | null {
   return n?.input?.[0] ?? null;
 }
 
+/**
+ * The inputs of every MatMul and Gemm computed from the position the classifier reads (a position-0 Slice the graph
+ * optimization inserted, or a Gather of index 0 on the sequence axis): the pre-classifier and, after the optimization,
+ * the last layer's query, output and feed-forward. They run on one row per text, so int8 saves little time there and
+ * only adds its noise to the logits.
+ */
+export function positionZeroInputs(model: ModelProto, modelPath: string): string[] {
+  const g = model.graph!;
+  const index = new GraphIndex(model, modelPath);
+  const derived = new Set<string>();
+  const inputs = new Set<string>();
+  for (const n of g.node ?? []) {
+    const ins = n.input ?? [];
+    const selects =
+      (n.opType === 'Slice' && (n.name ?? '').startsWith('kd_pos0_')) ||
+      (n.opType === 'Gather' && intAttr(n, 'axis', 0) === 1 && index.constantInts(ins[1] ?? '')?.join() === '0');
+    if (selects || ins.some((t) => derived.has(t))) for (const o of n.output ?? []) derived.add(o);
+    if ((n.opType === 'MatMul' || n.opType === 'Gemm') && derived.has(ins[0] ?? '')) inputs.add(ins[0]!);
+  }
+  return [...inputs];
+}
+
 /** Logits of `model` on the check texts, batched by length (2,048 tokens a batch). */
 async function checkLogits(session: ort.InferenceSession, tokenizer: TextTokenizer, texts: string[]): Promise<Float32Array[]> {
   const encodings = await tokenizer.encode(texts);
@@ -64,7 +86,8 @@ async function checkLogits(session: ort.InferenceSession, tokenizer: TextTokeniz
 /**
  * The int8 rewrite of a teacher's graph for {@link Teacher.load}'s `transform`: every MatMul/Gemm with a constant
  * weight but the classifier's (so the cached logits stay W · embedding + b for the fp32 W and b found on the float
- * graph) and the large embedding tables become int8 (see quantizeGraph); then both graphs run on `checkRows` check
+ * graph) and those on the position-0 path ({@link positionZeroInputs}), and the large embedding tables, become int8
+ * (see quantizeGraph; weights per column); then both graphs run on `checkRows` check
  * texts, and a TeacherAgreementError is thrown when their argmax agrees on less than `minAgreement` of them.
  *
  * @throws {RangeError} `minAgreement` outside [0, 1] or `checkRows` not a positive integer.
@@ -78,7 +101,12 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
     precision: 'int8',
     async apply(model, { modelFile, tokenizer, session }: { modelFile: string; tokenizer: TextTokenizer; session: SessionOptions }) {
       const head = embeddingSource(model);
-      const q = quantizeGraph(model, modelFile, head ? { floatInputs: [head] } : {});
+      const floatInputs = new Set([...(head ? [head] : []), ...positionZeroInputs(model, modelFile)]);
+      const q = quantizeGraph(model, modelFile, { floatInputs: [...floatInputs] });
+      const constants = new GraphIndex(model, modelFile).constants;
+      const keptFloat = (model.graph!.node ?? []).filter(
+        (n) => (n.opType === 'MatMul' || n.opType === 'Gemm') && floatInputs.has(n.input?.[0] ?? '') && constants.has(n.input?.[1] ?? ''),
+      ).length;
       const texts = checkTexts(rows);
       const open = (m: ModelProto) => createSession(encodeModel(m), { ...session, externalDataDir: dirname(modelFile) });
       const fp32 = await open(model);
@@ -109,7 +137,8 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
         model: q.model,
         check,
         note:
-          `int8: ${MatMul} MatMul, ${Gemm} Gemm, ${Gather} embedding Gather quantized, agreement with fp32 ` +
+          `int8: ${MatMul} MatMul, ${Gemm} Gemm, ${Gather} embedding Gather quantized (${keptFloat} MatMul/Gemm of the ` +
+          `classifier and the position-0 path kept fp32), agreement with fp32 ` +
           `${(100 * c.agreement).toFixed(1)}% on ${rows} check texts (largest logit difference ${c.maxDiff.toPrecision(3)})`,
       };
     },

@@ -35,13 +35,29 @@ function graphContext(model: ModelProto, modelPath: string) {
     if (op !== 'Sub' && op !== 'Div' && index.constants.has(a) && !index.constants.has(b)) return [b, a];
     return null;
   };
+  /**
+   * A head split's target computed at run time as PyTorch exports `x.view(bs, -1, heads, size)`:
+   * Concat(Unsqueeze(Gather(Shape(·), 0)), [-1], [heads], [size]), read as [0, 0, heads, size] (0: the batch, and
+   * the one axis left, copied); null for anything else.
+   */
+  const runtimeHeadShape = (t: string): number[] | null => {
+    const concat = producer.get(t);
+    if (concat?.opType !== 'Concat' || concat.input?.length !== 4) return null;
+    const unsqueeze = producer.get(concat.input[0]!);
+    const gather = unsqueeze?.opType === 'Unsqueeze' ? producer.get(unsqueeze.input![0]!) : undefined;
+    if (gather?.opType !== 'Gather' || producer.get(gather.input![0]!)?.opType !== 'Shape') return null;
+    if (index.constantInts(gather.input![1]!)?.join() !== '0') return null;
+    const rest = concat.input.slice(1).map((x) => index.constantInts(x!));
+    if (rest.some((r) => r?.length !== 1) || rest[0]![0] !== -1) return null;
+    return [0, 0, rest[1]![0]!, rest[2]![0]!];
+  };
   /** x·W + b split into heads: [x, W, b, the nodes] from Transpose(Reshape(Add(MatMul(x, W), b))). */
   const projection = (t: string, perm: readonly number[]): Projection | null => {
     const tr = producer.get(t);
     if (tr?.opType !== 'Transpose' || !same(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
     const rs = producer.get(tr.input![0]!);
     if (rs?.opType !== 'Reshape' || !singleUse(rs.output![0]!)) return null;
-    const shape = index.constantInts(rs.input![1]!);
+    const shape = index.constantInts(rs.input![1]!) ?? runtimeHeadShape(rs.input![1]!);
     if (!shape || shape.length !== 4 || shape[0] !== 0 || !(shape[1] === 0 || shape[1] === 1) || !(shape[2]! > 0 && shape[3]! > 0))
       return null; // [B, T or 1 (one position), heads, head size]
     const add = producer.get(rs.input![0]!);
@@ -166,7 +182,7 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
  * [T, H]×[H, H] products become four small ones. Returns the number of blocks rewritten.
  */
 export function foldSingleQueryAttention(model: ModelProto, modelPath: string): number {
-  const { g, index, uses, projection } = graphContext(model, modelPath);
+  const { g, index, producer, uses, singleUse, scalar, constOperand, projection } = graphContext(model, modelPath);
   const opset = Number((model.opsetImport ?? []).find((o) => !o.domain)?.version ?? 13);
   const removed = new Set<NodeProto>();
   const replaced = new Map<NodeProto, NodeProto[]>();
@@ -183,17 +199,21 @@ export function foldSingleQueryAttention(model: ModelProto, modelPath: string): 
     });
   for (const qk of g.node ?? []) {
     if (qk.opType !== 'MatMul') continue;
-    const q = projection(qk.input![0]!, [0, 2, 1, 3]);
+    // PyTorch's exports scale the query (q / √d) before the product; the fold reads q as it is, scaled or not.
+    const scaledQuery = constOperand(producer.get(qk.input![0]!), 'Div') ?? constOperand(producer.get(qk.input![0]!), 'Mul');
+    const queryHeads = scaledQuery && scalar(scaledQuery[1]) !== null && singleUse(scaledQuery[0]) ? scaledQuery[0] : qk.input![0]!;
+    const q = projection(queryHeads, [0, 2, 1, 3]);
     const k = projection(qk.input![1]!, [0, 2, 3, 1]);
     if (!q || !k || q.x !== `${k.x}__kd_pos0` || q.heads !== k.heads) continue;
-    // scores → (scale) → (+ mask) → Softmax → p·v
+    // scores → (scale) → (+ mask, or Where(mask, min, scores)) → Softmax → p·v
     let t = qk.output![0]!;
     let softmax: NodeProto | undefined;
     for (let hops = 0; hops < 4 && !softmax; hops++) {
       const next = uses.get(t);
       if (next?.length !== 1) break;
-      if (next[0]!.opType === 'Softmax') softmax = next[0];
-      else if (next[0]!.opType === 'Mul' || next[0]!.opType === 'Add' || next[0]!.opType === 'Div') t = next[0]!.output![0]!;
+      const op = next[0]!.opType;
+      if (op === 'Softmax') softmax = next[0];
+      else if (op === 'Mul' || op === 'Add' || op === 'Div' || (op === 'Where' && next[0]!.input![0] !== t)) t = next[0]!.output![0]!;
       else break;
     }
     const pv = softmax ? uses.get(softmax.output![0]!) : undefined;

@@ -136,6 +136,10 @@ export class GraphIndex {
         const value = (n.attribute ?? []).find((a) => a.name === 'value')?.t;
         if (value) this.constants.set(n.output![0]!, value);
       }
+      // PyTorch's exporter writes equal initializers once and the others as Identity of it (the zero biases of a
+      // fresh model): the Identity's output is that constant too. Nodes come in topological order.
+      const source = n.opType === 'Identity' ? this.constants.get(n.input?.[0] ?? '') : undefined;
+      if (source) this.constants.set(n.output![0]!, source);
     }
   }
 

@@ -6,7 +6,7 @@ import { createSession, externalDataOptions, ort, type SessionOptions } from '..
 import { decodeModelBytes, encodeModel, type ModelProto } from './onnx-model.js';
 import { rewriteForFusion } from './fusable.js';
 import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
-import { PROBE_SHAPES, pruneToSelectedRows, type ProbeDims } from './row-prune.js';
+import { dropMaskExpands, PROBE_SHAPES, pruneToSelectedRows, type ProbeDims } from './row-prune.js';
 
 const { onnx } = onnxProto;
 
@@ -58,7 +58,8 @@ function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
 }
 
 /**
- * Returns `model` rewritten for what kd reads from it — position 0 only (row-prune.ts), the
+ * Returns `model` rewritten for what kd reads from it — masks that Where broadcasts not expanded first and then
+ * position 0 only (row-prune.ts), the
  * last attention folded to its single query and the others fused (attention-fusion.ts), GELU
  * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never
  * returns a graph whose outputs differ from the original's by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
@@ -111,11 +112,14 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
 
   const build = (attention: boolean) => {
     const rewritten = decodeModelBytes(bytes);
-    const pruned = pruneToSelectedRows(rewritten, modelPath, dims);
+    const rewrittenDims = new Map(dims);
+    const expands = dropMaskExpands(rewritten, rewrittenDims);
+    const pruned = pruneToSelectedRows(rewritten, modelPath, rewrittenDims);
     const folded = pruned ? foldSingleQueryAttention(rewritten, modelPath) : 0;
     const fused = rewriteForFusion(rewritten, modelPath);
     const attentions = attention ? fuseAttention(rewritten, modelPath) : 0;
     const done = [
+      expands ? `${expands} mask Expands left to Where's broadcasting` : null,
       pruned ? `${pruned.prunedNodes} nodes compute position 0 only, ${pruned.removedNodes} removed` : null,
       folded ? `${folded} single-query attention blocks without key/value projections` : null,
       fused ? `${fused} patterns put in fusable form` : null,

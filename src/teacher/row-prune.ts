@@ -351,3 +351,51 @@ export function pruneToSelectedRows(model: ModelProto, modelPath: string, dims: 
   const removedNodes = keepRead(g, newNodes, newInits, graphOutputs);
   return { prunedNodes: conversions.size, removedNodes };
 }
+
+/**
+ * Drops the Expand of an attention mask to the scores' run-time shape when a Where reads it as its condition
+ * beside those scores (PyTorch's `masked_fill(mask.view(bs, 1, 1, k).expand_as(scores), min)`): Where broadcasts
+ * its condition itself, to the same shape and the same values, so `Where(Expand(m, Shape(s)), c, s)` is
+ * `Where(m, c, s)`, also through a Cast between them. Without the Expand, nothing reads the full scores' shape
+ * and the selection of position 0 can move up through the scores into the query. `dims` gets the probe dims of
+ * a Cast output that now reads the mask itself. Returns the number of Expands dropped.
+ */
+export function dropMaskExpands(model: ModelProto, dims: ProbeDims): number {
+  const g = model.graph!;
+  const nodes = g.node ?? [];
+  const producer = new Map<string, NodeProto>();
+  const consumers = new Map<string, NodeProto[]>();
+  for (const n of nodes) {
+    for (const o of n.output ?? []) producer.set(o, n);
+    for (const t of n.input ?? []) if (t) (consumers.get(t) ?? consumers.set(t, []).get(t)!).push(n);
+  }
+  const graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
+  /** The Where reading `t` as its condition, with the tensor whose shape `t` was expanded to as a data input. */
+  const conditionOf = (t: string, target: string): NodeProto | null => {
+    const uses = consumers.get(t) ?? [];
+    const w = uses[0];
+    if (graphOutputs.has(t) || uses.length !== 1 || w?.opType !== 'Where' || w.input![0] !== t) return null;
+    return w.input![1] === target || w.input![2] === target ? w : null;
+  };
+  const dropped = new Set<NodeProto>();
+  for (const expand of nodes) {
+    if (expand.opType !== 'Expand') continue;
+    const shape = producer.get(expand.input![1]!);
+    if (shape?.opType !== 'Shape' || (shape.attribute ?? []).length > 0) continue; // start/end would take part of it
+    const [mask, target] = [expand.input![0]!, shape.input![0]!];
+    const e = expand.output![0]!;
+    const cast = consumers.get(e)?.[0];
+    if (conditionOf(e, target)) {
+      for (const w of consumers.get(e)!) w.input![0] = mask;
+    } else if (cast?.opType === 'Cast' && consumers.get(e)!.length === 1 && !graphOutputs.has(e) && conditionOf(cast.output![0]!, target)) {
+      cast.input![0] = mask;
+      const d = dims.get(mask);
+      if (d) dims.set(cast.output![0]!, d);
+    } else continue;
+    dropped.add(expand);
+    // The Shape goes too unless something else reads it.
+    if ((consumers.get(shape.output![0]!) ?? []).every((n) => n === expand) && !graphOutputs.has(shape.output![0]!)) dropped.add(shape);
+  }
+  if (dropped.size) g.node = nodes.filter((n) => !dropped.has(n));
+  return [...dropped].filter((n) => n.opType === 'Expand').length;
+}

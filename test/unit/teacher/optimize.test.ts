@@ -10,6 +10,7 @@ import { createSession, ort } from '../../../src/engine/session.js';
 import { Rng } from '../../../src/engine/rng.js';
 import { optimizeTeacherGraph } from '../../../src/teacher/optimize.js';
 import { rewriteForFusion } from '../../../src/teacher/fusable.js';
+import { dropMaskExpands } from '../../../src/teacher/row-prune.js';
 import type { ModelProto } from '../../../src/teacher/onnx-model.js';
 import { TEACHER_PRESETS } from '../../../src/teacher/default-config.js';
 import { ensembleModel } from '../../../src/teacher/default-model.js';
@@ -213,4 +214,60 @@ test("kd's own teacher export (2 layers): attention fused in the first layer, th
   assert.equal(ops.filter((o) => o === 'Attention').length, 1);
   assert.equal(ops.filter((o) => o === 'Softmax').length, 1); // the folded last layer keeps its own
   await assertSameLogits(original, result.model);
+});
+
+/**
+ * One self-attention layer written as PyTorch exports Hugging Face's DistilBERT: biases behind Identity (the exporter's
+ * shared zero biases), head splits to Concat(batch, -1, heads, size) computed at run time, q divided by √d, and the
+ * mask as Where(Cast(Expand(Equal(mask, 0), Shape(scores))), min, scores).
+ */
+function pytorchAttention(g: Graph, x: Value, mask: Value, rng: Rng, name: string): Value {
+  const heads = 2;
+  const d = H / heads;
+  const projection = (p: string) => {
+    const bias = g.constant(randomArray(H, rng), 'float32', [H], `${name}.${p}.b`);
+    const viaIdentity = g.addNode('Identity', [bias], {}, [{ dtype: 'float32', shape: [H] }])[0]!;
+    return op.add(viaIdentity, op.matmul(x, g.constant(randomArray(H * H, rng), 'float32', [H, H], `${name}.${p}.w`)));
+  };
+  const batch = op.unsqueeze(op.gather(op.shapeOf(x), g.constant([0], 'int64', [], `${name}.zero`)), [0]);
+  const headShape = op.concat([batch, g.int64s([-1]), g.int64s([heads]), g.int64s([d])], 0);
+  const split = (t: Value, perm: number[]) =>
+    op.transpose(g.addNode('Reshape', [t, headShape], {}, [{ dtype: 'float32', shape: [x.shape[0]!, x.shape[1]!, heads, d] }])[0]!, perm);
+  const q = op.div(split(projection('q'), [0, 2, 1, 3]), Math.sqrt(d));
+  const k = split(projection('k'), [0, 2, 3, 1]);
+  const v = split(projection('v'), [0, 2, 1, 3]);
+  const scores = op.matmul(q, k);
+  const masked = op.cast(op.expandLike(op.unsqueeze(op.equal(mask, 0), [1, 2]), scores), 'bool');
+  const p = op.softmax(op.where(masked, -3.4028234663852886e38, scores));
+  const merged = op.reshape(op.transpose(op.matmul(p, v), [0, 2, 1, 3]), [0, 0, H]);
+  return op.tanh(op.add(x, linear(g, merged, rng, `${name}.o`)));
+}
+
+test('attention as PyTorch exports it (Identity biases, run-time head shapes, Div-scaled q, Where mask): last layer folded; same logits', async () => {
+  const model = tokenModel((g, e, mask, rng) => pytorchAttention(g, pytorchAttention(g, e, mask, rng, 'l0'), mask, rng, 'l1'));
+  const result = await optimizeTeacherGraph(clone(model), '/nonexistent/model.onnx', {
+    vocabSize: VOCAB,
+    outputs: ['logits', 'embedding'],
+  });
+  assert.match(
+    result.note,
+    /^graph optimized: 2 mask Expands left to Where's broadcasting; \d+ nodes compute position 0 only, \d+ removed; 1 single-query attention blocks without key\/value projections/,
+  );
+  const ops = result.model.graph!.node!.map((n) => n.opType);
+  assert.equal(ops.filter((o) => o === 'Expand').length, 0);
+  // The first layer projects q, k, v and the output; the folded last one q and the output only.
+  const projections = result.model.graph!.node!.filter((n) => n.opType === 'MatMul' && /\.w$/.test(n.input![1]!)).map((n) => n.input![1]);
+  assert.deepEqual(projections.sort(), ['l0.k.w', 'l0.o.w', 'l0.q.w', 'l0.v.w', 'l1.o.w', 'l1.q.w']);
+  await assertSameLogits(model, result.model);
+});
+
+test('an Expand whose Where does not read the tensor it was expanded to is kept: its shape may be larger than the Where’s', () => {
+  const g = new Graph();
+  const mask = g.input('attention_mask', 'int64', ['B', 'T']);
+  const s = g.input('s', 'float32', ['B', 2, 'T', 'T']);
+  const other = g.input('o', 'float32', ['B', 1, 1, 'T']);
+  const y = op.where(op.expandLike(op.unsqueeze(op.equal(mask, 0), [1, 2]), s), 0, other);
+  const model = onnx.ModelProto.decode(g.serialize({ outputs: [{ name: 'y', value: y }] }));
+  assert.equal(dropMaskExpands(model, new Map()), 0);
+  assert.equal(model.graph!.node!.filter((n) => n.opType === 'Expand').length, 1);
 });
