@@ -236,19 +236,20 @@ class WordPieceEncoder implements FastWordPieceEncoder {
     // The native side computes maxLength − (special tokens) in unsigned arithmetic: left to it.
     if (!Number.isInteger(maxLength) || maxLength <= 0 || limit < 0) return null;
     const ids: number[] = [];
-    const raw = withoutLoneSurrogates(text);
+    // A lone surrogate (U+FFFD on the native side, then removed by clean_text) is removed by the class table alike;
+    // no added token holds either, so none matches differently.
     let ok = true;
     const pattern = this.addedPattern;
-    if (pattern === null) ok = this.stretch(raw, ids, limit);
+    if (pattern === null) ok = this.stretch(text, ids, limit);
     else {
       let from = 0;
       pattern.lastIndex = 0;
-      for (let m = pattern.exec(raw); m !== null && ok && ids.length < limit; m = pattern.exec(raw)) {
-        ok = this.stretch(raw.slice(from, m.index), ids, limit);
+      for (let m = pattern.exec(text); m !== null && ok && ids.length < limit; m = pattern.exec(text)) {
+        ok = this.stretch(text.slice(from, m.index), ids, limit);
         if (ids.length < limit) ids.push(this.added.get(m[0])!);
         from = m.index + m[0].length;
       }
-      if (ok && ids.length < limit) ok = this.stretch(raw.slice(from), ids, limit);
+      if (ok && ids.length < limit) ok = this.stretch(text.slice(from), ids, limit);
     }
     if (!ok) return null;
     const n = before.length + ids.length + after.length;
