@@ -23,6 +23,20 @@ export const S140_RANDOM = () => sharedPath('datasets', 'sentiment140', 'train_r
 export const AMAZON_TEST_HEAD = () => sharedPath('datasets', 'amazon_polarity', 'test_head_part1_4459.ft.txt');
 export const AMAZON_TRAIN = () => sharedPath('datasets', 'amazon_polarity', 'train_random_sample_9992.ft.txt');
 
+/** The shared datasets' sample files (tweets, Amazon reviews, UCI sentences): every text a tokenizer test compares. */
+export const SHARED_SAMPLE_FILES = (): string[] => [
+  ...['train_random_sample_33477.csv', 'train_sample_10k_head5000neg_mid5000pos.csv', 'train_sample_20k_head9999neg_tail10001pos.csv'].map(
+    (f) => sharedPath('datasets', 'sentiment140', f),
+  ),
+  ...[
+    'test_head_part1_4459.ft.txt',
+    'test_lines_6460_10000.ft.txt',
+    'test_random_sample_6814.ft.txt',
+    'train_random_sample_9992.ft.txt',
+  ].map((f) => sharedPath('datasets', 'amazon_polarity', f)),
+  ...['imdb_labelled.jsonl', 'yelp_labelled.jsonl'].map((f) => sharedPath('datasets', 'uci_sentences', f)),
+];
+
 export function fixturePath(...parts: string[]): string {
   return join(repoRoot, 'test', 'fixtures', ...parts);
 }

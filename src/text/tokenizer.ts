@@ -8,7 +8,8 @@ import tokenizers from 'tokenizers';
 import { writeFileAtomicSync } from '../util/fs.js';
 import { learnWordPieceVocabulary } from './wordpiece-trainer.js';
 import { WORD_SPECIALS, wordTokenizerConfig, wordTokenizerJson, wordVocabulary } from './word-tokenizer.js';
-import { fastWordEncoder, type FastWordEncoder } from './word-fast.js';
+import { fastWordEncoder } from './word-fast.js';
+import { fastWordPieceEncoder } from './wordpiece-fast.js';
 
 const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer, bertProcessing, wordPieceDecoder } = tokenizers;
 type NativeTokenizer = InstanceType<typeof Tokenizer>;
@@ -28,6 +29,14 @@ export interface EncodedBatch {
 export interface Encoding {
   ids: Int32Array;
   typeIds: Int32Array;
+}
+
+/**
+ * A pure-TypeScript twin of a tokenizer.json (word-fast.ts, wordpiece-fast.ts): the native ids of a text truncated
+ * to `maxLength`, or null for a text it leaves to the native tokenizer.
+ */
+export interface FastTextEncoder {
+  encode(text: string, maxLength: number): Encoding | null;
 }
 
 export interface SpecialTokens {
@@ -63,8 +72,8 @@ export class TextTokenizer {
     readonly maxLength: number,
     readonly specials: SpecialTokens,
     readonly config: Record<string, unknown>,
-    /** The pure-TypeScript twin of a word-level tokenizer.json (same ids, no native call per batch); null: native. */
-    readonly fast: FastWordEncoder | null = null,
+    /** The pure-TypeScript twin of the tokenizer.json (same ids, no native call per batch); null: native. */
+    readonly fast: FastTextEncoder | null = null,
   ) {
     const pad = native.tokenToId(specials.pad);
     if (pad === null || pad === undefined) throw new ConfigError(`tokenizer has no pad token '${specials.pad}' in its vocabulary`);
@@ -109,7 +118,7 @@ export class TextTokenizer {
           `(tokenizer.save_pretrained writes tokenizer.json)`,
       );
     }
-    return new TextTokenizer(native, maxLength, specials, config, fastWordEncoder(parseJson(json)));
+    return new TextTokenizer(native, maxLength, specials, config, fastEncoder(parseJson(json)));
   }
 
   get vocabSize(): number {
@@ -150,16 +159,22 @@ export class TextTokenizer {
       .map(([t]) => t);
   }
 
-  /** Encodes texts (truncated to maxLength, special tokens added); a word-level tokenizer.json without a native call (word-fast.ts). */
+  /**
+   * Encodes texts (truncated to maxLength, special tokens added); where the tokenizer.json has a pure-TypeScript twin
+   * (word-fast.ts, wordpiece-fast.ts), without a native call but for the texts that twin leaves to it.
+   */
   async encode(texts: readonly string[]): Promise<Encoding[]> {
-    if (this.fast) {
-      const fast = this.fast;
-      return texts.map((t) => {
-        const ids = this.limitIds(fast.encode(t, this.maxLength));
-        return { ids, typeIds: new Int32Array(ids.length) };
-      });
-    }
-    return this.encodeNative(texts);
+    const fast = this.fast;
+    if (!fast) return this.encodeNative(texts);
+    const out: Encoding[] = new Array(texts.length);
+    const left: number[] = [];
+    texts.forEach((t, i) => {
+      const e = fast.encode(t, this.maxLength);
+      if (e === null) left.push(i);
+      else out[i] = { ids: this.limitIds(e.ids), typeIds: e.typeIds };
+    });
+    if (left.length) (await this.encodeNative(left.map((i) => texts[i]!))).forEach((e, k) => (out[left[k]!] = e));
+    return out;
   }
 
   /** Encodes texts with the native tokenizer, even where a fast twin exists (the reference it is tested against). */
@@ -256,7 +271,8 @@ export class TextTokenizer {
     tok.setPostProcessor(bertProcessing([BERT_SPECIALS.sep, 3], [BERT_SPECIALS.cls, 2]));
     tok.setDecoder(wordPieceDecoder('##', true));
     tok.addSpecialTokens(specials);
-    return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, bertTokenizerConfig(opts.maxLength));
+    const fast = fastEncoder(JSON.parse(tokenizerJson(tok)));
+    return new TextTokenizer(tok, opts.maxLength, BERT_SPECIALS, bertTokenizerConfig(opts.maxLength), fast);
   }
 
   /**
@@ -282,19 +298,16 @@ export class TextTokenizer {
     const json = wordTokenizerJson(wordVocabulary(counts, opts.vocabSize));
     const native = Tokenizer.fromString(json);
     const specials: SpecialTokens = { ...BERT_SPECIALS, ...WORD_SPECIALS };
-    return new TextTokenizer(native, opts.maxLength, specials, wordTokenizerConfig(opts.maxLength), fastWordEncoder(JSON.parse(json)));
+    return new TextTokenizer(native, opts.maxLength, specials, wordTokenizerConfig(opts.maxLength), fastEncoder(JSON.parse(json)));
   }
 
   /** Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json (the special tokens it has) and vocab.txt. */
   save(dir: string): void {
-    const tmp = mkdtempSync(join(tmpdir(), 'kd-tok-'));
     try {
       this.native.disableTruncation();
-      this.native.save(join(tmp, 'tokenizer.json'), true);
-      writeFileAtomicSync(join(dir, 'tokenizer.json'), readFileSync(join(tmp, 'tokenizer.json')));
+      writeFileAtomicSync(join(dir, 'tokenizer.json'), tokenizerJson(this.native));
     } finally {
       this.native.setTruncation(this.maxLength);
-      rmSync(tmp, { recursive: true, force: true });
     }
     writeFileAtomicSync(join(dir, 'tokenizer_config.json'), `${JSON.stringify(this.config, null, 2)}\n`);
     const s = this.specials;
@@ -309,6 +322,30 @@ export class TextTokenizer {
       .map(([t]) => t);
     writeFileAtomicSync(join(dir, 'vocab.txt'), `${vocab.join('\n')}\n`);
   }
+}
+
+/** The native tokenizer's tokenizer.json text (the binding writes it only to a file). */
+function tokenizerJson(native: NativeTokenizer): string {
+  const tmp = mkdtempSync(join(tmpdir(), 'kd-tok-'));
+  try {
+    native.save(join(tmp, 'tokenizer.json'), true);
+    return readFileSync(join(tmp, 'tokenizer.json'), 'utf8');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The pure-TypeScript twin of a parsed tokenizer.json, where it has the shape of one (else null: the native path). */
+function fastEncoder(tokenizer: unknown): FastTextEncoder | null {
+  const word = fastWordEncoder(tokenizer);
+  if (word)
+    return {
+      encode: (text, maxLength) => {
+        const ids = word.encode(text, maxLength);
+        return { ids, typeIds: new Int32Array(ids.length) };
+      },
+    };
+  return fastWordPieceEncoder(tokenizer);
 }
 
 /** The normalized forms of `words` that pre-tokenize to one word (the ones a vocabulary can hold whole), sorted, unique. */

@@ -85,7 +85,7 @@ class WordLevelEncoder implements FastWordEncoder {
   encode(text: string, maxLength: number): Int32Array {
     const ids: number[] = [];
     if (maxLength <= 0) return new Int32Array(0);
-    const raw = HAS_LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\ufffd') : text;
+    const raw = withoutLoneSurrogates(text);
     if (!raw.includes('[')) {
       this.segment(raw, ids, maxLength);
     } else {
@@ -161,7 +161,12 @@ function isLowSurrogate(c: number): boolean {
   return c >= 0xdc00 && c <= 0xdfff;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** `text` as the native binding receives it: each lone surrogate becomes U+FFFD (UTF-8 conversion). */
+export function withoutLoneSurrogates(text: string): string {
+  return HAS_LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\ufffd') : text;
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
