@@ -201,7 +201,10 @@ function postProcessor(p: unknown, vocab: ReadonlyMap<string, number>): Template
   return sequences === 1 ? template : null;
 }
 
-/** BertProcessing's ["[CLS]", 2]: the id (the native side adds it as it is), when the entry is well formed and names the vocabulary's own token. */
+/**
+ * BertProcessing's ["[CLS]", 2]: the id (the native side adds it as it is), when the entry is well formed and names the
+ * vocabulary's own token.
+ */
 function tokenAndId(v: unknown, vocab: ReadonlyMap<string, number>): number | null {
   if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || !isId(v[1]) || vocab.get(v[0]) !== v[1]) return null;
   return v[1];

@@ -39,7 +39,10 @@ for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
       // and the classifier stay fp32: one row per text, little to save and noise to add.
       assert.match(
         int8.optimization,
-        /int8: 8 MatMul, 0 Gemm, 0 embedding Gather quantized \(6 MatMul\/Gemm of the classifier and the position-0 path kept fp32\), agreement with fp32 100\.0% on 128/,
+        new RegExp(
+          'int8: 8 MatMul, 0 Gemm, 0 embedding Gather quantized \\(6 MatMul/Gemm of the classifier and the position-0 path kept fp32\\), ' +
+            'agreement with fp32 100\\.0% on 128',
+        ),
       );
       // The head is found on the float graph: the same tensor, W and b to the bit.
       assert.equal(int8.head.embeddingTensor, fp32.head.embeddingTensor);
