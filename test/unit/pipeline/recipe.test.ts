@@ -256,7 +256,7 @@ test('teacher.tune: dev or existing files, resolved; a missing file, a duplicate
   });
   const twice = withEdit('    - dev\n', '    - dev\n    - dev\n');
   assert.throws(() => loadRecipe(twice), { message: /: teacher\.tune\[1\]: "dev" is listed twice \(also teacher\.tune\[0\]\)/ });
-  const withDir = withEdit('  preset: base\n', '  dir: models/teacher-amazon\n');
+  const withDir = withEdit('  preset: large\n', '  dir: models/teacher-amazon\n');
   assert.throws(() => loadRecipe(withDir), {
     message: /: teacher\.tune: tunes a teacher kd trains \(preset\); a teacher folder \(dir\) is used as it is: remove one$/,
   });
