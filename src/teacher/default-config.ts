@@ -83,6 +83,20 @@ const wide = (seed: number): MemberConfig => ({
   seed,
 });
 
+/** What `base` and `large` share: sequence length, vocabulary, bigram buckets and the training schedule. */
+const FULL_SIZE = {
+  maxLength: 128,
+  vocabSize: 16384,
+  bigramBuckets: 1 << 18,
+  batchSize: 32,
+  warmupRatio: 0.06,
+  weightDecay: 0.01,
+  patience: 4,
+  evalEvery: 500,
+  seed: 13,
+  devFraction: 0.1,
+};
+
 export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
   /**
    * The default: a BERT-style encoder (from one epoch of masked-language pretraining), a word-piece unigram/bigram
@@ -93,16 +107,7 @@ export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
     members: [{ ...deep(13), epochs: 2 }, wide(15)],
     lexicons: ['afinn', 'vader', 'wink'],
     pretrain: { ...DEFAULT_PRETRAIN, epochs: 1 },
-    maxLength: 128,
-    vocabSize: 16384,
-    bigramBuckets: 1 << 18,
-    batchSize: 32,
-    warmupRatio: 0.06,
-    weightDecay: 0.01,
-    patience: 4,
-    evalEvery: 500,
-    seed: 13,
-    devFraction: 0.1,
+    ...FULL_SIZE,
   },
   /**
    * The earlier default: two encoders (different seeds, 3 epochs each, the first from 6 pretraining epochs) and the bag;
@@ -113,16 +118,7 @@ export const TEACHER_PRESETS: Record<string, DefaultTeacherConfig> = {
     members: [deep(13), deep(14), wide(15)],
     lexicons: ['afinn', 'vader', 'wink'],
     pretrain: DEFAULT_PRETRAIN,
-    maxLength: 128,
-    vocabSize: 16384,
-    bigramBuckets: 1 << 18,
-    batchSize: 32,
-    warmupRatio: 0.06,
-    weightDecay: 0.01,
-    patience: 4,
-    evalEvery: 500,
-    seed: 13,
-    devFraction: 0.1,
+    ...FULL_SIZE,
   },
   /** For end-to-end tests: trains in seconds. */
   tiny: {
