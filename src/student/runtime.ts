@@ -93,7 +93,9 @@ export class Student {
     const definition = getStudent(card.kind);
     let session: ort.InferenceSession;
     let device: Device;
-    let graphNote = 'graph not optimized: not an encoder the rewrites apply to';
+    let graphNote = definition.graphRewrites
+      ? 'graph not optimized: asked not to (optimize: false)'
+      : 'graph not optimized: not an encoder the rewrites apply to';
     try {
       let model: Uint8Array | string = modelFile;
       if (definition.graphRewrites && opts.optimize !== false) {
