@@ -254,6 +254,16 @@ export function arenaLayout(base: number, shape: ArenaShape): ArenaLayout {
   return { ids, mask, slots, touched, grad32, weights, scale, acts, grads, rowGrad, bytes: at - base };
 }
 
+/**
+ * The two arenas' layouts from byte `base`, one after the other: consecutive steps alternate between them, so that a
+ * step fills one while the worker still updates the rows of the step before from the other.
+ */
+export function arenaLayouts(base: number, shape: ArenaShape): { layouts: [ArenaLayout, ArenaLayout]; bytes: number } {
+  const first = arenaLayout(base, shape);
+  const size = Math.ceil(first.bytes / 16) * 16;
+  return { layouts: [first, arenaLayout(base + size, shape)], bytes: 2 * size };
+}
+
 /** Views of a step's arrays over `buffer` at `layout`, and of the layers' weight copies. */
 export function arenaViews(buffer: ArrayBufferLike, layout: ArenaLayout, shape: ArenaShape): { arrays: StepArrays; weights: LayerView[] } {
   const { positions: n, examples: B, dim: D } = shape;
@@ -302,6 +312,8 @@ export const CTRL = {
   EXAMPLES: 11,
   /** The worker's spin before it sleeps, in microseconds. */
   SPIN_US: 12,
+  /** Which of the two arenas (0, 1) the command works on (see arenaLayouts). */
+  ARENA: 13,
   INTS: 16,
   FLOAT_AT: 64,
   /** Float64 words: the clipping coefficient, then AdamW's scalars. */

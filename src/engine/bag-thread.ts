@@ -9,6 +9,8 @@ import type { SimdRowsHandle } from './simd-rows.js';
 const MAIN_SPIN_MS = 5;
 /** How long the worker spins for its next phase before it sleeps, in microseconds: the gap between two steps' phases. */
 export const WORKER_SPIN_US = 300;
+/** A synchronous wait gives up after this long: a phase takes milliseconds at most, a worker that died never ends it. */
+const SYNC_WAIT_LIMIT_MS = 60_000;
 
 export class BagWorker {
   readonly ctrl: Int32Array;
@@ -61,6 +63,7 @@ export class BagWorker {
   /** Starts `phase` (PHASE bits) on the worker, with the fields already written to `ctrl` and `scalars`. */
   post(phase: number): void {
     if (this.failure) throw this.failure;
+    if (!this.done()) throw new Error('the host trainer posted a phase to its worker thread before the last one ended');
     this.ctrl[CTRL.PHASE] = phase;
     Atomics.store(this.ctrl, CTRL.SEQ, ++this.seq);
     Atomics.notify(this.ctrl, CTRL.SEQ);
@@ -79,6 +82,23 @@ export class BagWorker {
     this.check();
   }
 
+  /**
+   * Waits for the last posted phase without the event loop (for reads of the parameters outside a step): a spin, then
+   * sleeps of a millisecond; a worker that ended without saying so fails it after SYNC_WAIT_LIMIT_MS.
+   */
+  waitSync(): void {
+    if (!this.done() && this.failure) throw this.failure;
+    const start = performance.now();
+    for (let i = 0; !this.done(); i++) {
+      if ((i & 255) !== 255) continue;
+      const waited = performance.now() - start;
+      if (waited > SYNC_WAIT_LIMIT_MS)
+        throw (this.failure = new Error(`the host trainer's worker thread did not end its phase within ${waited.toFixed(0)} ms`));
+      if (waited > MAIN_SPIN_MS) Atomics.wait(this.ctrl, CTRL.DONE, this.seq - 1, 1);
+    }
+    this.check();
+  }
+
   private async waitLoop(): Promise<void> {
     // Each turn of the event loop lets the worker's 'error' and 'exit' events in.
     while (!this.done()) {
@@ -90,14 +110,16 @@ export class BagWorker {
 
   private check(): void {
     if (Atomics.load(this.ctrl, CTRL.FAILED) === 0) return;
-    const m = receiveMessageOnPort(this.port)?.message as { error?: string } | undefined;
-    this.failure = new Error(`the host trainer's worker thread failed: ${m?.error ?? 'no message'}`);
+    if (!this.failure) {
+      const m = receiveMessageOnPort(this.port)?.message as { error?: string } | undefined;
+      this.failure = new Error(`the host trainer's worker thread failed: ${m?.error ?? 'no message'}`);
+    }
     throw this.failure;
   }
 
-  /** Stops the worker (idle: between steps). */
+  /** Stops the worker, once its last phase has ended. */
   async dispose(): Promise<void> {
-    if (!this.failure) this.post(PHASE.QUIT);
+    if (!this.failure && this.done()) this.post(PHASE.QUIT);
     this.failure ??= new Error('the host trainer was disposed');
     this.port.close();
     await this.worker.terminate();

@@ -18,7 +18,7 @@ import type { FloatDType } from './dtype.js';
 import { SimdRows, simdRowsRefusal, type AdamwScalars, type RowPart } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
 import {
-  arenaLayout,
+  arenaLayouts,
   arenaViews,
   backwardExamples,
   forwardExamples,
@@ -181,7 +181,7 @@ export class BagTrainer implements StepTrainer {
   /** Threads a step runs on (1 or 2; see BagTrainerOptions.threads). */
   readonly threads: number;
   /** With the SIMD rows: the step's arrays in their memory's arena, and their capacities. */
-  private arena: { shape: ArenaShape; layout: ArenaLayout; arrays: StepArrays; weights: LayerView[]; bufferBytes: number } | null = null;
+  private arena: { shape: ArenaShape; arenas: { layout: ArenaLayout; arrays: StepArrays; weights: LayerView[] }[] } | null = null;
 
   /**
    * Builds the step (checking that `model` is the bag model `bag` describes) and initializes the parameters as
@@ -280,6 +280,8 @@ export class BagTrainer implements StepTrainer {
 
   /** The parameters, brought up to date, for reading here (evaluation, export, checkpoints). */
   private current(): ParameterStore {
+    // The worker's update of the last step's rows ends first.
+    this.worker?.waitSync();
     if (this.simd && this.rowsAhead) {
       this.simd.read('table', this.params.get(this.options.bag.table) as Float32Array);
       this.rowsAhead = false;
@@ -289,17 +291,15 @@ export class BagTrainer implements StepTrainer {
 
   /**
    * One step. With 2 threads the worker takes examples [bSplit, B) of the forward (and of the backward where the layers
-   * are wide), touched rows [sSplit, count) of the row gradients and of the update; the main thread the rest, the
-   * loss and the dense parameters. Each value is computed by one thread in one thread's order, so the split (any split)
-   * leaves the bits as one thread makes them.
+   * are wide), and the touched rows' gradients and AdamW update, which it finishes after step() returns: the rows of
+   * step k are done before step k + 1 reads the table (that step fills the other arena meanwhile) and before anything
+   * reads the parameters. Each value is computed by one thread in one thread's order, so the split (any split) leaves
+   * the bits as one thread makes them.
+   * @throws {Error} The worker thread failed (in this step, or in the update it finished for the step before).
    */
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
     const simd = this.simd;
-    if (simd && this.storeOut) {
-      simd.write('table', this.params.get(bag.table) as Float32Array);
-      this.storeOut = false;
-    }
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
@@ -309,7 +309,12 @@ export class BagTrainer implements StepTrainer {
     const L = this.layers.length;
     const rowsTotal = this.sparse.info.spec.shape[0]!;
     // The step's arrays: in the SIMD rows' arena (which the worker sees), else JavaScript scratch.
-    const { arrays: a, layout, weights } = simd ? this.arenaFor(B, n) : { ...this.scratchArrays(B, n), layout: null, weights: null };
+    const parity = this.stepCount & 1;
+    const {
+      arrays: a,
+      layout,
+      weights,
+    } = simd ? this.arenaFor(B, n, parity) : { ...this.scratchArrays(B, n), layout: null, weights: null };
     const ids = int32Words(idsT, a.ids.subarray(0, n), (i, raw) => {
       throw new RangeError(`sparse table '${bag.table}': id ${raw} at position ${i} is outside [0, ${rowsTotal})`);
     });
@@ -319,30 +324,38 @@ export class BagTrainer implements StepTrainer {
     int32Words(maskT, a.mask, (i, raw) => {
       throw new RangeError(`'${bag.mask}' at position ${i} is ${raw}, not a 32-bit integer`);
     });
+    const count = this.dedup(ids, a.slots, a.touched);
+    const touched = a.touched.subarray(0, count);
+    const worker = n >= MIN_SPLIT_POSITIONS ? this.worker : null;
+    const ctrl = worker?.ctrl;
+    const bSplit = worker ? Math.max(1, Math.round(B * MAIN_EXAMPLE_SHARE)) : B;
+    if (worker)
+      for (let l = 0; l < L; l++) {
+        weights![l]!.w.set(this.layers[l]!.w);
+        weights![l]!.b.set(this.layers[l]!.b);
+      }
+    // The rows of the step before are updated from here on.
+    const settling = this.worker?.wait();
+    if (settling) await settling;
+    if (simd && this.storeOut) {
+      simd.write('table', this.params.get(bag.table) as Float32Array);
+      this.storeOut = false;
+    }
     this.rowsAhead = simd !== null;
     const table = this.params.get(bag.table);
     // The rows' values: the interleaved rows (parameters at row·stride), or the flat table.
     const rowData = simd ? simd.data : table;
     const stride = simd ? simd.stride : D;
-    const worker = n >= MIN_SPLIT_POSITIONS ? this.worker : null;
-    const ctrl = worker?.ctrl;
 
-    // Forward: the masked mean of each example's rows, the hidden layer, the head. The worker starts on its examples
-    // while this thread finds the distinct rows.
-    const bSplit = worker ? Math.max(1, Math.round(B * MAIN_EXAMPLE_SHARE)) : B;
+    // Forward: the masked mean of each example's rows, the hidden layer, the head.
     if (worker) {
-      for (let l = 0; l < L; l++) {
-        weights![l]!.w.set(this.layers[l]!.w);
-        weights![l]!.b.set(this.layers[l]!.b);
-      }
+      ctrl![CTRL.ARENA] = parity;
       ctrl![CTRL.B] = B;
       ctrl![CTRL.T] = T;
       ctrl![CTRL.B0] = bSplit;
       ctrl![CTRL.B1] = B;
       worker.post(PHASE.FORWARD);
     }
-    const count = this.dedup(ids, a.slots, a.touched);
-    const touched = a.touched.subarray(0, count);
     // The rows' lines, and their moments' for the update at the end, start loading now (see touchPositions).
     if (simd) touchPositions(rowData, stride, stride, ids, a.mask, 0, bSplit * T);
     else touchRows([table, ...this.sparse.states.values()], touched, D, D);
@@ -358,7 +371,6 @@ export class BagTrainer implements StepTrainer {
     if (splitBackward) worker.post(PHASE.BACKWARD);
     backwardExamples(this.layers, a, 0, splitBackward ? bSplit : B);
     if (splitBackward) await worker.wait();
-    const sSplit = worker ? count >> 1 : count;
     const clip = optimizer.clipNorm;
     const norm = clip !== undefined || this.built.hasGradNorm;
     const lr = learningRate(optimizer.lr, this.options.schedule, this.stepCount);
@@ -374,11 +386,13 @@ export class BagTrainer implements StepTrainer {
           decay: tableDecay * lr,
         }
       : null;
+    // The rows' gradients: without a norm to wait for, the worker takes them all and goes on to the update; for the
+    // norm, half each (the norm needs them all here).
+    const sSplit = worker ? (norm ? count >> 1 : 0) : count;
     if (worker) {
       ctrl![CTRL.S0] = sSplit;
       ctrl![CTRL.S1] = count;
-      // Without a norm to wait for, the worker goes on to update its rows.
-      if (!norm) this.postScalars(worker, 1, adam!);
+      if (!norm) this.postScalars(worker, 1, adam!, 0, count);
       worker.post(norm ? PHASE.SCATTER : PHASE.SCATTER | PHASE.UPDATE);
     }
     scatterRows(a, B, T, D, 0, sSplit);
@@ -401,14 +415,14 @@ export class BagTrainer implements StepTrainer {
         if (coef < 1) for (let i = 0; i < this.flatGrad.length; i++) this.flatGrad[i] *= coef;
       }
       if (worker) {
-        this.postScalars(worker, coef, adam!);
+        this.postScalars(worker, coef, adam!, 0, count);
         worker.post(PHASE.UPDATE);
       }
     }
-    if (simd) {
-      rowsToFloat32(a, D, coef, 0, sSplit);
-      simd.adamw(layout!.touched, layout!.grad32, 0, sSplit, adam!);
-    } else {
+    if (!worker && simd) {
+      rowsToFloat32(a, D, coef, 0, count);
+      simd.adamw(layout!.touched, layout!.grad32, 0, count, adam!);
+    } else if (!simd) {
       const rowGrad = a.rowGrad.subarray(0, count * D);
       if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
       updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
@@ -429,13 +443,15 @@ export class BagTrainer implements StepTrainer {
         d.spec.decay ? wd : 0,
       );
     }
-    if (worker) await worker.wait();
     this.stepCount += 1;
 
     return { loss, gradNorm, lr, metrics };
   }
 
-  private postScalars(worker: BagWorker, coef: number, adam: AdamwScalars): void {
+  /** The update's fields: the clipping coefficient, AdamW's scalars, the worker's touched rows [s0, s1). */
+  private postScalars(worker: BagWorker, coef: number, adam: AdamwScalars, s0: number, s1: number): void {
+    worker.ctrl[CTRL.S0] = s0;
+    worker.ctrl[CTRL.S1] = s1;
     const f = worker.scalars;
     f[CTRL.COEF] = coef;
     f[CTRL.ADAM_B1] = adam.b1;
@@ -445,11 +461,15 @@ export class BagTrainer implements StepTrainer {
     f[CTRL.ADAM_DECAY] = adam.decay;
   }
 
-  /** The step's arrays in the SIMD rows' arena, for B examples of n positions (capacities double when they grow). */
-  private arenaFor(B: number, n: number): { arrays: StepArrays; layout: ArenaLayout; weights: LayerView[] } {
+  /**
+   * Arena `parity`'s arrays in the SIMD rows' memory, for B examples of n positions (capacities double when they grow;
+   * the worker's last update is waited for first then, as the arrays move).
+   */
+  private arenaFor(B: number, n: number, parity: number): { arrays: StepArrays; layout: ArenaLayout; weights: LayerView[] } {
     const simd = this.simd!;
     let arena = this.arena;
-    if (!arena || arena.shape.positions < n || arena.shape.examples < B || arena.bufferBytes !== simd.buffer.byteLength) {
+    if (!arena || arena.shape.positions < n || arena.shape.examples < B) {
+      this.worker?.waitSync();
       const old = arena?.shape;
       const grown = (have: number | undefined, need: number) =>
         have !== undefined && need <= have ? have : Math.max(need, 2 * (have ?? 0));
@@ -459,17 +479,17 @@ export class BagTrainer implements StepTrainer {
         dim: this.sparse.dim,
         layers: this.layers.map((l) => [l.inDim, l.outDim] as const),
       };
-      const layout = arenaLayout(simd.arenaOffset, shape);
+      const { layouts, bytes } = arenaLayouts(simd.arenaOffset, shape);
       // Growing the memory replaces its buffer: the views are taken after.
-      simd.arena(layout.bytes);
+      simd.arena(bytes);
       const buffer = simd.buffer;
-      this.arena = arena = { shape, layout, ...arenaViews(buffer, layout, shape), bufferBytes: buffer.byteLength };
+      this.arena = arena = { shape, arenas: layouts.map((layout) => ({ layout, ...arenaViews(buffer, layout, shape) })) };
       if (this.worker) {
         this.worker.ctrl[CTRL.POSITIONS] = shape.positions;
         this.worker.ctrl[CTRL.EXAMPLES] = shape.examples;
       }
     }
-    return arena;
+    return arena.arenas[parity]!;
   }
 
   /** The step's arrays in JavaScript scratch (a table without the SIMD rows: one thread). */
@@ -588,6 +608,8 @@ export class BagTrainer implements StepTrainer {
 
   /** What a checkpoint holds; with the SIMD rows, the moments de-interleaved into arrays of the checkpoint's layout. */
   private checkpointParts(): CheckpointParts {
+    // The table and, before the moments are read, the worker's update of the last step.
+    const store = this.current();
     const simd = this.simd;
     const n = this.sparse.info.spec.shape[0]! * this.sparse.dim;
     const sparse: SparseRuntime = simd
@@ -595,7 +617,7 @@ export class BagTrainer implements StepTrainer {
       : this.sparse;
     return {
       dtype: this.built.dtype,
-      store: this.current(),
+      store,
       optimizer: this.options.optimizer,
       schedule: this.options.schedule,
       slots: this.built.slots,
@@ -614,6 +636,10 @@ export class BagTrainer implements StepTrainer {
 
   /** Releases the loss session and the evaluator, and stops the worker thread. */
   async dispose(): Promise<void> {
+    // A failed worker has nothing to finish: disposing goes on.
+    await Promise.resolve()
+      .then(() => this.worker?.wait())
+      .catch(() => undefined);
     await this.worker?.dispose();
     await this.lossSession?.release();
     await this.evaluator?.release();

@@ -3,7 +3,7 @@
 // AdamW update) with the same functions as the main thread (bag-kernels.ts), and says it is done.
 import { workerData } from 'node:worker_threads';
 import {
-  arenaLayout,
+  arenaLayouts,
   arenaViews,
   backwardExamples,
   CTRL,
@@ -25,22 +25,23 @@ const ctrl = new Int32Array(data.control, 0, CTRL.INTS);
 const scalars = new Float64Array(data.control, CTRL.FLOAT_AT, CTRL.FLOATS);
 const { dim: D, stride } = rows;
 
-/** The arena's views, taken again when its capacities or the memory's size change. */
-let views: { key: string; layout: ArenaLayout; arrays: StepArrays; weights: LayerView[] } | null = null;
+/** Each arena's views, taken again when the capacities or the memory's size change. */
+const views: ({ key: string; layout: ArenaLayout; arrays: StepArrays; weights: LayerView[] } | null)[] = [null, null];
 
-function arena(): NonNullable<typeof views> {
+function arena(index: number): NonNullable<(typeof views)[number]> {
   const shape = { positions: ctrl[CTRL.POSITIONS]!, examples: ctrl[CTRL.EXAMPLES]!, dim: D, layers: data.layers };
   const buffer = rows.buffer;
   const key = `${shape.positions},${shape.examples},${buffer.byteLength}`;
-  if (views?.key !== key) {
-    const layout = arenaLayout(rows.arenaOffset, shape);
-    views = { key, layout, ...arenaViews(buffer, layout, shape) };
+  let v = views[index];
+  if (v?.key !== key) {
+    const layout = arenaLayouts(rows.arenaOffset, shape).layouts[index]!;
+    views[index] = v = { key, layout, ...arenaViews(buffer, layout, shape) };
   }
-  return views;
+  return v;
 }
 
 function run(phase: number): void {
-  const { layout, arrays, weights } = arena();
+  const { layout, arrays, weights } = arena(ctrl[CTRL.ARENA]!);
   const [B, T, b0, b1, s0, s1] = [CTRL.B, CTRL.T, CTRL.B0, CTRL.B1, CTRL.S0, CTRL.S1].map((i) => ctrl[i]!) as [
     number,
     number,
