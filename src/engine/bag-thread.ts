@@ -18,6 +18,7 @@ export class BagWorker {
   private seq = 0;
   /** Why the worker cannot go on (it threw, or exited): every later wait throws it. */
   private failure: Error | null = null;
+  private disposed = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -75,6 +76,7 @@ export class BagWorker {
 
   /** Waits for the last posted phase: returns at once when it ends within the spin, else a promise of its end. */
   wait(): Promise<void> | void {
+    if (this.disposed) return;
     if (!this.done()) {
       const until = performance.now() + MAIN_SPIN_MS;
       for (let i = 0; !this.done(); i++) if ((i & 255) === 255 && performance.now() > until) return this.waitLoop();
@@ -87,6 +89,7 @@ export class BagWorker {
    * sleeps of a millisecond; a worker that ended without saying so fails it after SYNC_WAIT_LIMIT_MS.
    */
   waitSync(): void {
+    if (this.disposed) return;
     if (!this.done() && this.failure) throw this.failure;
     const start = performance.now();
     for (let i = 0; !this.done(); i++) {
@@ -117,10 +120,11 @@ export class BagWorker {
     throw this.failure;
   }
 
-  /** Stops the worker, once its last phase has ended. */
+  /** Stops the worker, once its last phase has ended (the caller waited for it); later waits return at once. */
   async dispose(): Promise<void> {
     if (!this.failure && this.done()) this.post(PHASE.QUIT);
     this.failure ??= new Error('the host trainer was disposed');
+    this.disposed = true;
     this.port.close();
     await this.worker.terminate();
   }
