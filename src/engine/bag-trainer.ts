@@ -77,7 +77,7 @@ const SPLIT_BACKWARD_WORK = 2048;
  * main thread the ids, the loss and the caller's work between steps; measured on bench train's rows (2 shared cores,
  * noisy), 0.55 came out ahead of 0.4 and 0.7.
  */
-const MAIN_EXAMPLE_SHARE = 0.5;
+const MAIN_EXAMPLE_SHARE = 0.55;
 
 /** Graph output of d(loss)/d(head) in the loss graph. */
 const HEAD_GRAD = 'grad/head';
