@@ -1,7 +1,9 @@
 // The host trainer of bag-of-rows models (a sparse table's rows averaged, an optional ReLU hidden layer, a linear head):
 // forward, backward, clipping and the AdamW/SGD update in JavaScript over deduplicated rows, with the loss and its
 // gradient w.r.t. the head ([B, H], small) from the loss's host form (LossDefinition.host), or, for a loss without
-// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
+// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer. On 2 threads a worker (bag-worker.ts,
+// driven through bag-thread.ts) shares the SIMD rows' memory and takes part of each step; the arithmetic both run is
+// bag-kernels.ts, split so that every sum keeps one thread's order: 1 and 2 threads give the same bits.
 import { Graph } from './graph.js';
 import { gradients } from './autodiff.js';
 import { declareInputs, ModelContext } from './context.js';
@@ -145,7 +147,8 @@ class Scratch {
 /**
  * Trains a bag-of-rows model on the host, step for step what Trainer's ONNX Runtime step does (same parameters, same
  * optimizer state and checkpoint layout, same clipping over all gradients, rows a batch names updated lazily as
- * torch.optim.SparseAdam does, the padding ids included), in float64 arithmetic stored to the store's dtype.
+ * torch.optim.SparseAdam does, the padding ids included), in float64 arithmetic stored to the store's dtype. With the
+ * SIMD rows it runs on 2 threads where the machine has 2 cores (`threads`), with the same results as on 1.
  *
  * ```ts
  * const trainer = await BagTrainer.create({ model, loss, optimizer: { kind: 'adamw', lr: 5e-3 }, seed: 13, bag });
