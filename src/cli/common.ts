@@ -22,7 +22,7 @@ export function deviceOptions(): Option[] {
   return [
     new Option('--device <device>', 'execution device').choices([...DEVICES]).default('cpu'),
     new Option('--allow-cpu-fallback', 'run on CPU with a warning when the device is not available'),
-    new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core)'),
+    new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: one per core); 1 keeps the host n-gram trainer on one too'),
   ];
 }
 

@@ -1,7 +1,9 @@
 // The host trainer of bag-of-rows models (a sparse table's rows averaged, an optional ReLU hidden layer, a linear head):
 // forward, backward, clipping and the AdamW/SGD update in JavaScript over deduplicated rows, with the loss and its
 // gradient w.r.t. the head ([B, H], small) from the loss's host form (LossDefinition.host), or, for a loss without
-// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer.
+// one, from one ONNX Runtime call of the loss's own graph. Same steps as Trainer. On 2 threads a worker (bag-worker.ts,
+// driven through bag-thread.ts) shares the SIMD rows' memory and takes part of each step; the arithmetic both run is
+// bag-kernels.ts, split so that every sum keeps one thread's order: 1 and 2 threads give the same bits.
 import { Graph } from './graph.js';
 import { gradients } from './autodiff.js';
 import { declareInputs, ModelContext } from './context.js';
@@ -15,8 +17,27 @@ import { buildTrainStep, exportModel, flatState, type TrainStepGraph } from './t
 import type { SparseRuntime } from './sparse-rows.js';
 import type { LossDefinition } from './train-graph.js';
 import type { FloatDType } from './dtype.js';
-import { SimdRows, type RowPart } from './simd-rows.js';
+import { SimdRows, simdRowsRefusal, type AdamwScalars, type RowPart } from './simd-rows.js';
 import { ModelEvaluator, type StepResult, type StepTrainer, type TrainerOptions } from './trainer.js';
+import {
+  arenaLayouts,
+  arenaViews,
+  backwardExamples,
+  forwardExamples,
+  rowsToFloat32,
+  scatterRows,
+  touchPositions,
+  touchRows,
+  weightGradients,
+  CTRL,
+  PHASE,
+  type ArenaLayout,
+  type ArenaShape,
+  type LayerView,
+  type StepArrays,
+} from './bag-kernels.js';
+import { BagWorker } from './bag-thread.js';
+import { availableParallelism } from 'node:os';
 
 type Feeds = Record<string, ort.Tensor>;
 
@@ -40,7 +61,25 @@ export interface BagModelSpec {
 
 export interface BagTrainerOptions extends Omit<TrainerOptions, 'stepsPerCall'> {
   bag: BagModelSpec;
+  /**
+   * Threads a step runs on, 1 or 2 (default: 2 where os.availableParallelism() ≥ 2, else 1): the second, a worker on
+   * the same memory, takes part of each step's examples and rows. Any count gives the same bits (see bag-kernels.ts).
+   * Two need the SIMD rows (float32 AdamW, a width that is a multiple of 4, a table within wasm32's 4 GiB): by default
+   * a step runs on one thread where they do not apply; asked for explicitly, 2 threads are refused there.
+   */
+  threads?: number;
 }
+
+/** Below this many positions (B·T) a step runs on one thread: handing half of it over costs more than it saves. */
+export const MIN_SPLIT_POSITIONS = 512;
+/** A layer stack whose Σ in·out is at least this runs its backward on both threads; a smaller one on the main thread. */
+const SPLIT_BACKWARD_WORK = 2048;
+/**
+ * The main thread's share of the forward's examples. The worker also takes the rows' gradients and update after it, the
+ * main thread the ids, the loss and the caller's work between steps; measured on bench train's rows (2 shared cores,
+ * noisy), 0.55 came out ahead of 0.4 and 0.7.
+ */
+const MAIN_EXAMPLE_SHARE = 0.55;
 
 /** Graph output of d(loss)/d(head) in the loss graph. */
 const HEAD_GRAD = 'grad/head';
@@ -75,11 +114,7 @@ export function lossGraph(
 }
 
 /** A dense layer's weight [in, out] and bias [out] as views of the flat parameter and gradient vectors. */
-interface Layer {
-  inDim: number;
-  outDim: number;
-  w: FloatArray;
-  b: FloatArray;
+interface Layer extends LayerView {
   gw: Float64Array;
   gb: Float64Array;
 }
@@ -96,6 +131,12 @@ class Scratch {
     view.fill(0);
     return view;
   }
+  /** A Float64Array of `n` values, not cleared (the step's passes write every value they read). */
+  floats(key: string, n: number): Float64Array {
+    let a = this.f64.get(key);
+    if (!a || a.length < n) this.f64.set(key, (a = new Float64Array(Math.max(n, 2 * (a?.length ?? 0)))));
+    return a.subarray(0, n);
+  }
   ints(key: string, n: number, fill?: number): Int32Array {
     let a = this.i32.get(key);
     if (!a || a.length < n) this.i32.set(key, (a = new Int32Array(Math.max(n, 2 * (a?.length ?? 0))).fill(fill ?? 0)));
@@ -106,7 +147,8 @@ class Scratch {
 /**
  * Trains a bag-of-rows model on the host, step for step what Trainer's ONNX Runtime step does (same parameters, same
  * optimizer state and checkpoint layout, same clipping over all gradients, rows a batch names updated lazily as
- * torch.optim.SparseAdam does, the padding ids included), in float64 arithmetic stored to the store's dtype.
+ * torch.optim.SparseAdam does, the padding ids included), in float64 arithmetic stored to the store's dtype. With the
+ * SIMD rows it runs on 2 threads where the machine has 2 cores (`threads`), with the same results as on 1.
  *
  * ```ts
  * const trainer = await BagTrainer.create({ model, loss, optimizer: { kind: 'adamw', lr: 5e-3 }, seed: 13, bag });
@@ -137,7 +179,16 @@ export class BagTrainer implements StepTrainer {
     private readonly sparse: SparseRuntime,
     private readonly layers: Layer[],
     private readonly simd: SimdRows | null,
-  ) {}
+    /** The second thread, when the step runs on 2. */
+    private readonly worker: BagWorker | null,
+  ) {
+    this.threads = worker ? 2 : 1;
+  }
+
+  /** Threads a step runs on (1 or 2; see BagTrainerOptions.threads). */
+  readonly threads: number;
+  /** With the SIMD rows: the step's arrays in their memory's arena, and their capacities. */
+  private arena: { shape: ArenaShape; arenas: { layout: ArenaLayout; arrays: StepArrays; weights: LayerView[] }[] } | null = null;
 
   /**
    * Builds the step (checking that `model` is the bag model `bag` describes) and initializes the parameters as
@@ -200,7 +251,10 @@ export class BagTrainer implements StepTrainer {
     const [rows, dim] = table!.spec.shape as [number, number];
     // AdamW on float32 rows in WebAssembly SIMD where it applies: the table and its moments move into its memory,
     // interleaved by row; the store keeps a flat copy of the table, brought up to date when it is read (see `store`).
-    const simd = dtype === 'float32' && options.optimizer.kind === 'adamw' ? SimdRows.create(rows, dim) : null;
+    // With 2 threads that memory is shared with the worker.
+    const simdApplies = dtype === 'float32' && options.optimizer.kind === 'adamw';
+    const threads = resolveThreads(options.threads, simdApplies ? simdRowsRefusal(rows, dim, true) : 'it trains float32 AdamW only');
+    const simd = simdApplies ? SimdRows.create(rows, dim, threads === 2) : null;
     if (simd) simd.write('table', store.get(table!.spec.name) as Float32Array);
     const sparse: SparseRuntime = {
       info: table!,
@@ -215,7 +269,14 @@ export class BagTrainer implements StepTrainer {
     const graph = lossGraph(options.loss, dtype, options.model.inputs[bag.ids]?.shape[0] ?? 'batch_size', bag.output ?? 'head', headSize);
     // One thread: the graph is [B, H] small, and a pool's threads waiting for work only take CPU from the host's loops.
     const session = options.loss.host ? null : (await createSession(graph, { ...options.session, device: 'cpu', threads: 1 })).session;
-    return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd);
+    const worker =
+      threads === 2
+        ? await BagWorker.start(
+            simd!.handle,
+            layers.map((l) => [l.inDim, l.outDim]),
+          )
+        : null;
+    return new BagTrainer(options, built, store, rng, session, flat, flatGrad, denseSlots, states, sparse, layers, simd, worker);
   }
 
   /** The parameters, the table's brought up to date from the interleaved rows first (writes to them are kept). */
@@ -226,6 +287,8 @@ export class BagTrainer implements StepTrainer {
 
   /** The parameters, brought up to date, for reading here (evaluation, export, checkpoints). */
   private current(): ParameterStore {
+    // The worker's update of the last step's rows ends first.
+    this.worker?.waitSync();
     if (this.simd && this.rowsAhead) {
       this.simd.read('table', this.params.get(this.options.bag.table) as Float32Array);
       this.rowsAhead = false;
@@ -233,108 +296,148 @@ export class BagTrainer implements StepTrainer {
     return this.params;
   }
 
+  /**
+   * One step. With 2 threads the worker takes examples [bSplit, B) of the forward (and of the backward where the layers
+   * are wide), and the touched rows' gradients and AdamW update, which it finishes after step() returns: the rows of
+   * step k are done before step k + 1 reads the table (that step fills the other arena meanwhile) and before anything
+   * reads the parameters. Each value is computed by one thread in one thread's order, so the split (any split) leaves
+   * the bits as one thread makes them.
+   * @throws {Error} The worker thread failed (in this step, or in the update it finished for the step before).
+   */
   async step(batch: Feeds): Promise<StepResult> {
     const { bag, optimizer } = this.options;
-    if (this.simd && this.storeOut) {
-      this.simd.write('table', this.params.get(bag.table) as Float32Array);
-      this.storeOut = false;
-    }
-    this.rowsAhead = this.simd !== null;
+    const simd = this.simd;
     const idsT = batch[bag.ids];
     const maskT = batch[bag.mask];
     if (!idsT || !maskT) throw new Error(`training step: batch lacks '${idsT ? bag.mask : bag.ids}'`);
     const [B, T] = idsT.dims as [number, number];
     const n = B * T;
+    const D = this.sparse.dim;
+    const L = this.layers.length;
     const rowsTotal = this.sparse.info.spec.shape[0]!;
-    const ids = int32Words(idsT, this.scratch.ints('ids', n), (i, raw) => {
+    // The step's arrays: in the SIMD rows' arena (which the worker sees), else JavaScript scratch.
+    const parity = this.stepCount & 1;
+    const {
+      arrays: a,
+      layout,
+      weights,
+    } = simd ? this.arenaFor(B, n, parity) : { ...this.scratchArrays(B, n), layout: null, weights: null };
+    const ids = int32Words(idsT, a.ids.subarray(0, n), (i, raw) => {
       throw new RangeError(`sparse table '${bag.table}': id ${raw} at position ${i} is outside [0, ${rowsTotal})`);
     });
     for (let i = 0; i < n; i++)
       if (!(ids[i]! >= 0 && ids[i]! < rowsTotal))
         throw new RangeError(`sparse table '${bag.table}': id ${ids[i]} at position ${i} is outside [0, ${rowsTotal})`);
-    const mask = int32Words(maskT, this.scratch.ints('mask', n), (i, raw) => {
+    int32Words(maskT, a.mask, (i, raw) => {
       throw new RangeError(`'${bag.mask}' at position ${i} is ${raw}, not a 32-bit integer`);
     });
-    // Room for every position's row before any view is taken (growing the memory replaces the views).
-    this.simd?.scratch(n);
-    const { touched, slots } = this.dedup(ids);
-    const D = this.sparse.dim;
+    const count = this.dedup(ids, a.slots, a.touched);
+    const touched = a.touched.subarray(0, count);
+    const worker = n >= MIN_SPLIT_POSITIONS ? this.worker : null;
+    const ctrl = worker?.ctrl;
+    const bSplit = worker ? Math.max(1, Math.round(B * MAIN_EXAMPLE_SHARE)) : B;
+    if (worker)
+      for (let l = 0; l < L; l++) {
+        weights![l]!.w.set(this.layers[l]!.w);
+        weights![l]!.b.set(this.layers[l]!.b);
+      }
+    // The rows of the step before are updated from here on.
+    const settling = this.worker?.wait();
+    if (settling) await settling;
+    if (simd && this.storeOut) {
+      simd.write('table', this.params.get(bag.table) as Float32Array);
+      this.storeOut = false;
+    }
+    this.rowsAhead = simd !== null;
     const table = this.params.get(bag.table);
     // The rows' values: the interleaved rows (parameters at row·stride), or the flat table.
-    const rowData = this.simd ? this.simd.data : table;
-    const stride = this.simd ? this.simd.stride : D;
+    const rowData = simd ? simd.data : table;
+    const stride = simd ? simd.stride : D;
 
     // Forward: the masked mean of each example's rows, the hidden layer, the head.
-    const bagOut = this.scratch.zeros('bag', B * D);
-    const scale = this.scratch.zeros('scale', B);
-    // The rows' lines, and their moments' for the update at the end, start loading now (see touchRows).
-    if (this.simd) touchRows([rowData], touched, stride, stride);
-    else touchRows([table, ...this.sparse.states.values()], touched, D, D);
-    gatherMean(rowData, stride, ids, mask, B, T, D, bagOut, scale);
-    const acts: Float64Array[] = [bagOut];
-    for (let l = 0; l < this.layers.length; l++) {
-      const layer = this.layers[l]!;
-      const y = dense(acts[l]!, B, layer, this.scratch.zeros(`act${l}`, B * layer.outDim));
-      if (l < this.layers.length - 1) for (let i = 0; i < y.length; i++) y[i] = Math.max(0, y[i]!);
-      acts.push(y);
+    if (worker) {
+      ctrl![CTRL.ARENA] = parity;
+      ctrl![CTRL.B] = B;
+      ctrl![CTRL.T] = T;
+      ctrl![CTRL.B0] = bSplit;
+      ctrl![CTRL.B1] = B;
+      worker.post(PHASE.FORWARD);
     }
-    const head = acts.at(-1)!;
+    // The rows' lines, and their moments' for the update at the end, start loading now (see touchPositions).
+    if (simd) touchPositions(rowData, stride, stride, ids, a.mask, 0, bSplit * T);
+    else touchRows([table, ...this.sparse.states.values()], touched, D, D);
+    forwardExamples(rowData, stride, D, T, this.layers, a, 0, bSplit);
+    if (worker) await worker.wait();
     const H = this.layers.at(-1)!.outDim;
 
-    // The loss and d(loss)/d(head): the loss's host form, or its graph.
-    const { loss, metrics, headGrad } = await this.lossAndGradient(head, B, H, batch);
-    let grad: Float64Array = headGrad;
+    // The loss and d(loss)/d(head) (into grads[L]): the loss's host form, or its graph.
+    const { loss, metrics } = await this.lossAndGradient(a.acts[L]!.subarray(0, B * H), B, H, batch, a.grads[L]!.subarray(0, B * H));
 
     // Backward through the layers (ReLU where the activation was positive), then onto the rows.
-    this.flatGrad.fill(0);
-    for (let l = this.layers.length - 1; l >= 0; l--) {
-      const layer = this.layers[l]!;
-      const x = acts[l]!;
-      const { inDim, outDim, w, gw, gb } = layer;
-      const dx = this.scratch.zeros(`dx${l}`, B * inDim);
-      for (let b = 0; b < B; b++) {
-        const dyRow = b * outDim;
-        const xRow = b * inDim;
-        for (let o = 0; o < outDim; o++) gb[o] += grad[dyRow + o]!;
-        for (let i = 0; i < inDim; i++) {
-          const xi = x[xRow + i]!;
-          let s = 0;
-          for (let o = 0; o < outDim; o++) {
-            const dy = grad[dyRow + o]!;
-            gw[i * outDim + o] += xi * dy;
-            s += dy * w[i * outDim + o]!;
-          }
-          dx[xRow + i] = l > 0 && xi <= 0 ? 0 : s;
-        }
-      }
-      grad = dx;
-    }
-    const rowGrad = this.scratch.zeros('rowGrad', touched.length * D);
-    scatterRows(grad, slots, mask, scale, B, T, D, rowGrad);
-
-    // Global-norm clipping over every gradient, as clipByGlobalNorm does (torch's coefficient), then the update.
+    const splitBackward = worker && this.layers.reduce((w, l) => w + l.inDim * l.outDim, 0) >= SPLIT_BACKWARD_WORK;
+    if (splitBackward) worker.post(PHASE.BACKWARD);
+    backwardExamples(this.layers, a, 0, splitBackward ? bSplit : B);
+    if (splitBackward) await worker.wait();
     const clip = optimizer.clipNorm;
-    let gradNorm = NaN;
-    if (clip !== undefined || this.built.hasGradNorm) {
-      let sq = 0;
-      for (let i = 0; i < this.flatGrad.length; i++) sq += this.flatGrad[i]! * this.flatGrad[i]!;
-      for (let i = 0; i < rowGrad.length; i++) sq += rowGrad[i]! * rowGrad[i]!;
-      gradNorm = Math.sqrt(sq);
-      if (clip !== undefined) {
-        const coef = Math.min(clip / (gradNorm + 1e-6), 1);
-        if (coef < 1) {
-          for (let i = 0; i < this.flatGrad.length; i++) this.flatGrad[i] *= coef;
-          for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
-        }
-      }
-    }
+    const norm = clip !== undefined || this.built.hasGradNorm;
     const lr = learningRate(optimizer.lr, this.options.schedule, this.stepCount);
     const hyper: HyperValues = hyperValues(optimizer, lr, this.stepCount + 1);
     const wd = optimizer.weightDecay ?? 0;
+    const tableDecay = this.sparse.info.spec.decay ? wd : 0;
+    const adam: AdamwScalars | null = simd
+      ? {
+          b1: optimizer.kind === 'adamw' ? (optimizer.beta1 ?? 0.9) : 0,
+          b2: optimizer.kind === 'adamw' ? (optimizer.beta2 ?? 0.999) : 0,
+          step: hyper['hyper/step_size'],
+          eps: hyper['hyper/eps'],
+          decay: tableDecay * lr,
+        }
+      : null;
+    // The rows' gradients: without a norm to wait for, the worker takes them all and goes on to the update; for the
+    // norm, half each (the norm needs them all here).
+    const sSplit = worker ? (norm ? count >> 1 : 0) : count;
+    if (worker) {
+      ctrl![CTRL.S0] = sSplit;
+      ctrl![CTRL.S1] = count;
+      if (!norm) this.postScalars(worker, 1, adam!, 0, count);
+      worker.post(norm ? PHASE.SCATTER : PHASE.SCATTER | PHASE.UPDATE);
+    }
+    scatterRows(a, B, T, D, 0, sSplit);
+    this.flatGrad.fill(0);
+    weightGradients(this.layers, a, B);
+
+    // Global-norm clipping over every gradient, as clipByGlobalNorm does (torch's coefficient), then the update. The
+    // norm's sum runs on this thread in one order: the dense gradients, then the rows'.
+    let gradNorm = NaN;
+    let coef = 1;
+    if (norm) {
+      if (worker) await worker.wait();
+      let sq = 0;
+      for (let i = 0; i < this.flatGrad.length; i++) sq += this.flatGrad[i]! * this.flatGrad[i]!;
+      const rowGrad = a.rowGrad;
+      for (let i = 0; i < count * D; i++) sq += rowGrad[i]! * rowGrad[i]!;
+      gradNorm = Math.sqrt(sq);
+      if (clip !== undefined) {
+        coef = Math.min(clip / (gradNorm + 1e-6), 1);
+        if (coef < 1) for (let i = 0; i < this.flatGrad.length; i++) this.flatGrad[i] *= coef;
+      }
+      if (worker) {
+        this.postScalars(worker, coef, adam!, 0, count);
+        worker.post(PHASE.UPDATE);
+      }
+    }
+    if (!worker && simd) {
+      rowsToFloat32(a, D, coef, 0, count);
+      simd.adamw(layout!.touched, layout!.grad32, 0, count, adam!);
+    } else if (!simd) {
+      const rowGrad = a.rowGrad.subarray(0, count * D);
+      if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
+      updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
+    }
     // Each dense parameter as a table of one row that the step touches.
     const one = Int32Array.of(0);
     for (const d of this.denseSlots) {
-      const at = (a: FloatArray) => a.subarray(d.offset, d.offset + d.length);
+      const at = (x: FloatArray) => x.subarray(d.offset, d.offset + d.length);
       const state = Object.fromEntries(this.built.slots.map((s) => [s, at(this.states.get(flatState(s))!.cur)]));
       updateRowsInPlace(
         optimizer,
@@ -347,39 +450,93 @@ export class BagTrainer implements StepTrainer {
         d.spec.decay ? wd : 0,
       );
     }
-    const spec = this.sparse.info.spec;
-    const tableDecay = spec.decay ? wd : 0;
-    if (this.simd) {
-      const scratch = this.simd.scratch(touched.length);
-      scratch.touched.set(touched);
-      scratch.grad.set(rowGrad);
-      const b1 = optimizer.kind === 'adamw' ? (optimizer.beta1 ?? 0.9) : 0;
-      const b2 = optimizer.kind === 'adamw' ? (optimizer.beta2 ?? 0.999) : 0;
-      this.simd.adamw(touched.length, b1, b2, hyper['hyper/step_size'], hyper['hyper/eps'], tableDecay * lr);
-    } else updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
     this.stepCount += 1;
 
     return { loss, gradNorm, lr, metrics };
   }
 
-  /** The loss, its metrics (in the graph's order) and d(loss)/d(head) [B, H] of this step's head. */
+  /** The update's fields: the clipping coefficient, AdamW's scalars, the worker's touched rows [s0, s1). */
+  private postScalars(worker: BagWorker, coef: number, adam: AdamwScalars, s0: number, s1: number): void {
+    worker.ctrl[CTRL.S0] = s0;
+    worker.ctrl[CTRL.S1] = s1;
+    const f = worker.scalars;
+    f[CTRL.COEF] = coef;
+    f[CTRL.ADAM_B1] = adam.b1;
+    f[CTRL.ADAM_B2] = adam.b2;
+    f[CTRL.ADAM_STEP] = adam.step;
+    f[CTRL.ADAM_EPS] = adam.eps;
+    f[CTRL.ADAM_DECAY] = adam.decay;
+  }
+
+  /**
+   * Arena `parity`'s arrays in the SIMD rows' memory, for B examples of n positions (capacities double when they grow;
+   * the worker's last update is waited for first then, as the arrays move).
+   */
+  private arenaFor(B: number, n: number, parity: number): { arrays: StepArrays; layout: ArenaLayout; weights: LayerView[] } {
+    const simd = this.simd!;
+    let arena = this.arena;
+    if (!arena || arena.shape.positions < n || arena.shape.examples < B) {
+      this.worker?.waitSync();
+      const old = arena?.shape;
+      const grown = (have: number | undefined, need: number) =>
+        have !== undefined && need <= have ? have : Math.max(need, 2 * (have ?? 0));
+      const shape: ArenaShape = {
+        positions: grown(old?.positions, n),
+        examples: grown(old?.examples, B),
+        dim: this.sparse.dim,
+        layers: this.layers.map((l) => [l.inDim, l.outDim] as const),
+      };
+      const { layouts, bytes } = arenaLayouts(simd.arenaOffset, shape);
+      // Growing the memory replaces its buffer: the views are taken after.
+      simd.arena(bytes);
+      const buffer = simd.buffer;
+      this.arena = arena = { shape, arenas: layouts.map((layout) => ({ layout, ...arenaViews(buffer, layout, shape) })) };
+      if (this.worker) {
+        this.worker.ctrl[CTRL.POSITIONS] = shape.positions;
+        this.worker.ctrl[CTRL.EXAMPLES] = shape.examples;
+      }
+    }
+    return arena.arenas[parity]!;
+  }
+
+  /** The step's arrays in JavaScript scratch (a table without the SIMD rows: one thread). */
+  private scratchArrays(B: number, n: number): { arrays: StepArrays } {
+    const D = this.sparse.dim;
+    const f = (key: string, len: number) => this.scratch.floats(key, len);
+    return {
+      arrays: {
+        ids: this.scratch.ints('ids', n),
+        mask: this.scratch.ints('mask', n),
+        slots: this.scratch.ints('slots', n),
+        touched: this.scratch.ints('order', n),
+        scale: f('scale', B),
+        acts: [f('bag', B * D), ...this.layers.map((l, i) => f(`act${i}`, B * l.outDim))],
+        grads: [...this.layers.map((l, i) => f(`dx${i}`, B * l.inDim)), f('headGrad', B * this.layers.at(-1)!.outDim)],
+        rowGrad: f('rowGrad', n * D),
+        grad32: null,
+      },
+    };
+  }
+
+  /** The loss, its metrics (in the graph's order), and d(loss)/d(head) [B, H] of this step's head into `headGrad`. */
   private async lossAndGradient(
     head: Float64Array,
     B: number,
     H: number,
     batch: Feeds,
-  ): Promise<{ loss: number; metrics: Record<string, number | FloatArray>; headGrad: Float64Array }> {
+    headGrad: Float64Array,
+  ): Promise<{ loss: number; metrics: Record<string, number | FloatArray> }> {
     const metrics: Record<string, number | FloatArray> = {};
     const host = this.options.loss.host;
     if (host) {
-      const headGrad = this.scratch.zeros('headGrad', B * H);
+      headGrad.fill(0);
       const r = host({ z: head, B, H, grad: headGrad }, batch);
       for (const m of this.built.metricNames) {
         const v = r.metrics[m];
         if (v === undefined) throw new Error(`the loss's host form gives no metric '${m}' (its graph does)`);
         metrics[m] = v;
       }
-      return { loss: r.loss, metrics, headGrad };
+      return { loss: r.loss, metrics };
     }
     const dtype = this.built.dtype;
     const feeds: Feeds = { head: tensorOf(dtype, dtype === 'float64' ? Float64Array.from(head) : Float32Array.from(head), [B, H]) };
@@ -394,7 +551,8 @@ export class BagTrainer implements StepTrainer {
       const t = out[`metric/${m}`]!;
       metrics[m] = t.dims.length === 0 ? Number(t.data[0]) : (t.data as FloatArray);
     }
-    return { loss: Number(out.loss!.data[0]), metrics, headGrad: Float64Array.from(out[HEAD_GRAD]!.data as FloatArray) };
+    headGrad.set(out[HEAD_GRAD]!.data as FloatArray);
+    return { loss: Number(out.loss!.data[0]), metrics };
   }
 
   async steps(batches: readonly Feeds[]): Promise<StepResult[]> {
@@ -404,10 +562,11 @@ export class BagTrainer implements StepTrainer {
   }
 
   /**
-   * The distinct ids in first-seen order and each position's index into them, through an open-addressing table sized
-   * to the batch (not the table: the cost stays the batch's whatever the table's size).
+   * The distinct ids in first-seen order (into `touched`; their count returned) and each position's index into them
+   * (into `slots`), through an open-addressing table sized to the batch (not the table: the cost stays the batch's
+   * whatever the table's size).
    */
-  private dedup(ids: Int32Array): { touched: Int32Array; slots: Int32Array } {
+  private dedup(ids: Int32Array, slots: Int32Array, touched: Int32Array): number {
     const n = ids.length;
     let bits = 4;
     while (1 << bits < 2 * n) bits++;
@@ -415,8 +574,6 @@ export class BagTrainer implements StepTrainer {
     const keys = this.scratch.ints('keys', size);
     keys.fill(-1);
     const vals = this.scratch.ints(`vals${bits}`, size);
-    const slots = this.scratch.ints('slots', n);
-    const order = this.scratch.ints('order', n);
     let count = 0;
     const mask = size - 1;
     for (let i = 0; i < n; i++) {
@@ -426,11 +583,11 @@ export class BagTrainer implements StepTrainer {
       if (keys[h] === -1) {
         keys[h] = id;
         vals[h] = count;
-        order[count++] = id;
+        touched[count++] = id;
       }
       slots[i] = vals[h]!;
     }
-    return { touched: order.subarray(0, count), slots };
+    return count;
   }
 
   /** Runs the model in evaluation mode with the current parameters (ONNX Runtime, as Trainer does). */
@@ -458,6 +615,8 @@ export class BagTrainer implements StepTrainer {
 
   /** What a checkpoint holds; with the SIMD rows, the moments de-interleaved into arrays of the checkpoint's layout. */
   private checkpointParts(): CheckpointParts {
+    // The table and, before the moments are read, the worker's update of the last step.
+    const store = this.current();
     const simd = this.simd;
     const n = this.sparse.info.spec.shape[0]! * this.sparse.dim;
     const sparse: SparseRuntime = simd
@@ -465,7 +624,7 @@ export class BagTrainer implements StepTrainer {
       : this.sparse;
     return {
       dtype: this.built.dtype,
-      store: this.current(),
+      store,
       optimizer: this.options.optimizer,
       schedule: this.options.schedule,
       slots: this.built.slots,
@@ -482,113 +641,30 @@ export class BagTrainer implements StepTrainer {
     return exportModel(this.options.model, this.current(), { ...(outputs ? { outputs } : {}), metadata });
   }
 
+  /** Releases the loss session and the evaluator, and stops the worker thread. */
   async dispose(): Promise<void> {
+    // A failed worker has nothing to finish: disposing goes on.
+    await Promise.resolve()
+      .then(() => this.worker?.wait())
+      .catch(() => undefined);
+    await this.worker?.dispose();
     await this.lossSession?.release();
     await this.evaluator?.release();
   }
 }
 
 /**
- * Reads one value of each 64-byte line of the first `span` values of each row in `touched` (rows `stride` apart) of
- * each array, before the passes that work on them: a loop this light keeps many cache misses in flight at once, where a
- * working pass, heavy per row, takes them a row at a time. Random rows of a large table cost a step more in those
- * misses than in arithmetic.
+ * The step's thread count: `asked` (1 or 2), else 2 where the machine has 2 cores or more; 1 where the second thread
+ * cannot work (`refusal` says why), refused if 2 were asked for.
  */
-function touchRows(arrays: readonly FloatArray[], touched: Int32Array, stride: number, span: number): number {
-  let acc = 0;
-  for (const a of arrays) {
-    const line = 64 / a.BYTES_PER_ELEMENT;
-    for (let k = 0; k < touched.length; k++) {
-      const row = touched[k]! * stride;
-      for (let j = 0; j < span; j += line) acc += a[row + j]!;
-    }
+function resolveThreads(asked: number | undefined, refusal: string | null): number {
+  if (asked !== undefined && asked !== 1 && asked !== 2) throw new RangeError(`'threads' must be 1 or 2, got ${asked}`);
+  const threads = asked ?? (availableParallelism() >= 2 ? 2 : 1);
+  if (threads === 2 && refusal !== null) {
+    if (asked === 2) throw new Error(`the host trainer cannot run on 2 threads here: ${refusal}. Use threads: 1`);
+    return 1;
   }
-  return acc;
-}
-
-/**
- * bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean), row r of the table at
- * r·stride; `scale[b]` = that divisor's inverse.
- */
-function gatherMean(
-  table: FloatArray,
-  stride: number,
-  ids: Int32Array,
-  mask: Int32Array,
-  B: number,
-  T: number,
-  D: number,
-  bag: Float64Array,
-  scale: Float64Array,
-): void {
-  for (let b = 0; b < B; b++) {
-    let count = 0;
-    const out = b * D;
-    for (let k = b * T; k < (b + 1) * T; k++) {
-      const w = mask[k]!;
-      if (w === 0) continue;
-      count += w;
-      const row = ids[k]! * stride;
-      // Four at a time where D allows (the same sums, in the same order: fewer loop and bounds checks).
-      let j = 0;
-      for (; j + 4 <= D; j += 4) {
-        bag[out + j] += w * table[row + j]!;
-        bag[out + j + 1] += w * table[row + j + 1]!;
-        bag[out + j + 2] += w * table[row + j + 2]!;
-        bag[out + j + 3] += w * table[row + j + 3]!;
-      }
-      for (; j < D; j++) bag[out + j] += w * table[row + j]!;
-    }
-    const s = 1 / Math.max(count, 1);
-    scale[b] = s;
-    for (let j = 0; j < D; j++) bag[out + j] *= s;
-  }
-}
-
-/** The rows' gradient from the bag's: row slots[b,k] gains mask[b,k]·scale[b]·dBag[b]. */
-function scatterRows(
-  dBag: Float64Array,
-  slots: Int32Array,
-  mask: Int32Array,
-  scale: Float64Array,
-  B: number,
-  T: number,
-  D: number,
-  rowGrad: Float64Array,
-): void {
-  for (let b = 0; b < B; b++) {
-    const s = scale[b]!;
-    for (let k = b * T; k < (b + 1) * T; k++) {
-      const w = mask[k]!;
-      if (w === 0) continue;
-      const f = w * s;
-      const at = slots[k]! * D;
-      const src = b * D;
-      let j = 0;
-      for (; j + 4 <= D; j += 4) {
-        rowGrad[at + j] += f * dBag[src + j]!;
-        rowGrad[at + j + 1] += f * dBag[src + j + 1]!;
-        rowGrad[at + j + 2] += f * dBag[src + j + 2]!;
-        rowGrad[at + j + 3] += f * dBag[src + j + 3]!;
-      }
-      for (; j < D; j++) rowGrad[at + j] += f * dBag[src + j]!;
-    }
-  }
-}
-
-/** y = x·W + b for x [B, in] (float64), the layer's W [in, out] and b [out]. */
-function dense(x: Float64Array, B: number, layer: Layer, y: Float64Array): Float64Array {
-  const { inDim, outDim, w, b } = layer;
-  for (let r = 0; r < B; r++) {
-    const yRow = r * outDim;
-    for (let o = 0; o < outDim; o++) y[yRow + o] = b[o]!;
-    for (let i = 0; i < inDim; i++) {
-      const xi = x[r * inDim + i]!;
-      if (xi === 0) continue;
-      for (let o = 0; o < outDim; o++) y[yRow + o] += xi * w[i * outDim + o]!;
-    }
-  }
-  return y;
+  return threads;
 }
 
 /**

@@ -102,12 +102,14 @@ function adamwBody(): number[] {
   return [...u32(body.length), ...body];
 }
 
-function moduleBytes(): Uint8Array {
+/** The module, importing a plain memory, or a shared one (limits flag 3: shared, with a maximum: wasm32's 65536 pages). */
+function moduleBytes(shared: boolean): Uint8Array {
+  const limits = shared ? [0x03, ...u32(1), ...u32(65536)] : [0x00, ...u32(1)];
   const type = [0x60, ...vec(PARAMS.map((t) => [t])), ...u32(0)];
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([type])),
-    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, ...u32(1)]])),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, ...limits]])),
     ...section(3, vec([u32(0)])),
     ...section(7, vec([[...name('adamw'), 0x00, ...u32(0)]])),
     ...section(10, vec([adamwBody()])),
@@ -117,17 +119,19 @@ function moduleBytes(): Uint8Array {
 type AdamwKernel = (...args: number[]) => void;
 
 /** The part of the WebAssembly API used here (the project's lib, es2023 without DOM, does not declare it). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
 }
+/** A compiled module (structured-cloneable: a worker instantiates the same one). */
+export type WasmModule = object;
 const wasm = (
   globalThis as unknown as {
     WebAssembly: {
       validate(bytes: Uint8Array): boolean;
-      Memory: new (d: { initial: number }) => WasmMemory;
-      Module: new (bytes: Uint8Array) => object;
-      Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+      Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+      Module: new (bytes: Uint8Array) => WasmModule;
+      Instance: new (m: WasmModule, imports: object) => { exports: Record<string, unknown> };
     };
   }
 ).WebAssembly;
@@ -135,48 +139,93 @@ const wasm = (
 const WASM_PAGE = 65536;
 /** wasm32's 4 GiB, less a margin: larger tables stay in JavaScript arrays. */
 const MAX_BYTES = 4 * 1024 ** 3 - 64 * WASM_PAGE;
+/** Room after the table at the start, in pages (a step's scratch; it grows with the batch). */
+const FIRST_ARENA_PAGES = 16;
+
+/** The modules (plain and shared memory), compiled once per thread; null where this runtime has no WebAssembly SIMD. */
+const compiled = new Map<boolean, WasmModule | null>();
+function simdModule(shared: boolean): WasmModule | null {
+  if (!compiled.has(shared)) {
+    const bytes = moduleBytes(shared);
+    compiled.set(shared, wasm.validate(bytes) ? new wasm.Module(bytes) : null);
+  }
+  return compiled.get(shared)!;
+}
+
+/** Why a [rows, dim] table cannot take the SIMD rows, or null where it can. */
+export function simdRowsRefusal(rows: number, dim: number, shared = false): string | null {
+  if (dim % 4 !== 0) return `its width ${dim} is not a multiple of 4`;
+  const bytes = 3 * rows * dim * 4 + FIRST_ARENA_PAGES * WASM_PAGE;
+  if (bytes > MAX_BYTES)
+    return (
+      `the table and its two AdamW moments (${rows} rows × ${dim} × 3 float32, ${(bytes / 1024 ** 3).toFixed(2)} GiB) do not ` +
+      `fit one WebAssembly memory (wasm32: 4 GiB)`
+    );
+  if (!simdModule(shared)) return `this runtime has no WebAssembly SIMD${shared ? ' with threads' : ''}`;
+  return null;
+}
 
 /** The parts of an interleaved row: the parameters, AdamW's first and second moments. */
 export type RowPart = 'table' | 'm' | 'v';
 const PART_OFFSET: Record<RowPart, number> = { table: 0, m: 1, v: 2 };
 
+/** What a worker needs to work on the same rows: the memory (shared), the module, the table's shape. */
+export interface SimdRowsHandle {
+  memory: WasmMemory;
+  module: WasmModule;
+  rows: number;
+  dim: number;
+}
+
 /**
  * A float32 table [rows, dim] and its AdamW moments in one WebAssembly memory, interleaved by row (`data`: row r's
- * parameters at r·stride, its moments at r·stride + dim and r·stride + 2·dim, stride = 3·dim), and a scratch area for
- * a step's touched ids and row gradients. `data` is replaced when the scratch grows (read it after `scratch`).
+ * parameters at r·stride, its moments at r·stride + dim and r·stride + 2·dim, stride = 3·dim), and after them an arena
+ * for a step's scratch (`arena`). With `shared`, the memory is a shared one (its buffer a SharedArrayBuffer) that a
+ * worker attaches to (`attach`): both threads then update rows of the same table in place.
  */
 export class SimdRows {
   data!: Float32Array;
   readonly stride: number;
-  private scratchBytes: number;
+  /** Byte offset of the arena: the end of the interleaved rows. */
+  readonly arenaOffset: number;
 
   private constructor(
-    private readonly memory: WasmMemory,
+    readonly memory: WasmMemory,
+    readonly module: WasmModule,
     private readonly kernel: AdamwKernel,
     readonly rows: number,
     readonly dim: number,
   ) {
     this.stride = 3 * dim;
-    this.scratchBytes = memory.buffer.byteLength - this.dataBytes;
+    this.arenaOffset = 3 * rows * dim * 4;
     this.bind();
   }
 
   /**
-   * The SIMD rows for a [rows, dim] table, or null where they do not apply (dim not a multiple of 4, a table too large for
-   * one WebAssembly memory, no SIMD in this runtime).
+   * The SIMD rows for a [rows, dim] table, or null where they do not apply (see simdRowsRefusal). A shared memory's
+   * maximum is wasm32's bound: the arena grows with the batch, and a maximum reserves address space only.
    */
-  static create(rows: number, dim: number): SimdRows | null {
-    const tableBytes = rows * dim * 4;
-    if (dim % 4 !== 0 || 3 * tableBytes + WASM_PAGE > MAX_BYTES) return null;
-    const bytes = moduleBytes();
-    if (!wasm.validate(bytes)) return null;
-    const memory = new wasm.Memory({ initial: Math.ceil((3 * tableBytes + 16 * WASM_PAGE) / WASM_PAGE) });
-    const instance = new wasm.Instance(new wasm.Module(bytes), { env: { memory } });
-    return new SimdRows(memory, instance.exports.adamw as AdamwKernel, rows, dim);
+  static create(rows: number, dim: number, shared = false): SimdRows | null {
+    if (simdRowsRefusal(rows, dim, shared) !== null) return null;
+    const module = simdModule(shared)!;
+    const initial = Math.ceil((3 * rows * dim * 4) / WASM_PAGE) + FIRST_ARENA_PAGES;
+    const memory = new wasm.Memory(shared ? { initial, maximum: Math.floor(MAX_BYTES / WASM_PAGE), shared: true } : { initial });
+    return SimdRows.attach({ memory, module, rows, dim });
   }
 
-  private get dataBytes(): number {
-    return 3 * this.rows * this.dim * 4;
+  /** The same rows over another thread's shared memory (a worker's side of `handle`). */
+  static attach(handle: SimdRowsHandle): SimdRows {
+    const instance = new wasm.Instance(handle.module, { env: { memory: handle.memory } });
+    return new SimdRows(handle.memory, handle.module, instance.exports.adamw as AdamwKernel, handle.rows, handle.dim);
+  }
+
+  get handle(): SimdRowsHandle {
+    return { memory: this.memory, module: this.module, rows: this.rows, dim: this.dim };
+  }
+
+  /** The memory's current buffer (a new object after the memory grows: views are taken after `arena`). */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    return this.memory.buffer;
   }
 
   private bind(): void {
@@ -209,28 +258,57 @@ export class SimdRows {
       }
   }
 
-  /** Scratch views for `count` touched ids and their gradient rows (the memory grows when they do not fit). */
-  scratch(count: number): { touched: Int32Array; grad: Float32Array } {
-    const need = count * 4 + count * this.dim * 4;
-    if (need > this.scratchBytes) {
-      const pages = Math.ceil((need - this.scratchBytes) / WASM_PAGE) + 16;
+  /**
+   * Makes the arena at least `bytes` long (the memory grows when it is not, and the buffer and `data` are then new
+   * objects); returns its byte offset.
+   * @throws {RangeError} The arena would take the memory past wasm32's 4 GiB.
+   */
+  arena(bytes: number): number {
+    const have = this.memory.buffer.byteLength - this.arenaOffset;
+    if (bytes > have) {
+      const pages = Math.ceil((bytes - have) / WASM_PAGE) + FIRST_ARENA_PAGES;
       if (this.memory.buffer.byteLength + pages * WASM_PAGE > MAX_BYTES)
-        throw new RangeError(`a step touching ${count} rows needs more than WebAssembly's 4 GiB beside the table`);
+        throw new RangeError(`a step needing ${bytes} bytes of scratch needs more than WebAssembly's 4 GiB beside the table`);
       this.memory.grow(pages);
-      this.scratchBytes += pages * WASM_PAGE;
       this.bind();
     }
-    const base = this.dataBytes;
-    return {
-      touched: new Int32Array(this.memory.buffer, base, count),
-      grad: new Float32Array(this.memory.buffer, base + count * 4, count * this.dim),
-    };
+    return this.arenaOffset;
   }
 
-  /** AdamW (torch's, as optim.ts updateRowsInPlace) on the `count` rows in scratch, with their gradients there. */
-  adamw(count: number, b1: number, b2: number, step: number, eps: number, decay: number): void {
-    const base = this.dataBytes;
+  /**
+   * AdamW (torch's, as optim.ts updateRowsInPlace) on touched rows [start, end): the int32 row ids at byte offset
+   * `touchedAt`, their float32 gradient rows at `gradAt` (row k at gradAt + k·dim·4). Rows are independent: threads
+   * may update disjoint ranges at once.
+   */
+  adamw(touchedAt: number, gradAt: number, start: number, end: number, s: AdamwScalars): void {
+    if (end <= start) return;
     const rowBytes = this.dim * 4;
-    this.kernel(0, rowBytes, 2 * rowBytes, base, count, rowBytes, base + count * 4, 3 * rowBytes, b1, 1 - b1, b2, 1 - b2, step, eps, decay);
+    const { b1, b2 } = s;
+    this.kernel(
+      0,
+      rowBytes,
+      2 * rowBytes,
+      touchedAt + 4 * start,
+      end - start,
+      rowBytes,
+      gradAt + start * rowBytes,
+      3 * rowBytes,
+      b1,
+      1 - b1,
+      b2,
+      1 - b2,
+      s.step,
+      s.eps,
+      s.decay,
+    );
   }
+}
+
+/** AdamW's scalars of one step: the betas, the step size (lr with the bias corrections), eps and lr·weight decay. */
+export interface AdamwScalars {
+  b1: number;
+  b2: number;
+  step: number;
+  eps: number;
+  decay: number;
 }

@@ -562,7 +562,13 @@ async function createTrainer(
   const chosen = chooseTrainer(o, bag);
   const settings = { model, loss, lr: o.lr, weightDecay: o.weightDecay, warmupRatio: o.warmupRatio, totalSteps, seed: o.seed };
   const trainer = chosen.bag
-    ? await BagTrainer.create({ ...adamwTrainerOptions(settings), bag: chosen.bag, session: { ...o.session, device: 'cpu' } })
+    ? await BagTrainer.create({
+        ...adamwTrainerOptions(settings),
+        bag: chosen.bag,
+        session: { ...o.session, device: 'cpu' },
+        // --threads 1 keeps the host trainer on one thread too; otherwise its default (2 where there are 2 cores).
+        ...(o.session?.threads === 1 ? { threads: 1 } : {}),
+      })
     : await adamwTrainer({ ...settings, session: o.session });
   return { trainer, kind: chosen.kind, totalSteps, batchesPerEpoch };
 }
@@ -744,6 +750,8 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       testRows: d.test?.length ?? 0,
       stepsPerCall: trainer.stepsPerCall,
       trainer: kind,
+      // The host trainer's threads (any count gives the same bits: a run may resume on another).
+      ...(trainer instanceof BagTrainer ? { hostThreads: trainer.threads } : {}),
     });
     const predict = predictor(trainer, featurizer, classes);
     const rowsLine = withTransfer

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot, runKd, S140_RANDOM, splitAndCache, splitAndCachePaths, tempDir } from '../helpers.js';
 
@@ -102,6 +103,8 @@ test('an n-gram student (its own word vocabulary, sparse table) killed after a c
   // kd train's default for this student: the host trainer (src/engine/bag-trainer.ts).
   const config = JSON.parse(readFileSync(join(root, 'n-straight', 'seed-13', 'config.json'), 'utf8'));
   assert.equal(config.resolved.trainer, 'host');
+  // Its threads, as resolved (2 where there are 2 cores; batches this small run on one either way).
+  assert.equal(config.resolved.hostThreads, availableParallelism() >= 2 ? 2 : 1);
 });
 
 test('the n-gram student on the ONNX Runtime step (--trainer ort) resumes to the same bytes too', async () => {
