@@ -313,7 +313,8 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     `transformer student (1 layer, hidden 64, batch 32, ~${meanLen} tokens, ${perCall} steps per call): kd ` +
       `${result.transformer_examples_per_s} ex/s vs tfjs ${result.transformer_tfjs_examples_per_s} ex/s ` +
       `(${result.transformer_ratio_vs_tfjs}×), ` +
-      `${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; a per-step cache read would add ` +
+      `${torchNote(result.transformer_pytorch_examples_per_s, result.transformer_ratio_vs_pytorch, trTorch)}; ` +
+      'a per-step cache read would add ' +
       `${(100 * result.transformer_cache_read_share).toFixed(2)}% of step time`,
   );
   return result;
