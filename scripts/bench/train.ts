@@ -162,9 +162,19 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
     ),
     ...bound.feeds(rows, { progress: 0.5, epoch: 1 }),
   });
-  const ngBatch = (size: number) => {
+  // The ids and mask as kd train feeds its trainer: int32 for the host trainer, int64 for the ONNX Runtime step.
+  const ngBatch = (size: number, type: 'int64' | 'int32' = 'int64') => {
     const rows = batchRows(size);
-    return { rows, feeds: { ...ngramFeeds(Array.from(rows, (r) => features[r]!)), ...methodFeeds(rows) } };
+    return {
+      rows,
+      feeds: {
+        ...ngramFeeds(
+          Array.from(rows, (r) => features[r]!),
+          type,
+        ),
+        ...methodFeeds(rows),
+      },
+    };
   };
   /**
    * What reading a batch's rows from the cache file at random would cost against a step (`secondsPerStep`): kd train
@@ -178,9 +188,10 @@ export async function benchTrain(args: string[]): Promise<Record<string, unknown
   };
   /** Examples per second of `trainer` over `steps` steps of batch 64, as kd train feeds them. */
   const ngramThroughput = async (trainer: StepTrainer) => {
-    for (let i = 0; i < 10; i++) await trainer.step(ngBatch(64).feeds);
+    const type = trainer instanceof BagTrainer ? 'int32' : 'int64';
+    for (let i = 0; i < 10; i++) await trainer.step(ngBatch(64, type).feeds);
     const t0 = performance.now();
-    for (let i = 0; i < ngSteps; i++) await trainer.step(ngBatch(64).feeds);
+    for (let i = 0; i < ngSteps; i++) await trainer.step(ngBatch(64, type).feeds);
     const seconds = (performance.now() - t0) / 1000;
     await trainer.dispose();
     return { eps: (ngSteps * 64) / seconds, readShare: cacheReadShare(64, seconds / ngSteps) };

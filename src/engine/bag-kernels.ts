@@ -30,8 +30,6 @@ export interface StepArrays {
   grads: Float64Array[];
   /** d(loss)/d(row) per touched row [count, D]. */
   rowGrad: Float64Array;
-  /** The touched rows' gradients in float32 for the SIMD update (null without the SIMD rows). */
-  grad32: Float32Array | null;
 }
 
 /**
@@ -73,19 +71,10 @@ export function touchRows(arrays: readonly FloatArray[], touched: Int32Array, st
 }
 
 /**
- * Examples [b0, b1) forward: bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean),
- * row r of the table at r·stride, scale[b] = that divisor's inverse; then each layer, ReLU after all but the last.
+ * Examples [b0, b1)'s bags: bag[b] = Σ_k mask[b,k]·table[ids[b,k]] / max(Σ_k mask[b,k], 1) (layers.ts maskedMean),
+ * row r of the table at r·stride, scale[b] = that divisor's inverse. SimdRows.gatherMean does the same in WebAssembly.
  */
-export function forwardExamples(
-  table: FloatArray,
-  stride: number,
-  D: number,
-  T: number,
-  layers: readonly LayerView[],
-  a: StepArrays,
-  b0: number,
-  b1: number,
-): void {
+export function gatherMean(table: FloatArray, stride: number, D: number, T: number, a: StepArrays, b0: number, b1: number): void {
   const { ids, mask, scale } = a;
   const bag = a.acts[0]!;
   for (let b = b0; b < b1; b++) {
@@ -111,6 +100,10 @@ export function forwardExamples(
     scale[b] = s;
     for (let j = 0; j < D; j++) bag[out + j] *= s;
   }
+}
+
+/** Examples [b0, b1) through the layers from their bags (acts[0]), ReLU after all but the last. */
+export function forwardLayers(layers: readonly LayerView[], a: StepArrays, b0: number, b1: number): void {
   for (let l = 0; l < layers.length; l++) {
     const { inDim, outDim, w, b: bias } = layers[l]!;
     const x = a.acts[l]!;
@@ -172,6 +165,7 @@ export function weightGradients(layers: readonly (LayerView & { gw: Float64Array
 /**
  * The gradients of touched rows [s0, s1) from the bag's: row slots[b,k] gains mask[b,k]·scale[b]·dBag[b], walking every
  * position in order and taking those whose slot is in the range (a row's sum keeps position order whoever owns it).
+ * SimdRows.scatterRows does the same in WebAssembly.
  */
 export function scatterRows(a: StepArrays, B: number, T: number, D: number, s0: number, s1: number): void {
   const { slots, mask, scale, rowGrad } = a;
@@ -198,14 +192,6 @@ export function scatterRows(a: StepArrays, B: number, T: number, D: number, s0: 
   }
 }
 
-/** Touched rows [s0, s1)'s gradients times the clipping coefficient, rounded to float32 for the SIMD update. */
-export function rowsToFloat32(a: StepArrays, D: number, coef: number, s0: number, s1: number): void {
-  const { rowGrad } = a;
-  const out = a.grad32!;
-  if (coef < 1) for (let i = s0 * D; i < s1 * D; i++) out[i] = rowGrad[i]! * coef;
-  else out.set(rowGrad.subarray(s0 * D, s1 * D), s0 * D);
-}
-
 /** The shape of a step's arrays in the arena: capacities (positions, examples) and the layers' widths. */
 export interface ArenaShape {
   positions: number;
@@ -221,7 +207,6 @@ export interface ArenaLayout {
   mask: number;
   slots: number;
   touched: number;
-  grad32: number;
   /** Each layer's weight and bias copies (float32, what the worker reads; the main thread reads the store's). */
   weights: { w: number; b: number }[];
   scale: number;
@@ -245,13 +230,12 @@ export function arenaLayout(base: number, shape: ArenaShape): ArenaLayout {
   const mask = take(4 * n, 16);
   const slots = take(4 * n, 16);
   const touched = take(4 * n, 16);
-  const grad32 = take(4 * n * D, 16);
   const weights = shape.layers.map(([i, o]) => ({ w: take(4 * i * o, 16), b: take(4 * o, 16) }));
   const scale = take(8 * B, 16);
   const acts = [take(8 * B * D, 16), ...shape.layers.map(([, o]) => take(8 * B * o, 16))];
   const grads = [...shape.layers.map(([i]) => take(8 * B * i, 16)), take(8 * B * shape.layers.at(-1)![1], 16)];
   const rowGrad = take(8 * n * D, 16);
-  return { ids, mask, slots, touched, grad32, weights, scale, acts, grads, rowGrad, bytes: at - base };
+  return { ids, mask, slots, touched, weights, scale, acts, grads, rowGrad, bytes: at - base };
 }
 
 /**
@@ -278,7 +262,6 @@ export function arenaViews(buffer: ArrayBufferLike, layout: ArenaLayout, shape: 
     acts: layout.acts.map((at, l) => f64(at, B * (l === 0 ? D : shape.layers[l - 1]![1]))),
     grads: layout.grads.map((at, l) => f64(at, B * (l < shape.layers.length ? shape.layers[l]![0] : shape.layers.at(-1)![1]))),
     rowGrad: f64(layout.rowGrad, n * D),
-    grad32: new Float32Array(buffer, layout.grad32, n * D),
   };
   const weights = shape.layers.map(([inDim, outDim], l): LayerView => ({
     inDim,

@@ -23,8 +23,8 @@ import {
   arenaLayouts,
   arenaViews,
   backwardExamples,
-  forwardExamples,
-  rowsToFloat32,
+  forwardLayers,
+  gatherMean,
   scatterRows,
   touchPositions,
   touchRows,
@@ -366,7 +366,9 @@ export class BagTrainer implements StepTrainer {
     // The rows' lines, and their moments' for the update at the end, start loading now (see touchPositions).
     if (simd) touchPositions(rowData, stride, stride, ids, a.mask, 0, bSplit * T);
     else touchRows([table, ...this.sparse.states.values()], touched, D, D);
-    forwardExamples(rowData, stride, D, T, this.layers, a, 0, bSplit);
+    if (simd) simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, 0, bSplit);
+    else gatherMean(rowData, stride, D, T, a, 0, bSplit);
+    forwardLayers(this.layers, a, 0, bSplit);
     if (worker) await worker.wait();
     const H = this.layers.at(-1)!.outDim;
 
@@ -402,7 +404,8 @@ export class BagTrainer implements StepTrainer {
       if (!norm) this.postScalars(worker, 1, adam!, 0, count);
       worker.post(norm ? PHASE.SCATTER : PHASE.SCATTER | PHASE.UPDATE);
     }
-    scatterRows(a, B, T, D, 0, sSplit);
+    if (simd) simd.scatterRows(layout!.slots, layout!.mask, layout!.scale, layout!.grads[0]!, layout!.rowGrad, B, T, 0, sSplit);
+    else scatterRows(a, B, T, D, 0, sSplit);
     this.flatGrad.fill(0);
     weightGradients(this.layers, a, B);
 
@@ -426,10 +429,8 @@ export class BagTrainer implements StepTrainer {
         worker.post(PHASE.UPDATE);
       }
     }
-    if (!worker && simd) {
-      rowsToFloat32(a, D, coef, 0, count);
-      simd.adamw(layout!.touched, layout!.grad32, 0, count, adam!);
-    } else if (!simd) {
+    if (!worker && simd) simd.adamw(layout!.touched, layout!.rowGrad, 0, count, coef, adam!);
+    else if (!simd) {
       const rowGrad = a.rowGrad.subarray(0, count * D);
       if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
       updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
@@ -513,7 +514,6 @@ export class BagTrainer implements StepTrainer {
         acts: [f('bag', B * D), ...this.layers.map((l, i) => f(`act${i}`, B * l.outDim))],
         grads: [...this.layers.map((l, i) => f(`dx${i}`, B * l.inDim)), f('headGrad', B * this.layers.at(-1)!.outDim)],
         rowGrad: f('rowGrad', n * D),
-        grad32: null,
       },
     };
   }

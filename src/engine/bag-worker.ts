@@ -7,10 +7,8 @@ import {
   arenaViews,
   backwardExamples,
   CTRL,
-  forwardExamples,
+  forwardLayers,
   PHASE,
-  rowsToFloat32,
-  scatterRows,
   touchPositions,
   type ArenaLayout,
   type BagWorkerData,
@@ -52,13 +50,13 @@ function run(phase: number): void {
   ];
   if (phase & PHASE.FORWARD) {
     touchPositions(rows.data, stride, stride, arrays.ids, arrays.mask, b0 * T, b1 * T);
-    forwardExamples(rows.data, stride, D, T, weights, arrays, b0, b1);
+    rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, b0, b1);
+    forwardLayers(weights, arrays, b0, b1);
   }
   if (phase & PHASE.BACKWARD) backwardExamples(weights, arrays, b0, b1);
-  if (phase & PHASE.SCATTER) scatterRows(arrays, B, T, D, s0, s1);
+  if (phase & PHASE.SCATTER) rows.scatterRows(layout.slots, layout.mask, layout.scale, layout.grads[0]!, layout.rowGrad, B, T, s0, s1);
   if (phase & PHASE.UPDATE) {
-    rowsToFloat32(arrays, D, scalars[CTRL.COEF]!, s0, s1);
-    rows.adamw(layout.touched, layout.grad32, s0, s1, {
+    rows.adamw(layout.touched, layout.rowGrad, s0, s1, scalars[CTRL.COEF]!, {
       b1: scalars[CTRL.ADAM_B1]!,
       b2: scalars[CTRL.ADAM_B2]!,
       step: scalars[CTRL.ADAM_STEP]!,

@@ -106,23 +106,29 @@ export function ngramStudent(cfg: NgramStudentConfig, classes: number): ModelDef
   };
 }
 
-/** Pads feature lists into ngram_ids / ngram_mask feeds (an empty text gets one padding slot). */
-export function ngramFeeds(features: readonly Int32Array[]): Record<string, ort.Tensor> {
+/**
+ * Pads feature lists into ngram_ids / ngram_mask feeds (an empty text gets one padding slot): int64 as the graphs take
+ * them, or int32 for the host trainer (src/engine/bag-trainer.ts), which reads those as they are.
+ */
+export function ngramFeeds(features: readonly Int32Array[], type: 'int64' | 'int32' = 'int64'): Record<string, ort.Tensor> {
   const width = Math.max(1, ...features.map((f) => f.length));
-  const ids = new BigInt64Array(features.length * width);
-  const mask = new BigInt64Array(features.length * width);
-  // Written through their low 32-bit words (ids are ≥ 0 and < 2^31; little-endian): no BigInt per element.
+  const n = features.length * width;
+  const ids = type === 'int64' ? new BigInt64Array(n) : new Int32Array(n);
+  const mask = type === 'int64' ? new BigInt64Array(n) : new Int32Array(n);
+  // int64 written through their low 32-bit words (ids are ≥ 0 and < 2^31; little-endian): no BigInt per element.
+  const words = type === 'int64' ? 2 : 1;
   const idWords = new Int32Array(ids.buffer);
   const maskWords = new Int32Array(mask.buffer);
   features.forEach((f, r) => {
+    const at = r * width;
     for (let k = 0; k < f.length; k++) {
-      idWords[2 * (r * width + k)] = f[k]!;
-      maskWords[2 * (r * width + k)] = 1;
+      idWords[words * (at + k)] = f[k]!;
+      maskWords[words * (at + k)] = 1;
     }
   });
   return {
-    ngram_ids: new ort.Tensor('int64', ids, [features.length, width]),
-    ngram_mask: new ort.Tensor('int64', mask, [features.length, width]),
+    ngram_ids: new ort.Tensor(type, ids, [features.length, width]),
+    ngram_mask: new ort.Tensor(type, mask, [features.length, width]),
   };
 }
 
@@ -215,7 +221,12 @@ export const ngram: StudentDefinition<NgramStudentConfig> = {
           xs.map((e) => e.text),
         ),
       );
-    return { feeds: (xs, r) => ngramFeeds(Array.from(r, (i) => rows.get(xs)![i]!)), lengths: [] };
+    const features = (xs: Example[], r: ArrayLike<number>) => Array.from(r, (i) => rows.get(xs)![i]!);
+    return {
+      feeds: (xs, r) => ngramFeeds(features(xs, r)),
+      hostFeeds: (xs, r) => ngramFeeds(features(xs, r), 'int32'),
+      lengths: [],
+    };
   },
   batches: (n, _lengths, batchSize, rng) => shuffledBatches(n, batchSize, rng),
   exportFiles: (dir, s) => {

@@ -50,6 +50,11 @@ export interface SetupContext {
 /** Features of the splits, and feeds for rows of one of them. */
 export interface Featurizer {
   feeds(examples: Example[], rows: ArrayLike<number>): Record<string, ort.Tensor>;
+  /**
+   * The same feeds as the host trainer (src/engine/bag-trainer.ts) takes them best, where they differ (the n-gram
+   * student's int32 ids and mask, which it reads without a conversion; ONNX Runtime's graphs take int64).
+   */
+  hostFeeds?(examples: Example[], rows: ArrayLike<number>): Record<string, ort.Tensor>;
   /** Per-training-row lengths for length-sorted batches and predict order; empty when order does not matter. */
   lengths: number[];
 }

@@ -754,6 +754,9 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
       ...(trainer instanceof BagTrainer ? { hostThreads: trainer.threads } : {}),
     });
     const predict = predictor(trainer, featurizer, classes);
+    // The steps' feeds in the form their trainer reads best; evaluation (ONNX Runtime) keeps the graphs' int64.
+    const hostFeeds = kind === 'host' && featurizer.hostFeeds !== undefined;
+    const stepFeeds = (xs: Example[], r: ArrayLike<number>) => (hostFeeds ? featurizer.hostFeeds!(xs, r) : featurizer.feeds(xs, r));
     const rowsLine = withTransfer
       ? `${d.train.length} labelled + ${d.transfer.length} transfer rows (${transferPerBatch(o.batchSize, transferRatio(o, d))} of ` +
         `each batch of ${o.batchSize})`
@@ -774,7 +777,7 @@ export async function trainStudent(o: StudentRunOptions): Promise<StudentRunResu
         const labelFeed = new ort.Tensor('int64', BigInt64Array.from(Array.from(r, (i) => BigInt(i < nl ? d.train[i]!.label : 0))), [
           r.length,
         ]);
-        const feeds = { ...featurizer.feeds(d.pool, r), labels: labelFeed, ...bound.feeds(r, schedule) };
+        const feeds = { ...stepFeeds(d.pool, r), labels: labelFeed, ...bound.feeds(r, schedule) };
         if (!withTransfer) return feeds;
         return {
           ...feeds,

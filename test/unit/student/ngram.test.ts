@@ -149,3 +149,18 @@ test('the exported student (rows from input_ids) gives the logits of its evaluat
   await exported.session.release();
   await evaluation.session.release();
 });
+
+test("ngramFeeds' int32 form (the host trainer's) holds the int64 form's values, padded the same way", () => {
+  const features = [Int32Array.of(4, 9, 2 ** 31 - 1), Int32Array.of(), Int32Array.of(7)];
+  const wide = ngramFeeds(features);
+  const narrow = ngramFeeds(features, 'int32');
+  for (const name of ['ngram_ids', 'ngram_mask']) {
+    assert.equal(wide[name]!.type, 'int64');
+    assert.equal(narrow[name]!.type, 'int32');
+    assert.deepEqual(narrow[name]!.dims, [3, 3]);
+    assert.deepEqual(wide[name]!.dims, narrow[name]!.dims);
+    assert.deepEqual(Array.from(narrow[name]!.data as Int32Array), Array.from(wide[name]!.data as BigInt64Array, Number), name);
+  }
+  assert.deepEqual(Array.from(narrow.ngram_ids!.data as Int32Array), [4, 9, 2 ** 31 - 1, 0, 0, 0, 7, 0, 0]);
+  assert.deepEqual(Array.from(narrow.ngram_mask!.data as Int32Array), [1, 1, 1, 0, 0, 0, 1, 0, 0]);
+});

@@ -166,6 +166,26 @@ test('a run on 2 threads resumes bit-identically on 2 threads and on 1', async (
   await straight.host.dispose();
 });
 
+test("int32 ids and mask (kd train's feeds for the host trainer) give the int64 feeds' bits", async () => {
+  const c: Case = { name: 'kd', raw: { lambda: 0.6, tau: 2 }, clipNorm: 1 };
+  const wide = await trainer(c, 2);
+  const narrow = await trainer(c, 2);
+  const int32 = (t: ort.Tensor) => new ort.Tensor('int32', Int32Array.from(t.data as BigInt64Array, Number), t.dims);
+  for (const [k, batch] of batches(c, wide.cfg, 5, wide.headSize, 11).entries()) {
+    const a = await wide.host.step(batch);
+    const b = await narrow.host.step({ ...batch, ngram_ids: int32(batch.ngram_ids!), ngram_mask: int32(batch.ngram_mask!) });
+    assert.equal(b.loss, a.loss, `step ${k}: loss`);
+    assert.ok(Object.is(b.gradNorm, a.gradNorm), `step ${k}: grad norm`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'kd-host-int32-'));
+  const ta = saved(wide.host, dir, 'int64.safetensors');
+  const tb = saved(narrow.host, dir, 'int32.safetensors');
+  rmSync(dir, { recursive: true, force: true });
+  for (const [key, t] of ta) assert.deepEqual(tb.get(key)!.data, t.data, key);
+  await wide.host.dispose();
+  await narrow.host.dispose();
+});
+
 test('2 threads are refused where the second thread cannot work, and the default falls back to 1 there', async () => {
   const method = getMethod('ce');
   const cfg: NgramStudentConfig = { vocabSize: 10, buckets: 10, maxLength: 8, dim: 5, hidden: 0, dropout: 0 };
