@@ -19,10 +19,10 @@ import type { OptimizerConfig } from '../../../src/engine/optim.js';
 import type { LossDefinition } from '../../../src/engine/train-graph.js';
 import { ngramBag, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../../../src/student/ngram.js';
 import { trainingGraphs } from '../../../src/train/student-run.js';
+import { lossFeeds } from './loss-feeds.js';
 
 const CLASSES = 3;
 const B = 48;
-const f32 = (data: number[], dims: number[]) => new ort.Tensor('float32', Float32Array.from(data), dims);
 
 interface Case {
   name: string;
@@ -41,35 +41,7 @@ function batches(c: Case, cfg: NgramStudentConfig, steps: number, headSize: numb
     const features = Array.from({ length: B }, (_, b) =>
       Int32Array.from({ length: b === 3 ? 0 : 1 + rng.int(40) }, () => (rng.uniform() < 0.3 ? rng.int(12) : rng.int(rows))),
     );
-    const normal = (n: number) => Array.from({ length: n }, () => 3 * (rng.uniform() - 0.5));
-    const feeds: Record<string, ort.Tensor> = {
-      ...ngramFeeds(features),
-      labels: new ort.Tensor(
-        'int64',
-        BigInt64Array.from({ length: B }, () => BigInt(rng.int(CLASSES))),
-        [B],
-      ),
-      teacher_logits: f32(normal(B * CLASSES), [B, CLASSES]),
-      kd_lambda: f32([0.6], []),
-      dtkd_weight: f32([0.7], []),
-      lelp_weight: f32([1], []),
-    };
-    if (c.name === 'lelp') {
-      const q = Array.from({ length: B }, () => {
-        const e = normal(headSize).map(Math.exp);
-        const s = e.reduce((a, v) => a + v, 0);
-        return e.map((v) => v / s);
-      });
-      feeds.lelp_targets = f32(q.flat(), [B, headSize]);
-    }
-    if (c.transfer) {
-      feeds.labelled = f32(
-        Array.from({ length: B }, (_, i) => (i % 4 === 1 ? 0 : 1)),
-        [B],
-      );
-      feeds.transfer_weight = f32([0.8], []);
-    }
-    return feeds;
+    return { ...ngramFeeds(features), ...lossFeeds(rng, c, B, CLASSES, headSize, (i) => (i % 4 === 1 ? 0 : 1)) };
   });
 }
 

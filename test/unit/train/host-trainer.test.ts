@@ -19,9 +19,9 @@ import type { OptimizerConfig, ScheduleConfig } from '../../../src/engine/optim.
 import { ngramBag, ngramFeeds, ngramStudent, type NgramStudentConfig } from '../../../src/student/ngram.js';
 import { chooseTrainer, trainingGraphs } from '../../../src/train/student-run.js';
 import { OptionError } from '../../../src/errors.js';
+import { f32, lossFeeds } from './loss-feeds.js';
 
 const CLASSES = 3;
-const f32 = (data: number[], dims: number[]) => new ort.Tensor('float32', Float32Array.from(data), dims);
 
 interface Case {
   name: string;
@@ -46,32 +46,8 @@ function batches(c: Case, cfg: NgramStudentConfig, steps: number, headSize: numb
     const features = Array.from({ length: B }, (_, b) =>
       Int32Array.from({ length: b === 2 ? 0 : 1 + rng.int(9) }, () => (rng.uniform() < 0.5 ? rng.int(8) : rng.int(rows))),
     );
-    const normal = (n: number) => Array.from({ length: n }, () => 3 * (rng.uniform() - 0.5));
-    const labels = new ort.Tensor(
-      'int64',
-      BigInt64Array.from({ length: B }, () => BigInt(rng.int(CLASSES))),
-      [B],
-    );
-    const loss: Record<string, ort.Tensor> = {
-      labels,
-      teacher_logits: f32(normal(B * CLASSES), [B, CLASSES]),
-      kd_lambda: f32([0.6], []),
-      dtkd_weight: f32([0.7], []),
-      lelp_weight: f32([1], []),
-    };
-    if (c.name === 'lelp') {
-      const q = Array.from({ length: B }, () => {
-        const e = normal(headSize).map(Math.exp);
-        const s = e.reduce((a, v) => a + v, 0);
-        return e.map((v) => v / s);
-      });
-      loss.lelp_targets = f32(q.flat(), [B, headSize]);
-    }
-    if (c.transfer) {
-      loss.labelled = f32([1, 0, 1, 1, 0, 1], [B]);
-      loss.transfer_weight = f32([0.8], []);
-    }
-    return { ...ngramFeeds(features), ...loss };
+    const labelled = [1, 0, 1, 1, 0, 1];
+    return { ...ngramFeeds(features), ...lossFeeds(rng, c, B, CLASSES, headSize, (i) => labelled[i]!) };
   });
 }
 
