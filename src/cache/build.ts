@@ -5,7 +5,7 @@ import { OptionError } from '../errors.js';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import type { Teacher } from '../teacher/teacher.js';
+import { defaultBatchTokens, type Teacher } from '../teacher/teacher.js';
 import { loadTeacher, type TeacherQuantize } from '../quantize/teacher.js';
 import { DatasetReader, type ReadOptions } from '../data/read.js';
 import { LABEL_NAMES, type ClassCount } from '../data/labels.js';
@@ -159,6 +159,7 @@ function manifestBase(o: BuildOptions, teacher: Teacher, dtype: EmbeddingDType, 
       classifier: { rows: teacher.head.rows, cols: teacher.head.cols, found: teacher.head.description },
       precision: teacher.precision,
       ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck } : {}),
+      ...(teacher.precision === 'int8' ? { batchTokens: o.batchTokens ?? defaultBatchTokens(teacher.device) } : {}),
     },
     maxLength: teacher.tokenizer.maxLength,
     embedding,

@@ -44,6 +44,12 @@ export interface CacheManifest {
     precision?: 'fp32' | 'int8';
     /** With precision int8: the int8 teacher against fp32 on the check texts. */
     int8Check?: { rows: number; agreement: number; maxDiff: number; minAgreement: number };
+    /**
+     * With precision int8: the token budget of the teacher's batches. Dynamic int8 sets each activation's scale over the
+     * whole batch, so a text's logits depend on the texts batched with it: shards built with another budget would hold
+     * other numbers for the same teacher.
+     */
+    batchTokens?: number;
   };
   data: {
     files: { path: string; sha256: string; bytes: number }[];
@@ -155,6 +161,7 @@ export function identityOf(m: Pick<CacheManifest, 'teacher' | 'data' | 'maxLengt
     'teacher.fingerprint.tokenizer': m.teacher.fingerprint.tokenizer,
     'teacher.fingerprint.config': m.teacher.fingerprint.config,
     'teacher.precision': m.teacher.precision ?? 'fp32',
+    'teacher.batchTokens': m.teacher.batchTokens ?? null,
     'data.files': m.data.files.map((f) => f.sha256).join(','),
     'data.classes': m.data.classes,
     maxLength: m.maxLength,

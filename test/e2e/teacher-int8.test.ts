@@ -1,5 +1,6 @@
 // --quantize int8 through the CLI on the shared PyTorch exports: kd teacher predict and eval report the int8 check,
-// kd cache build records int8 in its manifest and identity (an fp32 rerun into the same folder is refused).
+// kd cache build records int8 in its manifest and identity (an fp32 rerun into the same folder is refused), and
+// int8's batch token budget (another one is refused).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -76,4 +77,41 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   );
   // Rerunning the int8 build resumes (nothing to do) rather than refusing.
   assert.equal(build(['--quantize', 'int8']).status, 0);
+  // int8 logits depend on the texts batched together (each activation's scale is the batch's): the budget is recorded
+  // and another one is refused, where it would have mixed shards of other numbers into the cache.
+  assert.equal(manifest.teacher.batchTokens, 2048);
+  const other = build(['--quantize', 'int8', '--batch-tokens', '256']);
+  assert.equal(other.status, 2);
+  assert.match(
+    other.stderr.trimEnd().split('\n').at(-1)!,
+    /was built with a different teacher: teacher\.batchTokens is 2048, this run has 256\. Use another --out/,
+  );
+  const elsewhere = join(tempDir(), 'c256');
+  const small = runKd(['cache', 'build', '--teacher', TEACHER(), '--data', S140_10K(), '--out', elsewhere, '--shard-rows', '5000']);
+  assert.equal(small.status, 0, small.stderr);
+  const smallInt8 = runKd([
+    'cache',
+    'build',
+    '--teacher',
+    TEACHER(),
+    '--data',
+    S140_10K(),
+    '--out',
+    join(elsewhere, 'q'),
+    '--shard-rows',
+    '5000',
+    '--quantize',
+    'int8',
+    '--batch-tokens',
+    '256',
+  ]);
+  assert.equal(smallInt8.status, 0, smallInt8.stderr);
+  const rows = Int32Array.from({ length: 2000 }, (_, i) => i);
+  const [big, tiny] = [CacheReader.open(out).read(rows).logits, CacheReader.open(join(elsewhere, 'q')).read(rows).logits];
+  assert.ok(
+    big.some((x, i) => x !== tiny[i]),
+    'int8 logits with batches of 256 tokens differ from those of 2,048',
+  );
+  // An fp32 cache records no budget: its numbers do not depend on it beyond float rounding.
+  assert.equal(CacheReader.open(elsewhere).manifest.teacher.batchTokens, undefined);
 });
