@@ -163,11 +163,14 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
   const encodings = await fp32Teacher.tokenizer.encode(texts);
   const lengths = new Map(texts.map((t, i) => [t, encodings[i]!.ids.length]));
   const tokens = encodings.reduce((s, e) => s + e.ids.length, 0);
+  // int8 as `--quantize int8` runs it (near ties recomputed in fp32), and without the recheck (`--recheck-margin 0`).
   const int8Teacher = await loadTeacher(dir, { warn: () => undefined, quantize: 'int8', minAgreement: 0 });
   log(`kd int8: ${int8Teacher.optimization}`);
+  const plainTeacher = await loadTeacher(dir, { warn: () => undefined, quantize: 'int8', minAgreement: 0, recheckMargin: 0 });
   const fp32 = kdContender('kd fp32', fp32Teacher, lengths, encoders, batchTokens);
   const int8 = kdContender('kd int8', int8Teacher, lengths, encoders, batchTokens);
-  const contenders: Contender[] = [fp32.contender, int8.contender];
+  const plain = kdContender('kd int8, no recheck', plainTeacher, lengths, encoders, batchTokens);
+  const contenders: Contender[] = [fp32.contender, int8.contender, plain.contender];
   const notes: string[] = [];
   for (const [dtype, folder] of [
     ['fp32', dir],
@@ -180,7 +183,8 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
   for (const note of notes) log(note);
   try {
     for (const c of contenders) await c.run(texts.slice(0, 16)); // warm-up
-    fp32.stats.flops = fp32.stats.modelFlops = int8.stats.flops = int8.stats.modelFlops = 0;
+    for (const k of [fp32, int8, plain]) k.stats.flops = k.stats.modelFlops = 0;
+    int8Teacher.recomputedRows = 0;
     for (let start = 0; start < texts.length; start += sliceSize) {
       const slice = texts.slice(start, start + sliceSize);
       for (const c of contenders) {
@@ -193,12 +197,12 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
     for (const c of contenders) await c.dispose();
   }
   for (const c of contenders) log(`${c.name}: ${(texts.length / c.seconds).toFixed(1)} seq/s`);
-  const agreed = texts.filter((t) => fp32.stats.argmax.get(t) === int8.stats.argmax.get(t)).length;
-  const agreement = agreed / texts.length;
+  const agreementOf = (k: typeof int8) => texts.filter((t) => fp32.stats.argmax.get(t) === k.stats.argmax.get(t)).length / texts.length;
+  const [agreement, plainAgreement] = [agreementOf(int8), agreementOf(plain)];
   const tjs = bestOf(contenders, 'transformers.js fp32');
   const tjsQ8 = bestOf(contenders, 'transformers.js q8');
   const perS = (s: number) => round(texts.length / s);
-  const [fp32s, int8s] = [fp32.contender.seconds, int8.contender.seconds];
+  const [fp32s, int8s, plains] = [fp32.contender.seconds, int8.contender.seconds, plain.contender.seconds];
   const result = {
     model: dir,
     model_type: cfg.modelType,
@@ -209,6 +213,10 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
     tokens_per_s: Math.round(tokens / fp32s),
     int8_sequences_per_s: perS(int8s),
     int8_argmax_agreement: round(agreement, 4),
+    int8_recheck_margin: int8Teacher.precisionCheck?.recheckMargin ?? null,
+    int8_recomputed_share: round(int8Teacher.recomputedRows / texts.length, 4),
+    int8_no_recheck_sequences_per_s: perS(plains),
+    int8_no_recheck_argmax_agreement: round(plainAgreement, 4),
     transformersjs_sequences_per_s: tjs ? perS(tjs[1]) : null,
     transformersjs_best_batch: tjs ? tjs[0] : null,
     transformersjs_q8_sequences_per_s: tjsQ8 ? perS(tjsQ8[1]) : null,
@@ -216,6 +224,8 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
     ratio_vs_transformersjs: tjs ? round(tjs[1] / fp32s) : null,
     int8_ratio_vs_transformersjs: tjs ? round(tjs[1] / int8s) : null,
     int8_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / int8s) : null,
+    int8_no_recheck_ratio_vs_transformersjs: tjs ? round(tjs[1] / plains) : null,
+    int8_no_recheck_ratio_vs_transformersjs_q8: tjsQ8 ? round(tjsQ8[1] / plains) : null,
     graph_optimization: optimization,
     gflops: round(fp32.stats.flops / fp32s / 1e9),
     model_gflops: round(fp32.stats.modelFlops / fp32s / 1e9),
@@ -227,11 +237,14 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
   log(
     `kd fp32: ${result.sequences_per_s} seq/s (${result.gflops} GFLOP/s executed, ${(100 * result.frac_of_matmul_peak).toFixed(0)}% ` +
       `of MatMul peak ${result.matmul_peak_gflops}); kd int8: ${result.int8_sequences_per_s} seq/s, argmax agreement with fp32 ` +
-      `${(100 * agreement).toFixed(2)}%; transformers.js fp32 ${result.transformersjs_sequences_per_s} seq/s (batch ` +
+      `${(100 * agreement).toFixed(2)}% (${(100 * result.int8_recomputed_share).toFixed(1)}% of the texts recomputed in fp32; ` +
+      `without: ${result.int8_no_recheck_sequences_per_s} seq/s, ${(100 * plainAgreement).toFixed(2)}%); ` +
+      `transformers.js fp32 ${result.transformersjs_sequences_per_s} seq/s (batch ` +
       `${result.transformersjs_best_batch}), q8 ${result.transformersjs_q8_sequences_per_s} ` +
       `(batch ${result.transformersjs_q8_best_batch}); ` +
       `fp32 ratio ${result.ratio_vs_transformersjs}×, int8 ratio ${result.int8_ratio_vs_transformersjs}× (target ≥ 3×), ` +
-      `vs q8 ${result.int8_ratio_vs_transformersjs_q8}× (target ≥ 1.5×)`,
+      `vs q8 ${result.int8_ratio_vs_transformersjs_q8}× (target ≥ 1.5×); without the recheck ` +
+      `${result.int8_no_recheck_ratio_vs_transformersjs}× and ${result.int8_no_recheck_ratio_vs_transformersjs_q8}×`,
   );
   return result;
 }

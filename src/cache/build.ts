@@ -59,6 +59,8 @@ export interface BuildOptions {
   quantize?: TeacherQuantize;
   /** With quantize 'int8': the least argmax agreement with fp32 on the check texts (default 0.99). */
   minAgreement?: number;
+  /** With quantize 'int8': recompute in fp32 the texts whose int8 margin is under this (default 'auto'; 0: none). */
+  recheckMargin?: number | 'auto';
   log?: (line: string) => void;
   /** For crash tests: exit the process after writing this many shards. */
   stopAfterShards?: number;
@@ -130,6 +132,7 @@ async function lockAndLoadTeacher(o: BuildOptions, log: Log): Promise<{ teacher:
       ...(o.maxLength ? { maxLength: o.maxLength } : {}),
       ...(o.quantize ? { quantize: o.quantize } : {}),
       ...(o.minAgreement !== undefined ? { minAgreement: o.minAgreement } : {}),
+      ...(o.recheckMargin !== undefined ? { recheckMargin: o.recheckMargin } : {}),
     });
     return { teacher, lock };
   } catch (e) {
@@ -160,6 +163,7 @@ function manifestBase(o: BuildOptions, teacher: Teacher, dtype: EmbeddingDType, 
       precision: teacher.precision,
       ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck } : {}),
       ...(teacher.precision === 'int8' ? { batchTokens: o.batchTokens ?? defaultBatchTokens(teacher.device) } : {}),
+      ...(teacher.precisionRecipe ? { int8Recipe: teacher.precisionRecipe } : {}),
     },
     maxLength: teacher.tokenizer.maxLength,
     embedding,
@@ -377,6 +381,11 @@ export async function buildCache(o: BuildOptions): Promise<CacheManifest> {
     const progression = openProgression(o.out, identity);
     const projection = await writeExtras(o, teacher, base.embedding, log);
     const built = await buildShards(o, teacher, progression, base.embedding, projection, shardRows);
+    if (teacher.precisionCheck?.recheckMargin)
+      log(
+        `int8: ${teacher.recomputedRows} text(s) this run with a margin under ${teacher.precisionCheck.recheckMargin.toPrecision(3)} ` +
+          'recomputed in fp32',
+      );
     const manifest: CacheManifest = {
       format: CACHE_FORMAT,
       version: CACHE_VERSION,

@@ -4,6 +4,7 @@ import { UserError } from '../errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EmbeddingDType } from './format.js';
+import type { PrecisionCheck } from '../teacher/teacher.js';
 
 export const CACHE_FORMAT = 'kd-teacher-cache';
 export const CACHE_VERSION = 1;
@@ -43,7 +44,12 @@ export interface CacheManifest {
     /** What the logits and embeddings were computed in (absent in caches built before int8 teachers: fp32). */
     precision?: 'fp32' | 'int8';
     /** With precision int8: the int8 teacher against fp32 on the check texts. */
-    int8Check?: { rows: number; agreement: number; maxDiff: number; minAgreement: number };
+    int8Check?: PrecisionCheck;
+    /**
+     * With precision int8: how the graph was quantized and the fp32 recheck's setting (absent in caches built before
+     * the recheck, whose embedding tables were int8 too).
+     */
+    int8Recipe?: string;
     /**
      * With precision int8: the token budget of the teacher's batches. Dynamic int8 sets each activation's scale over the
      * whole batch, so a text's logits depend on the texts batched with it: shards built with another budget would hold
@@ -162,6 +168,8 @@ export function identityOf(m: Pick<CacheManifest, 'teacher' | 'data' | 'maxLengt
     'teacher.fingerprint.config': m.teacher.fingerprint.config,
     'teacher.precision': m.teacher.precision ?? 'fp32',
     'teacher.batchTokens': m.teacher.batchTokens ?? null,
+    // Only where recorded, so that fp32 builds begun before the field resume.
+    ...(m.teacher.int8Recipe ? { 'teacher.int8Recipe': m.teacher.int8Recipe } : {}),
     'data.files': m.data.files.map((f) => f.sha256).join(','),
     'data.classes': m.data.classes,
     maxLength: m.maxLength,

@@ -53,6 +53,7 @@ function buildCommand(): Command {
         json?: boolean;
         quantize: TeacherQuantize;
         minAgreement?: string;
+        recheckMargin?: string;
       },
     ) => {
       const manifest = await buildCache({

@@ -1,5 +1,6 @@
 // `kd teacher predict | eval | train`: run any HF-layout ONNX classifier, measure it, or
 // train the default teacher.
+import { OptionError } from '../errors.js';
 import { Command, Option } from 'commander';
 import type { Teacher } from '../teacher/teacher.js';
 import { loadTeacher as loadQuantizableTeacher, TEACHER_PRECISIONS, type TeacherQuantize } from '../quantize/teacher.js';
@@ -32,9 +33,10 @@ interface TeacherCliOptions {
   graphOptimization: boolean;
   quantize: TeacherQuantize;
   minAgreement?: string;
+  recheckMargin?: string;
 }
 
-/** --quantize and --min-agreement, shared with kd cache build. */
+/** --quantize, --min-agreement and --recheck-margin, shared with kd cache build. */
 export function quantizeOptions(cmd: Command): Command {
   return cmd
     .addOption(
@@ -42,20 +44,38 @@ export function quantizeOptions(cmd: Command): Command {
         .choices([...TEACHER_PRECISIONS])
         .default('none'),
     )
-    .option('--min-agreement <x>', 'with --quantize int8: the least argmax agreement with fp32 on the check texts (default 0.99)');
+    .option('--min-agreement <x>', 'with --quantize int8: the least argmax agreement with fp32 on the check texts (default 0.99)')
+    .option(
+      '--recheck-margin <x>',
+      'with --quantize int8: recompute in fp32 the texts whose int8 logit margin is under x; auto (default): the mean ' +
+        'margin change on the check texts; 0: none',
+    );
 }
 
-/** The options --quantize and --min-agreement give loadTeacher. */
-export function quantizeLoadOptions(o: { quantize: TeacherQuantize; minAgreement?: string }) {
+/** The options --quantize, --min-agreement and --recheck-margin give loadTeacher. */
+export function quantizeLoadOptions(o: { quantize: TeacherQuantize; minAgreement?: string; recheckMargin?: string }) {
   return {
     quantize: o.quantize,
     ...(o.minAgreement !== undefined ? { minAgreement: numberOption('min-agreement', o.minAgreement, { min: 0, max: 1 }) } : {}),
+    ...(o.recheckMargin !== undefined ? { recheckMargin: recheckMarginOption(o.recheckMargin) } : {}),
   };
 }
 
-/** What a --json line says about the teacher's precision. */
+/** --recheck-margin: 'auto' or a number ≥ 0. */
+function recheckMarginOption(value: string): number | 'auto' {
+  const n = Number(value);
+  if (value === 'auto') return 'auto';
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new OptionError(`'--recheck-margin' must be auto or a number ≥ 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** What a --json line says about the teacher's precision (and, in int8, how many texts were recomputed in fp32). */
 export function precisionSummary(teacher: Teacher) {
-  return { precision: teacher.precision, ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck } : {}) };
+  return {
+    precision: teacher.precision,
+    ...(teacher.precisionCheck ? { int8Check: teacher.precisionCheck, recomputedFp32: teacher.recomputedRows } : {}),
+  };
 }
 
 function teacherOptions(cmd: Command): Command {

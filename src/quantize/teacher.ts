@@ -20,6 +20,11 @@ export interface Int8TeacherOptions {
   minAgreement?: number;
   /** Check texts (default 128; see check-texts.ts). */
   checkRows?: number;
+  /**
+   * Texts whose int8 logit margin (the top two logits' difference) is under this are recomputed in fp32 (0: none).
+   * 'auto' (default): the mean margin change int8 made on the check texts ({@link PrecisionCheck.marginChange}).
+   */
+  recheckMargin?: number | 'auto';
 }
 
 /** The int8 teacher picks another class than the fp32 one too often; it is not used. */
@@ -67,6 +72,31 @@ export function positionZeroInputs(model: ModelProto, modelPath: string): string
   return [...inputs];
 }
 
+/**
+ * Mean over rows of max_j |Δ(x_k − x_j)| between `x` and `q` [rows, C], k the row's argmax in `x`: how far the
+ * quantization moved each text's margins.
+ *
+ * @example
+ * ```ts
+ * marginChange(Float32Array.of(1, 0, 0, 1), Float32Array.of(0.75, 0, 0, 1.5), 2); // (0.25 + 0.5) / 2 = 0.375
+ * ```
+ */
+export function marginChange(x: Float32Array, q: Float32Array, C: number): number {
+  const rows = x.length / C;
+  let sum = 0;
+  for (let r = 0; r < rows; r++) {
+    let k = 0;
+    for (let c = 1; c < C; c++) if (x[r * C + c]! > x[r * C + k]!) k = c;
+    let worst = 0;
+    for (let j = 0; j < C; j++) {
+      const d = Math.abs(x[r * C + k]! - x[r * C + j]! - (q[r * C + k]! - q[r * C + j]!));
+      worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+    }
+    sum += worst;
+  }
+  return rows ? sum / rows : 0;
+}
+
 /** Logits of `model` on the check texts, batched by length (2,048 tokens a batch). */
 async function checkLogits(session: ort.InferenceSession, tokenizer: TextTokenizer, texts: string[]): Promise<Float32Array[]> {
   const encodings = await tokenizer.encode(texts);
@@ -87,22 +117,27 @@ async function checkLogits(session: ort.InferenceSession, tokenizer: TextTokeniz
  * The int8 rewrite of a teacher's graph for {@link Teacher.load}'s `transform`: every MatMul/Gemm with a constant
  * weight but the classifier's (so the cached logits stay W · embedding + b for the fp32 W and b found on the float
  * graph) and those on the position-0 path ({@link positionZeroInputs}), and the large embedding tables, become int8
- * (see quantizeGraph; weights per column); then both graphs run on `checkRows` check
- * texts, and a TeacherAgreementError is thrown when their argmax agrees on less than `minAgreement` of them.
+ * (see quantizeGraph; weights per column); the embedding tables stay fp32 (their int8 rows add a third of the logits'
+ * noise and save no time). Then both graphs run on `checkRows` check texts, and a TeacherAgreementError is thrown when
+ * their argmax agrees on less than `minAgreement` of them. The teacher recomputes in fp32 the texts whose int8 margin is
+ * under `recheckMargin` (see {@link Int8TeacherOptions.recheckMargin}).
  *
- * @throws {RangeError} `minAgreement` outside [0, 1] or `checkRows` not a positive integer.
+ * @throws {RangeError} `minAgreement` outside [0, 1], `checkRows` not a positive integer or `recheckMargin` negative.
  */
 export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGraphTransform {
   const minAgreement = opts.minAgreement ?? 0.99;
   if (!(minAgreement >= 0 && minAgreement <= 1)) throw new RangeError(`'minAgreement' must be in [0, 1], got ${minAgreement}`);
   const rows = opts.checkRows ?? 128;
   if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`'checkRows' must be a positive integer, got ${rows}`);
+  const recheck = opts.recheckMargin ?? 'auto';
+  if (recheck !== 'auto' && !(recheck >= 0 && Number.isFinite(recheck)))
+    throw new RangeError(`'recheckMargin' must be 'auto' or a non-negative number, got ${recheck}`);
   return {
     precision: 'int8',
     async apply(model, { modelFile, tokenizer, session }: { modelFile: string; tokenizer: TextTokenizer; session: SessionOptions }) {
       const head = embeddingSource(model);
       const floatInputs = new Set([...(head ? [head] : []), ...positionZeroInputs(model, modelFile)]);
-      const q = quantizeGraph(model, modelFile, { floatInputs: [...floatInputs] });
+      const q = quantizeGraph(model, modelFile, { floatInputs: [...floatInputs], minEmbeddingElements: Infinity });
       const constants = new GraphIndex(model, modelFile).constants;
       const keptFloat = (model.graph!.node ?? []).filter(
         (n) => (n.opType === 'MatMul' || n.opType === 'Gemm') && floatInputs.has(n.input?.[0] ?? '') && constants.has(n.input?.[1] ?? ''),
@@ -128,18 +163,29 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
         parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
         return all;
       };
-      const x = concat(reference);
-      const c = compareLogits(x, concat(quantized), x.length / rows);
-      const check: PrecisionCheck = { rows, agreement: c.agreement, maxDiff: c.maxDiff, minAgreement };
+      const [x, y] = [concat(reference), concat(quantized)];
+      const c = compareLogits(x, y, x.length / rows);
+      const moved = marginChange(x, y, x.length / rows);
+      const recheckMargin = recheck === 'auto' ? moved : recheck;
+      const check: PrecisionCheck = {
+        rows,
+        agreement: c.agreement,
+        maxDiff: c.maxDiff,
+        minAgreement,
+        marginChange: moved,
+        recheckMargin,
+      };
       if (c.agreement < minAgreement) throw new TeacherAgreementError(modelFile, check);
-      const { MatMul, Gemm, Gather } = q.rewritten;
+      const { MatMul, Gemm } = q.rewritten;
       return {
         model: q.model,
         check,
+        recipe: `int8 MatMul/Gemm, embedding tables fp32; fp32 recheck ${recheck}`,
         note:
-          `int8: ${MatMul} MatMul, ${Gemm} Gemm, ${Gather} embedding Gather quantized (${keptFloat} MatMul/Gemm of the ` +
-          `classifier and the position-0 path kept fp32), agreement with fp32 ` +
-          `${(100 * c.agreement).toFixed(1)}% on ${rows} check texts (largest logit difference ${c.maxDiff.toPrecision(3)})`,
+          `int8: ${MatMul} MatMul, ${Gemm} Gemm quantized (${keptFloat} MatMul/Gemm of the classifier and the position-0 ` +
+          `path and the embedding tables kept fp32), agreement with fp32 ${(100 * c.agreement).toFixed(1)}% on ${rows} ` +
+          `check texts (largest logit difference ${c.maxDiff.toPrecision(3)}, mean margin change ${moved.toPrecision(3)}); ` +
+          (recheckMargin > 0 ? `texts with an int8 margin under ${recheckMargin.toPrecision(3)} recomputed in fp32` : 'no fp32 recheck'),
       };
     },
   };
@@ -161,16 +207,19 @@ export interface LoadTeacherOptions extends TeacherOptions, Int8TeacherOptions {
  * ```ts
  * const teacher = await loadTeacher('../shared/fixtures/hf/tiny-random-bert', { quantize: 'int8' });
  * console.log(teacher.precision, teacher.precisionCheck);
- * // int8 { rows: 128, agreement: 1, maxDiff: 0.0031…, minAgreement: 0.99 }
+ * // int8 { rows: 128, agreement: 1, maxDiff: 0.0025…, minAgreement: 0.99, marginChange: 0.0010…, recheckMargin: 0.0010… }
  * ```
  */
 export async function loadTeacher(dir: string, opts: LoadTeacherOptions = {}): Promise<Teacher> {
-  const { quantize = 'none', minAgreement, checkRows, ...teacherOpts } = opts;
+  const { quantize = 'none', minAgreement, checkRows, recheckMargin, ...teacherOpts } = opts;
   if (!TEACHER_PRECISIONS.includes(quantize))
     throw new OptionError(`'--quantize' must be one of ${TEACHER_PRECISIONS.join(', ')}, got ${JSON.stringify(quantize)}`);
   if (quantize === 'none') {
-    if (minAgreement !== undefined)
-      throw new OptionError(`'--min-agreement' applies to --quantize int8 only; add --quantize int8 or drop it`);
+    for (const [flag, v] of [
+      ['min-agreement', minAgreement],
+      ['recheck-margin', recheckMargin],
+    ] as const)
+      if (v !== undefined) throw new OptionError(`'--${flag}' applies to --quantize int8 only; add --quantize int8 or drop it`);
     return Teacher.load(dir, teacherOpts);
   }
   if (teacherOpts.quantized)
@@ -181,6 +230,7 @@ export async function loadTeacher(dir: string, opts: LoadTeacherOptions = {}): P
   const transform = int8TeacherTransform({
     ...(minAgreement !== undefined ? { minAgreement } : {}),
     ...(checkRows !== undefined ? { checkRows } : {}),
+    ...(recheckMargin !== undefined ? { recheckMargin } : {}),
   });
   return Teacher.load(dir, { ...teacherOpts, transform });
 }

@@ -46,6 +46,13 @@ export interface PrecisionCheck {
   maxDiff: number;
   /** The least agreement accepted. */
   minAgreement: number;
+  /**
+   * Mean change of each text's logit margins: max over classes j of |Δ(l_k − l_j)|, k the fp32 argmax (absent in
+   * checks recorded before the fp32 recheck).
+   */
+  marginChange?: number;
+  /** Texts whose transformed margin (top two logits) is under this are recomputed by the float graph (0: none). */
+  recheckMargin?: number;
 }
 
 /** A rewrite applied to a teacher's graph at load (its outputs then are `precision`). */
@@ -64,6 +71,11 @@ export interface TransformedGraph {
   /** One line for logs, e.g. "int8: 38 MatMul … agreement 100.0% on 128 texts". */
   note: string;
   check: PrecisionCheck;
+  /**
+   * What identifies the rewrite's outputs beyond `precision` (its recipe and settings), recorded in a cache's identity,
+   * e.g. "embedding tables fp32; fp32 recheck auto".
+   */
+  recipe: string;
 }
 
 export interface TeacherConfig {
@@ -252,7 +264,14 @@ export class Teacher {
     readonly precision: 'fp32' | 'int8' = 'fp32',
     /** The int8 graph against the float one (null in fp32). */
     readonly precisionCheck: PrecisionCheck | null = null,
+    /** With precision int8: the rewrite's recipe and settings (see {@link TransformedGraph.recipe}). */
+    readonly precisionRecipe: string | null = null,
+    /** The float graph's session for the texts whose transformed margin is under `margin` (null: none recomputed). */
+    private readonly recheck: { session: ort.InferenceSession; margin: number } | null = null,
   ) {}
+
+  /** Texts recomputed by the float graph so far (near ties of the int8 graph; see {@link PrecisionCheck.recheckMargin}). */
+  recomputedRows = 0;
 
   /**
    * Loads a teacher folder and edits its graph to also output `embedding`.
@@ -333,6 +352,17 @@ export class Teacher {
       );
     }
     const { session, device } = handle;
+    const margin = transformed?.check.recheckMargin ?? 0;
+    let recheck: { session: ort.InferenceSession; margin: number } | null = null;
+    if (transformed && margin > 0) {
+      try {
+        const float = await createSession(encodeModel(optimized?.model ?? model), { ...sessionOpts, externalDataDir: dirname(modelFile) });
+        recheck = { session: float.session, margin };
+      } catch (e) {
+        await session.release();
+        throw e;
+      }
+    }
     const missing = ['input_ids', 'attention_mask'].filter((n) => !session.inputNames.includes(n));
     if (missing.length) throw new ConfigError(`${modelFile}: inputs ${session.inputNames.join(', ')} lack ${missing.join(', ')}`);
     return new Teacher(
@@ -348,6 +378,8 @@ export class Teacher {
       (optimized?.note ?? 'graph not optimized (optimize: false)') + (transformed ? `; ${transformed.note}` : ''),
       transformed ? opts.transform!.precision : 'fp32',
       transformed?.check ?? null,
+      transformed?.recipe ?? null,
+      recheck,
     );
   }
 
@@ -369,24 +401,64 @@ export class Teacher {
     return { model: model.digest('hex'), tokenizer: h(join(this.dir, 'tokenizer.json')), config: h(join(this.dir, 'config.json')) };
   }
 
-  /** Runs one padded batch of encodings. */
-  async runEncoded(encodings: readonly Encoding[]): Promise<{ logits: Float32Array; embedding: Float32Array; dim: number }> {
-    const batch = this.tokenizer.pad(encodings);
-    const feeds = tokenFeeds(batch, this.usesTokenTypes);
-    const out = await this.session.run(feeds, ['logits', 'embedding']);
+  /** Runs one padded batch of encodings (on `session`: the teacher's own by default). */
+  async runEncoded(
+    encodings: readonly Encoding[],
+    session: ort.InferenceSession = this.session,
+  ): Promise<{ logits: Float32Array; embedding: Float32Array; dim: number }> {
+    const out = await session.run(tokenFeeds(this.tokenizer.pad(encodings), this.usesTokenTypes), ['logits', 'embedding']);
     const embedding = toFloat32(out.embedding!);
-    return { logits: toFloat32(out.logits!), embedding, dim: embedding.length / batch.size };
+    return { logits: toFloat32(out.logits!), embedding, dim: embedding.length / encodings.length };
+  }
+
+  /**
+   * The recheck: the held batches' near-tie rows run again by the float graph, sorted by length and batched as the
+   * teacher batches (so a few near ties of each batch make full batches, not one small run per batch), their logits
+   * and embeddings replaced in place.
+   */
+  private async recompute(held: readonly HeldBatch[], batchTokens: number, maxBatch: number): Promise<void> {
+    const rows = held.flatMap((h) => h.near.map((r, i) => ({ h, r, encoding: h.encodings[i]! })));
+    const C = this.labels.length;
+    for (const positions of lengthBatches(
+      rows.map((x) => x.encoding.ids.length),
+      batchTokens,
+      maxBatch,
+    )) {
+      const part = Array.from(positions, (p) => rows[p]!);
+      const again = await this.runEncoded(
+        part.map((x) => x.encoding),
+        this.recheck!.session,
+      );
+      part.forEach(({ h, r }, i) => {
+        const dim = h.batch.embedding.length / h.batch.indices.length;
+        h.batch.logits.set(again.logits.subarray(i * C, (i + 1) * C), r * C);
+        h.batch.embedding.set(again.embedding.subarray(i * dim, (i + 1) * dim), r * dim);
+      });
+      this.recomputedRows += part.length;
+    }
   }
 
   /**
    * Streams batches in length order (rows of similar length together, so little padding);
    * `indices` maps rows back to input positions. Tokenization of the next chunk overlaps
-   * inference of the current one.
+   * inference of the current one. With an int8 teacher's fp32 recheck, a batch with near ties
+   * comes once they are recomputed (batched with later batches' near ties), so batches may come
+   * out of order.
    */
   async *stream(texts: readonly string[], opts: PredictOptions = {}): AsyncGenerator<TeacherBatch> {
     const batchTokens = opts.batchTokens ?? defaultBatchTokens(this.device);
     const maxBatch = opts.maxBatch ?? 256;
     const chunk = 8192;
+    const C = this.labels.length;
+    let held: HeldBatch[] = [];
+    let heldTokens = 0;
+    const release = async (): Promise<TeacherBatch[]> => {
+      if (!held.length) return [];
+      const out = held;
+      [held, heldTokens] = [[], 0];
+      await this.recompute(out, batchTokens, maxBatch);
+      return out.map((h) => h.batch);
+    };
     let done = 0;
     let next = this.tokenizer.encode(texts.slice(0, chunk));
     for (let start = 0; start < texts.length; start += chunk) {
@@ -401,14 +473,25 @@ export class Teacher {
         const { logits, embedding } = await this.runEncoded(part);
         done += part.length;
         opts.onProgress?.(done);
-        yield {
+        const batch: TeacherBatch = {
           indices: Int32Array.from(positions, (p) => p + start),
           logits,
           embedding,
           tokens: part.reduce((s, e) => s + e.ids.length, 0),
         };
+        const near = this.recheck && C >= 2 ? nearTies(logits, C, this.recheck.margin) : [];
+        if (!near.length) {
+          yield batch;
+          continue;
+        }
+        // A batch with near ties waits until its rows and others' fill a batch for the float graph.
+        const nearEncodings = near.map((r) => part[r]!);
+        held.push({ batch, near, encodings: nearEncodings });
+        heldTokens += nearEncodings.reduce((s, e) => s + e.ids.length, 0);
+        if (heldTokens >= batchTokens || held.length >= 64) yield* await release();
       }
     }
+    yield* await release();
   }
 
   /**
@@ -445,7 +528,40 @@ export class Teacher {
 
   async dispose(): Promise<void> {
     await this.session.release();
+    await this.recheck?.session.release();
   }
+}
+
+/**
+ * Rows of `logits` [rows, C] whose top two logits differ by less than `margin` (NaN logits count as a near tie).
+ *
+ * @example
+ * ```ts
+ * nearTies(Float32Array.of(0.5, 0.51, 2, -1, 0, 0), 2, 0.05); // [0, 2]
+ * ```
+ */
+export function nearTies(logits: Float32Array, C: number, margin: number): number[] {
+  const rows: number[] = [];
+  for (let r = 0; r * C < logits.length; r++) {
+    let first = -Infinity;
+    let second = -Infinity;
+    let nan = false;
+    for (let c = 0; c < C; c++) {
+      const x = logits[r * C + c]!;
+      if (Number.isNaN(x)) nan = true;
+      else if (x > first) [first, second] = [x, first];
+      else if (x > second) second = x;
+    }
+    if (nan || !(first - second >= margin)) rows.push(r);
+  }
+  return rows;
+}
+
+/** A batch of the int8 graph waiting for its near ties (rows `near`, their `encodings`) to be recomputed. */
+interface HeldBatch {
+  batch: TeacherBatch;
+  near: number[];
+  encodings: Encoding[];
 }
 
 /** Streams a file into `hash` in chunks (external data can be larger than a Buffer may be). */

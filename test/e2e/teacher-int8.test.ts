@@ -23,13 +23,16 @@ test('kd teacher predict --quantize int8: int8 logits within 0.02 of fp32, the s
   assert.equal(b.int8Check.rows, 128);
   assert.equal(b.int8Check.agreement, 1);
   assert.equal(b.int8Check.minAgreement, 0.99);
+  // The fp32 recheck's margin (auto: the mean margin change on the check texts) and how many texts it recomputed.
+  assert.ok(b.int8Check.recheckMargin > 0 && b.int8Check.recheckMargin === b.int8Check.marginChange, JSON.stringify(b.int8Check));
+  assert.ok(Number.isInteger(b.recomputedFp32) && b.recomputedFp32 >= 0 && b.recomputedFp32 <= TEXTS.length);
   assert.deepEqual(b.labels, a.labels);
   assert.deepEqual(b.classifier, a.classifier, 'the head is the float graph’s');
   const diffs = (a.logits as number[][]).flatMap((row, i) => row.map((x, c) => Math.abs(x - (b.logits as number[][])[i]![c]!)));
   assert.ok(Math.max(...diffs) > 0 && Math.max(...diffs) < 0.02, `logit differences ${diffs}`);
   assert.match(
     b.graphOptimization,
-    /; int8: 8 MatMul, 0 Gemm, 0 embedding Gather quantized \(6 MatMul\/Gemm of the classifier and the position-0 path kept fp32\)/,
+    /; int8: 8 MatMul, 0 Gemm quantized \(6 MatMul\/Gemm of the classifier and the position-0 path and the embedding tables kept fp32\)/,
   );
 });
 
@@ -43,6 +46,15 @@ test('kd teacher predict: bad --quantize and --min-agreement values are refused 
   const alone = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--min-agreement', '0.9']);
   assert.equal(alone.status, 2);
   assert.match(alone.stderr, /'--min-agreement' applies to --quantize int8 only/);
+  const negative = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int8', '--recheck-margin', '-1']);
+  assert.equal(negative.status, 2);
+  assert.match(negative.stderr, /'--recheck-margin' must be auto or a number ≥ 0, got "-1"/);
+  const word = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--quantize', 'int8', '--recheck-margin', 'some']);
+  assert.equal(word.status, 2);
+  assert.match(word.stderr, /'--recheck-margin' must be auto or a number ≥ 0, got "some"/);
+  const fp32 = runKd(['teacher', 'predict', '--model', TEACHER(), '--text', 'x', '--recheck-margin', '0.1']);
+  assert.equal(fp32.status, 2);
+  assert.match(fp32.stderr, /'--recheck-margin' applies to --quantize int8 only/);
 });
 
 test('kd teacher eval --quantize int8: accuracy within 1 point of fp32 on 2,000 tweets, int8 in --json', () => {
@@ -65,8 +77,17 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   assert.equal(r.json().precision, 'int8');
   const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
   assert.equal(manifest.teacher.precision, 'int8');
-  assert.deepEqual(Object.keys(manifest.teacher.int8Check).sort(), ['agreement', 'maxDiff', 'minAgreement', 'rows']);
+  assert.deepEqual(Object.keys(manifest.teacher.int8Check).sort(), [
+    'agreement',
+    'marginChange',
+    'maxDiff',
+    'minAgreement',
+    'recheckMargin',
+    'rows',
+  ]);
   assert.equal(manifest.teacher.int8Check.agreement, 1);
+  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, embedding tables fp32; fp32 recheck auto');
+  assert.match(r.stderr, /int8: \d+ text\(s\) this run with a margin under \S+ recomputed in fp32/);
   assert.equal(CacheReader.open(out).manifest.teacher.precision, 'int8');
   // The same teacher and data in fp32 is another cache.
   const again = build([]);
@@ -77,6 +98,13 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   );
   // Rerunning the int8 build resumes (nothing to do) rather than refusing.
   assert.equal(build(['--quantize', 'int8']).status, 0);
+  // Another recheck margin computes other rows in fp32: refused too.
+  const margin = build(['--quantize', 'int8', '--recheck-margin', '0']);
+  assert.equal(margin.status, 2);
+  assert.match(
+    margin.stderr.trimEnd().split('\n').at(-1)!,
+    /teacher\.int8Recipe is "int8 MatMul\/Gemm, embedding tables fp32; fp32 recheck auto", this run has "[^"]*recheck 0"/,
+  );
   // int8 logits depend on the texts batched together (each activation's scale is the batch's): the budget is recorded
   // and another one is refused, where it would have mixed shards of other numbers into the cache.
   assert.equal(manifest.teacher.batchTokens, 2048);

@@ -3,13 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { loadTeacher, TeacherAgreementError } from '../../../src/quantize/teacher.js';
+import { loadTeacher, marginChange, TeacherAgreementError } from '../../../src/quantize/teacher.js';
 import { compareLogits, quantizeModel } from '../../../src/quantize/model.js';
 import { checkTexts } from '../../../src/quantize/check-texts.js';
 import { findClassifierHead } from '../../../src/teacher/head.js';
 import { decodeModel, GraphIndex } from '../../../src/teacher/onnx-model.js';
-import { Teacher } from '../../../src/teacher/teacher.js';
-import { sharedPath } from '../../helpers.js';
+import { nearTies, Teacher } from '../../../src/teacher/teacher.js';
+import { readAllExamples } from '../../../src/data/read.js';
+import { S140_RANDOM, sharedPath } from '../../helpers.js';
 import { copyFixture, readModel, writeModel } from '../../teacher-folders.js';
 
 const TEXTS = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work', 'meh'];
@@ -40,8 +41,8 @@ for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
       assert.match(
         int8.optimization,
         new RegExp(
-          'int8: 8 MatMul, 0 Gemm, 0 embedding Gather quantized \\(6 MatMul/Gemm of the classifier and the position-0 path kept fp32\\), ' +
-            'agreement with fp32 100\\.0% on 128',
+          'int8: 8 MatMul, 0 Gemm quantized \\(6 MatMul/Gemm of the classifier and the position-0 path and the embedding ' +
+            'tables kept fp32\\), agreement with fp32 100\\.0% on 128',
         ),
       );
       // The head is found on the float graph: the same tensor, W and b to the bit.
@@ -173,4 +174,59 @@ test('the head finder reads a kd-quantized file: the same embedding tensor, W wi
     await q.dispose();
     await f.dispose();
   }
+});
+
+test('nearTies and marginChange by hand: top-two gaps under the margin, NaN a tie; the largest pairwise margin change', () => {
+  assert.deepEqual(nearTies(Float32Array.of(0.5, 0.51, 2, -1, 0, 0), 2, 0.05), [0, 2]);
+  assert.deepEqual(nearTies(Float32Array.of(3, 1, 2.9, NaN, 0, 1, 0, 5, 4.5), 3, 0.2), [0, 1]);
+  assert.deepEqual(nearTies(Float32Array.of(1, 0), 2, 0), []);
+  // Row 0: fp32 argmax 0, margin 1 → 0.75 (0.25); row 1: argmax 1, margin 1 → 1.5 (0.5).
+  assert.equal(marginChange(Float32Array.of(1, 0, 0, 1), Float32Array.of(0.75, 0, 0, 1.5), 2), 0.375);
+  // Three classes, argmax 2: margins to classes 0 and 1 are 2 and 1; after, 1.5 and 1.75: the worst change is 0.75.
+  assert.equal(marginChange(Float32Array.of(1, 2, 3), Float32Array.of(1.5, 1.25, 3), 3), 0.75);
+});
+
+test("the fp32 recheck: rows whose int8 margin is under the margin are the fp32 teacher's, the rest int8 to the bit", async () => {
+  const dir = sharedPath('fixtures', 'hf', 'tiny-random-bert');
+  const { examples } = await readAllExamples([S140_RANDOM()], { progress: false });
+  const texts = examples.slice(0, 600).map((e) => e.text);
+  const fp32 = await Teacher.load(dir, quiet);
+  const plain = await loadTeacher(dir, { ...quiet, quantize: 'int8', recheckMargin: 0 });
+  const [f, p] = [await fp32.predict(texts), await plain.predict(texts)];
+  assert.equal(plain.precisionCheck!.recheckMargin, 0);
+  assert.equal(plain.recomputedRows, 0);
+  assert.doesNotMatch(plain.optimization, /recomputed/);
+  // A margin that takes about a third of the texts.
+  const gaps = Array.from({ length: texts.length }, (_, r) => Math.abs(p.logits[2 * r + 1]! - p.logits[2 * r]!)).sort((a, b) => a - b);
+  const margin = gaps[200]!;
+  const near = new Set(nearTies(p.logits, 2, margin));
+  assert.ok(near.size >= 150 && near.size <= 250, `${near.size} near ties`);
+  const rechecked = await loadTeacher(dir, { ...quiet, quantize: 'int8', recheckMargin: margin });
+  try {
+    assert.equal(rechecked.precisionCheck!.recheckMargin, margin);
+    assert.match(rechecked.optimization, /texts with an int8 margin under \S+ recomputed in fp32$/);
+    const r = await rechecked.predict(texts);
+    assert.equal(rechecked.recomputedRows, near.size);
+    const D = r.dim;
+    for (let row = 0; row < texts.length; row++) {
+      const [ref, width] = near.has(row) ? [f, 1e-5] : [p, 0];
+      for (let c = 0; c < 2; c++) {
+        const d = Math.abs(r.logits[2 * row + c]! - ref.logits[2 * row + c]!);
+        assert.ok(d <= width, `row ${row} (${near.has(row) ? 'near tie' : 'int8'}) logit ${c} off by ${d}`);
+      }
+      for (let k = 0; k < D; k++) assert.ok(Math.abs(r.embedding[row * D + k]! - ref.embedding[row * D + k]!) <= width * 10);
+    }
+    // Every near tie is fp32's now: the argmax agrees with fp32 at least as often as plain int8, on exactly those rows.
+    const argmax = (l: Float32Array, row: number) => (l[2 * row + 1]! > l[2 * row]! ? 1 : 0);
+    for (const row of near) assert.equal(argmax(r.logits, row), argmax(f.logits, row));
+  } finally {
+    for (const t of [fp32, plain, rechecked]) await t.dispose();
+  }
+  // 'auto' is the mean margin change on the check texts; negative margins are refused.
+  const auto = await loadTeacher(dir, { ...quiet, quantize: 'int8' });
+  const check = auto.precisionCheck!;
+  assert.ok(check.marginChange! > 0 && check.recheckMargin === check.marginChange, JSON.stringify(check));
+  await auto.dispose();
+  await assert.rejects(loadTeacher(dir, { quantize: 'int8', recheckMargin: -1 }), RangeError);
+  await assert.rejects(loadTeacher(dir, { recheckMargin: 0.1 }), /'--recheck-margin' applies to --quantize int8 only/);
 });
