@@ -86,7 +86,7 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
     'rows',
   ]);
   assert.equal(manifest.teacher.int8Check.agreement, 1);
-  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, embedding tables fp32; fp32 recheck auto');
+  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto');
   assert.match(r.stderr, /int8: \d+ text\(s\) this run with a margin under \S+ recomputed in fp32/);
   assert.equal(CacheReader.open(out).manifest.teacher.precision, 'int8');
   // The same teacher and data in fp32 is another cache.
