@@ -5,6 +5,7 @@ import onnxProto from 'onnx-proto';
 import { FormatError } from '../data/errors.js';
 import { GraphIndex, inlinedTensor, type ModelProto, type NodeProto, type TensorProto } from '../teacher/onnx-model.js';
 import { quantizeSymmetric } from './int8.js';
+import { findAttentionBlocks } from './attention-blocks.js';
 
 const { onnx } = onnxProto;
 const T = onnx.TensorProto.DataType;
@@ -24,6 +25,12 @@ export interface QuantizeGraphOptions {
    * logits are exactly W · embedding + b for the W and b the cache stores).
    */
   floatInputs?: readonly string[];
+  /**
+   * Full self-attention blocks (see attention-blocks.ts) become com.microsoft.QAttention: one int8 [H, 3H] product
+   * (per-column weight scales as the MatMuls get) and ORT's attention kernel, without the transposes, mask and score
+   * products written out (default false). Blocks whose input is in `floatInputs` stay float32.
+   */
+  attention?: boolean;
 }
 
 /** One float weight now stored as int8. */
@@ -39,6 +46,8 @@ export interface QuantizedGraph {
   model: ModelProto;
   /** Nodes rewritten, by op. */
   rewritten: { MatMul: number; Gemm: number; Gather: number };
+  /** Attention blocks replaced by QAttention (with `attention: true`). */
+  attentionBlocks: number;
   weights: QuantizedWeight[];
   /** The input graph's ops and how often each occurs (what an error names). */
   ops: Record<string, number>;
@@ -220,6 +229,7 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
   const activations = new Map<string, { q: string; scale: string; zeroPoint: string }>();
   const out: NodeProto[] = [];
   const rewritten = { MatMul: 0, Gemm: 0, Gather: 0 };
+  let attentionBlocks = 0;
 
   /** W ([K, N], row-major) as int8 with its scales and zero points, under names derived from `base`. */
   const matmulWeight = (key: string, base: string, w: Float32Array, k: number, n: number): Int8Weight => {
@@ -343,15 +353,62 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
     return true;
   };
 
-  const rewrites = { MatMul: rewriteMatMul, Gemm: rewriteGemm, Gather: rewriteGather };
   const keepFloat = new Set(opts.floatInputs ?? []);
+  // Attention blocks: the merging Reshape becomes QAttention on the block input's DynamicQuantizeLinear; the rest goes.
+  const blocks = opts.attention ? findAttentionBlocks(model, modelPath).filter((b) => !keepFloat.has(b.x)) : [];
+  const blockAt = new Map(blocks.map((b) => [b.output, b]));
+  const inBlock = new Set(blocks.flatMap((b) => b.nodes));
+  let mask32 = '';
+  const rewriteAttention = (n: NodeProto) => {
+    const b = blockAt.get(n)!;
+    const [w, bias] = [b.weights.map((x) => floatMatrix(x)!), b.biases.map((x) => index.constantFloats(x)!.data)];
+    const hidden = w[0]!.cols;
+    const rows = w[0]!.rows;
+    const qkv = new Float32Array(rows * 3 * hidden);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < 3; j++) qkv.set(w[j]!.data.subarray(r * hidden, (r + 1) * hidden), (3 * r + j) * hidden);
+    const y = n.output![0]!;
+    const weight = matmulWeight(b.weights.join('|'), `${y}_qkv`, qkv, rows, 3 * hidden);
+    const biasName = fresh(`${y}_qkv_bias`);
+    const qkvBias = new Float32Array(3 * hidden);
+    bias.forEach((x, j) => qkvBias.set(x, j * hidden));
+    initializers.push(floatTensor(biasName, [3 * hidden], qkvBias));
+    if (!mask32) {
+      mask32 = fresh('attention_mask_int32');
+      out.push(node('Cast', ['attention_mask'], [mask32], fresh(`${mask32}_cast`), { to: T.INT32 }));
+    }
+    const qa = quantizedActivation(b.x);
+    const attention = onnx.NodeProto.create({
+      opType: 'QAttention',
+      domain: 'com.microsoft',
+      name: fresh(`${y}_QAttention`),
+      input: [qa.q, weight.values, biasName, qa.scale, weight.scale, mask32, qa.zeroPoint, weight.zeroPoint],
+      output: [y],
+      attribute: [
+        { name: 'num_heads', type: AT.INT, i: b.heads },
+        { name: 'scale', type: AT.FLOAT, f: b.scale },
+        { name: 'mask_filter_value', type: AT.FLOAT, f: b.maskFilter },
+      ],
+    });
+    out.push(attention);
+    for (const x of [...b.weights, ...b.biases]) replaced.add(x);
+  };
+
+  const rewrites = { MatMul: rewriteMatMul, Gemm: rewriteGemm, Gather: rewriteGather };
   for (const n of g.node ?? []) {
+    if (blockAt.has(n)) {
+      rewriteAttention(n);
+      attentionBlocks += 1;
+      continue;
+    }
+    if (inBlock.has(n)) continue;
     const op = n.opType as keyof typeof rewrites;
     const kept = op !== 'Gather' && keepFloat.has(n.input?.[0] ?? '');
     if (!kept && Object.hasOwn(rewrites, op) && rewrites[op](n)) rewritten[op] += 1;
     else out.push(n);
   }
-  if (rewritten.MatMul + rewritten.Gemm + rewritten.Gather === 0) throw new NothingToQuantizeError(modelPath, ops, minEmbedding);
+  if (rewritten.MatMul + rewritten.Gemm + rewritten.Gather + attentionBlocks === 0)
+    throw new NothingToQuantizeError(modelPath, ops, minEmbedding);
 
   // The float weights nothing reads any more go (initializers, their Constant nodes, their IR < 4 input entries).
   const uses = useCounts(g, out);
@@ -364,8 +421,12 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
         ? onnx.NodeProto.create({ ...n, attribute: (n.attribute ?? []).map((a) => (a.t ? { ...a, t: inlinedTensor(a.t, modelPath) } : a)) })
         : n,
     );
+  const msOpset = (model.opsetImport ?? []).some((o) => o.domain === 'com.microsoft');
   const quantized = onnx.ModelProto.create({
     ...model,
+    ...(attentionBlocks && !msOpset
+      ? { opsetImport: [...(model.opsetImport ?? []), onnx.OperatorSetIdProto.create({ domain: 'com.microsoft', version: 1 })] }
+      : {}),
     graph: onnx.GraphProto.create({
       ...g,
       node: nodes,
@@ -374,5 +435,5 @@ export function quantizeGraph(model: ModelProto, modelPath: string, opts: Quanti
       valueInfo: (g.valueInfo ?? []).filter((v) => !unused.has(v.name!)),
     }),
   });
-  return { model: quantized, rewritten, weights, ops };
+  return { model: quantized, rewritten, attentionBlocks, weights, ops };
 }

@@ -137,7 +137,7 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
     async apply(model, { modelFile, tokenizer, session }: { modelFile: string; tokenizer: TextTokenizer; session: SessionOptions }) {
       const head = embeddingSource(model);
       const floatInputs = new Set([...(head ? [head] : []), ...positionZeroInputs(model, modelFile)]);
-      const q = quantizeGraph(model, modelFile, { floatInputs: [...floatInputs], minEmbeddingElements: Infinity });
+      const q = quantizeGraph(model, modelFile, { floatInputs: [...floatInputs], minEmbeddingElements: Infinity, attention: true });
       const constants = new GraphIndex(model, modelFile).constants;
       const keptFloat = (model.graph!.node ?? []).filter(
         (n) => (n.opType === 'MatMul' || n.opType === 'Gemm') && floatInputs.has(n.input?.[0] ?? '') && constants.has(n.input?.[1] ?? ''),
@@ -177,12 +177,15 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
       };
       if (c.agreement < minAgreement) throw new TeacherAgreementError(modelFile, check);
       const { MatMul, Gemm } = q.rewritten;
+      const attention = q.attentionBlocks;
       return {
         model: q.model,
         check,
-        recipe: `int8 MatMul/Gemm, embedding tables fp32; fp32 recheck ${recheck}`,
+        // QAttention changes the outputs (its own attention kernel), so a cache made without it is not reused.
+        recipe: `int8 MatMul/Gemm${attention ? ', attention QAttention' : ''}, embedding tables fp32; fp32 recheck ${recheck}`,
         note:
-          `int8: ${MatMul} MatMul, ${Gemm} Gemm quantized (${keptFloat} MatMul/Gemm of the classifier and the position-0 ` +
+          `int8: ${MatMul} MatMul, ${Gemm} Gemm${attention ? `, ${attention} attention blocks (QAttention)` : ''} quantized ` +
+          `(${keptFloat} MatMul/Gemm of the classifier and the position-0 ` +
           `path and the embedding tables kept fp32), agreement with fp32 ${(100 * c.agreement).toFixed(1)}% on ${rows} ` +
           `check texts (largest logit difference ${c.maxDiff.toPrecision(3)}, mean margin change ${moved.toPrecision(3)}); ` +
           (recheckMargin > 0 ? `texts with an int8 margin under ${recheckMargin.toPrecision(3)} recomputed in fp32` : 'no fp32 recheck'),

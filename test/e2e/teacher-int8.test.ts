@@ -32,7 +32,10 @@ test('kd teacher predict --quantize int8: int8 logits within 0.02 of fp32, the s
   assert.ok(Math.max(...diffs) > 0 && Math.max(...diffs) < 0.02, `logit differences ${diffs}`);
   assert.match(
     b.graphOptimization,
-    /; int8: 8 MatMul, 0 Gemm quantized \(6 MatMul\/Gemm of the classifier and the position-0 path and the embedding tables kept fp32\)/,
+    new RegExp(
+      '; int8: 5 MatMul, 0 Gemm, 1 attention blocks \\(QAttention\\) quantized \\(6 MatMul/Gemm of the classifier and the position-0 ' +
+        'path and the embedding tables kept fp32\\)',
+    ),
   );
 });
 
@@ -86,7 +89,7 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
     'rows',
   ]);
   assert.equal(manifest.teacher.int8Check.agreement, 1);
-  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, embedding tables fp32; fp32 recheck auto');
+  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto');
   assert.match(r.stderr, /int8: \d+ text\(s\) this run with a margin under \S+ recomputed in fp32/);
   assert.equal(CacheReader.open(out).manifest.teacher.precision, 'int8');
   // The same teacher and data in fp32 is another cache.
@@ -103,7 +106,10 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   assert.equal(margin.status, 2);
   assert.match(
     margin.stderr.trimEnd().split('\n').at(-1)!,
-    /teacher\.int8Recipe is "int8 MatMul\/Gemm, embedding tables fp32; fp32 recheck auto", this run has "[^"]*recheck 0"/,
+    new RegExp(
+      'teacher\\.int8Recipe is "int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto", ' +
+        'this run has "[^"]*recheck 0"',
+    ),
   );
   // int8 logits depend on the texts batched together (each activation's scale is the batch's): the budget is recorded
   // and another one is refused, where it would have mixed shards of other numbers into the cache.

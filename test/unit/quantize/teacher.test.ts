@@ -37,12 +37,13 @@ for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
       assert.deepEqual([check.rows, check.agreement, check.minAgreement], [128, 1, 0.99]);
       assert.ok(check.maxDiff > 0 && check.maxDiff < 0.02, `largest logit difference ${check.maxDiff}`);
       // Of 12 MatMul and 2 Gemm, the last layer's position-0 query, output and feed-forward (4), the pooler or pre-classifier
-      // and the classifier stay fp32: one row per text, little to save and noise to add.
+      // and the classifier stay fp32: one row per text, little to save and noise to add. The first layer's q, k and v
+      // become one QAttention.
       assert.match(
         int8.optimization,
         new RegExp(
-          'int8: 8 MatMul, 0 Gemm quantized \\(6 MatMul/Gemm of the classifier and the position-0 path and the embedding ' +
-            'tables kept fp32\\), agreement with fp32 100\\.0% on 128',
+          'int8: 5 MatMul, 0 Gemm, 1 attention blocks \\(QAttention\\) quantized \\(6 MatMul/Gemm of the classifier and the ' +
+            'position-0 path and the embedding tables kept fp32\\), agreement with fp32 100\\.0% on 128',
         ),
       );
       // The head is found on the float graph: the same tensor, W and b to the bit.
