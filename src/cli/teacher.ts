@@ -63,8 +63,8 @@ export function quantizeLoadOptions(o: { quantize: TeacherQuantize; minAgreement
 
 /** --recheck-margin: 'auto' or a number ≥ 0. */
 function recheckMarginOption(value: string): number | 'auto' {
-  const n = Number(value);
   if (value === 'auto') return 'auto';
+  const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0)
     throw new OptionError(`'--recheck-margin' must be auto or a number ≥ 0, got ${JSON.stringify(value)}`);
   return n;

@@ -3,7 +3,7 @@
 // (q / √d before the product or scores / √d after it), padded positions masked (an additive (1 − mask)·c bias or
 // Where(mask == 0, c, scores)), Softmax, the product with v and the heads merged by Transpose + Reshape.
 import onnxProto from 'onnx-proto';
-import { GraphIndex, intsAttr, type ModelProto, type NodeProto } from '../teacher/onnx-model.js';
+import { GraphIndex, intsAttr, sameInts, type ModelProto, type NodeProto } from '../teacher/onnx-model.js';
 
 /** One attention block: what QAttention needs, and the nodes it replaces. */
 export interface AttentionBlock {
@@ -23,8 +23,6 @@ export interface AttentionBlock {
   nodes: NodeProto[];
 }
 
-const same = (a: readonly number[] | null, b: readonly number[]) => a !== null && a.length === b.length && a.every((v, i) => v === b[i]);
-
 /**
  * The attention blocks of `model` that read the graph input `attention_mask` as their padding mask; none when the
  * graph has another layout (the caller then leaves it as it is).
@@ -32,11 +30,8 @@ const same = (a: readonly number[] | null, b: readonly number[]) => a !== null &
 export function findAttentionBlocks(model: ModelProto, modelPath: string): AttentionBlock[] {
   const g = model.graph!;
   const index = new GraphIndex(model, modelPath);
-  const producer = index.producer;
-  const uses = new Map<string, NodeProto[]>();
-  for (const n of g.node ?? []) for (const t of n.input ?? []) if (t) (uses.get(t) ?? uses.set(t, []).get(t)!).push(n);
-  const graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
-  const singleUse = (t: string) => !graphOutputs.has(t) && uses.get(t)?.length === 1;
+  const { producer, uses } = index;
+  const singleUse = (t: string) => index.singleUse(t);
   const isConst = (t: string) => index.constants.has(t);
   /** A one-element constant's value (integer or float), or null. */
   const scalar = (t: string): number | null => {
@@ -89,7 +84,7 @@ export function findAttentionBlocks(model: ModelProto, modelPath: string): Atten
   /** x·W + b split into heads by Transpose(Reshape(Add(MatMul(x, W), b))) with `perm`. */
   const projection = (t: string, perm: readonly number[]) => {
     const tr = producer.get(t);
-    if (tr?.opType !== 'Transpose' || !same(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
+    if (tr?.opType !== 'Transpose' || !sameInts(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
     const rs = producer.get(tr.input![0]!);
     if (rs?.opType !== 'Reshape' || !singleUse(rs.output![0]!)) return null;
     const add = producer.get(rs.input![0]!);
@@ -151,14 +146,14 @@ export function findAttentionBlocks(model: ModelProto, modelPath: string): Atten
       continue;
     // Heads merged: Transpose(0, 2, 1, 3), then Reshape to [B, S, H].
     const merge = singleUse(pv[0]!.output![0]!) ? uses.get(pv[0]!.output![0]!)![0]! : undefined;
-    if (merge?.opType !== 'Transpose' || !same(intsAttr(merge, 'perm'), [0, 2, 1, 3]) || !singleUse(merge.output![0]!)) continue;
+    if (merge?.opType !== 'Transpose' || !sameInts(intsAttr(merge, 'perm'), [0, 2, 1, 3]) || !singleUse(merge.output![0]!)) continue;
     const out = uses.get(merge.output![0]!)![0]!;
     if (out.opType !== 'Reshape') continue;
     const outShape = index.constantInts(out.input![1]!);
     const outConcat = producer.get(out.input![1]!);
     const last = outConcat?.opType === 'Concat' && outConcat.input?.length === 3 ? index.constantInts(outConcat.input[2]!) : null;
     const runtimeLast = outConcat?.opType === 'Concat' && outConcat.input?.length === 3 && !last;
-    if (!(outShape ? same(outShape, [0, 0, q.hidden]) : runtimeLast || same(last, [q.hidden]))) continue;
+    if (!(outShape ? sameInts(outShape, [0, 0, q.hidden]) : runtimeLast || sameInts(last, [q.hidden]))) continue;
     const all = [...nodes, ...q.nodes, ...k.nodes, ...v.nodes, pv[0]!, merge, out];
     if (all.some((n) => claimed.has(n))) continue;
     for (const n of all) claimed.add(n);

@@ -3,11 +3,9 @@
 // com.microsoft.Attention: one node, one [H, 3H] projection, no transposes. ONNX Runtime's own
 // attention fusion does not recognize this layout on CPU.
 import onnxProto from 'onnx-proto';
-import { floatInitializer, GraphIndex, int64Initializer, intsAttr, type ModelProto, type NodeProto } from './onnx-model.js';
+import { floatInitializer, GraphIndex, int64Initializer, intsAttr, sameInts, type ModelProto, type NodeProto } from './onnx-model.js';
 
 const { onnx } = onnxProto;
-
-const same = (a: readonly number[] | null, b: readonly number[]) => a !== null && a.length === b.length && a.every((v, i) => v === b[i]);
 
 interface Projection {
   x: string;
@@ -21,11 +19,8 @@ interface Projection {
 function graphContext(model: ModelProto, modelPath: string) {
   const g = model.graph!;
   const index = new GraphIndex(model, modelPath);
-  const producer = index.producer;
-  const uses = new Map<string, NodeProto[]>();
-  for (const n of g.node ?? []) for (const t of n.input ?? []) if (t) (uses.get(t) ?? uses.set(t, []).get(t)!).push(n);
-  const graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
-  const singleUse = (t: string) => !graphOutputs.has(t) && uses.get(t)?.length === 1;
+  const { producer, uses } = index;
+  const singleUse = (t: string) => index.singleUse(t);
   const scalar = (t: string) => index.constantScalar(t);
   /** [other operand, constant] of a binary node with one constant operand. */
   const constOperand = (n: NodeProto | undefined, op: string): [string, string] | null => {
@@ -54,7 +49,7 @@ function graphContext(model: ModelProto, modelPath: string) {
   /** x·W + b split into heads: [x, W, b, the nodes] from Transpose(Reshape(Add(MatMul(x, W), b))). */
   const projection = (t: string, perm: readonly number[]): Projection | null => {
     const tr = producer.get(t);
-    if (tr?.opType !== 'Transpose' || !same(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
+    if (tr?.opType !== 'Transpose' || !sameInts(intsAttr(tr, 'perm'), perm) || !singleUse(t)) return null;
     const rs = producer.get(tr.input![0]!);
     if (rs?.opType !== 'Reshape' || !singleUse(rs.output![0]!)) return null;
     const shape = index.constantInts(rs.input![1]!) ?? runtimeHeadShape(rs.input![1]!);
@@ -68,7 +63,7 @@ function graphContext(model: ModelProto, modelPath: string) {
     const w = index.constantFloats(mm.input![1]!);
     const b = index.constantFloats(bias[1]);
     const hidden = shape[2]! * shape[3]!;
-    if (!w || !same(w.dims, [hidden, hidden]) || !b || b.data.length !== hidden) return null;
+    if (!w || !sameInts(w.dims, [hidden, hidden]) || !b || b.data.length !== hidden) return null;
     return { x: mm.input![0]!, w: mm.input![1]!, b: bias[1], nodes: [tr, rs, add!, mm], heads: shape[2]! };
   };
   /** The value c of a padding bias (1 − float(attention_mask))·c, unsqueezed to [B, 1, 1, S]. */
@@ -76,7 +71,7 @@ function graphContext(model: ModelProto, modelPath: string) {
     const un = producer.get(t);
     if (un?.opType !== 'Unsqueeze') return null;
     const axes = un.input?.[1] ? index.constantInts(un.input[1]) : intsAttr(un, 'axes');
-    if (!same(axes, [1, 2])) return null;
+    if (!sameInts(axes, [1, 2])) return null;
     const mul = constOperand(producer.get(un.input![0]!), 'Mul');
     const c = mul ? scalar(mul[1]) : null;
     const sub = mul ? producer.get(mul[0]) : undefined;
@@ -114,10 +109,10 @@ export function fuseAttention(model: ModelProto, modelPath: string): number {
     const v = projection(pv[0]!.input![1]!, [0, 2, 1, 3]);
     if (!v || q.x !== k.x || q.x !== v.x || q.heads !== k.heads || q.heads !== v.heads) continue;
     const merge = uses.get(pv[0]!.output![0]!);
-    if (merge?.length !== 1 || merge[0]!.opType !== 'Transpose' || !same(intsAttr(merge[0]!, 'perm'), [0, 2, 1, 3])) continue;
+    if (merge?.length !== 1 || merge[0]!.opType !== 'Transpose' || !sameInts(intsAttr(merge[0]!, 'perm'), [0, 2, 1, 3])) continue;
     const out = uses.get(merge[0]!.output![0]!);
     const outShape = out?.length === 1 && out[0]!.opType === 'Reshape' ? index.constantInts(out[0]!.input![1]!) : null;
-    if (!same(outShape, [0, 0, index.constantFloats(q.w)!.dims[0]!])) continue;
+    if (!sameInts(outShape, [0, 0, index.constantFloats(q.w)!.dims[0]!])) continue;
     const block = [...q.nodes, ...k.nodes, ...v.nodes, qk, producer.get(scoresName)!, sum, softmax, pv[0]!, merge[0]!, out![0]!];
     if (block.some((n) => removed.has(n))) continue;
 

@@ -119,19 +119,28 @@ export function encodeModel(model: ModelProto): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
-/** Index of a graph: which node produces each tensor, and its constant tensors. */
+/** Whether two integer lists (e.g. a `perm` attribute, or null when absent) are equal. */
+export const sameInts = (a: readonly number[] | null, b: readonly number[]): boolean =>
+  a !== null && a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** Index of a graph: which node produces each tensor, which nodes read it, and its constant tensors. */
 export class GraphIndex {
   readonly producer = new Map<string, NodeProto>();
+  /** The nodes reading each tensor (as the graph was when indexed). */
+  readonly uses = new Map<string, NodeProto[]>();
   readonly constants = new Map<string, TensorProto>();
+  private readonly graphOutputs: Set<string>;
 
   constructor(
     readonly model: ModelProto,
     readonly modelPath: string,
   ) {
     const g = model.graph!;
+    this.graphOutputs = new Set((g.output ?? []).map((o) => o.name!));
     for (const t of g.initializer ?? []) this.constants.set(t.name!, t);
     for (const n of g.node ?? []) {
       for (const o of n.output ?? []) this.producer.set(o, n);
+      for (const t of n.input ?? []) if (t) (this.uses.get(t) ?? this.uses.set(t, []).get(t)!).push(n);
       if (n.opType === 'Constant') {
         const value = (n.attribute ?? []).find((a) => a.name === 'value')?.t;
         if (value) this.constants.set(n.output![0]!, value);
@@ -141,6 +150,11 @@ export class GraphIndex {
       const source = n.opType === 'Identity' ? this.constants.get(n.input?.[0] ?? '') : undefined;
       if (source) this.constants.set(n.output![0]!, source);
     }
+  }
+
+  /** Whether `t` is read by exactly one node and is not a graph output (a rewrite may then remove its producer). */
+  singleUse(t: string): boolean {
+    return !this.graphOutputs.has(t) && this.uses.get(t)?.length === 1;
   }
 
   /** A constant tensor's values as float32 (from float32, float16 or float64 data), or null. */
