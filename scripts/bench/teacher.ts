@@ -38,6 +38,9 @@ function sharedDatasets(): string {
   return resolve(process.env.KD_SHARED_DIR ?? join(packageRoot, '..', 'shared'), 'datasets');
 }
 
+/** The pause before each contender's slice (see benchOne). */
+const SETTLE_MS = 150;
+
 /** One way of classifying texts, timed slice by slice (seconds summed). */
 interface Contender {
   name: string;
@@ -188,6 +191,9 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
     for (let start = 0; start < texts.length; start += sliceSize) {
       const slice = texts.slice(start, start + sliceSize);
       for (const c of contenders) {
+        // Untimed: the last contender's idle ONNX Runtime threads spin for tens of milliseconds after its run, on the
+        // cores this one needs; each contender starts on a quiet machine instead of after whichever ran before it.
+        await new Promise((r) => setTimeout(r, SETTLE_MS));
         const t0 = performance.now();
         await c.run(slice);
         c.seconds += (performance.now() - t0) / 1000;

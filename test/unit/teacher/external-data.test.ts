@@ -56,6 +56,27 @@ test(
   },
 );
 
+test('an int8 teacher with its fp32 recheck reads model.onnx_data from the model folder in both sessions', () => {
+  // Both sessions take the spin setting and the external-data folder as session config entries: one must not drop the other.
+  const dir = copyFixture();
+  moveToExternalData(dir);
+  const cwd = tempDir('kd-cwd-');
+  const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
+  writeFileSync(
+    join(cwd, 'model.onnx_data'),
+    data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
+  );
+  const int8 = ['--quantize', 'int8', '--min-agreement', '0', '--recheck-margin', '1000'];
+  const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'), int8);
+  assert.equal(inline.status, 0, inline.stderr);
+  const external = predictJson(dir, cwd, int8);
+  assert.equal(external.status, 0, external.stderr);
+  // Every text is a near tie under a margin of 1000, so these are the fp32 session's logits.
+  assert.deepEqual(external.logits, inline.logits);
+  const fp32 = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'));
+  inline.logits.flat().forEach((v, k) => assert.ok(Math.abs(v - fp32.logits.flat()[k]!) < 1e-5, `logit ${k}: ${v} vs fp32`));
+});
+
 test('the model fingerprint covers model.onnx_data: new weights there change it', async () => {
   const dir = copyFixture();
   moveToExternalData(dir);
