@@ -1,6 +1,7 @@
 // Teacher throughput: kd's runner (length-sorted token-budget batches, native tokenizer) in fp32 and in int8
 // (quantized at load) against transformers.js pipeline('text-classification') in fp32 and q8 at its best batch
 // size, on the same teacher folders (kd's own layout and generated Hugging Face exports) and the same real texts.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -193,7 +194,7 @@ async function benchOne(dir: string, dataset: string, args: string[], peak: numb
       for (const c of contenders) {
         // Untimed: the last contender's idle ONNX Runtime threads spin for tens of milliseconds after its run, on the
         // cores this one needs; each contender starts on a quiet machine instead of after whichever ran before it.
-        await new Promise((r) => setTimeout(r, SETTLE_MS));
+        await sleep(SETTLE_MS);
         const t0 = performance.now();
         await c.run(slice);
         c.seconds += (performance.now() - t0) / 1000;

@@ -89,7 +89,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };
   const config = {
-    ...(opts.externalDataDir !== undefined ? { model_external_initializers_file_folder_path: opts.externalDataDir } : {}),
+    ...(opts.externalDataDir !== undefined ? externalDataConfig(opts.externalDataDir) : {}),
     ...(opts.spinMicros !== undefined ? spinOptions(opts.spinMicros) : {}),
   };
   if (Object.keys(config).length) base.extra = { session: config };
@@ -120,7 +120,12 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
  * load a model whose weights are all in `model.onnx_data` from bytes to prove it.
  */
 export function externalDataOptions(dir: string): Pick<ort.InferenceSession.SessionOptions, 'extra'> {
-  return { extra: { session: { model_external_initializers_file_folder_path: dir } } };
+  return { extra: { session: externalDataConfig(dir) } };
+}
+
+/** The session config entry `session.model_external_initializers_file_folder_path`. */
+function externalDataConfig(dir: string): { model_external_initializers_file_folder_path: string } {
+  return { model_external_initializers_file_folder_path: dir };
 }
 
 /** Session config entries `session.{intra,inter}_op.spin_duration_us` (ONNX Runtime 1.26 and later). */

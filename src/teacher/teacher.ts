@@ -207,7 +207,6 @@ export function inputLimits(
   return { vocabSize, maxPositions, warnings };
 }
 
-/** Groups positions into batches of similar length under a token budget (longest first). */
 /** The spin (µs) of a recheck teacher's two sessions: long enough for the gaps inside a run, short against a turn. */
 const TURN_SPIN_MICROS = 1000;
 
@@ -220,6 +219,7 @@ export function defaultBatchTokens(device: Device): number {
   return device === 'cpu' ? 2048 : 16384;
 }
 
+/** Groups positions into batches of similar length under a token budget (longest first). */
 export function lengthBatches(lengths: ArrayLike<number>, batchTokens: number, maxBatch: number): Int32Array[] {
   const order = Int32Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
   const batches: Int32Array[] = [];

@@ -21,6 +21,20 @@ function predictJson(model: string, cwd: string, extra: string[] = []): { logits
   return { status: r.status, stderr: r.stderr, logits: r.status === 0 ? r.json().logits : [] };
 }
 
+/**
+ * A new folder holding a decoy of `dir`'s onnx/model.onnx_data: same size, other values. ONNX Runtime resolving external
+ * data against the cwd would use it silently.
+ */
+function cwdWithDecoy(dir: string): string {
+  const cwd = tempDir('kd-cwd-');
+  const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
+  writeFileSync(
+    join(cwd, 'model.onnx_data'),
+    data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
+  );
+  return cwd;
+}
+
 test(
   'a model.onnx_data export loads from another folder with the inline model’s logits, and a decoy model.onnx_data in the cwd ' +
     'is not read',
@@ -28,13 +42,7 @@ test(
     const dir = copyFixture();
     assert.ok(moveToExternalData(dir) >= 10);
     assert.ok(readFileSync(join(dir, 'onnx', 'model.onnx')).length < 40_000, 'the weights left model.onnx');
-    // The decoy: same size, other values. ONNX Runtime resolving against the cwd would use it silently.
-    const cwd = tempDir('kd-cwd-');
-    const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
-    writeFileSync(
-      join(cwd, 'model.onnx_data'),
-      data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
-    );
+    const cwd = cwdWithDecoy(dir);
     const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'));
     assert.equal(inline.status, 0, inline.stderr);
     for (const extra of [[], ['--no-graph-optimization']]) {
@@ -60,12 +68,7 @@ test('an int8 teacher with its fp32 recheck reads model.onnx_data from the model
   // Both sessions take the spin setting and the external-data folder as session config entries: one must not drop the other.
   const dir = copyFixture();
   moveToExternalData(dir);
-  const cwd = tempDir('kd-cwd-');
-  const data = readFileSync(join(dir, 'onnx', 'model.onnx_data'));
-  writeFileSync(
-    join(cwd, 'model.onnx_data'),
-    data.map((b, i) => (i % 4 === 3 ? b ^ 0x40 : b)),
-  );
+  const cwd = cwdWithDecoy(dir);
   const int8 = ['--quantize', 'int8', '--min-agreement', '0', '--recheck-margin', '1000'];
   const inline = predictJson(sharedPath('fixtures', 'hf', 'tiny-random-bert'), tempDir('kd-cwd-'), int8);
   assert.equal(inline.status, 0, inline.stderr);
