@@ -57,6 +57,36 @@ export function touchPositions(
   return acc;
 }
 
+/**
+ * The bytes of rows one slice of the forward touches before it gathers them (see touchSlice): well within a core's L2
+ * (1–2 MiB) and, in rows, within its second-level TLB (1,536–2,048 pages), so that the gather finds its rows in both.
+ */
+export const FORWARD_SLICE_BYTES = 384 * 1024;
+
+/**
+ * Examples [b0, b1)'s bags through `gather` (SimdRows.gatherMean's examples), a slice of examples at a time, each slice
+ * touched first (touchPositions): touching all of a step's rows before gathering any left ~10k random rows (7.5 MiB at
+ * 64 wide with their moments, one page each) for the gather to miss in cache and TLB again; a slice's rows are still in
+ * both. Each example's sum is the gather's, so the slices change no bits. `stride` floats a row, T positions an example.
+ */
+export function touchAndGather(
+  table: Float32Array,
+  stride: number,
+  ids: Int32Array,
+  mask: Int32Array,
+  T: number,
+  b0: number,
+  b1: number,
+  gather: (from: number, to: number) => void,
+): void {
+  const slice = Math.max(1, Math.floor(FORWARD_SLICE_BYTES / (T * stride * table.BYTES_PER_ELEMENT)));
+  for (let b = b0; b < b1; b += slice) {
+    const e = Math.min(b1, b + slice);
+    touchPositions(table, stride, stride, ids, mask, b * T, e * T);
+    gather(b, e);
+  }
+}
+
 /** touchPositions over distinct row ids (the JavaScript tables, each array of the row's parts). */
 export function touchRows(arrays: readonly FloatArray[], touched: Int32Array, stride: number, span: number): number {
   let acc = 0;

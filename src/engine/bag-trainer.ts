@@ -26,7 +26,7 @@ import {
   forwardLayers,
   gatherMean,
   scatterRows,
-  touchPositions,
+  touchAndGather,
   touchRows,
   weightGradients,
   CTRL,
@@ -363,11 +363,16 @@ export class BagTrainer implements StepTrainer {
       ctrl![CTRL.B1] = B;
       worker.post(PHASE.FORWARD);
     }
-    // The rows' lines, and their moments' for the update at the end, start loading now (see touchPositions).
-    if (simd) touchPositions(rowData, stride, stride, ids, a.mask, 0, bSplit * T);
-    else touchRows([table, ...this.sparse.states.values()], touched, D, D);
-    if (simd) simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, 0, bSplit);
-    else gatherMean(rowData, stride, D, T, a, 0, bSplit);
+    // The rows' lines, and their moments' for the update at the end, start loading before they are read (see
+    // touchPositions, touchAndGather).
+    if (simd)
+      touchAndGather(simd.data, stride, ids, a.mask, T, 0, bSplit, (b0, b1) =>
+        simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, b0, b1),
+      );
+    else {
+      touchRows([table, ...this.sparse.states.values()], touched, D, D);
+      gatherMean(rowData, stride, D, T, a, 0, bSplit);
+    }
     forwardLayers(this.layers, a, 0, bSplit);
     if (worker) await worker.wait();
     const H = this.layers.at(-1)!.outDim;

@@ -9,7 +9,7 @@ import {
   CTRL,
   forwardLayers,
   PHASE,
-  touchPositions,
+  touchAndGather,
   type ArenaLayout,
   type BagWorkerData,
   type LayerView,
@@ -49,8 +49,9 @@ function run(phase: number): void {
     number,
   ];
   if (phase & PHASE.FORWARD) {
-    touchPositions(rows.data, stride, stride, arrays.ids, arrays.mask, b0 * T, b1 * T);
-    rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, b0, b1);
+    touchAndGather(rows.data, stride, arrays.ids, arrays.mask, T, b0, b1, (from, to) =>
+      rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, from, to),
+    );
     forwardLayers(weights, arrays, b0, b1);
   }
   if (phase & PHASE.BACKWARD) backwardExamples(weights, arrays, b0, b1);

@@ -31,6 +31,8 @@ interface Case {
   hidden?: number;
   clipNorm?: number;
   graphLoss?: boolean;
+  /** Embedding width (default 16). */
+  dim?: number;
 }
 
 /** Batches of B texts with 0–40 features, a third of them from a few rows (repeats within and across examples). */
@@ -49,7 +51,7 @@ async function trainer(c: Case, threads: number) {
   const method = getMethod(c.name);
   const options = method.parse(c.raw);
   const headSize = method.headSize(options, CLASSES);
-  const cfg: NgramStudentConfig = { vocabSize: 300, buckets: 2000, maxLength: 64, dim: 16, hidden: c.hidden ?? 0, dropout: 0 };
+  const cfg: NgramStudentConfig = { vocabSize: 300, buckets: 2000, maxLength: 64, dim: c.dim ?? 16, hidden: c.hidden ?? 0, dropout: 0 };
   const { full, loss: graphs } = trainingGraphs(ngramStudent(cfg, headSize), method, options, CLASSES, c.transfer ?? false);
   const loss: LossDefinition = c.graphLoss ? { inputs: graphs.inputs, build: graphs.build } : graphs;
   const optimizer: OptimizerConfig = { kind: 'adamw', lr: 0.02, weightDecay: 0.1, ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}) };
@@ -82,12 +84,14 @@ const CASES: Case[] = [
   { name: 'kd', raw: { lambda: 0.6, tau: 2 }, hidden: 160, clipNorm: 1 },
   { name: 'lelp', raw: { subclasses: 2, alpha: 0.3 }, hidden: 5 },
   { name: 'dtkd', raw: { alpha: 3, beta: 1, tau: 4 }, hidden: 160, graphLoss: true },
+  // Rows wide enough that each thread's forward runs in slices (bag-kernels.ts touchAndGather), split differently on 1 and 2.
+  { name: 'kd', raw: { lambda: 0.6, tau: 2 }, dim: 128 },
 ];
 
 for (const c of CASES) {
   const label =
     `${c.name}${c.transfer ? ' with transfer rows' : ''}${c.hidden ? `, hidden ${c.hidden}` : ''}` +
-    `${c.clipNorm ? `, clipped at ${c.clipNorm}` : ''}${c.graphLoss ? ', loss graph in ONNX Runtime' : ''}`;
+    `${c.clipNorm ? `, clipped at ${c.clipNorm}` : ''}${c.graphLoss ? ', loss graph in ONNX Runtime' : ''}${c.dim ? `, dim ${c.dim}` : ''}`;
   test(`2 threads = 1 thread, bit for bit, over 6 steps: ${label}`, async () => {
     const one = await trainer(c, 1);
     const two = await trainer(c, 2);

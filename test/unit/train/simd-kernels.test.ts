@@ -4,7 +4,15 @@
 // float32 rounding the step did before, then torch's AdamW in float32, each operation rounded as Math.fround rounds).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { arenaLayout, arenaViews, gatherMean, scatterRows, type ArenaShape } from '../../../src/engine/bag-kernels.js';
+import {
+  arenaLayout,
+  arenaViews,
+  FORWARD_SLICE_BYTES,
+  gatherMean,
+  scatterRows,
+  touchAndGather,
+  type ArenaShape,
+} from '../../../src/engine/bag-kernels.js';
 import { SimdRows, type AdamwScalars } from '../../../src/engine/simd-rows.js';
 import { Rng } from '../../../src/engine/rng.js';
 
@@ -37,6 +45,38 @@ function setup(dim: number, B: number, T: number, rng: Rng) {
   }
   return { rows, layout, arrays };
 }
+
+test('the forward in slices (touchAndGather) = one gather over every example, bit for bit', () => {
+  const rng = new Rng(31);
+  // Rows 3 KiB wide with their moments: 5 examples of 23 positions fill a slice's budget.
+  const [dim, B, T] = [256, 40, 23];
+  const { rows, layout, arrays } = setup(dim, B, T, rng);
+  const perSlice = Math.floor(FORWARD_SLICE_BYTES / (T * rows.stride * 4));
+  assert.equal(perSlice, 5);
+  const bag = arrays.acts[0]!;
+  bag.fill(7);
+  const slices: [number, number][] = [];
+  touchAndGather(rows.data, rows.stride, arrays.ids, arrays.mask, T, 3, B - 3, (b0, b1) => {
+    slices.push([b0, b1]);
+    rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, b0, b1);
+  });
+  // Consecutive slices that cover [3, B − 3) once, none over the budget.
+  assert.deepEqual(slices, [
+    [3, 8],
+    [8, 13],
+    [13, 18],
+    [18, 23],
+    [23, 28],
+    [28, 33],
+    [33, 37],
+  ]);
+  const got = bag.slice();
+  bag.fill(7);
+  rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, 3, B - 3);
+  assert.deepEqual(bits(got), bits(bag));
+  assert.equal(got[3 * dim - 1], 7, 'examples before the range are not written');
+  assert.ok(got.subarray(3 * dim, 4 * dim).some((x) => x !== 7));
+});
 
 for (const dim of [4, 12, 32]) {
   test(`gatherMean in SIMD = the JavaScript masked mean, bit for bit (width ${dim})`, () => {
