@@ -78,6 +78,18 @@ export function assertDeviceUsable(opts: Pick<SessionOptions, 'device' | 'allowF
   if (problem) throw unavailable(opts.device!, problem);
 }
 
+/**
+ * `session.x64quantprecision`: on an x86-64 CPU without VNNI (AVX2, or AVX-512 without VNNI) ONNX Runtime's u8×s8
+ * integer products add pairs in 16 bits and saturate where a weight lies outside [-64, 63]; with this entry it turns
+ * those MatMuls (MatMulInteger, DynamicQuantizeMatMul, QAttention) into u8×u8 ones, which do not saturate. A CPU with
+ * VNNI, another architecture, and float graphs are unaffected. Every session gets it: an int8 model's results must
+ * not depend on the CPU it meets.
+ */
+const X64_QUANT_PRECISION = { x64quantprecision: '1' } as const;
+
+/** The same entry as transformers.js's `session_options` take it (`pipeline(task, model, { session_options })`). */
+export const X64_QUANT_PRECISION_OPTIONS = { extra: { session: X64_QUANT_PRECISION } };
+
 /** Creates a session on `device`, failing clearly (or falling back to CPU when allowed). */
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<SessionHandle> {
   const device = opts.device ?? 'cpu';
@@ -89,10 +101,11 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
   };
   const config = {
+    ...X64_QUANT_PRECISION,
     ...(opts.externalDataDir !== undefined ? externalDataConfig(opts.externalDataDir) : {}),
     ...(opts.spinMicros !== undefined ? spinOptions(opts.spinMicros) : {}),
   };
-  if (Object.keys(config).length) base.extra = { session: config };
+  base.extra = { session: config };
   const fallback = async (reason: string): Promise<SessionHandle> => {
     if (!opts.allowFallback) throw unavailable(device, reason);
     if (!warnedFallback.has(device)) {
