@@ -58,7 +58,7 @@ export function touchPositions(
 }
 
 /**
- * The bytes of rows one slice of the forward touches before it gathers them (see touchSlice): well within a core's L2
+ * The bytes of rows one slice of the forward touches before it gathers them (see touchAndGather): well within a core's L2
  * (1–2 MiB) and, in rows, within its second-level TLB (1,536–2,048 pages), so that the gather finds its rows in both.
  */
 export const FORWARD_SLICE_BYTES = 384 * 1024;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { Rng } from '../../../src/engine/rng.js';
-import { createSession } from '../../../src/engine/session.js';
+import { createSession, X64_QUANT_PRECISION_OPTIONS } from '../../../src/engine/session.js';
 import { roundHalfToEven, quantizeSymmetric } from '../../../src/quantize/int8.js';
 import { quantizeGraph, AlreadyQuantizedError, NothingToQuantizeError } from '../../../src/quantize/graph.js';
 import { FormatError } from '../../../src/data/errors.js';
@@ -108,9 +108,14 @@ async function unfusedSaturates(): Promise<boolean> {
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(saturationProbe()).finish(), {
     graphOptimizationLevel: 'basic',
   });
+  return (await probeProduct(session)) !== 2 * 255 * 127;
+}
+
+/** The probe's y for a = (255, 255) in `session`, which it then releases. */
+async function probeProduct(session: ort.InferenceSession): Promise<number> {
   try {
     const { y } = await session.run({ a: new ort.Tensor('uint8', Uint8Array.of(255, 255), [1, 2]) });
-    return (y!.data as Int32Array)[0] !== 2 * 255 * 127;
+    return (y!.data as Int32Array)[0]!;
   } finally {
     await session.release();
   }
@@ -133,19 +138,16 @@ function saturationProbe(): ModelProto {
   });
 }
 
-test("kd's sessions (createSession) add u8×s8 products without saturating, on any x86-64 CPU", async (t) => {
-  const { session } = await createSession(onnx.ModelProto.encode(saturationProbe()).finish());
-  try {
-    const { y } = await session.run({ a: new ort.Tensor('uint8', Uint8Array.of(255, 255), [1, 2]) });
-    assert.equal((y!.data as Int32Array)[0], 2 * 255 * 127);
-  } finally {
-    await session.release();
-  }
-  t.diagnostic(`this CPU's unfused kernel ${(await unfusedSaturates()) ? 'saturates (no VNNI)' : 'is exact'}`);
-});
+const UNFUSED_SATURATES = await unfusedSaturates();
 
 /** The levels a quantized graph is checked at: fused (kd's sessions), and unfused where this CPU's kernel is exact. */
-const LEVELS: readonly ('basic' | 'all')[] = (await unfusedSaturates()) ? ['all'] : ['all', 'basic'];
+const LEVELS: readonly ('basic' | 'all')[] = UNFUSED_SATURATES ? ['all'] : ['all', 'basic'];
+
+test("kd's sessions (createSession) add u8×s8 products without saturating, on any x86-64 CPU", async (t) => {
+  const { session } = await createSession(onnx.ModelProto.encode(saturationProbe()).finish());
+  assert.equal(await probeProduct(session), 2 * 255 * 127);
+  t.diagnostic(`this CPU's unfused kernel ${UNFUSED_SATURATES ? 'saturates (no VNNI)' : 'is exact'}`);
+});
 
 /**
  * The model's outputs from ONNX Runtime, unfused (`basic`: the quantized nodes as written) or fused (`all`), with the
@@ -154,7 +156,7 @@ const LEVELS: readonly ('basic' | 'all')[] = (await unfusedSaturates()) ? ['all'
 async function run(model: ModelProto, feeds: Record<string, ort.Tensor>, level: 'basic' | 'all'): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
     graphOptimizationLevel: level,
-    extra: { session: { x64quantprecision: '1' } },
+    ...X64_QUANT_PRECISION_OPTIONS,
   });
   try {
     const out = await session.run(feeds);
