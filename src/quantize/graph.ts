@@ -3,7 +3,7 @@
 // an embedding table → Gather of int8 rows and of their scales, then Cast + Mul. Everything else stays float.
 import onnxProto from 'onnx-proto';
 import { FormatError } from '../data/errors.js';
-import { GraphIndex, inlinedTensor, type ModelProto, type NodeProto, type TensorProto } from '../teacher/onnx-model.js';
+import { GraphIndex, inlinedTensor, QUANTIZED_OPS, type ModelProto, type NodeProto, type TensorProto } from '../teacher/onnx-model.js';
 import { quantizeSymmetric } from './int8.js';
 import { findAttentionBlocks } from './attention-blocks.js';
 
@@ -52,23 +52,6 @@ export interface QuantizedGraph {
   /** The input graph's ops and how often each occurs (what an error names). */
   ops: Record<string, number>;
 }
-
-/** Ops a quantized graph has; finding one means the model is quantized already. */
-const QUANTIZED_OPS = new Set([
-  'MatMulInteger',
-  'DynamicQuantizeLinear',
-  'QuantizeLinear',
-  'DequantizeLinear',
-  'QLinearMatMul',
-  'ConvInteger',
-  'QLinearConv',
-  'DynamicQuantizeMatMul',
-  'MatMulIntegerToFloat',
-  'QGemm',
-  'QAttention',
-  'MatMulNBits',
-  'GatherBlockQuantized',
-]);
 
 /** DynamicQuantizeLinear and MatMulInteger came in opset 11 and 10. */
 const MIN_OPSET = 11;

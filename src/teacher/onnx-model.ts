@@ -12,6 +12,23 @@ export type TensorProto = onnxProto.onnx.ITensorProto;
 
 const REEXPORT = 're-export the model (or download it again)';
 
+/** Ops a quantized graph has: finding one means the model is quantized already (kd quantize refuses it). */
+export const QUANTIZED_OPS = new Set([
+  'MatMulInteger',
+  'DynamicQuantizeLinear',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'QLinearMatMul',
+  'ConvInteger',
+  'QLinearConv',
+  'DynamicQuantizeMatMul',
+  'MatMulIntegerToFloat',
+  'QGemm',
+  'QAttention',
+  'MatMulNBits',
+  'GatherBlockQuantized',
+]);
+
 /**
  * Reads an ONNX model file and checks what ONNX Runtime and the graph edits rely on: that it
  * decodes, has a graph, and that every external-data reference stays inside its folder.

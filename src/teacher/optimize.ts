@@ -3,7 +3,7 @@
 import onnxProto from 'onnx-proto';
 import { dirname } from 'node:path';
 import { createSession, externalDataOptions, ort, type SessionOptions } from '../engine/session.js';
-import { decodeModelBytes, encodeModel, type ModelProto } from './onnx-model.js';
+import { decodeModelBytes, encodeModel, QUANTIZED_OPS, type ModelProto } from './onnx-model.js';
 import { rewriteForFusion } from './fusable.js';
 import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
 import { dropMaskExpands, PROBE_SHAPES, pruneToSelectedRows, type ProbeDims } from './row-prune.js';
@@ -62,7 +62,8 @@ function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
  * position 0 only (row-prune.ts), the
  * last attention folded to its single query and the others fused (attention-fusion.ts), GELU
  * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never
- * returns a graph whose outputs differ from the original's by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
+ * returns a graph whose outputs differ from the original's (a quantized one's as ONNX Runtime runs it optimized: see
+ * quantizedReference) by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
  * GPU against the CPU reference, since GPU matrix products (TF32 on CUDA) differ from the CPU's
  * by more than 1e-4 with or without a rewrite. A wrong rewrite is off by far more than either.
  */
@@ -109,6 +110,10 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   } finally {
     await session.release();
   }
+  if ((model.graph!.node ?? []).some((n) => QUANTIZED_OPS.has(n.opType ?? ''))) {
+    const failure = await quantizedReference(bytes, modelPath, feedsList, reference, opts);
+    if (failure) return unchanged(`graph not optimized: ${failure}`);
+  }
 
   const build = (attention: boolean) => {
     const rewritten = decodeModelBytes(bytes);
@@ -137,6 +142,39 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   }
   if (failure || candidate.done.length === 0) return unchanged(`graph not optimized: ${failure}`);
   return { model: candidate.model, note: `graph optimized: ${candidate.done.join('; ')}`, applied: true };
+}
+
+/**
+ * Replaces `reference` with the outputs of a quantized graph as kd runs it unrewritten (createSession, fully optimized,
+ * on CPU), or says why it could not. Unoptimized, ONNX Runtime computes the integer products with kernels its optimizer
+ * replaces: u8×s8 products that saturate on an x86-64 CPU without VNNI (the entry createSession adds acts in the
+ * optimizer only), QDQ pairs in float. Against the probe's outputs, every rewrite of such a graph would fail the check
+ * by up to 1e-1 for reasons that are not the rewrite's (measured on such a CPU: no quantized teacher was optimized).
+ */
+async function quantizedReference(
+  bytes: Uint8Array,
+  modelPath: string,
+  feedsList: Feeds[],
+  reference: Record<string, ort.Tensor>[],
+  opts: OptimizeOptions,
+): Promise<string> {
+  let ref: Awaited<ReturnType<typeof createSession>>;
+  try {
+    ref = await createSession(bytes, { ...(opts.session?.threads ? { threads: opts.session.threads } : {}), externalDataDir: dirname(modelPath) });
+  } catch (e) {
+    return `the quantized graph did not load optimized (${(e as Error).message.split('\n')[0]})`;
+  }
+  try {
+    for (let p = 0; p < feedsList.length; p++) {
+      const out = await ref.session.run(feedsList[p]!, [...opts.outputs]);
+      reference[p] = Object.fromEntries(opts.outputs.map((o) => [o, out[o]!]));
+    }
+    return '';
+  } catch (e) {
+    return `the quantized graph failed on a probe batch (${(e as Error).message.split('\n')[0]})`;
+  } finally {
+    await ref.session.release();
+  }
 }
 
 /** '' when `model` reproduces the reference outputs on the probe feeds, else what differed. */
