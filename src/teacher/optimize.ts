@@ -160,7 +160,10 @@ async function quantizedReference(
 ): Promise<string> {
   let ref: Awaited<ReturnType<typeof createSession>>;
   try {
-    ref = await createSession(bytes, { ...(opts.session?.threads ? { threads: opts.session.threads } : {}), externalDataDir: dirname(modelPath) });
+    ref = await createSession(bytes, {
+      ...(opts.session?.threads ? { threads: opts.session.threads } : {}),
+      externalDataDir: dirname(modelPath),
+    });
   } catch (e) {
     return `the quantized graph did not load optimized (${(e as Error).message.split('\n')[0]})`;
   }
