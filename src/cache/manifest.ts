@@ -47,7 +47,9 @@ export interface CacheManifest {
     int8Check?: PrecisionCheck;
     /**
      * With precision int8: how the graph was quantized and the fp32 recheck's setting (absent in caches built before
-     * the recheck, whose embedding tables were int8 too).
+     * the recheck, whose embedding tables were int8 too; without "products unsaturated" in caches built before kd's
+     * sessions carried session.x64quantprecision, whose products saturated on x86-64 CPUs without VNNI). Another
+     * recipe is another cache: a build is not resumed over it.
      */
     int8Recipe?: string;
     /**

@@ -181,8 +181,12 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
       return {
         model: q.model,
         check,
-        // QAttention changes the outputs (its own attention kernel), so a cache made without it is not reused.
-        recipe: `int8 MatMul/Gemm${attention ? ', attention QAttention' : ''}, embedding tables fp32; fp32 recheck ${recheck}`,
+        // QAttention changes the outputs (its own attention kernel), so a cache made without it is not reused; nor one made
+        // before kd's sessions kept u8×s8 products from saturating (session.x64quantprecision, see session.ts), whose
+        // int8 logits on an x86-64 CPU without VNNI are other numbers.
+        recipe:
+          `int8 MatMul/Gemm${attention ? ', attention QAttention' : ''}, products unsaturated (x64quantprecision), ` +
+          `embedding tables fp32; fp32 recheck ${recheck}`,
         note:
           `int8: ${MatMul} MatMul, ${Gemm} Gemm${attention ? `, ${attention} attention blocks (QAttention)` : ''} quantized ` +
           `(${keptFloat} MatMul/Gemm of the classifier and the position-0 ` +

@@ -3,7 +3,7 @@
 // int8's batch token budget (another one is refused).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CacheReader } from '../../src/cache/reader.js';
 import { runKd, S140_10K, sharedPath, tempDir } from '../helpers.js';
@@ -89,7 +89,9 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
     'rows',
   ]);
   assert.equal(manifest.teacher.int8Check.agreement, 1);
-  assert.equal(manifest.teacher.int8Recipe, 'int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto');
+  const recipe =
+    'int8 MatMul/Gemm, attention QAttention, products unsaturated (x64quantprecision), embedding tables fp32; fp32 recheck auto';
+  assert.equal(manifest.teacher.int8Recipe, recipe);
   assert.match(r.stderr, /int8: \d+ text\(s\) this run with a margin under \S+ recomputed in fp32/);
   assert.equal(CacheReader.open(out).manifest.teacher.precision, 'int8');
   // The same teacher and data in fp32 is another cache.
@@ -106,10 +108,7 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   assert.equal(margin.status, 2);
   assert.match(
     margin.stderr.trimEnd().split('\n').at(-1)!,
-    new RegExp(
-      'teacher\\.int8Recipe is "int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto", ' +
-        'this run has "[^"]*recheck 0"',
-    ),
+    new RegExp(`teacher\\.int8Recipe is "${recipe.replace(/[()]/g, '\\$&')}", this run has "[^"]*recheck 0"`),
   );
   // int8 logits depend on the texts batched together (each activation's scale is the batch's): the budget is recorded
   // and another one is refused, where it would have mixed shards of other numbers into the cache.
@@ -148,4 +147,16 @@ test('kd cache build --quantize int8: the manifest records int8 and its check; a
   );
   // An fp32 cache records no budget: its numbers do not depend on it beyond float rounding.
   assert.equal(CacheReader.open(elsewhere).manifest.teacher.batchTokens, undefined);
+  // A cache built before kd's sessions kept u8×s8 products from saturating (its recipe without "products
+  // unsaturated") holds other int8 logits on an x86-64 CPU without VNNI: a build is not resumed over it.
+  const path = join(out, 'manifest.json');
+  const before = JSON.parse(readFileSync(path, 'utf8'));
+  before.teacher.int8Recipe = 'int8 MatMul/Gemm, attention QAttention, embedding tables fp32; fp32 recheck auto';
+  writeFileSync(path, JSON.stringify(before));
+  const old = build(['--quantize', 'int8']);
+  assert.equal(old.status, 2);
+  assert.match(
+    old.stderr.trimEnd().split('\n').at(-1)!,
+    /teacher\.int8Recipe is "int8 MatMul\/Gemm, attention QAttention, embedding tables/,
+  );
 });
