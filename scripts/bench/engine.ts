@@ -100,37 +100,81 @@ async function oursTransformer(steps: number): Promise<number> {
   return s;
 }
 
-/** Seconds per step of the n-gram case on a 2^log2Rows table: the ONNX Runtime step (sparse or dense table) or the host trainer. */
-async function oursNgram(log2Rows: number, steps: number, sparse: boolean | 'host' = true): Promise<number> {
+/** N-grams an example of the n-gram case has, of its NGRAM.length positions. */
+const NGRAM_USED = 40;
+
+/** One batch of the n-gram case's positions: NGRAM_USED random ids an example, padding (id 0, masked) after them. */
+function ngramPositions(rng: Rng, rows: number): { ids: Int32Array; mask: Int32Array } {
+  const n = NGRAM.batch * NGRAM.length;
+  const ids = new Int32Array(n);
+  const mask = new Int32Array(n);
+  for (let i = 0; i < n; i++)
+    if (i % NGRAM.length < NGRAM_USED) {
+      ids[i] = rng.int(rows);
+      mask[i] = 1;
+    }
+  return { ids, mask };
+}
+
+/** The n-gram case on a 2^log2Rows table: its trainer (the ONNX Runtime step, sparse or dense table, or the host trainer) and 8 batches to cycle. */
+async function ngramCase(
+  log2Rows: number,
+  sparse: boolean | 'host',
+): Promise<{ trainer: StepTrainer; next: () => Record<string, ort.Tensor> }> {
   const rows = 2 ** log2Rows;
   const spec = { model: ngramModel(rows, sparse !== false), loss: ceLoss, optimizer: { kind: 'adamw', lr: 1e-3 } as const, seed: 1 };
   const bag = { table: 'ngrams', ids: 'ids', mask: 'mask', hidden: null, head: 'head', output: 'logits' };
   const trainer = sparse === 'host' ? await BagTrainer.create({ ...spec, bag }) : await Trainer.create(spec);
   const rng = new Rng(4);
-  const n = NGRAM.batch * NGRAM.length;
-  const batches = Array.from({ length: 8 }, () => ({
-    // 40 n-grams per example, padding (id 0, masked) after them.
-    ids: int64(
-      Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? rng.int(rows) : 0)),
-      [NGRAM.batch, NGRAM.length],
-    ),
-    mask: int64(
-      Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? 1 : 0)),
-      [NGRAM.batch, NGRAM.length],
-    ),
-    labels: int64(
-      Array.from({ length: NGRAM.batch }, () => rng.int(2)),
-      [NGRAM.batch],
-    ),
-  }));
+  const batches = Array.from({ length: 8 }, () => {
+    const { ids, mask } = ngramPositions(rng, rows);
+    return {
+      ids: int64(ids, [NGRAM.batch, NGRAM.length]),
+      mask: int64(mask, [NGRAM.batch, NGRAM.length]),
+      labels: int64(
+        Array.from({ length: NGRAM.batch }, () => rng.int(2)),
+        [NGRAM.batch],
+      ),
+    };
+  });
   let k = 0;
-  const s = await timeTrainer(trainer, () => batches[k++ % batches.length]!, 5, steps);
+  return { trainer, next: () => batches[k++ % batches.length]! };
+}
+
+/** Seconds per step of the n-gram case on a 2^log2Rows table (ngramCase's trainer). */
+async function oursNgram(log2Rows: number, steps: number, sparse: boolean | 'host' = true): Promise<number> {
+  const { trainer, next } = await ngramCase(log2Rows, sparse);
+  const s = await timeTrainer(trainer, next, 5, steps);
   await trainer.dispose();
   return s;
 }
 
 /**
- * Milliseconds to read every 64-byte line of the n-gram case's rows (40 random ids per example, batch 256, each row 64
+ * Seconds per step of the host trainer at each table size, all trainers open at once and timed in turn, a block of
+ * `steps / rounds` steps each per round; the median block per size. Timed one size after the other, a load swing of
+ * the machine (up to 2× within minutes on the shared VMs) fell on one size and made the spread across sizes.
+ */
+async function hostNgramInterleaved(sizes: readonly number[], steps: number, rounds = 5): Promise<Record<string, number>> {
+  const cases = [];
+  for (const s of sizes) cases.push({ s, ...(await ngramCase(s, 'host')), blocks: [] as number[] });
+  const block = Math.max(1, Math.round(steps / rounds));
+  try {
+    for (const c of cases) for (let i = 0; i < 5; i++) await c.trainer.step(c.next());
+    for (let r = 0; r < rounds; r++)
+      for (const c of cases) {
+        const t0 = performance.now();
+        for (let i = 0; i < block; i++) await c.trainer.step(c.next());
+        c.blocks.push((performance.now() - t0) / 1000 / block);
+      }
+  } finally {
+    for (const c of cases) await c.trainer.dispose();
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  return Object.fromEntries(cases.map((c) => [`2^${c.s}`, median(c.blocks)]));
+}
+
+/**
+ * Milliseconds to read every 64-byte line of the n-gram case's rows (ngramPositions: batch 256, each row 64
  * floats with its two AdamW moments, 768 bytes, as the host trainer keeps them) in a 2^log2Rows-row table, the median
  * of 30 batches: what this machine's caches and TLB alone charge for the rows a step touches, whatever the trainer.
  */
@@ -141,15 +185,12 @@ function rowTouchMs(log2Rows: number): number {
   // Every page written, as the trainer's initialization writes them.
   for (let i = 0; i < table.length; i += 1024) table[i] = 1;
   const rng = new Rng(5);
-  const n = NGRAM.batch * NGRAM.length;
-  const ids = new Int32Array(n);
-  const mask = Int32Array.from({ length: n }, (_, i) => (i % NGRAM.length < 40 ? 1 : 0));
   const times: number[] = [];
   let sink = 0;
   for (let r = 0; r < 35; r++) {
-    for (let i = 0; i < n; i++) ids[i] = mask[i] ? rng.int(rows) : 0;
+    const { ids, mask } = ngramPositions(rng, rows);
     const t = performance.now();
-    sink += touchPositions(table, stride, stride, ids, mask, 0, n);
+    sink += touchPositions(table, stride, stride, ids, mask, 0, ids.length);
     if (r >= 5) times.push(performance.now() - t);
   }
   if (Number.isNaN(sink)) throw new Error('unreachable: the table holds no NaN');
@@ -218,13 +259,12 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   }
   const ngramTimes = Object.values(ngram);
   // The same steps on the host trainer (kd train's default for the n-gram student).
-  const host: Record<string, number> = {};
-  for (const s of sizes) {
-    host[`2^${s}`] = await oursNgram(s, quick ? 20 : 100, 'host');
+  const host = await hostNgramInterleaved(sizes, quick ? 20 : 100);
+  for (const s of sizes)
     log(
-      `  host trainer, table 2^${s}: ${(host[`2^${s}`]! * 1000).toFixed(2)} ms/step, ${eps(host[`2^${s}`]!, NGRAM.batch).toFixed(0)} ex/s`,
+      `  host trainer, table 2^${s}: ${(host[`2^${s}`]! * 1000).toFixed(2)} ms/step, ${eps(host[`2^${s}`]!, NGRAM.batch).toFixed(0)} ex/s ` +
+        '(the sizes timed in turn, median of 5 blocks)',
     );
-  }
   const hostTimes = Object.values(host);
   // The floor under both: reading the same rows' lines, nothing else.
   const touch: Record<string, number> = {};
