@@ -116,7 +116,10 @@ function ngramPositions(rng: Rng, rows: number): { ids: Int32Array; mask: Int32A
   return { ids, mask };
 }
 
-/** The n-gram case on a 2^log2Rows table: its trainer (the ONNX Runtime step, sparse or dense table, or the host trainer) and 8 batches to cycle. */
+/**
+ * The n-gram case on a 2^log2Rows table: its trainer (the ONNX Runtime step, sparse or dense table, or the host trainer)
+ * and 8 batches to cycle.
+ */
 async function ngramCase(
   log2Rows: number,
   sparse: boolean | 'host',
@@ -260,11 +263,13 @@ export async function benchEngine(args: string[]): Promise<Record<string, unknow
   const ngramTimes = Object.values(ngram);
   // The same steps on the host trainer (kd train's default for the n-gram student).
   const host = await hostNgramInterleaved(sizes, quick ? 20 : 100);
-  for (const s of sizes)
+  for (const s of sizes) {
+    const sec = host[`2^${s}`]!;
     log(
-      `  host trainer, table 2^${s}: ${(host[`2^${s}`]! * 1000).toFixed(2)} ms/step, ${eps(host[`2^${s}`]!, NGRAM.batch).toFixed(0)} ex/s ` +
+      `  host trainer, table 2^${s}: ${(sec * 1000).toFixed(2)} ms/step, ${eps(sec, NGRAM.batch).toFixed(0)} ex/s ` +
         '(the sizes timed in turn, median of 5 blocks)',
     );
+  }
   const hostTimes = Object.values(host);
   // The floor under both: reading the same rows' lines, nothing else.
   const touch: Record<string, number> = {};
