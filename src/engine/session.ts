@@ -122,8 +122,37 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     return { session: await create(model, { ...base, executionProviders: device === 'cpu' ? ['cpu'] : [device, 'cpu'] }), device };
   } catch (e) {
     if (device === 'cpu') throw e;
-    return fallback((e as Error).message.split('\n')[0]!);
+    return fallback(providerFailure(device, (e as Error).message));
   }
+}
+
+/**
+ * The reason a provider failed to start, for one line: ONNX Runtime's message is a C++ assertion (source path,
+ * function, condition), of which the user needs the last sentence. WebGPU without an adapter also says what to
+ * install: onnxruntime-node's WebGPU provider (Dawn) runs on Vulkan on Linux.
+ *
+ * @example
+ * ```ts
+ * providerFailure('webgpu', '/ort/webgpu_context.cc:136 …::<lambda()> adapter_result.status == …Success was false. ' +
+ *   'Failed to get a WebGPU adapter: No supported adapters.');
+ * // 'no WebGPU adapter ("No supported adapters"); on Linux ONNX Runtime reaches the GPU through Vulkan: install the
+ * // GPU's Vulkan driver, or Mesa's lavapipe (a CPU one) to try the path'
+ * ```
+ */
+export function providerFailure(device: Device, message: string): string {
+  const line = message.split('\n')[0]!.trim();
+  const adapter = /Failed to get a WebGPU adapter:\s*([^.]*)/.exec(line);
+  if (device === 'webgpu' && adapter) {
+    const graphics = process.platform === 'win32' ? 'D3D12' : process.platform === 'darwin' ? 'Metal' : 'Vulkan';
+    return (
+      `no WebGPU adapter ("${adapter[1]!.trim() || 'none found'}"); on ${process.platform === 'linux' ? 'Linux' : process.platform} ` +
+      `ONNX Runtime reaches the GPU through ${graphics}: install the GPU's ${graphics} driver` +
+      (graphics === 'Vulkan' ? ", or Mesa's lavapipe (a CPU one) to try the path" : '')
+    );
+  }
+  // "…/file.cc:123 function … condition was false. What went wrong." → "What went wrong."
+  const after = /\bwas false\.\s*(.+)$/.exec(line);
+  return (after ? after[1]! : line).replace(/\.$/, '');
 }
 
 /**
