@@ -12,24 +12,19 @@ import { touchPositions } from '../../src/engine/bag-kernels.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
 import { flag, log, runNodeChild, runTorchPeer } from './util.js';
 
-export async function matmulGflops(m: number, k: number, n: number, reps: number): Promise<number> {
+/**
+ * ONNX Runtime's fp32 MatMul rate for [m, k] · [k, n], best of 3 × `reps` runs. `weight`: B a constant (ONNX Runtime
+ * packs it once, as it does a teacher's weights) instead of an input fed each run (a training step's parameters).
+ */
+export async function matmulGflops(m: number, k: number, n: number, reps: number, weight = false): Promise<number> {
+  const rng = new Rng(1);
+  const random = (length: number) => Float32Array.from({ length }, () => rng.normal());
   const g = new Graph();
   const a = g.input('a', 'float32', [m, k]);
-  const b = g.input('b', 'float32', [k, n]);
+  const b = weight ? g.constant(random(k * n), 'float32', [k, n], 'w') : g.input('b', 'float32', [k, n]);
   const { session } = await createSession(g.serialize({ outputs: [{ name: 'c', value: op.matmul(a, b) }] }));
-  const rng = new Rng(1);
-  const feeds = {
-    a: new ort.Tensor(
-      'float32',
-      Float32Array.from({ length: m * k }, () => rng.normal()),
-      [m, k],
-    ),
-    b: new ort.Tensor(
-      'float32',
-      Float32Array.from({ length: k * n }, () => rng.normal()),
-      [k, n],
-    ),
-  };
+  const feeds: Record<string, ort.Tensor> = { a: new ort.Tensor('float32', random(m * k), [m, k]) };
+  if (!weight) feeds.b = new ort.Tensor('float32', random(k * n), [k, n]);
   for (let i = 0; i < 3; i++) await session.run(feeds);
   let best = Infinity;
   for (let r = 0; r < 3; r++) {

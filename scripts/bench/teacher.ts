@@ -271,7 +271,17 @@ export async function benchTeacher(args: string[]): Promise<Record<string, unkno
   for (const d of datasets) if (!DATASETS[d]) throw new Error(`Unknown --data '${d}'. Known: ${Object.keys(DATASETS).join(', ')}`);
   const names = modelArg ? ['given'] : (stringFlag(args, 'models') ?? 'own,distilbert,bert').split(',');
   const foreignDir = resolve(process.env.KD_BENCH_MODELS ?? join(packageRoot, '.bench', 'hf'));
-  const peak = await matmulGflops(1024, 1024, 1024, 5);
+  // The best fp32 MatMul rate of three shapes: 1024³ fed, and a BERT-base layer's feed-forward shapes with constant
+  // weights, as the teacher's are. One 1024³ probe gave 85 GFLOP/s in a run whose teacher then executed 115 ("135% of
+  // peak"), on an AVX2 machine where the three gave 110–125 minutes later: one probe can catch a slow moment.
+  const peaks = [
+    await matmulGflops(1024, 1024, 1024, 5),
+    await matmulGflops(2048, 768, 3072, 3, true),
+    await matmulGflops(2048, 3072, 768, 3, true),
+  ];
+  const peak = Math.max(...peaks);
+  const [cube, up, down] = peaks.map((p) => p.toFixed(1));
+  log(`fp32 MatMul GFLOP/s: 1024³ ${cube}, 2048×768×3072 (constant weight) ${up}, 2048×3072×768 ${down}`);
   const runs: Record<string, unknown>[] = [];
   const notes: string[] = [];
   for (const name of names) {
