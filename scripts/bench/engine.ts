@@ -10,7 +10,7 @@ import { BagTrainer } from '../../src/engine/bag-trainer.js';
 import { Rng } from '../../src/engine/rng.js';
 import { touchPositions } from '../../src/engine/bag-kernels.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
-import { flag, log, runNodeChild, runTorchPeer } from './util.js';
+import { flag, log, median, runNodeChild, runTorchPeer } from './util.js';
 
 /**
  * ONNX Runtime's fp32 MatMul rate for [m, k] · [k, n], best of 3 × `reps` runs. `weight`: B a constant (ONNX Runtime
@@ -167,7 +167,6 @@ async function hostNgramInterleaved(sizes: readonly number[], steps: number, rou
   } finally {
     for (const c of cases) await c.trainer.dispose();
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   return Object.fromEntries(cases.map((c) => [`2^${c.s}`, median(c.blocks)]));
 }
 
@@ -192,8 +191,7 @@ function rowTouchMs(log2Rows: number): number {
     if (r >= 5) times.push(performance.now() - t);
   }
   if (Number.isNaN(sink)) throw new Error('unreachable: the table holds no NaN');
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1]!;
+  return median(times);
 }
 
 function torchPeer(which: 'mlp' | 'transformer', steps: number): { secondsPerStep: number; torch: string } | { skipped: string } {

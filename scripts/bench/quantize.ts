@@ -13,7 +13,7 @@ import { getStudent } from '../../src/student/registry.js';
 import { TextTokenizer } from '../../src/text/tokenizer.js';
 import { tokenFeeds } from '../../src/text/feeds.js';
 import { packageRoot } from '../../src/util/versions.js';
-import { log } from './util.js';
+import { log, median } from './util.js';
 
 function stringFlag(args: string[], name: string): string | null {
   const hit = args.find((a) => a.startsWith(`--${name}=`));
@@ -34,8 +34,6 @@ function featurizer(dir: string): Featurize {
   if (config.vocab_size) tok.limitVocabulary(config.vocab_size);
   return async (texts) => tokenFeeds(tok.pad(await tok.encode(texts)), true);
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function measure(dir: string, texts: string[], labels: (number | null)[], batch: number) {
   const featurize = featurizer(dir);

@@ -10,6 +10,11 @@ export function flag(args: string[], name: string, fallback: number): number {
   return value;
 }
 
+/** The upper median of `xs` (left unsorted). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+}
+
 export function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }

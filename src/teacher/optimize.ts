@@ -2,7 +2,7 @@
 // optimized graph must reproduce the original's outputs on probe batches, or it is not used.
 import onnxProto from 'onnx-proto';
 import { dirname } from 'node:path';
-import { createSession, externalDataOptions, ort, type SessionOptions } from '../engine/session.js';
+import { createSession, externalDataOptions, ort, type Device, type SessionOptions } from '../engine/session.js';
 import { decodeModelBytes, encodeModel, QUANTIZED_OPS, type ModelProto } from './onnx-model.js';
 import { rewriteForFusion } from './fusable.js';
 import { foldSingleQueryAttention, fuseAttention } from './attention-fusion.js';
@@ -59,13 +59,12 @@ function maxRelativeError(a: ort.Tensor, b: ort.Tensor): number {
 
 /**
  * Returns `model` rewritten for what kd reads from it — masks that Where broadcasts not expanded first and then
- * position 0 only (row-prune.ts), the
- * last attention folded to its single query and the others fused (attention-fusion.ts), GELU
- * and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason. Never
- * returns a graph whose outputs differ from the original's (a quantized one's as ONNX Runtime runs it optimized: see
- * quantizedReference) by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a
- * GPU against the CPU reference, since GPU matrix products (TF32 on CUDA) differ from the CPU's
- * by more than 1e-4 with or without a rewrite. A wrong rewrite is off by far more than either.
+ * position 0 only (row-prune.ts), the last attention folded to its single query and the others fused
+ * (attention-fusion.ts), GELU and layer norms in fusable form (fusable.ts) — or the model unchanged with the reason.
+ * Never returns a graph whose outputs differ from the original's (a quantized one's as ONNX Runtime runs it optimized)
+ * by more than 1e-4 (relative) on the probe batches; 1e-2 when the check runs on a GPU against the CPU reference, since
+ * GPU matrix products (TF32 on CUDA) differ from the CPU's by more than 1e-4 with or without a rewrite. A wrong rewrite
+ * is off by far more than either.
  */
 export async function optimizeTeacherGraph(model: ModelProto, modelPath: string, opts: OptimizeOptions): Promise<OptimizeResult> {
   const unchanged = (note: string): OptimizeResult => ({ model, note, applied: false });
@@ -110,9 +109,16 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
   } finally {
     await session.release();
   }
+  // A quantized graph's reference is the original as kd runs it (createSession, optimized, on CPU), not the unoptimized
+  // probe: unoptimized, ONNX Runtime computes the integer products with kernels its optimizer replaces (u8×s8 products
+  // that saturate on an x86-64 CPU without VNNI, since the entry createSession adds acts in the optimizer only; QDQ pairs
+  // in float), and every rewrite of such a graph failed the check by up to 1e-1 for reasons that were not the rewrite's
+  // (measured on such a CPU: no quantized teacher was optimized).
   if ((model.graph!.node ?? []).some((n) => QUANTIZED_OPS.has(n.opType ?? ''))) {
-    const failure = await quantizedReference(bytes, modelPath, feedsList, reference, opts);
-    if (failure) return unchanged(`graph not optimized: ${failure}`);
+    const threads = opts.session?.threads;
+    const ran = await probeOutputs(bytes, modelPath, feedsList, opts.outputs, threads ? { threads } : {}, 'the quantized graph');
+    if (typeof ran === 'string') return unchanged(`graph not optimized: ${ran}`);
+    reference.splice(0, reference.length, ...ran.outputs);
   }
 
   const build = (attention: boolean) => {
@@ -145,38 +151,31 @@ export async function optimizeTeacherGraph(model: ModelProto, modelPath: string,
 }
 
 /**
- * Replaces `reference` with the outputs of a quantized graph as kd runs it unrewritten (createSession, fully optimized,
- * on CPU), or says why it could not. Unoptimized, ONNX Runtime computes the integer products with kernels its optimizer
- * replaces: u8×s8 products that saturate on an x86-64 CPU without VNNI (the entry createSession adds acts in the
- * optimizer only), QDQ pairs in float. Against the probe's outputs, every rewrite of such a graph would fail the check
- * by up to 1e-1 for reasons that are not the rewrite's (measured on such a CPU: no quantized teacher was optimized).
+ * `outputs` of `bytes` on each probe batch, in a session with `session` options (external data read beside `modelPath`),
+ * and the device it ran on; or what failed, naming the graph as `what`.
  */
-async function quantizedReference(
+async function probeOutputs(
   bytes: Uint8Array,
   modelPath: string,
   feedsList: Feeds[],
-  reference: Record<string, ort.Tensor>[],
-  opts: OptimizeOptions,
-): Promise<string> {
-  let ref: Awaited<ReturnType<typeof createSession>>;
+  outputs: readonly string[],
+  session: SessionOptions,
+  what: string,
+): Promise<{ outputs: Record<string, ort.Tensor>[]; device: Device } | string> {
+  let handle: Awaited<ReturnType<typeof createSession>>;
   try {
-    ref = await createSession(bytes, {
-      ...(opts.session?.threads ? { threads: opts.session.threads } : {}),
-      externalDataDir: dirname(modelPath),
-    });
+    handle = await createSession(bytes, { ...session, externalDataDir: dirname(modelPath) });
   } catch (e) {
-    return `the quantized graph did not load optimized (${(e as Error).message.split('\n')[0]})`;
+    return `${what} did not load (${(e as Error).message.split('\n')[0]})`;
   }
   try {
-    for (let p = 0; p < feedsList.length; p++) {
-      const out = await ref.session.run(feedsList[p]!, [...opts.outputs]);
-      reference[p] = Object.fromEntries(opts.outputs.map((o) => [o, out[o]!]));
-    }
-    return '';
+    const out: Record<string, ort.Tensor>[] = [];
+    for (const feeds of feedsList) out.push(await handle.session.run(feeds, [...outputs]));
+    return { outputs: out, device: handle.device };
   } catch (e) {
-    return `the quantized graph failed on a probe batch (${(e as Error).message.split('\n')[0]})`;
+    return `${what} failed on a probe batch (${(e as Error).message.split('\n')[0]})`;
   } finally {
-    await ref.session.release();
+    await handle.session.release();
   }
 }
 
@@ -188,29 +187,14 @@ async function sameOutputs(
   reference: Record<string, ort.Tensor>[],
   opts: OptimizeOptions,
 ): Promise<string> {
-  let check: Awaited<ReturnType<typeof createSession>>;
-  try {
-    check = await createSession(encodeModel(model), {
-      ...opts.session,
-      externalDataDir: dirname(modelPath),
-    });
-  } catch (e) {
-    return `the rewritten graph did not load (${(e as Error).message.split('\n')[0]})`;
-  }
-  try {
-    for (let p = 0; p < feedsList.length; p++) {
-      const out = await check.session.run(feedsList[p]!, [...opts.outputs]);
-      for (const o of opts.outputs) {
-        const err = maxRelativeError(out[o]!, reference[p]![o]!);
-        const tolerance = check.device === 'cpu' ? 1e-4 : 1e-2;
-        if (!(err <= tolerance))
-          return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
-      }
+  const ran = await probeOutputs(encodeModel(model), modelPath, feedsList, opts.outputs, opts.session ?? {}, 'the rewritten graph');
+  if (typeof ran === 'string') return ran;
+  const tolerance = ran.device === 'cpu' ? 1e-4 : 1e-2;
+  for (let p = 0; p < feedsList.length; p++)
+    for (const o of opts.outputs) {
+      const err = maxRelativeError(ran.outputs[p]![o]!, reference[p]![o]!);
+      if (!(err <= tolerance))
+        return `the rewritten graph's '${o}' differs from the original's by ${err.toExponential(2)} on a probe batch`;
     }
-    return '';
-  } catch (e) {
-    return `the rewritten graph failed on a probe batch (${(e as Error).message.split('\n')[0]})`;
-  } finally {
-    await check.session.release();
-  }
+  return '';
 }
