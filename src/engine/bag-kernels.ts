@@ -33,10 +33,13 @@ export interface StepArrays {
 }
 
 /**
- * Reads one value of each 64-byte line of the first `span` values of each row of `rows` (given by id, `stride` apart)
- * in `table`, before the passes that work on them: a loop this light keeps many cache misses in flight at once, where
- * a working pass, heavy per row, takes them a row at a time. Random rows of a large table cost a step more in those
- * misses than in arithmetic. Positions [from, to) of `ids` whose mask is not 0.
+ * Reads one value of each 64-byte line of the first `span` values of each row of `ids` (positions [from, to) whose
+ * `mask` is not 0, row r at r·`stride` of `table`), before the passes that work on them: a loop this light keeps many
+ * cache misses in flight at once, where a working pass, heavy per row, takes them a row at a time. Random rows of a
+ * large table cost a step more in those misses than in arithmetic. Two passes: the first value of every row, then the
+ * rest of each row's lines. The first pass's loads each need the row's page in the TLB: one load a row, they are
+ * far enough apart for many page walks to run at once (a row's later lines would each wait for the same walk). On
+ * the 2-core Zen 4 VM, 10,240 rows of a 2^22-row table read in 2.4–3.0 ms this way, 3.0–5.1 in one pass.
  */
 export function touchPositions(
   table: FloatArray,
@@ -48,31 +51,38 @@ export function touchPositions(
   to: number,
 ): number {
   let acc = 0;
+  for (let k = from; k < to; k++) if (mask[k] !== 0) acc += table[ids[k]! * stride]!;
   const line = 64 / table.BYTES_PER_ELEMENT;
   for (let k = from; k < to; k++) {
     if (mask[k] === 0) continue;
     const row = ids[k]! * stride;
-    for (let j = 0; j < span; j += line) acc += table[row + j]!;
+    for (let j = line; j < span; j += line) acc += table[row + j]!;
   }
   return acc;
 }
 
 /**
- * The bytes of rows one slice of the forward touches before it gathers them (see touchAndGather): within a core's L2
- * (512 KiB on Zen 3, 1–2 MiB on Zen 4 and recent Xeons) and, in rows, within its second-level TLB (1,536–2,048
- * pages), so that the gather finds its rows in both. On a Zen 3 core (512 KiB), 128 and 192 KiB were no faster.
+ * The bytes of rows one slice of the forward or of the update touches before working on them (touchAndGather,
+ * touchAndUpdate): within a core's L2 (512 KiB on Zen 3, 1–2 MiB on Zen 4 and recent Xeons) and, in rows, within
+ * its second-level TLB (1,536–3,072 pages), so that the working pass finds its rows in both. On a Zen 3 core
+ * (512 KiB), 128 and 192 KiB forward slices were no faster.
  */
-export const FORWARD_SLICE_BYTES = 384 * 1024;
+export const SLICE_BYTES = 384 * 1024;
+
+/** Where the touches' sums go: a store the compiler cannot drop, so it keeps their loads. */
+const touchSink = { value: 0 };
 
 /**
  * Examples [b0, b1)'s bags through `gather` (SimdRows.gatherMean's examples), a slice of examples at a time, each slice
- * touched first (touchPositions): touching all of a step's rows before gathering any left ~10k random rows (7.5 MiB at
- * 64 wide with their moments, one page each) for the gather to miss in cache and TLB again; a slice's rows are still in
- * both. Each example's sum is the gather's, so the slices change no bits. `stride` floats a row, T positions an example.
+ * touched first (touchPositions, the rows' first `span` values: the parameters the gather reads, not the moments):
+ * touching all of a step's rows before gathering any left ~10k random rows (one page each) for the gather to miss in
+ * cache and TLB again; a slice's rows are still in both. Each example's sum is the gather's, so the slices change no
+ * bits. `stride` floats a row, T positions an example.
  */
 export function touchAndGather(
   table: Float32Array,
   stride: number,
+  span: number,
   ids: Int32Array,
   mask: Int32Array,
   T: number,
@@ -80,12 +90,46 @@ export function touchAndGather(
   b1: number,
   gather: (from: number, to: number) => void,
 ): void {
-  const slice = Math.max(1, Math.floor(FORWARD_SLICE_BYTES / (T * stride * table.BYTES_PER_ELEMENT)));
+  const slice = Math.max(1, Math.floor(SLICE_BYTES / (T * stride * table.BYTES_PER_ELEMENT)));
   for (let b = b0; b < b1; b += slice) {
     const e = Math.min(b1, b + slice);
-    touchPositions(table, stride, stride, ids, mask, b * T, e * T);
+    touchSink.value += touchPositions(table, stride, span, ids, mask, b * T, e * T);
     gather(b, e);
   }
+}
+
+/**
+ * Touched rows [s0, s1) (row ids `touched`, each `stride` floats of `table`: parameters and moments) through `update`
+ * (SimdRows.adamw's rows), a slice at a time, each slice's lines touched first (touchPositions), as touchAndGather
+ * does for the forward: the update is heavy per row and alone took its rows' cache and TLB misses one row at a time.
+ * Rows are updated independently, so the slices change no bits.
+ */
+export function touchAndUpdate(
+  table: Float32Array,
+  stride: number,
+  touched: Int32Array,
+  s0: number,
+  s1: number,
+  update: (from: number, to: number) => void,
+): void {
+  const slice = Math.max(1, Math.floor(SLICE_BYTES / (stride * table.BYTES_PER_ELEMENT)));
+  for (let k = s0; k < s1; k += slice) {
+    const e = Math.min(s1, k + slice);
+    touchSink.value += touchRowsOf(table, stride, touched, k, e);
+    update(k, e);
+  }
+}
+
+/** touchPositions over rows touched[from, to), every line of their `stride` values. */
+function touchRowsOf(table: FloatArray, stride: number, touched: Int32Array, from: number, to: number): number {
+  let acc = 0;
+  for (let k = from; k < to; k++) acc += table[touched[k]! * stride]!;
+  const line = 64 / table.BYTES_PER_ELEMENT;
+  for (let k = from; k < to; k++) {
+    const row = touched[k]! * stride;
+    for (let j = line; j < stride; j += line) acc += table[row + j]!;
+  }
+  return acc;
 }
 
 /** touchPositions over distinct row ids (the JavaScript tables, each array of the row's parts). */

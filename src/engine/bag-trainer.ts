@@ -27,6 +27,7 @@ import {
   gatherMean,
   scatterRows,
   touchAndGather,
+  touchAndUpdate,
   touchRows,
   weightGradients,
   CTRL,
@@ -363,10 +364,10 @@ export class BagTrainer implements StepTrainer {
       ctrl![CTRL.B1] = B;
       worker.post(PHASE.FORWARD);
     }
-    // The rows' lines, and their moments' for the update at the end, start loading before they are read (see
-    // touchPositions, touchAndGather).
+    // The rows' lines start loading before they are read (see touchPositions, touchAndGather); the update touches
+    // its rows again, their moments with them (touchAndUpdate).
     if (simd)
-      touchAndGather(simd.data, stride, ids, a.mask, T, 0, bSplit, (b0, b1) =>
+      touchAndGather(simd.data, stride, D, ids, a.mask, T, 0, bSplit, (b0, b1) =>
         simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, b0, b1),
       );
     else {
@@ -434,7 +435,8 @@ export class BagTrainer implements StepTrainer {
         worker.post(PHASE.UPDATE);
       }
     }
-    if (!worker && simd) simd.adamw(layout!.touched, layout!.rowGrad, 0, count, coef, adam!);
+    if (!worker && simd)
+      touchAndUpdate(simd.data, stride, a.touched, 0, count, (s0, s1) => simd.adamw(layout!.touched, layout!.rowGrad, s0, s1, coef, adam!));
     else if (!simd) {
       const rowGrad = a.rowGrad.subarray(0, count * D);
       if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;

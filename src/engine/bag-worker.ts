@@ -10,6 +10,7 @@ import {
   forwardLayers,
   PHASE,
   touchAndGather,
+  touchAndUpdate,
   type ArenaLayout,
   type BagWorkerData,
   type LayerView,
@@ -49,7 +50,7 @@ function run(phase: number): void {
     number,
   ];
   if (phase & PHASE.FORWARD) {
-    touchAndGather(rows.data, stride, arrays.ids, arrays.mask, T, b0, b1, (from, to) =>
+    touchAndGather(rows.data, stride, D, arrays.ids, arrays.mask, T, b0, b1, (from, to) =>
       rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, from, to),
     );
     forwardLayers(weights, arrays, b0, b1);
@@ -57,13 +58,17 @@ function run(phase: number): void {
   if (phase & PHASE.BACKWARD) backwardExamples(weights, arrays, b0, b1);
   if (phase & PHASE.SCATTER) rows.scatterRows(layout.slots, layout.mask, layout.scale, layout.grads[0]!, layout.rowGrad, B, T, s0, s1);
   if (phase & PHASE.UPDATE) {
-    rows.adamw(layout.touched, layout.rowGrad, s0, s1, scalars[CTRL.COEF]!, {
+    const adam = {
       b1: scalars[CTRL.ADAM_B1]!,
       b2: scalars[CTRL.ADAM_B2]!,
       step: scalars[CTRL.ADAM_STEP]!,
       eps: scalars[CTRL.ADAM_EPS]!,
       decay: scalars[CTRL.ADAM_DECAY]!,
-    });
+    };
+    const coef = scalars[CTRL.COEF]!;
+    touchAndUpdate(rows.data, stride, arrays.touched, s0, s1, (from, to) =>
+      rows.adamw(layout.touched, layout.rowGrad, from, to, coef, adam),
+    );
   }
 }
 

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import {
   arenaLayout,
   arenaViews,
-  FORWARD_SLICE_BYTES,
+  SLICE_BYTES,
   gatherMean,
   scatterRows,
   touchAndGather,
+  touchAndUpdate,
   type ArenaShape,
 } from '../../../src/engine/bag-kernels.js';
 import { SimdRows, type AdamwScalars } from '../../../src/engine/simd-rows.js';
@@ -51,12 +52,12 @@ test('the forward in slices (touchAndGather) = one gather over every example, bi
   // Rows 3 KiB wide with their moments: 5 examples of 23 positions fill a slice's budget.
   const [dim, B, T] = [256, 40, 23];
   const { rows, layout, arrays } = setup(dim, B, T, rng);
-  const perSlice = Math.floor(FORWARD_SLICE_BYTES / (T * rows.stride * 4));
+  const perSlice = Math.floor(SLICE_BYTES / (T * rows.stride * 4));
   assert.equal(perSlice, 5);
   const bag = arrays.acts[0]!;
   bag.fill(7);
   const slices: [number, number][] = [];
-  touchAndGather(rows.data, rows.stride, arrays.ids, arrays.mask, T, 3, B - 3, (b0, b1) => {
+  touchAndGather(rows.data, rows.stride, dim, arrays.ids, arrays.mask, T, 3, B - 3, (b0, b1) => {
     slices.push([b0, b1]);
     rows.gatherMean(layout.ids, layout.mask, layout.acts[0]!, layout.scale, T, b0, b1);
   });
@@ -76,6 +77,41 @@ test('the forward in slices (touchAndGather) = one gather over every example, bi
   assert.deepEqual(bits(got), bits(bag));
   assert.equal(got[3 * dim - 1], 7, 'examples before the range are not written');
   assert.ok(got.subarray(3 * dim, 4 * dim).some((x) => x !== 7));
+});
+
+test('the update in slices (touchAndUpdate) = one AdamW over every touched row, bit for bit', () => {
+  const rng = new Rng(37);
+  // Rows 3 KiB wide with their moments: 128 rows fill a slice's budget.
+  const dim = 256;
+  const { rows, layout, arrays } = setup(dim, 4, 100, rng);
+  const perSlice = Math.floor(SLICE_BYTES / (rows.stride * 4));
+  assert.equal(perSlice, 128);
+  const count = 300;
+  const order = Array.from({ length: ROWS }, (_, i) => i);
+  rng.shuffle(order);
+  arrays.touched.set(order.slice(0, count));
+  for (let i = 0; i < count * dim; i++) arrays.rowGrad[i] = rng.normal() * 10 ** (rng.int(5) - 2);
+  const s: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
+  const before = Float32Array.from(rows.data);
+  const slices: [number, number][] = [];
+  touchAndUpdate(rows.data, rows.stride, arrays.touched, 5, count, (s0, s1) => {
+    slices.push([s0, s1]);
+    rows.adamw(layout.touched, layout.rowGrad, s0, s1, 0.5, s);
+  });
+  // Consecutive slices that cover [5, count) once, none over the budget.
+  assert.deepEqual(slices, [
+    [5, 133],
+    [133, 261],
+    [261, 300],
+  ]);
+  const got = Float32Array.from(rows.data);
+  rows.data.set(before);
+  rows.adamw(layout.touched, layout.rowGrad, 5, count, 0.5, s);
+  assert.deepEqual(bits(got), bits(rows.data));
+  const first = arrays.touched[0]! * rows.stride;
+  assert.equal(got[first], before[first], 'rows before the range are not updated');
+  const fifth = arrays.touched[5]! * rows.stride;
+  assert.notEqual(got[fifth], before[fifth]);
 });
 
 for (const dim of [4, 12, 32]) {
