@@ -9,7 +9,7 @@ import { readAllExamples } from '../../src/data/read.js';
 import { packageRoot } from '../../src/util/versions.js';
 import { launchChromium } from '../../test/browser.js';
 import { flag, log } from './util.js';
-import { X64_QUANT_PRECISION_OPTIONS } from '../../src/engine/session.js';
+import { quantPrecisionOptions } from '../../src/engine/session.js';
 
 type Dtype = 'q8' | 'fp32';
 interface Speed {
@@ -32,7 +32,7 @@ async function nodeRun(model: string, dtype: Dtype, texts: string[], batch: numb
   env.allowLocalModels = true;
   env.allowRemoteModels = false;
   env.localModelPath = `${dirname(model)}/`;
-  const classify = await pipeline('text-classification', basename(model), { dtype, session_options: X64_QUANT_PRECISION_OPTIONS });
+  const classify = await pipeline('text-classification', basename(model), { dtype, session_options: await quantPrecisionOptions() });
   for (const text of texts.slice(0, 20)) await classify(text); // warm-up
   let started = performance.now();
   for (const text of texts) await classify(text);
@@ -153,7 +153,7 @@ async function labelsOf(model: string, dtype: Dtype, texts: string[]): Promise<s
   env.allowLocalModels = true;
   env.allowRemoteModels = false;
   env.localModelPath = `${dirname(model)}/`;
-  const classify = await pipeline('text-classification', basename(model), { dtype, session_options: X64_QUANT_PRECISION_OPTIONS });
+  const classify = await pipeline('text-classification', basename(model), { dtype, session_options: await quantPrecisionOptions() });
   const labels: string[] = [];
   for (let i = 0; i < texts.length; i += 64) labels.push(...((await classify(texts.slice(i, i + 64))) as Scored[]).map((r) => r.label));
   await classify.dispose();

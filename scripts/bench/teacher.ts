@@ -20,7 +20,7 @@ import { readAllExamples } from '../../src/data/read.js';
 import { packageRoot } from '../../src/util/versions.js';
 import { matmulGflops } from './engine.js';
 import { flag, log } from './util.js';
-import { X64_QUANT_PRECISION_OPTIONS } from '../../src/engine/session.js';
+import { quantPrecisionOptions } from '../../src/engine/session.js';
 
 /** A teacher of the large preset's shape with random weights: the same compute as a trained one. */
 async function untrainedBaseTeacher(texts: string[]): Promise<string> {
@@ -55,7 +55,7 @@ interface Contender {
  * transformers.js `pipeline('text-classification')` in `dtype` ('fp32': onnx/model.onnx; 'q8':
  * onnx/model_quantized.onnx), one contender per batch size, or why it could not load (e.g. a tokenizer whose ids
  * exceed the model's vocabulary, which kd warns about and transformers.js fails on). With the session entry kd's own
- * sessions carry (X64_QUANT_PRECISION_OPTIONS: on a CPU without VNNI, u8×s8 products that do not saturate), so that
+ * sessions carry (quantPrecisionOptions: on a CPU without VNNI, u8×s8 products that do not saturate), so that
  * both sides compute the same thing.
  */
 async function transformersJsContenders(dir: string, dtype: 'fp32' | 'q8', batchSizes: number[]): Promise<Contender[] | string> {
@@ -63,7 +63,7 @@ async function transformersJsContenders(dir: string, dtype: 'fp32' | 'q8', batch
     const { pipeline, env } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.localModelPath = `${dirname(resolve(dir))}/`;
-    const classify = await pipeline('text-classification', basename(dir), { dtype, session_options: X64_QUANT_PRECISION_OPTIONS });
+    const classify = await pipeline('text-classification', basename(dir), { dtype, session_options: await quantPrecisionOptions() });
     let open = batchSizes.length;
     return batchSizes.map((batchSize) => ({
       name: `transformers.js ${dtype} batch ${batchSize}`,

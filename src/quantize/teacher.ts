@@ -182,8 +182,9 @@ export function int8TeacherTransform(opts: Int8TeacherOptions = {}): TeacherGrap
         model: q.model,
         check,
         // QAttention changes the outputs (its own attention kernel), so a cache made without it is not reused; nor one made
-        // before kd's sessions kept u8×s8 products from saturating (session.x64quantprecision, see session.ts), whose
-        // int8 logits on an x86-64 CPU without VNNI are other numbers.
+        // before kd's sessions kept u8×s8 products from saturating (session.x64quantprecision where they do, see
+        // session.ts), whose int8 logits on an x86-64 CPU without VNNI are other numbers. Exact products give the same
+        // bits with the entry or with VNNI, so the recipe does not say which.
         recipe:
           `int8 MatMul/Gemm${attention ? ', attention QAttention' : ''}, products unsaturated (x64quantprecision), ` +
           `embedding tables fp32; fp32 recheck ${recheck}`,

@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { basename, dirname, join } from 'node:path';
 import { launchChromium } from '../browser.js';
 import { repoRoot, runKd, S140_RANDOM, splitAndCache, tempDir } from '../helpers.js';
-import { X64_QUANT_PRECISION_OPTIONS } from '../../src/engine/session.js';
+import { quantPrecisionOptions } from '../../src/engine/session.js';
 
 const root = tempDir('kd-browser-');
 const models = join(root, 'models');
@@ -70,7 +70,7 @@ async function nodeScores(model: string, texts: string[]): Promise<{ label: stri
   env.allowRemoteModels = false;
   env.localModelPath = `${dirname(model)}/`;
   // The entry kd's own sessions carry: on a CPU without VNNI, u8×s8 products that do not saturate (createSession).
-  const classify = await pipeline('text-classification', basename(model), { dtype: 'q8', session_options: X64_QUANT_PRECISION_OPTIONS });
+  const classify = await pipeline('text-classification', basename(model), { dtype: 'q8', session_options: await quantPrecisionOptions() });
   const rows: { label: string; score: number }[][] = [];
   for (const text of texts) rows.push((await classify(text, { top_k: null })) as unknown as { label: string; score: number }[]);
   await classify.dispose();

@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { runKd, tempDir } from '../helpers.js';
 import { copyFixture, moveToExternalData, readModel, writeModel } from '../teacher-folders.js';
-import { X64_QUANT_PRECISION_OPTIONS } from '../../src/engine/session.js';
+import { quantPrecisionOptions } from '../../src/engine/session.js';
 
 const { onnx } = onnxProto;
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -54,7 +54,7 @@ for (const name of ['tiny-random-bert', 'tiny-random-distilbert']) {
     const texts = ['what a wonderful morning', 'my phone broke again, so annoying', 'going to work'];
     const scores = async (dtype: 'fp32' | 'q8') => {
       // The entry kd's own sessions carry: on a CPU without VNNI, u8×s8 products that do not saturate (createSession).
-      const classify = await pipeline('text-classification', basename(dir), { dtype, session_options: X64_QUANT_PRECISION_OPTIONS });
+      const classify = await pipeline('text-classification', basename(dir), { dtype, session_options: await quantPrecisionOptions() });
       const out = (await classify(texts, { top_k: null })) as unknown as { label: string; score: number }[][];
       await classify.dispose();
       return out.map((row) => row.find((x) => x.label === 'POSITIVE')!.score);

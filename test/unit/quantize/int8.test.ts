@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { Rng } from '../../../src/engine/rng.js';
-import { createSession, X64_QUANT_PRECISION_OPTIONS } from '../../../src/engine/session.js';
+import { createSession, quantPrecisionOptions, quantProductsSaturate } from '../../../src/engine/session.js';
 import { roundHalfToEven, quantizeSymmetric } from '../../../src/quantize/int8.js';
 import { quantizeGraph, AlreadyQuantizedError, NothingToQuantizeError } from '../../../src/quantize/graph.js';
 import { FormatError } from '../../../src/data/errors.js';
@@ -149,6 +149,15 @@ test("kd's sessions (createSession) add u8×s8 products without saturating, on a
   t.diagnostic(`this CPU's unfused kernel ${UNFUSED_SATURATES ? 'saturates (no VNNI)' : 'is exact'}`);
 });
 
+test('the entry only where products saturate: the probe agrees with a fused session without it', async (t) => {
+  const session = await ort.InferenceSession.create(onnx.ModelProto.encode(saturationProbe()).finish(), { graphOptimizationLevel: 'all' });
+  const saturates = (await probeProduct(session)) !== 2 * 255 * 127;
+  assert.equal(await quantProductsSaturate(), saturates);
+  // With VNNI the entry is not carried: it forces a slower u8×u8 kernel for the same bits.
+  assert.deepEqual(await quantPrecisionOptions(), { extra: { session: saturates ? { x64quantprecision: '1' } : {} } });
+  t.diagnostic(`this CPU's fused kernel ${saturates ? 'saturates without the entry: sessions carry it' : 'is exact: no entry'}`);
+});
+
 /**
  * The model's outputs from ONNX Runtime, unfused (`basic`: the quantized nodes as written) or fused (`all`), with the
  * entry kd's sessions carry (createSession): on a CPU without VNNI it keeps u8×s8 products from saturating.
@@ -156,7 +165,7 @@ test("kd's sessions (createSession) add u8×s8 products without saturating, on a
 async function run(model: ModelProto, feeds: Record<string, ort.Tensor>, level: 'basic' | 'all'): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
     graphOptimizationLevel: level,
-    ...X64_QUANT_PRECISION_OPTIONS,
+    ...(await quantPrecisionOptions()),
   });
   try {
     const out = await session.run(feeds);
