@@ -73,14 +73,15 @@ export const SLICE_BYTES = 384 * 1024;
 const touchSink = { value: 0 };
 
 /**
- * Examples [b0, b1)'s bags through `gather` (SimdRows.gatherMean's examples), a slice of examples at a time, each slice
- * touched first (touchPositions, the rows' first `span` values: the parameters the gather reads, not the moments):
- * touching all of a step's rows before gathering any left ~10k random rows (one page each) for the gather to miss in
- * cache and TLB again; a slice's rows are still in both. Each example's sum is the gather's, so the slices change no
- * bits. `stride` floats a row, T positions an example.
+ * Examples [b0, b1)'s bags through `gather` (SimdRows.gatherMean's examples, or gatherMean's), a slice of examples at a
+ * time, each slice touched first (touchPositions, the rows' first `span` values: the parameters the gather reads, not
+ * the moments): touching all of a step's rows before gathering any left ~10k random rows (one page each) for the
+ * gather to miss in cache and TLB again; a slice's rows are still in both. Each example's sum is the gather's, so the
+ * slices change no bits. `stride` floats a row (parameters, and moments where they are interleaved), T positions an
+ * example.
  */
 export function touchAndGather(
-  table: Float32Array,
+  table: FloatArray,
   stride: number,
   span: number,
   ids: Int32Array,
@@ -99,47 +100,48 @@ export function touchAndGather(
 }
 
 /**
- * Touched rows [s0, s1) (row ids `touched`, each `stride` floats of `table`: parameters and moments) through `update`
- * (SimdRows.adamw's rows), a slice at a time, each slice's lines touched first (touchPositions), as touchAndGather
- * does for the forward: the update is heavy per row and alone took its rows' cache and TLB misses one row at a time.
- * Rows are updated independently, so the slices change no bits.
+ * Touched rows [s0, s1) through `update` (SimdRows.adamw's rows, or updateRowsInPlace's), a slice at a time, each
+ * slice's lines touched first in every array of the row's parts (`arrays`, each `stride` floats a row: the SIMD rows'
+ * interleaved parameters and moments, or the table and each moment apart; touchRows), as touchAndGather does for the
+ * forward: the update is heavy per row and alone took its rows' cache and TLB misses one row at a time. Rows are
+ * updated independently, so the slices change no bits.
  */
 export function touchAndUpdate(
-  table: Float32Array,
+  arrays: readonly FloatArray[],
   stride: number,
   touched: Int32Array,
   s0: number,
   s1: number,
   update: (from: number, to: number) => void,
 ): void {
-  const slice = Math.max(1, Math.floor(SLICE_BYTES / (stride * table.BYTES_PER_ELEMENT)));
+  const rowBytes = arrays.reduce((n, a) => n + stride * a.BYTES_PER_ELEMENT, 0);
+  const slice = Math.max(1, Math.floor(SLICE_BYTES / rowBytes));
   for (let k = s0; k < s1; k += slice) {
     const e = Math.min(s1, k + slice);
-    touchSink.value += touchRowsOf(table, stride, touched, k, e);
+    touchSink.value += touchRows(arrays, touched, stride, stride, k, e);
     update(k, e);
   }
 }
 
-/** touchPositions over rows touched[from, to), every line of their `stride` values. */
-function touchRowsOf(table: FloatArray, stride: number, touched: Int32Array, from: number, to: number): number {
+/**
+ * touchPositions over distinct rows touched[from, to) in each of `arrays` (the first `span` of each row's `stride`
+ * values): the first value of every row, then the rest of the lines.
+ */
+export function touchRows(
+  arrays: readonly FloatArray[],
+  touched: Int32Array,
+  stride: number,
+  span: number,
+  from: number,
+  to: number,
+): number {
   let acc = 0;
-  for (let k = from; k < to; k++) acc += table[touched[k]! * stride]!;
-  const line = 64 / table.BYTES_PER_ELEMENT;
-  for (let k = from; k < to; k++) {
-    const row = touched[k]! * stride;
-    for (let j = line; j < stride; j += line) acc += table[row + j]!;
-  }
-  return acc;
-}
-
-/** touchPositions over distinct row ids (the JavaScript tables, each array of the row's parts). */
-export function touchRows(arrays: readonly FloatArray[], touched: Int32Array, stride: number, span: number): number {
-  let acc = 0;
+  for (const a of arrays) for (let k = from; k < to; k++) acc += a[touched[k]! * stride]!;
   for (const a of arrays) {
     const line = 64 / a.BYTES_PER_ELEMENT;
-    for (let k = 0; k < touched.length; k++) {
+    for (let k = from; k < to; k++) {
       const row = touched[k]! * stride;
-      for (let j = 0; j < span; j += line) acc += a[row + j]!;
+      for (let j = line; j < span; j += line) acc += a[row + j]!;
     }
   }
   return acc;

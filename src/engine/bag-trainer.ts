@@ -28,7 +28,6 @@ import {
   scatterRows,
   touchAndGather,
   touchAndUpdate,
-  touchRows,
   weightGradients,
   CTRL,
   PHASE,
@@ -370,10 +369,7 @@ export class BagTrainer implements StepTrainer {
       touchAndGather(simd.data, stride, D, ids, a.mask, T, 0, bSplit, (b0, b1) =>
         simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, b0, b1),
       );
-    else {
-      touchRows([table, ...this.sparse.states.values()], touched, D, D);
-      gatherMean(rowData, stride, D, T, a, 0, bSplit);
-    }
+    else touchAndGather(table, D, D, ids, a.mask, T, 0, bSplit, (b0, b1) => gatherMean(rowData, stride, D, T, a, b0, b1));
     forwardLayers(this.layers, a, 0, bSplit);
     if (worker) await worker.wait();
     const H = this.layers.at(-1)!.outDim;
@@ -436,11 +432,16 @@ export class BagTrainer implements StepTrainer {
       }
     }
     if (!worker && simd)
-      touchAndUpdate(simd.data, stride, a.touched, 0, count, (s0, s1) => simd.adamw(layout!.touched, layout!.rowGrad, s0, s1, coef, adam!));
+      touchAndUpdate([simd.data], stride, a.touched, 0, count, (s0, s1) =>
+        simd.adamw(layout!.touched, layout!.rowGrad, s0, s1, coef, adam!),
+      );
     else if (!simd) {
       const rowGrad = a.rowGrad.subarray(0, count * D);
       if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
-      updateRowsInPlace(optimizer, table, Object.fromEntries(this.sparse.states), touched, D, rowGrad, hyper, tableDecay);
+      const states = Object.fromEntries(this.sparse.states);
+      touchAndUpdate([table, ...this.sparse.states.values()], D, touched, 0, count, (s0, s1) =>
+        updateRowsInPlace(optimizer, table, states, touched.subarray(s0, s1), D, rowGrad.subarray(s0 * D, s1 * D), hyper, tableDecay),
+      );
     }
     // Each dense parameter as a table of one row that the step touches.
     const one = Int32Array.of(0);

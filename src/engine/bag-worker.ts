@@ -66,7 +66,7 @@ function run(phase: number): void {
       decay: scalars[CTRL.ADAM_DECAY]!,
     };
     const coef = scalars[CTRL.COEF]!;
-    touchAndUpdate(rows.data, stride, arrays.touched, s0, s1, (from, to) =>
+    touchAndUpdate([rows.data], stride, arrays.touched, s0, s1, (from, to) =>
       rows.adamw(layout.touched, layout.rowGrad, from, to, coef, adam),
     );
   }

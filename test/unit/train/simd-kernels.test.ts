@@ -16,6 +16,7 @@ import {
 } from '../../../src/engine/bag-kernels.js';
 import { SimdRows, type AdamwScalars } from '../../../src/engine/simd-rows.js';
 import { Rng } from '../../../src/engine/rng.js';
+import { hyperValues, updateRowsInPlace, type OptimizerConfig } from '../../../src/engine/optim.js';
 
 const ROWS = 700;
 
@@ -94,7 +95,7 @@ test('the update in slices (touchAndUpdate) = one AdamW over every touched row, 
   const s: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
   const before = Float32Array.from(rows.data);
   const slices: [number, number][] = [];
-  touchAndUpdate(rows.data, rows.stride, arrays.touched, 5, count, (s0, s1) => {
+  touchAndUpdate([rows.data], rows.stride, arrays.touched, 5, count, (s0, s1) => {
     slices.push([s0, s1]);
     rows.adamw(layout.touched, layout.rowGrad, s0, s1, 0.5, s);
   });
@@ -112,6 +113,44 @@ test('the update in slices (touchAndUpdate) = one AdamW over every touched row, 
   assert.equal(got[first], before[first], 'rows before the range are not updated');
   const fifth = arrays.touched[5]! * rows.stride;
   assert.notEqual(got[fifth], before[fifth]);
+});
+
+test('the update in slices over separate float64 arrays (touchAndUpdate, updateRowsInPlace) = one update, bit for bit', () => {
+  const rng = new Rng(41);
+  // Float64 rows 8 KiB wide in each of three arrays (table, m, v): 16 rows fill a slice's budget.
+  const [rowsTotal, dim, count] = [300, 1024, 40];
+  const normal = (n: number, scale: number) => Float64Array.from({ length: n }, () => scale * rng.normal());
+  const start = { table: normal(rowsTotal * dim, 1), m: normal(rowsTotal * dim, 1e-2), v: normal(rowsTotal * dim, 1e-3).map((x) => x * x) };
+  const order = Array.from({ length: rowsTotal }, (_, i) => i);
+  rng.shuffle(order);
+  const touched = Int32Array.from(order.slice(0, count));
+  const grad = normal(count * dim, 0.1);
+  const o: OptimizerConfig = { kind: 'adamw', lr: 1e-2, weightDecay: 0.01 };
+  const hyper = hyperValues(o, 1e-2, 3);
+  const sliced = { table: start.table.slice(), m: start.m.slice(), v: start.v.slice() };
+  const slices: [number, number][] = [];
+  touchAndUpdate([sliced.table, sliced.m, sliced.v], dim, touched, 0, count, (s0, s1) => {
+    slices.push([s0, s1]);
+    updateRowsInPlace(
+      o,
+      sliced.table,
+      { m: sliced.m, v: sliced.v },
+      touched.subarray(s0, s1),
+      dim,
+      grad.subarray(s0 * dim, s1 * dim),
+      hyper,
+      0.01,
+    );
+  });
+  assert.deepEqual(slices, [
+    [0, 16],
+    [16, 32],
+    [32, 40],
+  ]);
+  const whole = { table: start.table.slice(), m: start.m.slice(), v: start.v.slice() };
+  updateRowsInPlace(o, whole.table, { m: whole.m, v: whole.v }, touched, dim, grad, hyper, 0.01);
+  for (const k of ['table', 'm', 'v'] as const) assert.deepEqual(bits(sliced[k]), bits(whole[k]), k);
+  assert.notDeepEqual(bits(sliced.table), bits(start.table));
 });
 
 for (const dim of [4, 12, 32]) {
