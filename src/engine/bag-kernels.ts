@@ -63,7 +63,7 @@ export function touchPositions(
 
 /**
  * The bytes of rows one slice of the forward or of the update touches before working on them (touchAndGather,
- * touchAndUpdate): within a core's L2 (512 KiB on Zen 3, 1–2 MiB on Zen 4 and recent Xeons) and, in rows, within
+ * touchedSlices): within a core's L2 (512 KiB on Zen 3, 1–2 MiB on Zen 4 and recent Xeons) and, in rows, within
  * its second-level TLB (1,536–3,072 pages), so that the working pass finds its rows in both. On a Zen 3 core
  * (512 KiB), 128 and 192 KiB forward slices were no faster.
  */
@@ -100,26 +100,26 @@ export function touchAndGather(
 }
 
 /**
- * Touched rows [s0, s1) through `update` (SimdRows.adamw's rows, or updateRowsInPlace's), a slice at a time, each
- * slice's lines touched first in every array of the row's parts (`arrays`, each `stride` floats a row: the SIMD rows'
- * interleaved parameters and moments, or the table and each moment apart; touchRows), as touchAndGather does for the
- * forward: the update is heavy per row and alone took its rows' cache and TLB misses one row at a time. Rows are
- * updated independently, so the slices change no bits.
+ * Distinct rows touched[s0, s1) through `work` (the update: SimdRows.adamw's rows or updateRowsInPlace's), a slice at a
+ * time, each slice's lines touched first in every array of the row's parts (`arrays`, each `stride` floats a row: the SIMD rows' interleaved parameters and moments, or the
+ * table and each moment apart; touchRows), as touchAndGather does for the forward: the update is heavy per row and
+ * alone took its rows' cache and TLB misses one row at a time. Rows are worked on independently, so the slices change
+ * no bits.
  */
-export function touchAndUpdate(
+export function touchedSlices(
   arrays: readonly FloatArray[],
   stride: number,
   touched: Int32Array,
   s0: number,
   s1: number,
-  update: (from: number, to: number) => void,
+  work: (from: number, to: number) => void,
 ): void {
   const rowBytes = arrays.reduce((n, a) => n + stride * a.BYTES_PER_ELEMENT, 0);
   const slice = Math.max(1, Math.floor(SLICE_BYTES / rowBytes));
   for (let k = s0; k < s1; k += slice) {
     const e = Math.min(s1, k + slice);
     touchSink.value += touchRows(arrays, touched, stride, stride, k, e);
-    update(k, e);
+    work(k, e);
   }
 }
 

@@ -27,7 +27,7 @@ import {
   gatherMean,
   scatterRows,
   touchAndGather,
-  touchAndUpdate,
+  touchedSlices,
   weightGradients,
   CTRL,
   PHASE,
@@ -364,7 +364,7 @@ export class BagTrainer implements StepTrainer {
       worker.post(PHASE.FORWARD);
     }
     // The rows' lines start loading before they are read (see touchPositions, touchAndGather); the update touches
-    // its rows again, their moments with them (touchAndUpdate).
+    // its rows again, their moments with them (touchedSlices).
     if (simd)
       touchAndGather(simd.data, stride, D, ids, a.mask, T, 0, bSplit, (b0, b1) =>
         simd.gatherMean(layout!.ids, layout!.mask, layout!.acts[0]!, layout!.scale, T, b0, b1),
@@ -432,14 +432,14 @@ export class BagTrainer implements StepTrainer {
       }
     }
     if (!worker && simd)
-      touchAndUpdate([simd.data], stride, a.touched, 0, count, (s0, s1) =>
+      touchedSlices([simd.data], stride, a.touched, 0, count, (s0, s1) =>
         simd.adamw(layout!.touched, layout!.rowGrad, s0, s1, coef, adam!),
       );
     else if (!simd) {
       const rowGrad = a.rowGrad.subarray(0, count * D);
       if (coef < 1) for (let i = 0; i < rowGrad.length; i++) rowGrad[i] *= coef;
       const states = Object.fromEntries(this.sparse.states);
-      touchAndUpdate([table, ...this.sparse.states.values()], D, touched, 0, count, (s0, s1) =>
+      touchedSlices([table, ...this.sparse.states.values()], D, touched, 0, count, (s0, s1) =>
         updateRowsInPlace(optimizer, table, states, touched.subarray(s0, s1), D, rowGrad.subarray(s0 * D, s1 * D), hyper, tableDecay),
       );
     }

@@ -10,7 +10,7 @@ import {
   forwardLayers,
   PHASE,
   touchAndGather,
-  touchAndUpdate,
+  touchedSlices,
   type ArenaLayout,
   type BagWorkerData,
   type LayerView,
@@ -66,7 +66,7 @@ function run(phase: number): void {
       decay: scalars[CTRL.ADAM_DECAY]!,
     };
     const coef = scalars[CTRL.COEF]!;
-    touchAndUpdate([rows.data], stride, arrays.touched, s0, s1, (from, to) =>
+    touchedSlices([rows.data], stride, arrays.touched, s0, s1, (from, to) =>
       rows.adamw(layout.touched, layout.rowGrad, from, to, coef, adam),
     );
   }

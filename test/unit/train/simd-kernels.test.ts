@@ -11,7 +11,7 @@ import {
   gatherMean,
   scatterRows,
   touchAndGather,
-  touchAndUpdate,
+  touchedSlices,
   type ArenaShape,
 } from '../../../src/engine/bag-kernels.js';
 import { SimdRows, type AdamwScalars } from '../../../src/engine/simd-rows.js';
@@ -80,7 +80,7 @@ test('the forward in slices (touchAndGather) = one gather over every example, bi
   assert.ok(got.subarray(3 * dim, 4 * dim).some((x) => x !== 7));
 });
 
-test('the update in slices (touchAndUpdate) = one AdamW over every touched row, bit for bit', () => {
+test('the update in slices (touchedSlices) = one AdamW over every touched row, bit for bit', () => {
   const rng = new Rng(37);
   // Rows 3 KiB wide with their moments: 128 rows fill a slice's budget.
   const dim = 256;
@@ -95,7 +95,7 @@ test('the update in slices (touchAndUpdate) = one AdamW over every touched row, 
   const s: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
   const before = Float32Array.from(rows.data);
   const slices: [number, number][] = [];
-  touchAndUpdate([rows.data], rows.stride, arrays.touched, 5, count, (s0, s1) => {
+  touchedSlices([rows.data], rows.stride, arrays.touched, 5, count, (s0, s1) => {
     slices.push([s0, s1]);
     rows.adamw(layout.touched, layout.rowGrad, s0, s1, 0.5, s);
   });
@@ -115,7 +115,7 @@ test('the update in slices (touchAndUpdate) = one AdamW over every touched row, 
   assert.notEqual(got[fifth], before[fifth]);
 });
 
-test('the update in slices over separate float64 arrays (touchAndUpdate, updateRowsInPlace) = one update, bit for bit', () => {
+test('the update in slices over separate float64 arrays (touchedSlices, updateRowsInPlace) = one update, bit for bit', () => {
   const rng = new Rng(41);
   // Float64 rows 8 KiB wide in each of three arrays (table, m, v): 16 rows fill a slice's budget.
   const [rowsTotal, dim, count] = [300, 1024, 40];
@@ -129,7 +129,7 @@ test('the update in slices over separate float64 arrays (touchAndUpdate, updateR
   const hyper = hyperValues(o, 1e-2, 3);
   const sliced = { table: start.table.slice(), m: start.m.slice(), v: start.v.slice() };
   const slices: [number, number][] = [];
-  touchAndUpdate([sliced.table, sliced.m, sliced.v], dim, touched, 0, count, (s0, s1) => {
+  touchedSlices([sliced.table, sliced.m, sliced.v], dim, touched, 0, count, (s0, s1) => {
     slices.push([s0, s1]);
     updateRowsInPlace(
       o,
