@@ -101,10 +101,10 @@ export function touchAndGather(
 
 /**
  * Distinct rows touched[s0, s1) through `work` (the update: SimdRows.adamw's rows or updateRowsInPlace's), a slice at a
- * time, each slice's lines touched first in every array of the row's parts (`arrays`, each `stride` floats a row: the SIMD rows' interleaved parameters and moments, or the
- * table and each moment apart; touchRows), as touchAndGather does for the forward: the update is heavy per row and
- * alone took its rows' cache and TLB misses one row at a time. Rows are worked on independently, so the slices change
- * no bits.
+ * time, each slice's lines touched first in every array of the row's parts (`arrays`, each `stride` floats a row: the
+ * SIMD rows' interleaved parameters and moments, or the table and each moment apart; touchRows), as touchAndGather
+ * does for the forward: the update is heavy per row and alone took its rows' cache and TLB misses one row at a time.
+ * Rows are worked on independently, so the slices change no bits.
  */
 export function touchedSlices(
   arrays: readonly FloatArray[],
