@@ -120,21 +120,25 @@ let saturating: Promise<boolean> | null = null;
 
 /**
  * Whether this CPU's u8×s8 integer products saturate in ONNX Runtime's kernels (x86-64 without VNNI): the probe run
- * once per process, optimized as kd's sessions are, without the entry.
+ * once per process, optimized as kd's sessions are, without the entry. A probe that cannot run counts as saturating:
+ * the entry costs speed, never correctness.
  */
 export function quantProductsSaturate(): Promise<boolean> {
   saturating ??= (async () => {
-    const session = await ort.InferenceSession.create(saturationProbe(), {
-      graphOptimizationLevel: 'all',
-      executionProviders: ['cpu'],
-      logSeverityLevel: 3,
-      intraOpNumThreads: 1,
-    });
+    let session: ort.InferenceSession | null = null;
     try {
+      session = await ort.InferenceSession.create(saturationProbe(), {
+        graphOptimizationLevel: 'all',
+        executionProviders: ['cpu'],
+        logSeverityLevel: 3,
+        intraOpNumThreads: 1,
+      });
       const { y } = await session.run({ a: new ort.Tensor('uint8', Uint8Array.of(255, 255), [1, 2]) });
       return (y!.data as Int32Array)[0] !== 2 * 255 * 127;
+    } catch {
+      return true;
     } finally {
-      await session.release();
+      await session?.release();
     }
   })();
   return saturating;
