@@ -8,7 +8,7 @@ import { createSession, ort } from '../../src/engine/session.js';
 import { Trainer, type StepTrainer } from '../../src/engine/trainer.js';
 import { BagTrainer } from '../../src/engine/bag-trainer.js';
 import { Rng } from '../../src/engine/rng.js';
-import { SLICE_BYTES, touchPositions } from '../../src/engine/bag-kernels.js';
+import { touchAndGather } from '../../src/engine/bag-kernels.js';
 import { ceLoss, MLP, mlpModel, mlpStepFlops, NGRAM, ngramModel, TRANSFORMER, transformerModel } from './engine-models.js';
 import { flag, log, median, runNodeChild, runTorchPeer } from './util.js';
 
@@ -174,7 +174,7 @@ async function hostNgramInterleaved(sizes: readonly number[], steps: number, rou
  * Milliseconds to read every 64-byte line of the n-gram case's rows (ngramPositions: batch 256, each row 64
  * floats with its two AdamW moments, 768 bytes, as the host trainer keeps them) in a 2^log2Rows-row table, the median
  * of 30 batches: what this machine's caches and TLB alone charge for the rows a step touches. The rows are read as the
- * host trainer touches them (touchPositions, in slices of SLICE_BYTES), once; the trainer reads them twice, its forward
+ * host trainer touches them (touchAndGather's slices), once; the trainer reads them twice, its forward
  * the parameters' lines, its update all of them.
  */
 function rowTouchMs(log2Rows: number): number {
@@ -185,16 +185,14 @@ function rowTouchMs(log2Rows: number): number {
   for (let i = 0; i < table.length; i += 1024) table[i] = 1;
   const rng = new Rng(5);
   const times: number[] = [];
-  let sink = 0;
   for (let r = 0; r < 35; r++) {
     const { ids, mask } = ngramPositions(rng, rows);
     const t = performance.now();
-    const slice = Math.max(1, Math.floor(SLICE_BYTES / (stride * 4)));
-    for (let k = 0; k < ids.length; k += slice)
-      sink += touchPositions(table, stride, stride, ids, mask, k, Math.min(ids.length, k + slice));
+    // One position an "example": touchAndGather's slices (its touches' sums kept where the compiler cannot drop
+    // them), nothing gathered.
+    touchAndGather(table, stride, stride, ids, mask, 1, 0, ids.length, () => {});
     if (r >= 5) times.push(performance.now() - t);
   }
-  if (Number.isNaN(sink)) throw new Error('unreachable: the table holds no NaN');
   return median(times);
 }
 

@@ -13,6 +13,7 @@ import {
   touchAndGather,
   touchedSlices,
   type ArenaShape,
+  type StepArrays,
 } from '../../../src/engine/bag-kernels.js';
 import { SimdRows, type AdamwScalars } from '../../../src/engine/simd-rows.js';
 import { Rng } from '../../../src/engine/rng.js';
@@ -46,6 +47,20 @@ function setup(dim: number, B: number, T: number, rng: Rng) {
     arrays.mask[k] = Math.floor(k / T) === 2 ? 0 : [0, 1, 1, 1, 2, 3][rng.int(6)]!;
   }
   return { rows, layout, arrays };
+}
+
+/** AdamW's scalars for the update tests. */
+const ADAMW: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
+
+/**
+ * `count` distinct touched rows of the ROWS, shuffled, as the step's dedup gives them, and their gradients: normal
+ * times 10^e, e uniform over `spread` integers from `lowest`.
+ */
+function touchedRows(arrays: StepArrays, count: number, dim: number, rng: Rng, spread: number, lowest: number): void {
+  const order = Array.from({ length: ROWS }, (_, i) => i);
+  rng.shuffle(order);
+  arrays.touched.set(order.slice(0, count));
+  for (let i = 0; i < count * dim; i++) arrays.rowGrad[i] = rng.normal() * 10 ** (rng.int(spread) + lowest);
 }
 
 test('the forward in slices (touchAndGather) = one gather over every example, bit for bit', () => {
@@ -88,11 +103,8 @@ test('the update in slices (touchedSlices) = one AdamW over every touched row, b
   const perSlice = Math.floor(SLICE_BYTES / (rows.stride * 4));
   assert.equal(perSlice, 128);
   const count = 300;
-  const order = Array.from({ length: ROWS }, (_, i) => i);
-  rng.shuffle(order);
-  arrays.touched.set(order.slice(0, count));
-  for (let i = 0; i < count * dim; i++) arrays.rowGrad[i] = rng.normal() * 10 ** (rng.int(5) - 2);
-  const s: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
+  touchedRows(arrays, count, dim, rng, 5, -2);
+  const s = ADAMW;
   const before = Float32Array.from(rows.data);
   const slices: [number, number][] = [];
   touchedSlices([rows.data], rows.stride, arrays.touched, 5, count, (s0, s1) => {
@@ -210,12 +222,8 @@ for (const dim of [4, 12, 32]) {
       const rng = new Rng(200 + dim);
       const { rows, layout, arrays } = setup(dim, 4, 16, rng);
       const count = 37;
-      // Distinct touched rows, as the step's dedup gives them.
-      const order = Array.from({ length: ROWS }, (_, i) => i);
-      rng.shuffle(order);
-      arrays.touched.set(order.slice(0, count));
-      for (let i = 0; i < count * dim; i++) arrays.rowGrad[i] = rng.normal() * 10 ** (rng.int(9) - 4);
-      const s: AdamwScalars = { b1: 0.9, b2: 0.999, step: 3.7e-3, eps: 1e-8, decay: 2e-4 };
+      touchedRows(arrays, count, dim, rng, 9, -4);
+      const s = ADAMW;
       const before = Float32Array.from(rows.data);
       const expected = Float32Array.from(before);
       const f = Math.fround;
